@@ -1,0 +1,396 @@
+"""ModelSpec: load and validate ``include/models/<model>.yaml``.
+
+A model is described once; every DAG, operator and the training entrypoint read the same
+spec. Loading is cheap (YAML only) because DAG files call it at parse time. Every error
+names the file and the dotted path of the offending field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlops_airflow.constants import TrainingBackend
+
+# DNS-1123 label friendly, so `<name>-preview` still fits Kubernetes' 63 characters.
+_NAME_PATTERN = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
+_ENV_PATTERN = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+_URI_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+
+class ModelSpecError(ValueError):
+    """A model spec is invalid; the message names the file and the dotted field path."""
+
+    def __init__(self, source: str, field: str, problem: str) -> None:
+        self.source = source
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{source}: {field}: {problem}")
+
+
+ESTIMATOR_KINDS = ("hist_gradient_boosting", "random_forest", "logistic_regression")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the model's partitions live: ``<uri>/dt=YYYY-MM-DD/*.parquet``."""
+
+    uri: str
+    timestamp_column: str
+    predictions_uri: str
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.numeric + self.categorical
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    column: str
+    classes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    kind: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ComputeSpec:
+    """Resources for the training backend; ``image`` is ignored by the local backend."""
+
+    image: str | None = None
+    gpus: int = 0
+    cpu: str = "1"
+    memory: str = "2Gi"
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    backend: TrainingBackend
+    window_days: int
+    validation_days: int
+    estimator: EstimatorSpec
+    seed: int
+    reference_sample_rows: int
+    compute: ComputeSpec
+    timeout_minutes: int
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    start_date: dt.date
+    retrain: str | None
+    drift_monitor: str | None
+    batch_score: str | None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model, as described by its YAML file."""
+
+    name: str
+    description: str
+    owner: str
+    tags: tuple[str, ...]
+    data: DataSpec
+    features: FeatureSpec
+    target: TargetSpec
+    training: TrainingSpec
+    schedules: ScheduleSpec
+    source: str
+
+    @property
+    def registered_model_name(self) -> str:
+        return self.name
+
+
+class _Section:
+    """Reads one mapping of a spec, remembering its dotted path for error messages."""
+
+    def __init__(self, source: str, path: str, raw: Any) -> None:
+        self.source = source
+        self.path = path
+        if not isinstance(raw, Mapping):
+            self.fail("", f"must be a mapping, got {type(raw).__name__}")
+        self.raw = raw
+        self.seen: set[str] = set()
+
+    def fail(self, key: str, problem: str) -> None:
+        where = ".".join(p for p in (self.path, key) if p) or "<top level>"
+        raise ModelSpecError(self.source, where, problem)
+
+    def _get(self, key: str, default: Any, required: bool) -> Any:
+        self.seen.add(key)
+        if key not in self.raw or self.raw[key] is None:
+            if required:
+                self.fail(key, "is required")
+            return default
+        return self.raw[key]
+
+    def string(self, key: str, default: str | None = None, *, required: bool = False) -> Any:
+        value = self._get(key, default, required)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            self.fail(key, f"must be a non-empty string, got {value!r}")
+        return value
+
+    def integer(self, key: str, default: int | None = None, *, minimum: int | None = None, required: bool = False) -> Any:
+        value = self._get(key, default, required)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(key, f"must be an integer, got {value!r}")
+        if minimum is not None and value < minimum:
+            self.fail(key, f"must be >= {minimum}, got {value}")
+        return value
+
+    def choice(self, key: str, choices: Iterable[str], default: str | None = None) -> str:
+        choices = tuple(choices)
+        value = self.string(key, default, required=default is None)
+        if value not in choices:
+            self.fail(key, f"must be one of {list(choices)}, got {value!r}")
+        return value
+
+    def string_list(self, key: str, *, required: bool = False) -> tuple[str, ...]:
+        value = self._get(key, [], required)
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            self.fail(key, f"must be a list of strings, got {value!r}")
+        duplicates = sorted({v for v in value if value.count(v) > 1})
+        if duplicates:
+            self.fail(key, f"lists {duplicates} more than once")
+        return tuple(value)
+
+    def mapping(self, key: str) -> Mapping[str, Any]:
+        value = self._get(key, {}, False)
+        if not isinstance(value, Mapping):
+            self.fail(key, f"must be a mapping, got {type(value).__name__}")
+        return dict(value)
+
+    def section(self, key: str, *, required: bool = True) -> _Section:
+        raw = self._get(key, {}, required)
+        return _Section(self.source, ".".join(p for p in (self.path, key) if p), raw)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.raw) - self.seen)
+        if unknown:
+            self.fail(unknown[0], f"unknown field; expected one of {sorted(self.seen)}")
+
+
+def expand_env(value: str, *, source: str, field_path: str, environ: Mapping[str, str] | None = None) -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}``; an unset variable without default is an error."""
+    environ = os.environ if environ is None else environ
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group("name"), match.group("default")
+        if name in environ and environ[name] != "":
+            return environ[name]
+        if default is not None:
+            return default
+        raise ModelSpecError(source, field_path, f"environment variable {name} is not set and has no default")
+
+    return _ENV_PATTERN.sub(substitute, value)
+
+
+def normalise_uri(value: str) -> str:
+    """A plain path becomes an absolute ``file://`` URI; URIs pass through unchanged."""
+    if _URI_SCHEME.match(value):
+        return value.rstrip("/")
+    return "file://" + str(Path(value).expanduser().resolve())
+
+
+def _uri(section: _Section, key: str, default: str | None = None) -> str:
+    raw = section.string(key, default, required=default is None)
+    expanded = expand_env(raw, source=section.source, field_path=f"{section.path}.{key}")
+    return normalise_uri(expanded)
+
+
+def _cron(section: _Section, key: str, default: str | None) -> str | None:
+    value = section._get(key, default, False)
+    if value is None or value is False:
+        return None
+    if not isinstance(value, str):
+        section.fail(key, f"must be a cron expression, a preset such as '@daily', or null; got {value!r}")
+    if not value.startswith("@"):
+        from croniter import croniter  # light, and only needed for non-preset schedules
+
+        if not croniter.is_valid(value):
+            section.fail(key, f"is not a valid cron expression: {value!r}")
+    return value
+
+
+def parse_spec(raw: Any, *, source: str) -> ModelSpec:
+    """Validate one spec document and build a :class:`ModelSpec`."""
+    top = _Section(source, "", raw)
+    name = top.string("name", required=True)
+    if not _NAME_PATTERN.match(name):
+        top.fail("name", f"must be lowercase letters, digits and '-', start with a letter, at most 40 characters; got {name!r}")
+
+    data_section = top.section("data")
+    data = DataSpec(
+        uri=_uri(data_section, "uri"),
+        timestamp_column=data_section.string("timestamp_column", required=True),
+        predictions_uri=_uri(data_section, "predictions_uri"),
+    )
+    data_section.finish()
+
+    features_section = top.section("features")
+    features = FeatureSpec(
+        numeric=features_section.string_list("numeric"),
+        categorical=features_section.string_list("categorical"),
+    )
+    if not features.columns:
+        features_section.fail("", "must list at least one numeric or categorical column")
+    overlap = sorted(set(features.numeric) & set(features.categorical))
+    if overlap:
+        features_section.fail("categorical", f"columns {overlap} are also listed as numeric")
+    features_section.finish()
+
+    target_section = top.section("target")
+    target_column = target_section.string("column", required=True)
+    classes = target_section._get("classes", [0, 1], False)
+    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
+        target_section.fail("classes", f"must be a list of at least two integer class labels, got {classes!r}")
+    if len(set(classes)) != len(classes):
+        target_section.fail("classes", f"lists a class more than once: {classes!r}")
+    target = TargetSpec(column=target_column, classes=tuple(classes))
+    target_section.finish()
+
+    reserved = {target.column: "target.column", data.timestamp_column: "data.timestamp_column"}
+    for column, owner in reserved.items():
+        if column in features.columns:
+            features_section.fail("", f"column {column!r} is the {owner} and cannot also be a feature")
+
+    training = _parse_training(top.section("training"))
+    schedules = _parse_schedules(top.section("schedules", required=False))
+
+    spec = ModelSpec(
+        name=name,
+        description=top.string("description", default="") or "",
+        owner=top.string("owner", default="ml-platform"),
+        tags=top.string_list("tags"),
+        data=data,
+        features=features,
+        target=target,
+        training=training,
+        schedules=schedules,
+        source=source,
+    )
+    top.finish()
+    return spec
+
+
+def _parse_training(section: _Section) -> TrainingSpec:
+    backend = section.choice("backend", [b.value for b in TrainingBackend], default=TrainingBackend.LOCAL.value)
+    override = os.environ.get("MLOPS_TRAINING_BACKEND")
+    if override:
+        if override not in {b.value for b in TrainingBackend}:
+            raise ModelSpecError(section.source, "training.backend", f"MLOPS_TRAINING_BACKEND={override!r} is not a known backend")
+        backend = override
+
+    estimator_section = section.section("estimator")
+    estimator = EstimatorSpec(
+        kind=estimator_section.choice("kind", ESTIMATOR_KINDS),
+        params=estimator_section.mapping("params"),
+    )
+    estimator_section.finish()
+
+    compute_section = section.section("compute", required=False)
+    tolerations = compute_section._get("tolerations", [], False)
+    if not isinstance(tolerations, list) or not all(isinstance(t, Mapping) for t in tolerations):
+        compute_section.fail("tolerations", "must be a list of Kubernetes toleration mappings")
+    compute = ComputeSpec(
+        image=compute_section.string("image"),
+        gpus=compute_section.integer("gpus", 0, minimum=0),
+        cpu=str(compute_section._get("cpu", "1", False)),
+        memory=compute_section.string("memory", "2Gi"),
+        node_selector={str(k): str(v) for k, v in compute_section.mapping("node_selector").items()},
+        tolerations=tuple(dict(t) for t in tolerations),
+    )
+    compute_section.finish()
+    if backend != TrainingBackend.LOCAL.value and not compute.image:
+        compute_section.fail("image", f"is required for the {backend!r} training backend")
+
+    window_days = section.integer("window_days", 28, minimum=2)
+    validation_days = section.integer("validation_days", 7, minimum=1)
+    if validation_days >= window_days:
+        section.fail("validation_days", f"must be smaller than window_days ({window_days}), got {validation_days}")
+    spec = TrainingSpec(
+        backend=TrainingBackend(backend),
+        window_days=window_days,
+        validation_days=validation_days,
+        estimator=estimator,
+        seed=section.integer("seed", 42, minimum=0),
+        reference_sample_rows=section.integer("reference_sample_rows", 5000, minimum=100),
+        compute=compute,
+        timeout_minutes=section.integer("timeout_minutes", 60, minimum=1),
+    )
+    section.finish()
+    return spec
+
+
+def _parse_schedules(section: _Section) -> ScheduleSpec:
+    start = section._get("start_date", dt.date(2026, 1, 1), False)
+    if isinstance(start, str):
+        try:
+            start = dt.date.fromisoformat(start)
+        except ValueError:
+            section.fail("start_date", f"must be a date (YYYY-MM-DD), got {start!r}")
+    if isinstance(start, dt.datetime) or not isinstance(start, dt.date):
+        section.fail("start_date", f"must be a date (YYYY-MM-DD), got {start!r}")
+    spec = ScheduleSpec(
+        start_date=start,
+        retrain=_cron(section, "retrain", "0 3 * * 1"),
+        drift_monitor=_cron(section, "drift_monitor", "@hourly"),
+        batch_score=_cron(section, "batch_score", "@daily"),
+    )
+    section.finish()
+    return spec
+
+
+def load_spec(path: str | os.PathLike[str]) -> ModelSpec:
+    """Load and validate one spec file; its file name must be ``<name>.yaml``."""
+    path = Path(path)
+    source = str(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ModelSpecError(source, "<file>", f"cannot be read: {err.strerror or err}") from err
+    except yaml.YAMLError as err:
+        raise ModelSpecError(source, "<file>", f"is not valid YAML: {err}") from err
+    spec = parse_spec(raw, source=source)
+    if path.stem != spec.name:
+        raise ModelSpecError(source, "name", f"must match the file name {path.stem!r}, got {spec.name!r}")
+    return spec
+
+
+def load_specs(directory: str | os.PathLike[str]) -> list[ModelSpec]:
+    """Load every ``*.yaml`` spec in ``directory``, sorted by name."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ModelSpecError(str(directory), "<directory>", "does not exist or is not a directory")
+    specs = [load_spec(p) for p in sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))]
+    return sorted(specs, key=lambda s: s.name)
+
+
+def find_spec(directory: str | os.PathLike[str], name: str) -> ModelSpec:
+    """Load the spec called ``name`` from ``directory``."""
+    for suffix in (".yaml", ".yml"):
+        candidate = Path(directory) / f"{name}{suffix}"
+        if candidate.exists():
+            return load_spec(candidate)
+    raise ModelSpecError(str(directory), "<directory>", f"has no spec for model {name!r}")

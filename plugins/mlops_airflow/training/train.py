@@ -1,0 +1,339 @@
+"""Train one model version: read the window, fit, log one MLflow run, register ``challenger``.
+
+Where it sits in the loop: check data -> **train** -> evaluate -> promote.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import subprocess
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlops_airflow import __version__
+from mlops_airflow.constants import (
+    CHALLENGER_ALIAS,
+    MODEL_ARTIFACT_PATH,
+    PARTITION_KEY,
+    REFERENCE_SAMPLE_ARTIFACT,
+    TAG_CODE_VERSION,
+    TAG_IDEMPOTENCY_KEY,
+    TAG_MODEL_SPEC,
+    TAG_WINDOW_END,
+    TAG_WINDOW_START,
+    TrainingExitCode,
+)
+from mlops_airflow.partitions import read_window
+from mlops_airflow.specs import ModelSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(Exception):
+    """A failure with a known exit code and a message for a person."""
+
+    def __init__(self, exit_code: TrainingExitCode, message: str) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    spec: ModelSpec
+    window_start: dt.date
+    window_end: dt.date
+    tracking_uri: str
+    idempotency_key: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What training hands downstream through XCom."""
+
+    run_id: str
+    model_uri: str
+    version: str
+    registered_model_name: str
+    window_start: str
+    window_end: str
+    metrics: dict[str, float]
+    reused: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def code_version() -> str:
+    """``MLOPS_CODE_VERSION`` when the image sets it, else the checkout's git commit, else the package version."""
+    explicit = os.environ.get("MLOPS_CODE_VERSION")
+    if explicit:
+        return explicit
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        return f"{__version__}+g{commit}"
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+
+
+def check_tracking_server(tracking_uri: str, timeout: float = 10.0) -> None:
+    """Fail fast with a clear message when an HTTP tracking server does not answer."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    url = tracking_uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - the scheme is checked above
+            if response.status >= 500:
+                raise TrainingError(TrainingExitCode.TRACKING_UNREACHABLE, f"MLflow at {tracking_uri} answered {response.status} on /health")
+    except urllib.error.HTTPError as err:
+        if err.code >= 500:
+            raise TrainingError(TrainingExitCode.TRACKING_UNREACHABLE, f"MLflow at {tracking_uri} answered {err.code} on /health") from err
+    except (urllib.error.URLError, TimeoutError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise TrainingError(TrainingExitCode.TRACKING_UNREACHABLE, f"cannot reach MLflow at {tracking_uri}: {reason}") from err
+
+
+def _prepare_frame(frame: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, pd.Series]:
+    """Features as served (numeric -> float64, categorical -> object) and the integer label."""
+    import numpy as np
+
+    missing = [c for c in (*spec.features.columns, spec.target.column) if c not in frame.columns]
+    if missing:
+        raise TrainingError(TrainingExitCode.BAD_DATA, f"columns {missing} are missing from {spec.data.uri}")
+    label = frame[spec.target.column]
+    unlabelled = int(label.isna().sum())
+    if unlabelled:
+        log.warning("Dropping %d rows without a label", unlabelled)
+        frame = frame[label.notna()]
+        label = label[label.notna()]
+    unknown = sorted(set(label.unique()) - set(spec.target.classes))
+    if unknown:
+        raise TrainingError(TrainingExitCode.BAD_DATA, f"label {spec.target.column!r} has values {unknown[:5]} outside the classes {list(spec.target.classes)}")
+    features = frame[list(spec.features.columns)].copy()
+    for column in spec.features.numeric:
+        try:
+            features[column] = features[column].astype("float64")
+        except (TypeError, ValueError) as err:
+            raise TrainingError(TrainingExitCode.BAD_DATA, f"numeric feature {column!r} is not numeric: {err}") from err
+    non_finite = [c for c in spec.features.numeric if np.isinf(features[c]).any()]
+    if non_finite:
+        raise TrainingError(TrainingExitCode.BAD_DATA, f"numeric features {non_finite} contain +-inf")
+    for column in spec.features.categorical:
+        features[column] = features[column].astype(object).where(features[column].notna(), None)
+    return features, label.astype("int64")
+
+
+def _metrics(y_true, probabilities, classes) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+
+    predicted = [classes[i] for i in probabilities.argmax(axis=1)]
+    binary = len(classes) == 2
+    metrics = {
+        "accuracy": accuracy_score(y_true, predicted),
+        "log_loss": log_loss(y_true, probabilities, labels=list(classes)),
+        "f1": f1_score(y_true, predicted, average="binary" if binary else "macro", pos_label=classes[-1]),
+    }
+    if len(set(y_true)) == len(classes):
+        metrics["roc_auc"] = (
+            roc_auc_score(y_true, probabilities[:, 1]) if binary else roc_auc_score(y_true, probabilities, multi_class="ovr", labels=list(classes))
+        )
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def _find_previous_result(client, request: TrainingRequest) -> TrainingResult | None:
+    """A finished run of the same DAG run and try-independent key whose version is registered."""
+    if not request.idempotency_key:
+        return None
+    experiment = client.get_experiment_by_name(request.spec.name)
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{TAG_IDEMPOTENCY_KEY}` = '{request.idempotency_key}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        return None
+    run = runs[0]
+    versions = client.search_model_versions(f"name = '{request.spec.registered_model_name}' and run_id = '{run.info.run_id}'")
+    if not versions:
+        return None
+    version = max(versions, key=lambda v: int(v.version))
+    client.set_registered_model_alias(request.spec.registered_model_name, CHALLENGER_ALIAS, version.version)
+    return TrainingResult(
+        run_id=run.info.run_id,
+        model_uri=f"models:/{request.spec.registered_model_name}/{version.version}",
+        version=str(version.version),
+        registered_model_name=request.spec.registered_model_name,
+        window_start=request.window_start.isoformat(),
+        window_end=request.window_end.isoformat(),
+        metrics={k: float(v) for k, v in run.data.metrics.items()},
+        reused=True,
+    )
+
+
+def train(request: TrainingRequest) -> TrainingResult:
+    """Fit the spec's estimator on the window and register it as ``challenger``."""
+    import mlflow
+    from mlflow.models import infer_signature
+    from mlflow.tracking import MlflowClient
+
+    spec = request.spec
+    check_tracking_server(request.tracking_uri)
+    mlflow.set_tracking_uri(request.tracking_uri)
+    client = MlflowClient(tracking_uri=request.tracking_uri)
+
+    previous = _find_previous_result(client, request)
+    if previous is not None:
+        log.info("Run %s already trained version %s for %s; reusing it", previous.run_id, previous.version, request.idempotency_key)
+        return previous
+
+    window = read_window(spec.data.uri, request.window_start, request.window_end)
+    if not window.present_days:
+        raise TrainingError(TrainingExitCode.BAD_DATA, f"no partitions under {spec.data.uri} for {request.window_start}..{request.window_end} (end exclusive)")
+    if window.missing_days:
+        log.warning("Window has no partition for %d days: %s", len(window.missing_days), ", ".join(map(str, window.missing_days)))
+
+    features, label = _prepare_frame(window.frame, spec)
+    days = window.frame.loc[features.index, PARTITION_KEY]
+    validation_start = request.window_end - dt.timedelta(days=spec.training.validation_days)
+    is_validation = (days >= validation_start).to_numpy()
+    x_train, y_train = features[~is_validation], label[~is_validation]
+    x_val, y_val = features[is_validation], label[is_validation]
+    if x_train.empty or x_val.empty:
+        raise TrainingError(
+            TrainingExitCode.BAD_DATA,
+            f"time split at {validation_start} leaves {len(x_train)} training and {len(x_val)} validation rows; both must be non-empty",
+        )
+    if y_train.nunique() < 2:
+        raise TrainingError(TrainingExitCode.BAD_DATA, f"training rows hold only the class {y_train.iloc[0]!r}")
+
+    from mlops_airflow.training.estimators import TRUSTED_TYPES, build_pipeline
+
+    try:
+        pipeline = build_pipeline(
+            spec.training.estimator.kind,
+            spec.training.estimator.params,
+            numeric=spec.features.numeric,
+            categorical=spec.features.categorical,
+            seed=spec.training.seed,
+        )
+    except TypeError as err:
+        raise TrainingError(TrainingExitCode.BAD_ARGUMENTS, f"training.estimator.params: {err}") from err
+    log.info("Fitting %s on %d rows (%d validation rows)", spec.training.estimator.kind, len(x_train), len(x_val))
+    pipeline.fit(x_train, y_train)
+    classes = [int(c) for c in pipeline.classes_]
+    metrics = _metrics(y_val.to_numpy(), pipeline.predict_proba(x_val), classes)
+    metrics.update(train_rows=float(len(x_train)), validation_rows=float(len(x_val)))
+
+    mlflow.set_experiment(spec.name)
+    tags = {
+        **request.tags,
+        TAG_CODE_VERSION: code_version(),
+        TAG_MODEL_SPEC: spec.name,
+        TAG_WINDOW_START: request.window_start.isoformat(),
+        TAG_WINDOW_END: request.window_end.isoformat(),
+    }
+    if request.idempotency_key:
+        tags[TAG_IDEMPOTENCY_KEY] = request.idempotency_key
+    run_name = f"train-{request.window_end.isoformat()}"
+    with mlflow.start_run(run_name=run_name, tags=tags) as run:
+        mlflow.log_params(
+            {
+                "estimator": spec.training.estimator.kind,
+                **{f"estimator.{k}": v for k, v in spec.training.estimator.params.items()},
+                "seed": spec.training.seed,
+                "window_start": request.window_start.isoformat(),
+                "window_end": request.window_end.isoformat(),
+                "validation_start": validation_start.isoformat(),
+                "features.numeric": ",".join(spec.features.numeric),
+                "features.categorical": ",".join(spec.features.categorical),
+                "missing_days": len(window.missing_days),
+            }
+        )
+        mlflow.log_metrics(metrics)
+        _log_dataset(window.frame.loc[features.index], spec, request)
+        _log_reference_sample(x_train, spec)
+        if Path(spec.source).is_file():
+            mlflow.log_artifact(spec.source, artifact_path="spec")
+
+        example = x_train.head(5)
+        import mlflow.sklearn
+
+        model_info = mlflow.sklearn.log_model(
+            pipeline,
+            name=MODEL_ARTIFACT_PATH,
+            signature=infer_signature(example, pipeline.predict_proba(example)),
+            input_example=example,
+            pyfunc_predict_fn="predict_proba",
+            # Explicit requirements: inferring them re-loads the model in a subprocess (~10 s).
+            pip_requirements=mlflow.sklearn.get_default_pip_requirements(),
+            skops_trusted_types=list(TRUSTED_TYPES[spec.training.estimator.kind]),
+        )
+        version = mlflow.register_model(model_info.model_uri, spec.registered_model_name, tags={TAG_WINDOW_END: request.window_end.isoformat()})
+    client.set_registered_model_alias(spec.registered_model_name, CHALLENGER_ALIAS, version.version)
+    log.info("Registered %s version %s as %r", spec.registered_model_name, version.version, CHALLENGER_ALIAS)
+    return TrainingResult(
+        run_id=run.info.run_id,
+        model_uri=f"models:/{spec.registered_model_name}/{version.version}",
+        version=str(version.version),
+        registered_model_name=spec.registered_model_name,
+        window_start=request.window_start.isoformat(),
+        window_end=request.window_end.isoformat(),
+        metrics=metrics,
+    )
+
+
+def _log_dataset(frame: pd.DataFrame, spec: ModelSpec, request: TrainingRequest) -> None:
+    """Dataset lineage: digest, source URI, window and row count, as an MLflow dataset input."""
+    import mlflow
+
+    columns = [*spec.features.columns, spec.target.column]
+    dataset = mlflow.data.from_pandas(
+        frame[columns],
+        source=spec.data.uri,
+        targets=spec.target.column,
+        name=f"{spec.name}-{request.window_start.isoformat()}-{request.window_end.isoformat()}",
+    )
+    mlflow.log_input(dataset, context="training")
+    mlflow.log_params({"dataset.digest": dataset.digest, "dataset.rows": len(frame), "dataset.source": spec.data.uri})
+
+
+def _log_reference_sample(x_train: pd.DataFrame, spec: ModelSpec) -> None:
+    """A capped, seeded sample of the training features: drift monitoring compares against it."""
+    import mlflow
+
+    rows = min(len(x_train), spec.training.reference_sample_rows)
+    sample = x_train.sample(n=rows, random_state=spec.training.seed).reset_index(drop=True)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(REFERENCE_SAMPLE_ARTIFACT).name
+        sample.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path=str(Path(REFERENCE_SAMPLE_ARTIFACT).parent))
+
+
+def write_result(result: TrainingResult, path: str | os.PathLike[str]) -> None:
+    """Write the XCom result atomically: a reader never sees half a JSON document."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(result.to_json(), encoding="utf-8")
+    temporary.replace(path)
+
