@@ -22,6 +22,7 @@ TAG_MODEL_SPEC = "mlops.model_spec"
 TAG_WINDOW_START = "mlops.window_start"
 TAG_WINDOW_END = "mlops.window_end"
 TAG_DAG_RUN = "mlops.dag_run"
+TAG_REASON = "mlops.reason"
 
 # Artifact paths inside a training run.
 MODEL_ARTIFACT_PATH = "model"

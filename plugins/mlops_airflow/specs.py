@@ -22,6 +22,7 @@ from mlops_airflow.constants import TrainingBackend
 # DNS-1123 label friendly, so `<name>-preview` still fits Kubernetes' 63 characters.
 _NAME_PATTERN = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
 _ENV_PATTERN = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+_CRON_PRESETS = ("@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually")
 _URI_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
@@ -225,7 +226,10 @@ def _cron(section: _Section, key: str, default: str | None) -> str | None:
         return None
     if not isinstance(value, str):
         section.fail(key, f"must be a cron expression, a preset such as '@daily', or null; got {value!r}")
-    if not value.startswith("@"):
+    if value.startswith("@"):
+        if value not in _CRON_PRESETS:
+            section.fail(key, f"must be a cron expression or one of {list(_CRON_PRESETS)}; got {value!r}")
+    else:
         from croniter import croniter  # light, and only needed for non-preset schedules
 
         if not croniter.is_valid(value):

@@ -30,6 +30,7 @@ from mlops_airflow.constants import (
     TAG_WINDOW_START,
     TrainingExitCode,
 )
+from mlops_airflow.features import FeatureError, prepare_features
 from mlops_airflow.partitions import read_window
 from mlops_airflow.specs import ModelSpec
 
@@ -111,12 +112,9 @@ def check_tracking_server(tracking_uri: str, timeout: float = 10.0) -> None:
 
 
 def _prepare_frame(frame: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, pd.Series]:
-    """Features as served (numeric -> float64, categorical -> object) and the integer label."""
-    import numpy as np
-
-    missing = [c for c in (*spec.features.columns, spec.target.column) if c not in frame.columns]
-    if missing:
-        raise TrainingError(TrainingExitCode.BAD_DATA, f"columns {missing} are missing from {spec.data.uri}")
+    """The model's features and the integer label; rows without a label are dropped."""
+    if spec.target.column not in frame.columns:
+        raise TrainingError(TrainingExitCode.BAD_DATA, f"label column {spec.target.column!r} is missing from {spec.data.uri}")
     label = frame[spec.target.column]
     unlabelled = int(label.isna().sum())
     if unlabelled:
@@ -125,18 +123,13 @@ def _prepare_frame(frame: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, 
         label = label[label.notna()]
     unknown = sorted(set(label.unique()) - set(spec.target.classes))
     if unknown:
-        raise TrainingError(TrainingExitCode.BAD_DATA, f"label {spec.target.column!r} has values {unknown[:5]} outside the classes {list(spec.target.classes)}")
-    features = frame[list(spec.features.columns)].copy()
-    for column in spec.features.numeric:
-        try:
-            features[column] = features[column].astype("float64")
-        except (TypeError, ValueError) as err:
-            raise TrainingError(TrainingExitCode.BAD_DATA, f"numeric feature {column!r} is not numeric: {err}") from err
-    non_finite = [c for c in spec.features.numeric if np.isinf(features[c]).any()]
-    if non_finite:
-        raise TrainingError(TrainingExitCode.BAD_DATA, f"numeric features {non_finite} contain +-inf")
-    for column in spec.features.categorical:
-        features[column] = features[column].astype(object).where(features[column].notna(), None)
+        raise TrainingError(
+            TrainingExitCode.BAD_DATA, f"label {spec.target.column!r} has values {unknown[:5]} outside the classes {list(spec.target.classes)}"
+        )
+    try:
+        features = prepare_features(frame, spec)
+    except FeatureError as err:
+        raise TrainingError(TrainingExitCode.BAD_DATA, f"{spec.data.uri}: {err}") from err
     return features, label.astype("int64")
 
 

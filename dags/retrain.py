@@ -1,0 +1,18 @@
+"""
+# retrain_<model>
+
+Retrain each model on a fresh window of data and register the result as `challenger`.
+
+Runs on the spec's cron, by hand from the trigger form (Params: window end, window length,
+reason), and when drift triggers it. One run at a time per model.
+
+Tasks: `train_model` runs `python -m mlops_airflow.training`, which logs one MLflow run
+(params, metrics, model with signature, dataset lineage, a reference sample for drift)
+and registers a model version with alias `challenger`.
+"""
+
+from mlops_airflow.dag_factory import build_retrain_dag, model_specs
+
+for _spec in model_specs():
+    _dag = build_retrain_dag(_spec, doc_md=__doc__)
+    globals()[_dag.dag_id] = _dag

@@ -1,0 +1,189 @@
+"""Build the four DAGs of every model spec: retrain, drift monitor, batch score, rollback.
+
+DAG files call these at parse time, so everything here is cheap: YAML and Airflow
+objects only; operators import their heavy libraries when they run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from airflow.sdk import DAG, CronDataIntervalTimetable, CronTriggerTimetable, Param
+
+from mlops_airflow.constants import (
+    BATCH_SCORE_DAG_PREFIX,
+    DRIFT_MONITOR_DAG_PREFIX,
+    RETRAIN_DAG_PREFIX,
+    ROLLBACK_DAG_PREFIX,
+    TrainingBackend,
+)
+from mlops_airflow.specs import ModelSpec, ModelSpecError, load_specs
+
+SPECS_DIR_ENV = "MLOPS_SPECS_DIR"
+DEFAULT_RETRIES = 2
+
+
+def specs_dir() -> Path:
+    """``$MLOPS_SPECS_DIR``, else ``include/models`` beside the dags folder (the Astro layout)."""
+    explicit = os.environ.get(SPECS_DIR_ENV)
+    if explicit:
+        return Path(explicit)
+    return Path(__file__).resolve().parents[2] / "include" / "models"
+
+
+def model_specs() -> list[ModelSpec]:
+    return load_specs(specs_dir())
+
+
+def _start_date(spec: ModelSpec) -> dt.datetime:
+    day = spec.schedules.start_date
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+
+
+def _default_args(spec: ModelSpec) -> dict:
+    return {
+        "owner": spec.owner,
+        "retries": DEFAULT_RETRIES,
+        "retry_delay": dt.timedelta(minutes=2),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": dt.timedelta(minutes=30),
+    }
+
+
+def _tags(spec: ModelSpec, kind: str) -> list[str]:
+    return sorted({"mlops", kind, f"model:{spec.name}", *spec.tags})
+
+
+def _doc(spec: ModelSpec, doc_md: str | None) -> str:
+    header = f"**Model `{spec.name}`** — {spec.description or 'no description'}  \nSpec: `{spec.source}`"
+    return f"{header}\n\n{doc_md or ''}".strip()
+
+
+def build_retrain_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
+    """``retrain_<model>``: train on the window ending at the run's data interval end."""
+    from mlops_airflow.operators.training import LocalModelTrainingOperator
+
+    if spec.training.backend is not TrainingBackend.LOCAL:
+        raise ModelSpecError(spec.source, "training.backend", f"the {spec.training.backend.value!r} backend is not available in this version; use 'local'")
+    with DAG(
+        dag_id=f"{RETRAIN_DAG_PREFIX}{spec.name}",
+        description=f"Retrain {spec.name} and register a challenger",
+        schedule=CronTriggerTimetable(spec.schedules.retrain, timezone="UTC") if spec.schedules.retrain else None,
+        start_date=_start_date(spec),
+        catchup=False,
+        max_active_runs=1,
+        default_args=_default_args(spec),
+        tags=_tags(spec, "retrain"),
+        doc_md=_doc(spec, doc_md),
+        params={
+            "window_end": Param(
+                None,
+                type=["null", "string"],
+                format="date",
+                title="Window end",
+                description="Day after the last day of training data (YYYY-MM-DD). Empty: the run's data interval end.",
+            ),
+            "window_days": Param(
+                None,
+                type=["null", "integer"],
+                minimum=spec.training.validation_days + 1,
+                title="Window length (days)",
+                description=f"Days of data to train on. Empty: the spec's {spec.training.window_days}.",
+            ),
+            "reason": Param("", type="string", title="Reason", description="Why this run was started; recorded on the MLflow run."),
+        },
+        render_template_as_native_obj=False,
+    ) as dag:
+        LocalModelTrainingOperator(
+            task_id="train_model",
+            spec_path=spec.source,
+            window_end="{{ params.window_end or '' }}",
+            window_days="{{ params.window_days or '' }}",
+            reason="{{ params.reason }}",
+            execution_timeout=dt.timedelta(minutes=spec.training.timeout_minutes),
+        )
+    return dag
+
+
+def build_drift_monitor_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
+    """``drift_monitor_<model>``: on the spec's schedule, look at the current window of data."""
+    from mlops_airflow.sensors.partitions import PartitionSensor
+
+    with DAG(
+        dag_id=f"{DRIFT_MONITOR_DAG_PREFIX}{spec.name}",
+        description=f"Watch {spec.name}'s production data for drift",
+        schedule=CronDataIntervalTimetable(spec.schedules.drift_monitor, timezone="UTC") if spec.schedules.drift_monitor else None,
+        start_date=_start_date(spec),
+        catchup=False,
+        max_active_runs=1,
+        default_args=_default_args(spec),
+        tags=_tags(spec, "drift"),
+        doc_md=_doc(spec, doc_md),
+        params={"day": Param(None, type=["null", "string"], format="date", title="Day", description="Day to inspect. Empty: the run's data interval.")},
+    ) as dag:
+        PartitionSensor(
+            task_id="wait_for_current_data",
+            base_uri=spec.data.uri,
+            start="{{ params.day or (data_interval_start or dag_run.run_after) | ds }}",
+            mode="reschedule",
+            poke_interval=dt.timedelta(minutes=5),
+            timeout=dt.timedelta(hours=2),
+        )
+    return dag
+
+
+def build_batch_score_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
+    """``batch_score_<model>``: score one day's partition with the champion."""
+    from mlops_airflow.operators.scoring import BatchScoreOperator
+    from mlops_airflow.sensors.partitions import PartitionSensor
+
+    partition_date = "{{ params.partition_date or (data_interval_start or dag_run.run_after) | ds }}"
+    with DAG(
+        dag_id=f"{BATCH_SCORE_DAG_PREFIX}{spec.name}",
+        description=f"Score one day of {spec.name} data with the champion",
+        schedule=CronDataIntervalTimetable(spec.schedules.batch_score, timezone="UTC") if spec.schedules.batch_score else None,
+        start_date=_start_date(spec),
+        catchup=False,
+        max_active_runs=4,
+        default_args=_default_args(spec),
+        tags=_tags(spec, "scoring"),
+        doc_md=_doc(spec, doc_md),
+        params={
+            "partition_date": Param(
+                None, type=["null", "string"], format="date", title="Partition date", description="Day to score. Empty: the run's data interval start."
+            )
+        },
+    ) as dag:
+        wait = PartitionSensor(
+            task_id="wait_for_partition",
+            base_uri=spec.data.uri,
+            start=partition_date,
+            mode="reschedule",
+            poke_interval=dt.timedelta(minutes=5),
+            timeout=dt.timedelta(hours=6),
+        )
+        score = BatchScoreOperator(task_id="score_partition", spec_path=spec.source, partition_date=partition_date)
+        wait >> score
+    return dag
+
+
+def build_rollback_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
+    """``rollback_<model>``: manual only; put the previous champion back."""
+    from mlops_airflow.operators.registry import RestorePreviousChampionOperator
+
+    with DAG(
+        dag_id=f"{ROLLBACK_DAG_PREFIX}{spec.name}",
+        description=f"Restore {spec.name}'s previous champion",
+        schedule=None,
+        start_date=_start_date(spec),
+        catchup=False,
+        max_active_runs=1,
+        default_args={**_default_args(spec), "retries": DEFAULT_RETRIES},
+        tags=_tags(spec, "rollback"),
+        doc_md=_doc(spec, doc_md),
+        params={"reason": Param("", type="string", title="Reason", description="Why the rollback was needed.")},
+    ) as dag:
+        RestorePreviousChampionOperator(task_id="restore_previous_champion", registered_model_name=spec.registered_model_name)
+    return dag

@@ -1,0 +1,109 @@
+"""MlflowHook: the tracking server and model registry, one thin method per registry call."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.tracking import MlflowClient
+
+
+class MlflowHook(BaseHook):
+    """
+    Talk to an MLflow tracking server and registry.
+
+    The connection gives the server: ``extra.tracking_uri`` when set (any MLflow URI,
+    ``sqlite:///...`` included), else ``<schema or http>://<host>:<port>``. Login and
+    password become MLflow's basic-auth credentials; they are handed to the client through
+    the environment and never logged.
+
+    :param mlflow_conn_id: Airflow connection id of the MLflow server.
+    :param tracking_uri: explicit tracking URI; beats the connection.
+    """
+
+    conn_name_attr = "mlflow_conn_id"
+    default_conn_name = DEFAULT_MLFLOW_CONN_ID
+    conn_type = "mlflow"
+    hook_name = "MLflow"
+
+    def __init__(self, mlflow_conn_id: str = DEFAULT_MLFLOW_CONN_ID, tracking_uri: str | None = None) -> None:
+        super().__init__()
+        self.mlflow_conn_id = mlflow_conn_id
+        self._tracking_uri = tracking_uri
+
+    @cached_property
+    def connection(self):
+        return self.get_connection(self.mlflow_conn_id)
+
+    def get_tracking_uri(self) -> str:
+        if self._tracking_uri:
+            return self._tracking_uri
+        conn = self.connection
+        explicit = (conn.extra_dejson or {}).get("tracking_uri")
+        if explicit:
+            return str(explicit)
+        if not conn.host:
+            raise ValueError(f"connection {self.mlflow_conn_id!r} has neither a host nor extra.tracking_uri")
+        if "://" in conn.host:
+            base = conn.host.rstrip("/")
+        else:
+            scheme = conn.schema or "http"
+            base = f"{scheme}://{conn.host}"
+        return f"{base}:{conn.port}" if conn.port else base
+
+    def get_env(self) -> dict[str, str]:
+        """Environment for a process that talks to MLflow (a training subprocess or container)."""
+        env = {"MLFLOW_TRACKING_URI": self.get_tracking_uri()}
+        if self._tracking_uri is None:
+            conn = self.connection
+            if conn.login:
+                env["MLFLOW_TRACKING_USERNAME"] = conn.login
+            if conn.password:
+                env["MLFLOW_TRACKING_PASSWORD"] = conn.password
+        return env
+
+    @cached_property
+    def client(self) -> MlflowClient:
+        from mlflow.tracking import MlflowClient
+
+        # MLflow reads credentials only from the environment; a task process serves one task.
+        os.environ.update(self.get_env())
+        uri = self.get_tracking_uri()
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+    def get_conn(self) -> MlflowClient:
+        return self.client
+
+    def get_version_by_alias(self, name: str, alias: str) -> ModelVersion | None:
+        """The version that ``alias`` points at, or ``None`` when the alias (or model) does not exist."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version_by_alias(name, alias)
+        except MlflowException as err:
+            if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None
+            raise
+
+    def set_alias(self, name: str, alias: str, version: str | int) -> None:
+        self.client.set_registered_model_alias(name, alias, str(version))
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self.client.delete_registered_model_alias(name, alias)
+
+    def set_version_tag(self, name: str, version: str | int, key: str, value: Any) -> None:
+        self.client.set_model_version_tag(name, str(version), key, str(value))
+
+    def test_connection(self) -> tuple[bool, str]:
+        try:
+            self.client.search_experiments(max_results=1)
+        except Exception as err:  # the UI shows the message; any failure is a failed test
+            return False, f"MLflow at {self.get_tracking_uri()} failed: {err}"
+        return True, f"MLflow at {self.get_tracking_uri()} answered"

@@ -1,0 +1,210 @@
+"""Training operators: run ``python -m mlops_airflow.training`` and return its result as XCom.
+
+Where it sits in the loop: check data -> **train** -> evaluate -> promote.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+import mlops_airflow
+from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID, TAG_DAG_RUN, TAG_REASON, TrainingExitCode
+from mlops_airflow.exceptions import TrackingServerUnavailableError, TrainingFailedError
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+# How long the entrypoint gets to exit after SIGTERM before it is killed.
+_TERMINATE_GRACE_SECONDS = 15
+
+
+def resolve_window_end(window_end: str | dt.date | None, context: Context) -> dt.date:
+    """The exclusive end of the training window.
+
+    An explicit value (the manual-run Param) wins; a scheduled run uses its data interval
+    end; a manual run without a logical date uses the day it was asked to run.
+    """
+    if isinstance(window_end, dt.date):
+        return window_end
+    if window_end:
+        try:
+            return dt.date.fromisoformat(str(window_end).strip()[:10])
+        except ValueError:
+            raise AirflowFailException(f"window_end must be a date (YYYY-MM-DD), got {window_end!r}") from None
+    moment = context.get("data_interval_end") or context["dag_run"].run_after
+    return moment.date()
+
+
+def training_command(
+    *,
+    spec_path: str,
+    window_start: dt.date,
+    window_end: dt.date,
+    result_path: str,
+    idempotency_key: str,
+    tags: dict[str, str],
+    python: str = sys.executable,
+) -> list[str]:
+    """The entrypoint's argv; shared by every backend so they run the same thing."""
+    command = [
+        python,
+        "-m",
+        "mlops_airflow.training",
+        "--spec",
+        spec_path,
+        "--window-start",
+        window_start.isoformat(),
+        "--window-end",
+        window_end.isoformat(),
+        "--result-path",
+        result_path,
+        "--idempotency-key",
+        idempotency_key,
+    ]
+    for key, value in sorted(tags.items()):
+        command += ["--tag", f"{key}={value}"]
+    return command
+
+
+def raise_for_exit_code(returncode: int, tail: Sequence[str]) -> None:
+    """Turn the entrypoint's exit code into the right Airflow decision."""
+    if returncode == TrainingExitCode.OK:
+        return
+    last_lines = "\n".join(tail[-5:])
+    if returncode in (TrainingExitCode.BAD_DATA, TrainingExitCode.BAD_ARGUMENTS):
+        # A retry reads the same data and the same spec: fail without retrying.
+        raise AirflowFailException(f"training refused its input (exit {returncode}):\n{last_lines}")
+    if returncode == TrainingExitCode.TRACKING_UNREACHABLE:
+        raise TrackingServerUnavailableError(f"training could not reach MLflow (exit {returncode}):\n{last_lines}")
+    raise TrainingFailedError(f"training failed (exit {returncode}):\n{last_lines}")
+
+
+class LocalModelTrainingOperator(BaseOperator):
+    """
+    Train a model version with the training entrypoint as a local subprocess.
+
+    The embedded default and single-machine installs use this backend; the pod and
+    container backends run the same entrypoint and return the same XCom.
+
+    :param spec_path: path of the model spec YAML, readable on the worker.
+    :param window_end: exclusive end of the training window, ``YYYY-MM-DD``; empty means the
+        run's data interval end (templated).
+    :param window_days: days of data in the window; ``None`` takes the spec's (templated).
+    :param reason: why the run was started, recorded as the MLflow run tag ``mlops.reason`` (templated).
+    :param mlflow_conn_id: connection of the MLflow server.
+    """
+
+    template_fields: Sequence[str] = ("window_end", "window_days", "reason")
+    ui_color = "#d6eaf8"
+
+    def __init__(
+        self,
+        *,
+        spec_path: str,
+        window_end: str | None = None,
+        window_days: int | str | None = None,
+        reason: str = "",
+        mlflow_conn_id: str = DEFAULT_MLFLOW_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.spec_path = spec_path
+        self.window_end = window_end
+        self.window_days = window_days
+        self.reason = reason
+        self.mlflow_conn_id = mlflow_conn_id
+        self._process: subprocess.Popen[str] | None = None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_airflow.hooks.mlflow import MlflowHook
+        from mlops_airflow.specs import ModelSpecError, load_spec
+
+        try:
+            spec = load_spec(self.spec_path)
+        except ModelSpecError as err:
+            raise AirflowFailException(str(err)) from err
+        window_end = resolve_window_end(self.window_end, context)
+        try:
+            window_days = int(self.window_days) if self.window_days not in (None, "", "None") else spec.training.window_days
+        except ValueError:
+            raise AirflowFailException(f"window_days must be an integer, got {self.window_days!r}") from None
+        if window_days <= spec.training.validation_days:
+            raise AirflowFailException(f"window_days ({window_days}) must exceed the spec's validation_days ({spec.training.validation_days})")
+        window_start = window_end - dt.timedelta(days=window_days)
+
+        dag_run = context["dag_run"]
+        env = {**os.environ, **MlflowHook(mlflow_conn_id=self.mlflow_conn_id).get_env()}
+        package_root = str(Path(mlops_airflow.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+
+        with tempfile.TemporaryDirectory(prefix="mlops-train-") as folder:
+            result_path = os.path.join(folder, "return.json")
+            command = training_command(
+                spec_path=self.spec_path,
+                window_start=window_start,
+                window_end=window_end,
+                result_path=result_path,
+                # Try-independent: a retry after a lost worker reuses the finished run.
+                idempotency_key=f"{dag_run.dag_id}/{dag_run.run_id}",
+                tags={
+                    TAG_DAG_RUN: f"{dag_run.dag_id}/{dag_run.run_id}",
+                    TAG_REASON: self.reason or str(dag_run.run_type),
+                },
+            )
+            self.log.info("Training %s on %s..%s (end exclusive)", spec.name, window_start, window_end)
+            returncode, tail = self._run(command, env)
+            raise_for_exit_code(returncode, tail)
+            result = json.loads(Path(result_path).read_text(encoding="utf-8"))
+        self.log.info("Registered %s version %s (run %s)", result["registered_model_name"], result["version"], result["run_id"])
+        return result
+
+    def _run(self, command: list[str], env: dict[str, str]) -> tuple[int, list[str]]:
+        """Run the entrypoint in its own process group, streaming its output into the task log.
+
+        The time limit is the task's ``execution_timeout``: Airflow then calls
+        :meth:`on_kill`, which ends the whole process group.
+        """
+        tail: list[str] = []
+        self._process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            line = line.rstrip()
+            self.log.info("%s", line)
+            tail = [*tail[-19:], line]
+        returncode = self._process.wait()
+        self._process = None
+        return returncode, tail
+
+    def _terminate(self) -> None:
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=_TERMINATE_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def on_kill(self) -> None:
+        self._terminate()
