@@ -160,7 +160,7 @@ class LocalModelTrainingOperator(BaseOperator):
                 idempotency_key=f"{dag_run.dag_id}/{dag_run.run_id}",
                 tags={
                     TAG_DAG_RUN: f"{dag_run.dag_id}/{dag_run.run_id}",
-                    TAG_REASON: self.reason or str(dag_run.run_type),
+                    TAG_REASON: self.reason or str(getattr(dag_run.run_type, "value", dag_run.run_type)),
                 },
             )
             self.log.info("Training %s on %s..%s (end exclusive)", spec.name, window_start, window_end)

@@ -1,0 +1,39 @@
+"""``python -m mlops_airflow.embedded {up,down,status,demo}``: the embedded stack's command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from mlops_airflow.embedded.stack import EmbeddedStack, StackConfig, StackError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlops_airflow.embedded", description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "status", "demo"])
+    parser.add_argument("--model", default="churn", help="model spec the demo retrains (default: churn)")
+    args = parser.parse_args(argv)
+    config = StackConfig.from_env()
+    stack = EmbeddedStack(config)
+    try:
+        if args.command == "up":
+            stack.up()
+        elif args.command == "down":
+            stopped = stack.down()
+            print(f"stopped: {', '.join(stopped)}" if stopped else "nothing of ours was running")
+        elif args.command == "status":
+            for name, state in stack.status().items():
+                print(f"{name}: {state}")
+        else:
+            from mlops_airflow.embedded.demo import run_demo
+
+            return 0 if run_demo(config, args.model) else 1
+    except (StackError, TimeoutError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""A small client for Airflow's REST API v2: token, trigger, wait, task states.
+
+Standard library only, so the demo and the end-to-end tests need nothing extra.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+
+
+class AirflowApiError(RuntimeError):
+    """The API answered with an error; the message carries the status and the body."""
+
+    def __init__(self, status: int, method: str, path: str, body: str) -> None:
+        super().__init__(f"{method} {path} -> {status}: {body[:500]}")
+        self.status = status
+
+
+class AirflowClient:
+    """Airflow's REST API with a bearer token from ``POST /auth/token``."""
+
+    def __init__(self, base_url: str, username: str, password: str, *, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.username = username
+        self.password = password
+        self.timeout = timeout
+        self._token: str | None = None
+
+    def _request(self, method: str, path: str, body: Any = None, *, authenticated: bool = True) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if authenticated:
+            headers["Authorization"] = f"Bearer {self.token()}"
+        request = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - our own base URL
+                payload = response.read()
+        except urllib.error.HTTPError as err:
+            if err.code == 401 and authenticated and self._token is not None:
+                self._token = None  # expired: fetch a new token once
+                return self._request(method, path, body)
+            raise AirflowApiError(err.code, method, path, err.read().decode(errors="replace")) from err
+        return json.loads(payload) if payload else None
+
+    def token(self) -> str:
+        if self._token is None:
+            answer = self._request("POST", "/auth/token", {"username": self.username, "password": self.password}, authenticated=False)
+            self._token = answer["access_token"]
+        return self._token
+
+    def get_dag(self, dag_id: str) -> dict | None:
+        try:
+            return self._request("GET", f"/api/v2/dags/{dag_id}")
+        except AirflowApiError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def import_errors(self) -> list[dict]:
+        return self._request("GET", "/api/v2/importErrors")["import_errors"]
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 180.0) -> dict:
+        """Wait until the dag processor has parsed ``dag_id``; report import errors if it never does."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            dag = self.get_dag(dag_id)
+            if dag is not None:
+                return dag
+            time.sleep(2.0)
+        errors = "; ".join(f"{e['filename']}: {e['stack_trace'].strip().splitlines()[-1]}" for e in self.import_errors())
+        raise TimeoutError(f"DAG {dag_id} did not appear within {timeout:.0f} s. Import errors: {errors or 'none'}")
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
+
+    def trigger(self, dag_id: str, *, conf: dict | None = None, logical_date: str | None = None, run_id: str | None = None) -> dict:
+        body: dict[str, Any] = {"logical_date": logical_date, "conf": conf or {}}
+        if run_id:
+            body["dag_run_id"] = run_id
+        return self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)
+
+    def get_run(self, dag_id: str, run_id: str) -> dict:
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}")
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600.0, poll: float = 3.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.get_run(dag_id, run_id)
+            if run["state"] in TERMINAL_RUN_STATES:
+                return run
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{dag_id} run {run_id} still {run['state']} after {timeout:.0f} s")
+            time.sleep(poll)
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances"
+        return self._request("GET", path)["task_instances"]

@@ -1,0 +1,399 @@
+"""The embedded stack: Airflow standalone and an MLflow server, each in its own process group.
+
+Everything lives under one git-ignored state folder (``.local/`` by default): logs, the
+SQLite databases, MLflow artifacts, the demo data and ``stack.json``, which records what
+was started. ``up`` is idempotent (a healthy stack is reused); ``down`` ends only the
+process groups recorded there, and only processes that carry this stack's marker in
+their environment, so a recycled process id is never mistaken for ours.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STACK_MARKER_ENV = "MLOPS_EMBEDDED_STACK"
+STATE_FILE = "stack.json"
+
+
+class StackError(RuntimeError):
+    """The stack could not be started or stopped; the message says where to look."""
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Where the stack lives and which ports it uses."""
+
+    repo_root: Path
+    state_dir: Path
+    airflow_port: int = 8080
+    mlflow_port: int = 5500
+    host: str = "127.0.0.1"
+    airflow_start_timeout: float = 240.0
+    mlflow_start_timeout: float = 90.0
+
+    @classmethod
+    def from_env(cls, repo_root: Path | None = None) -> StackConfig:
+        root = (repo_root or Path.cwd()).resolve()
+        state = Path(os.environ.get("MLOPS_STATE_DIR", root / ".local")).resolve()
+        return cls(
+            repo_root=root,
+            state_dir=state,
+            airflow_port=int(os.environ.get("MLOPS_AIRFLOW_PORT", "8080")),
+            mlflow_port=int(os.environ.get("MLOPS_MLFLOW_PORT", "5500")),
+        )
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.state_dir / "airflow"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.state_dir / "mlflow"
+
+    @property
+    def data_root(self) -> Path:
+        return self.state_dir / "data"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://{self.host}:{self.airflow_port}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://{self.host}:{self.mlflow_port}"
+
+    @property
+    def marker(self) -> str:
+        return str(self.state_dir)
+
+    @property
+    def admin_password_file(self) -> Path:
+        return self.airflow_home / "simple_auth_manager_passwords.json.generated"
+
+    def admin_password(self) -> str | None:
+        try:
+            return json.loads(self.admin_password_file.read_text())["admin"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+
+@dataclass
+class Service:
+    """One long-running command of the stack and how to tell it is healthy."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    port: int
+    is_healthy: Callable[[], bool]
+    start_timeout: float
+    cwd: Path
+
+
+@dataclass
+class RunningService:
+    name: str
+    pid: int
+    pgid: int
+    log: str
+    port: int
+
+
+@dataclass
+class StackState:
+    services: dict[str, RunningService] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> StackState:
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return cls()
+        return cls({name: RunningService(**svc) for name, svc in raw.get("services", {}).items()})
+
+    def save(self, path: Path) -> None:
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"services": {n: vars(s) for n, s in self.services.items()}}, indent=2))
+        temporary.replace(path)
+
+
+def _http_ok(url: str, timeout: float = 3.0) -> tuple[bool, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback URLs we build
+            return 200 <= response.status < 300, response.read()
+    except (urllib.error.URLError, OSError, ValueError):
+        return False, b""
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _proc_members(pgid: int, marker: str) -> list[int]:
+    """Live processes of process group ``pgid`` that carry this stack's marker (Linux /proc)."""
+    members = []
+    needle = f"{STACK_MARKER_ENV}={marker}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            # Fields after the command name, which is in parentheses and may hold spaces.
+            fields = stat[stat.rindex(")") + 2 :].split()
+            state, process_group = fields[0], int(fields[2])
+            if process_group != pgid or state == "Z":
+                continue
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                members.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return members
+
+
+def group_members(pgid: int, marker: str) -> list[int]:
+    """Our live processes in ``pgid``. Without /proc, trust the group if it exists at all."""
+    if Path("/proc/self/stat").exists():
+        return _proc_members(pgid, marker)
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return []
+    return [pgid]
+
+
+class EmbeddedStack:
+    """Start, check and stop the embedded Airflow + MLflow stack."""
+
+    def __init__(self, config: StackConfig, *, echo: Callable[[str], None] = print) -> None:
+        self.config = config
+        self.echo = echo
+        self.state_path = config.state_dir / STATE_FILE
+
+    # -- configuration -------------------------------------------------------------
+
+    def _secret(self, name: str, make: Callable[[], str] = lambda: secrets.token_urlsafe(32)) -> str:
+        """A secret generated once per stack and kept (mode 600) under the state folder."""
+        path = self.config.state_dir / "secrets" / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(make())
+        return path.read_text().strip()
+
+    def mlflow_connection(self) -> str:
+        return json.dumps({"conn_type": "http", "host": self.config.host, "port": self.config.mlflow_port, "schema": "http"})
+
+    def airflow_env(self) -> dict[str, str]:
+        """Environment of every Airflow process: this checkout's dags and plugins, demo settings."""
+        cfg = self.config
+        return {
+            "AIRFLOW_HOME": str(cfg.airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(cfg.repo_root / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(cfg.repo_root / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "4",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{cfg.airflow_url}/execution/",
+            "AIRFLOW__CORE__FERNET_KEY": self._secret("fernet_key", lambda: base64.urlsafe_b64encode(os.urandom(32)).decode()),
+            "AIRFLOW__API__HOST": cfg.host,
+            "AIRFLOW__API__PORT": str(cfg.airflow_port),
+            "AIRFLOW__API__BASE_URL": cfg.airflow_url,
+            "AIRFLOW__API_AUTH__JWT_SECRET": self._secret("jwt_secret"),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "15",
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "AIRFLOW_CONN_MLFLOW_DEFAULT": self.mlflow_connection(),
+            "MLOPS_DATA_ROOT": str(cfg.data_root),
+            "MLOPS_SPECS_DIR": str(cfg.repo_root / "include" / "models"),
+            "NO_PROXY": "*",
+        }
+
+    def services(self) -> list[Service]:
+        cfg = self.config
+        bin_dir = Path(sys.executable).parent
+        mlflow = Service(
+            name="mlflow",
+            command=[
+                str(bin_dir / "mlflow"),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{cfg.mlflow_dir / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(cfg.mlflow_dir / "artifacts"),
+                "--serve-artifacts",
+                "--host",
+                cfg.host,
+                "--port",
+                str(cfg.mlflow_port),
+                "--workers",
+                "1",
+            ],
+            env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            port=cfg.mlflow_port,
+            is_healthy=lambda: _http_ok(f"{cfg.mlflow_url}/health")[0],
+            start_timeout=cfg.mlflow_start_timeout,
+            cwd=cfg.mlflow_dir,
+        )
+        airflow = Service(
+            name="airflow",
+            command=[str(bin_dir / "airflow"), "standalone"],
+            env=self.airflow_env(),
+            port=cfg.airflow_port,
+            is_healthy=self.airflow_healthy,
+            start_timeout=cfg.airflow_start_timeout,
+            cwd=cfg.airflow_home,
+        )
+        return [mlflow, airflow]
+
+    def airflow_healthy(self) -> bool:
+        ok, body = _http_ok(f"{self.config.airflow_url}/api/v2/monitor/health")
+        if not ok:
+            return False
+        try:
+            health = json.loads(body)
+        except ValueError:
+            return False
+        components = ("metadatabase", "scheduler", "dag_processor", "triggerer")
+        return all((health.get(c) or {}).get("status") == "healthy" for c in components)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def status(self) -> dict[str, str]:
+        state = StackState.load(self.state_path)
+        result = {}
+        for service in self.services():
+            running = state.services.get(service.name)
+            if running is None or not group_members(running.pgid, self.config.marker):
+                result[service.name] = "stopped"
+            else:
+                result[service.name] = "healthy" if service.is_healthy() else "unhealthy"
+        return result
+
+    def up(self) -> None:
+        """Start what is not running and wait until everything is healthy."""
+        cfg = self.config
+        for folder in (cfg.state_dir, cfg.airflow_home, cfg.mlflow_dir, cfg.data_root, cfg.log_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        state = StackState.load(self.state_path)
+        for service in self.services():
+            running = state.services.get(service.name)
+            if running and group_members(running.pgid, cfg.marker):
+                if self._wait_healthy(service, running, timeout=service.start_timeout):
+                    self.echo(f"{service.name}: already running (pid {running.pid}), reusing it")
+                    continue
+                self.echo(f"{service.name}: running but unhealthy; restarting it")
+                self._stop_group(service.name, running)
+            if port_in_use(cfg.host, service.port):
+                raise StackError(
+                    f"{service.name}: port {service.port} on {cfg.host} is taken by a program this stack did not start; "
+                    f"stop it or choose another port (MLOPS_{service.name.upper()}_PORT)"
+                )
+            running = self._start(service)
+            state.services[service.name] = running
+            state.save(self.state_path)
+            if not self._wait_healthy(service, running, timeout=service.start_timeout):
+                raise StackError(f"{service.name} did not become healthy within {service.start_timeout:.0f} s; see {running.log}:\n{_tail(running.log)}")
+            self.echo(f"{service.name}: healthy at {self._url(service.name)}")
+
+    def _url(self, name: str) -> str:
+        return self.config.airflow_url if name == "airflow" else self.config.mlflow_url
+
+    def _start(self, service: Service) -> RunningService:
+        log_path = self.config.log_dir / f"{service.name}.log"
+        # Standalone starts its components as `airflow ...` from PATH: this venv's, first.
+        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        # SPT_NOENV: setproctitle (Airflow's components use it) would otherwise overwrite
+        # /proc/<pid>/environ, and with it the marker that tells `down` the process is ours.
+        env = {**os.environ, **service.env, "PATH": path, "SPT_NOENV": "1", STACK_MARKER_ENV: self.config.marker}
+        service.cwd.mkdir(parents=True, exist_ok=True)
+        self.echo(f"{service.name}: starting (log: {log_path})")
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                service.command,
+                cwd=service.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, ended as a whole by `down`
+            )
+        return RunningService(name=service.name, pid=process.pid, pgid=process.pid, log=str(log_path), port=service.port)
+
+    def _wait_healthy(self, service: Service, running: RunningService, *, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if service.is_healthy():
+                return True
+            if not group_members(running.pgid, self.config.marker):
+                raise StackError(f"{service.name} exited during start-up; see {running.log}:\n{_tail(running.log)}")
+            time.sleep(1.0)
+        return False
+
+    def down(self, *, timeout: float = 30.0) -> list[str]:
+        """End every process group this stack started; returns the names of those stopped."""
+        state = StackState.load(self.state_path)
+        stopped = []
+        # Airflow first: its tasks may still be talking to MLflow.
+        for name in sorted(state.services, key=lambda n: n != "airflow"):
+            if self._stop_group(name, state.services[name], timeout=timeout):
+                stopped.append(name)
+        if self.state_path.exists():
+            self.state_path.unlink()
+        return stopped
+
+    def _stop_group(self, name: str, running: RunningService, *, timeout: float = 30.0) -> bool:
+        members = group_members(running.pgid, self.config.marker)
+        if not members:
+            return False
+        self.echo(f"{name}: stopping process group {running.pgid} ({len(members)} processes)")
+        self._signal(running.pgid, members, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            members = group_members(running.pgid, self.config.marker)
+            if not members:
+                return True
+            time.sleep(0.5)
+        self.echo(f"{name}: still running after {timeout:.0f} s; killing it")
+        self._signal(running.pgid, members, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while group_members(running.pgid, self.config.marker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return True
+
+    @staticmethod
+    def _signal(pgid: int, members: list[int], signum: int) -> None:
+        # Signal each verified member rather than the whole group id.
+        for pid in members:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+
+def _tail(path: str, lines: int = 20) -> str:
+    try:
+        content = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(content[-lines:])
+
