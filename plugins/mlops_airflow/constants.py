@@ -35,7 +35,7 @@ PARTITION_DATE_FORMAT = "%Y-%m-%d"
 DEFAULT_MLFLOW_CONN_ID = "mlflow_default"
 
 
-class TrainingBackend(str, enum.Enum):
+class TrainingBackend(enum.StrEnum):
     """Where the training entrypoint runs."""
 
     LOCAL = "local"

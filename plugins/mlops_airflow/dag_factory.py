@@ -39,7 +39,7 @@ def model_specs() -> list[ModelSpec]:
 
 def _start_date(spec: ModelSpec) -> dt.datetime:
     day = spec.schedules.start_date
-    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 
 def _default_args(spec: ModelSpec) -> dict:

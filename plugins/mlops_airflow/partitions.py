@@ -52,9 +52,7 @@ def list_partition_files(base_uri: str, day: dt.date) -> list[str]:
     if info.type != fs.FileType.Directory:
         return []
     selector = fs.FileSelector(path, recursive=False)
-    return sorted(
-        f.path for f in filesystem.get_file_info(selector) if f.type == fs.FileType.File and f.base_name.endswith(".parquet")
-    )
+    return sorted(f.path for f in filesystem.get_file_info(selector) if f.type == fs.FileType.File and f.base_name.endswith(".parquet"))
 
 
 def read_window(base_uri: str, start: dt.date, end: dt.date, columns: list[str] | None = None) -> WindowData:

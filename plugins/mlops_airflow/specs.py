@@ -26,7 +26,6 @@ _CRON_PRESETS = ("@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yea
 _URI_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
-
 class ModelSpecError(ValueError):
     """A model spec is invalid; the message names the file and the dotted field path."""
 
@@ -221,9 +220,10 @@ def _uri(section: _Section, key: str, default: str | None = None) -> str:
 
 
 def _cron(section: _Section, key: str, default: str | None) -> str | None:
+    if key in section.raw and section.raw[key] is None:
+        section.seen.add(key)
+        return None  # an explicit null turns the schedule off
     value = section._get(key, default, False)
-    if value is None or value is False:
-        return None
     if not isinstance(value, str):
         section.fail(key, f"must be a cron expression, a preset such as '@daily', or null; got {value!r}")
     if value.startswith("@"):

@@ -27,6 +27,8 @@ class AirflowClient:
     """Airflow's REST API with a bearer token from ``POST /auth/token``."""
 
     def __init__(self, base_url: str, username: str, password: str, *, timeout: float = 30.0) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"Airflow base URL must be http(s), got {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self.username = username
         self.password = password
@@ -38,7 +40,7 @@ class AirflowClient:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if authenticated:
             headers["Authorization"] = f"Bearer {self.token()}"
-        request = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method, headers=headers)
+        request = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method, headers=headers)  # noqa: S310 - http(s) checked in __init__
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - our own base URL
                 payload = response.read()

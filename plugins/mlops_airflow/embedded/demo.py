@@ -19,12 +19,12 @@ DEMO_ROWS_PER_DAY = 2000
 
 def ensure_demo_data(config: StackConfig, model: str, today: dt.date, *, echo: Callable[[str], None] = print) -> str:
     """Generate the demo partitions that are not there yet; generation is deterministic per day."""
+    import os
+
     from mlops_airflow.dag_factory import specs_dir
     from mlops_airflow.partitions import days_between, list_partition_files, write_partition
     from mlops_airflow.specs import find_spec
     from mlops_airflow.synthetic import generate_day
-
-    import os
 
     os.environ["MLOPS_DATA_ROOT"] = str(config.data_root)
     spec = find_spec(specs_dir(), model)
@@ -54,7 +54,7 @@ def run_demo(config: StackConfig, model: str = "churn", *, echo: Callable[[str],
     started = time.monotonic()
     stack = EmbeddedStack(config, echo=echo)
     stack.up()
-    today = dt.datetime.now(tz=dt.timezone.utc).date()
+    today = dt.datetime.now(tz=dt.UTC).date()
     ensure_demo_data(config, model, today, echo=echo)
 
     password = config.admin_password()

@@ -10,6 +10,7 @@ their environment, so a recycled process id is never mistaken for ours.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -384,10 +385,8 @@ class EmbeddedStack:
     def _signal(pgid: int, members: list[int], signum: int) -> None:
         # Signal each verified member rather than the whole group id.
         for pid in members:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
 
 
 def _tail(path: str, lines: int = 20) -> str:
@@ -396,4 +395,3 @@ def _tail(path: str, lines: int = 20) -> str:
     except OSError:
         return "(no log)"
     return "\n".join(content[-lines:])
-

@@ -123,9 +123,7 @@ def _prepare_frame(frame: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, 
         label = label[label.notna()]
     unknown = sorted(set(label.unique()) - set(spec.target.classes))
     if unknown:
-        raise TrainingError(
-            TrainingExitCode.BAD_DATA, f"label {spec.target.column!r} has values {unknown[:5]} outside the classes {list(spec.target.classes)}"
-        )
+        raise TrainingError(TrainingExitCode.BAD_DATA, f"label {spec.target.column!r} has values {unknown[:5]} outside the classes {list(spec.target.classes)}")
     try:
         features = prepare_features(frame, spec)
     except FeatureError as err:
@@ -329,4 +327,3 @@ def write_result(result: TrainingResult, path: str | os.PathLike[str]) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(result.to_json(), encoding="utf-8")
     temporary.replace(path)
-

@@ -1,0 +1,127 @@
+"""The process manager, exercised with small stand-in services instead of Airflow and MLflow."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mlops_airflow.embedded.stack import EmbeddedStack, RunningService, Service, StackConfig, StackError, StackState, _http_ok, group_members
+
+# A service that starts a child of its own (as Airflow standalone does) and answers HTTP.
+SERVER = """
+import http.server, subprocess, sys
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), http.server.SimpleHTTPRequestHandler).serve_forever()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class FakeStack(EmbeddedStack):
+    def __init__(self, config: StackConfig, script: str = SERVER) -> None:
+        super().__init__(config, echo=lambda _: None)
+        self.script = script
+
+    def services(self) -> list[Service]:
+        port = self.config.airflow_port
+        return [
+            Service(
+                name="web",
+                command=[sys.executable, "-c", self.script, str(port)],
+                env={},
+                port=port,
+                is_healthy=lambda: _http_ok(f"http://127.0.0.1:{port}/")[0],
+                start_timeout=20,
+                cwd=self.config.state_dir,
+            )
+        ]
+
+
+@pytest.fixture
+def config(tmp_path) -> StackConfig:
+    return StackConfig(repo_root=tmp_path, state_dir=tmp_path / "state", airflow_port=free_port(), mlflow_port=free_port())
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+class TestEmbeddedStack:
+    def test_up_reuse_down(self, config):
+        stack = FakeStack(config)
+        try:
+            stack.up()
+            assert stack.status() == {"web": "healthy"}
+            running = StackState.load(stack.state_path).services["web"]
+            members = group_members(running.pgid, config.marker)
+            assert len(members) == 2  # the service and the child it started
+
+            stack.up()  # idempotent: the healthy service is reused, not started twice
+            assert StackState.load(stack.state_path).services["web"].pid == running.pid
+        finally:
+            stopped = stack.down(timeout=10)
+        assert stopped == ["web"]
+        deadline = time.monotonic() + 5
+        while any(alive(pid) for pid in members) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(alive(pid) for pid in members)
+        assert stack.status() == {"web": "stopped"}
+        assert stack.down() == []
+
+    def test_down_leaves_processes_that_are_not_ours(self, config):
+        stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+        try:
+            config.state_dir.mkdir(parents=True)
+            fake = RunningService(name="web", pid=stranger.pid, pgid=stranger.pid, log="x", port=config.airflow_port)
+            StackState({"web": fake}).save(config.state_dir / "stack.json")
+            assert FakeStack(config).down(timeout=2) == []
+            assert stranger.poll() is None
+        finally:
+            os.killpg(stranger.pid, signal.SIGKILL)
+            stranger.wait()
+
+    def test_port_taken_by_someone_else(self, config):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", config.airflow_port))
+            sock.listen()
+            with pytest.raises(StackError, match=f"port {config.airflow_port} .* taken by a program this stack did not start"):
+                FakeStack(config).up()
+
+    def test_service_that_dies_points_at_its_log(self, config):
+        stack = FakeStack(config, script="import sys; print('boom: bad config'); sys.exit(3)")
+        with pytest.raises(StackError, match=r"web exited during start-up; see .*web\.log:\nboom: bad config"):
+            stack.up()
+        stack.down()
+
+
+def test_airflow_env_points_at_this_checkout(config):
+    env = EmbeddedStack(config).airflow_env()
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(config.repo_root / "dags")
+    assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == str(config.repo_root / "plugins")
+    assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == f"http://127.0.0.1:{config.airflow_port}/execution/"
+    # Secrets are generated once per stack, kept private, and stable across calls.
+    assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == EmbeddedStack(config).airflow_env()["AIRFLOW__API_AUTH__JWT_SECRET"]
+    assert (config.state_dir / "secrets" / "jwt_secret").stat().st_mode & 0o077 == 0
+
+
+def test_mlflow_runs_without_its_job_runner(config):
+    (mlflow,) = [s for s in EmbeddedStack(config).services() if s.name == "mlflow"]
+    assert mlflow.env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert "--backend-store-uri" in mlflow.command

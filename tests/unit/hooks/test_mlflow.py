@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mlops_airflow.hooks.mlflow import MlflowHook
+
+
+def set_connection(monkeypatch, **fields):
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_TEST", json.dumps({"conn_type": "http", **fields}))
+
+
+class TestTrackingUri:
+    @pytest.mark.parametrize(
+        ("fields", "expected"),
+        [
+            pytest.param({"host": "mlflow.svc", "port": 5000}, "http://mlflow.svc:5000", id="host-port"),
+            pytest.param({"host": "mlflow.example.com", "schema": "https"}, "https://mlflow.example.com", id="https-no-port"),
+            pytest.param({"host": "https://mlflow.example.com/"}, "https://mlflow.example.com", id="host-with-scheme"),
+            pytest.param({"host": "ignored", "extra": {"tracking_uri": "sqlite:///x.db"}}, "sqlite:///x.db", id="extra-wins"),
+        ],
+    )
+    def test_from_connection(self, monkeypatch, fields, expected):
+        set_connection(monkeypatch, **fields)
+        assert MlflowHook(mlflow_conn_id="mlflow_test").get_tracking_uri() == expected
+
+    def test_explicit_argument_beats_connection(self, monkeypatch):
+        set_connection(monkeypatch, host="mlflow.svc", port=5000)
+        assert MlflowHook(mlflow_conn_id="mlflow_test", tracking_uri="http://other:1").get_tracking_uri() == "http://other:1"
+
+    def test_connection_without_host(self, monkeypatch):
+        set_connection(monkeypatch)
+        with pytest.raises(ValueError, match="neither a host nor extra.tracking_uri"):
+            MlflowHook(mlflow_conn_id="mlflow_test").get_tracking_uri()
+
+
+def test_credentials_go_to_the_environment_only(monkeypatch):
+    set_connection(monkeypatch, host="mlflow.svc", port=5000, login="pipeline", password="s3cret-value")
+    env = MlflowHook(mlflow_conn_id="mlflow_test").get_env()
+    assert env == {
+        "MLFLOW_TRACKING_URI": "http://mlflow.svc:5000",
+        "MLFLOW_TRACKING_USERNAME": "pipeline",
+        "MLFLOW_TRACKING_PASSWORD": "s3cret-value",
+    }
+    assert "s3cret" not in env["MLFLOW_TRACKING_URI"]
+
+
+class TestRegistryCalls:
+    def test_aliases_against_a_real_store(self, mlflow_store):
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store)
+        client.create_registered_model("m")
+        client.create_model_version("m", source="file:///tmp/none", run_id=None)
+        hook = MlflowHook()
+        assert hook.get_version_by_alias("m", "champion") is None
+        assert hook.get_version_by_alias("no-such-model", "champion") is None
+        hook.set_alias("m", "champion", 1)
+        assert str(hook.get_version_by_alias("m", "champion").version) == "1"
+        hook.delete_alias("m", "champion")
+        assert hook.get_version_by_alias("m", "champion") is None
+        assert hook.test_connection()[0] is True

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlops_airflow.constants import TrainingBackend
+from mlops_airflow.specs import ModelSpecError, expand_env, find_spec, load_spec, load_specs, parse_spec
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEMO_SPEC = REPO_ROOT / "include" / "models" / "churn.yaml"
+
+
+def demo_raw() -> dict:
+    return yaml.safe_load(DEMO_SPEC.read_text())
+
+
+def with_change(path: str, value) -> dict:
+    """The demo spec with one dotted field set (``value=...`` deletes it)."""
+    raw = demo_raw()
+    *parents, leaf = path.split(".")
+    node = raw
+    for key in parents:
+        node = node[key]
+    if value is ...:
+        del node[leaf]
+    else:
+        node[leaf] = value
+    return raw
+
+
+class TestLoadSpec:
+    def test_demo_spec_loads(self, monkeypatch):
+        monkeypatch.setenv("MLOPS_DATA_ROOT", "/srv/data")
+        spec = load_spec(DEMO_SPEC)
+        assert spec.name == "churn"
+        assert spec.data.uri == "file:///srv/data/churn/events"
+        assert spec.features.columns == (
+            "tenure_months",
+            "monthly_charges",
+            "total_spend",
+            "support_calls",
+            "days_since_last_login",
+            "contract",
+            "region",
+            "payment_method",
+        )
+        assert spec.target.classes == (0, 1)
+        assert spec.training.backend is TrainingBackend.LOCAL
+        assert spec.training.estimator.kind == "hist_gradient_boosting"
+        assert spec.schedules.start_date == dt.date(2026, 1, 1)
+        assert spec.schedules.drift_monitor == "@hourly"
+
+    def test_load_specs_reads_the_folder_sorted(self, tmp_path):
+        for name in ("zeta", "alpha"):
+            raw = demo_raw()
+            raw["name"] = name
+            (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(raw))
+        assert [s.name for s in load_specs(tmp_path)] == ["alpha", "zeta"]
+        assert find_spec(tmp_path, "zeta").name == "zeta"
+
+    def test_file_name_must_match(self, tmp_path):
+        (tmp_path / "other.yaml").write_text(DEMO_SPEC.read_text())
+        with pytest.raises(ModelSpecError, match=r"other\.yaml: name: must match the file name 'other'"):
+            load_spec(tmp_path / "other.yaml")
+
+    def test_invalid_yaml_names_the_file(self, tmp_path):
+        (tmp_path / "bad.yaml").write_text("name: [unclosed\n")
+        with pytest.raises(ModelSpecError, match=r"bad\.yaml: <file>: is not valid YAML"):
+            load_spec(tmp_path / "bad.yaml")
+
+    def test_missing_folder(self, tmp_path):
+        with pytest.raises(ModelSpecError, match="does not exist"):
+            load_specs(tmp_path / "nope")
+
+    def test_missing_model(self, tmp_path):
+        with pytest.raises(ModelSpecError, match="has no spec for model 'ghost'"):
+            find_spec(tmp_path, "ghost")
+
+
+class TestValidation:
+    @pytest.mark.parametrize(
+        ("path", "value", "field", "message"),
+        [
+            pytest.param("name", "Churn_Model", "name", "lowercase letters", id="bad-name"),
+            pytest.param("data.uri", ..., "data.uri", "is required", id="missing-uri"),
+            pytest.param("data.timestamp_column", 3, "data.timestamp_column", "non-empty string", id="ts-not-string"),
+            pytest.param("features.numeric", "tenure_months", "features.numeric", "list of strings", id="numeric-not-list"),
+            pytest.param("features.categorical", ["region", "region"], "features.categorical", "more than once", id="duplicate-column"),
+            pytest.param("features.categorical", ["tenure_months"], "features.categorical", "also listed as numeric", id="overlap"),
+            pytest.param("target.classes", [1], "target.classes", "at least two", id="one-class"),
+            pytest.param("target.column", "contract", "features", "cannot also be a feature", id="target-is-feature"),
+            pytest.param("training.backend", "k8s", "training.backend", "must be one of", id="unknown-backend"),
+            pytest.param("training.window_days", "28", "training.window_days", "must be an integer", id="window-not-int"),
+            pytest.param("training.validation_days", 28, "training.validation_days", "smaller than window_days", id="validation-too-long"),
+            pytest.param("training.estimator.kind", "xgb", "training.estimator.kind", "must be one of", id="unknown-estimator"),
+            pytest.param("training.compute.gpus", -1, "training.compute.gpus", ">= 0", id="negative-gpus"),
+            pytest.param("training.colour", "blue", "training.colour", "unknown field", id="typo-in-training"),
+            pytest.param("schedules.retrain", "every monday", "schedules.retrain", "not a valid cron", id="bad-cron"),
+            pytest.param("schedules.batch_score", "@once", "schedules.batch_score", "must be a cron expression or one of", id="once-preset"),
+            pytest.param("schedules.start_date", "yesterday", "schedules.start_date", "must be a date", id="bad-start-date"),
+            pytest.param("colour", "blue", "colour", "unknown field", id="typo-at-top"),
+        ],
+    )
+    def test_error_names_the_field(self, path, value, field, message):
+        with pytest.raises(ModelSpecError) as info:
+            parse_spec(with_change(path, value), source="models/churn.yaml")
+        assert info.value.source == "models/churn.yaml"
+        assert info.value.field == field
+        assert message in info.value.problem
+        assert str(info.value).startswith(f"models/churn.yaml: {field}: ")
+
+    def test_remote_backend_needs_an_image(self):
+        raw = with_change("training.backend", "kubernetes")
+        del raw["training"]["compute"]["image"]
+        with pytest.raises(ModelSpecError, match="training.compute.image: is required for the 'kubernetes' training backend"):
+            parse_spec(raw, source="s")
+
+    def test_backend_override_from_environment(self, monkeypatch):
+        monkeypatch.setenv("MLOPS_TRAINING_BACKEND", "docker")
+        assert parse_spec(demo_raw(), source="s").training.backend is TrainingBackend.DOCKER
+        monkeypatch.setenv("MLOPS_TRAINING_BACKEND", "slurm")
+        with pytest.raises(ModelSpecError, match="MLOPS_TRAINING_BACKEND='slurm'"):
+            parse_spec(demo_raw(), source="s")
+
+    def test_schedules_can_be_disabled(self):
+        raw = with_change("schedules.retrain", None)
+        assert parse_spec(raw, source="s").schedules.retrain is None
+
+    def test_object_store_uri_passes_through(self):
+        raw = with_change("data.uri", "s3://bucket/churn/")
+        assert parse_spec(raw, source="s").data.uri == "s3://bucket/churn"
+
+
+class TestExpandEnv:
+    def test_set_variable_wins_over_default(self):
+        assert expand_env("${ROOT:-/d}/x", source="s", field_path="f", environ={"ROOT": "/r"}) == "/r/x"
+
+    def test_default_when_unset_or_empty(self):
+        assert expand_env("${ROOT:-/d}/x", source="s", field_path="f", environ={"ROOT": ""}) == "/d/x"
+
+    def test_unset_without_default_is_an_error(self):
+        with pytest.raises(ModelSpecError, match=r"s: data.uri: environment variable ROOT is not set"):
+            expand_env("${ROOT}/x", source="s", field_path="data.uri", environ={})

@@ -1,0 +1,135 @@
+"""The training entrypoint, run in-process against a real MLflow store (SQLite + local artifacts)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+
+import pandas as pd
+import pytest
+from conftest import DATA_DAYS, DATA_END
+
+from mlops_airflow.constants import CHALLENGER_ALIAS, REFERENCE_SAMPLE_ARTIFACT, TrainingExitCode
+from mlops_airflow.training.__main__ import main
+
+
+def train_args(spec_file, result_path, *extra, start=None, end=DATA_END):
+    start = start or (end - dt.timedelta(days=DATA_DAYS))
+    return ["--spec", str(spec_file), "--window-start", str(start), "--window-end", str(end), "--result-path", str(result_path), *extra]
+
+
+@pytest.fixture
+def client(mlflow_store):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store)
+
+
+class TestTraining:
+    def test_trains_logs_and_registers_challenger(self, churn_data, small_spec_file, client, tmp_path):
+        result_path = tmp_path / "xcom" / "return.json"
+        assert main(train_args(small_spec_file, result_path, "--idempotency-key", "dag/run-1", "--tag", "team=ml")) == 0
+
+        result = json.loads(result_path.read_text())
+        assert result["version"] == "1"
+        assert result["model_uri"] == "models:/churn/1"
+        assert str(client.get_model_version_by_alias("churn", CHALLENGER_ALIAS).version) == "1"
+
+        run = client.get_run(result["run_id"])
+        assert run.data.params["estimator"] == "hist_gradient_boosting"
+        assert run.data.params["window_end"] == str(DATA_END)
+        assert run.data.tags["team"] == "ml"
+        assert run.data.tags["mlops.idempotency_key"] == "dag/run-1"
+        assert run.data.tags["mlops.code_version"]
+        assert 0.5 < run.data.metrics["roc_auc"] <= 1.0
+        assert run.data.metrics["validation_rows"] == 5 * 300
+        assert run.data.metrics["train_rows"] == (DATA_DAYS - 5) * 300
+        # Dataset lineage: digest, source and window.
+        (dataset_input,) = run.inputs.dataset_inputs
+        assert dataset_input.dataset.source and "churn/events" in dataset_input.dataset.source
+        assert run.data.params["dataset.digest"] == dataset_input.dataset.digest
+
+        import mlflow
+
+        reference = pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=result["run_id"], artifact_path=REFERENCE_SAMPLE_ARTIFACT))
+        assert len(reference) == 500
+        assert list(reference.columns)[:2] == ["tenure_months", "monthly_charges"]
+
+        model = mlflow.pyfunc.load_model(result["model_uri"])
+        assert model.metadata.signature is not None
+        probabilities = model.predict(reference.head(3))
+        assert probabilities.shape == (3, 2)
+
+    def test_retry_with_the_same_key_reuses_the_run(self, churn_data, small_spec_file, client, tmp_path):
+        first, second = tmp_path / "a.json", tmp_path / "b.json"
+        assert main(train_args(small_spec_file, first, "--idempotency-key", "dag/run-7")) == 0
+        assert main(train_args(small_spec_file, second, "--idempotency-key", "dag/run-7")) == 0
+        assert json.loads(second.read_text())["reused"] is True
+        assert json.loads(second.read_text())["version"] == json.loads(first.read_text())["version"]
+        assert len(client.search_model_versions("name = 'churn'")) == 1
+
+    def test_same_data_and_seed_give_the_same_model_metrics(self, churn_data, small_spec_file, client, tmp_path):
+        assert main(train_args(small_spec_file, tmp_path / "a.json", "--idempotency-key", "a")) == 0
+        assert main(train_args(small_spec_file, tmp_path / "b.json", "--idempotency-key", "b")) == 0
+        a, b = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
+        assert a["version"] != b["version"]
+        assert a["metrics"] == b["metrics"]
+
+
+class TestBadInput:
+    def test_no_partitions_in_window(self, churn_data, small_spec_file, mlflow_store, tmp_path, capsys):
+        code = main(train_args(small_spec_file, tmp_path / "r.json", start="2020-01-01", end="2020-01-20"))
+        assert code == TrainingExitCode.BAD_DATA
+        assert "no partitions under" in capsys.readouterr().err
+        assert not (tmp_path / "r.json").exists()
+
+    def test_label_outside_classes(self, churn_data, small_spec_file, mlflow_store, tmp_path, capsys):
+        import yaml
+
+        raw = yaml.safe_load(small_spec_file.read_text())
+        raw["target"]["classes"] = [0, 2]
+        small_spec_file.write_text(yaml.safe_dump(raw))
+        assert main(train_args(small_spec_file, tmp_path / "r.json")) == TrainingExitCode.BAD_DATA
+        assert "outside the classes [0, 2]" in capsys.readouterr().err
+
+    def test_unknown_estimator_param(self, churn_data, small_spec_file, mlflow_store, tmp_path, capsys):
+        import yaml
+
+        raw = yaml.safe_load(small_spec_file.read_text())
+        raw["training"]["estimator"]["params"] = {"max_iterations": 3}
+        small_spec_file.write_text(yaml.safe_dump(raw))
+        assert main(train_args(small_spec_file, tmp_path / "r.json")) == TrainingExitCode.BAD_ARGUMENTS
+        assert "training.estimator.params" in capsys.readouterr().err
+
+    def test_invalid_spec(self, tmp_path, mlflow_store, capsys):
+        (tmp_path / "churn.yaml").write_text("name: churn\n")
+        assert main(train_args(tmp_path / "churn.yaml", tmp_path / "r.json")) == TrainingExitCode.BAD_ARGUMENTS
+        assert "data: is required" in capsys.readouterr().err
+
+    def test_missing_tracking_uri(self, small_spec_file, tmp_path, monkeypatch, capsys):
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        assert main(train_args(small_spec_file, tmp_path / "r.json")) == TrainingExitCode.BAD_ARGUMENTS
+        assert "MLFLOW_TRACKING_URI is not set" in capsys.readouterr().err
+
+    def test_unreachable_tracking_server(self, small_spec_file, tmp_path, monkeypatch, capsys):
+        with socket.socket() as sock:  # a loopback port that nothing listens on
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+        assert main(train_args(small_spec_file, tmp_path / "r.json")) == TrainingExitCode.TRACKING_UNREACHABLE
+        assert f"cannot reach MLflow at http://127.0.0.1:{port}" in capsys.readouterr().err
+
+    @pytest.mark.parametrize(
+        ("argv", "message"),
+        [
+            pytest.param(["--window-start", "2026-02-01", "--window-end", "2026-01-01"], "must be after", id="reversed-window"),
+            pytest.param(["--window-start", "yesterday", "--window-end", "2026-01-01"], "expected a date", id="bad-date"),
+            pytest.param(["--window-start", "2026-01-01", "--window-end", "2026-02-01", "--tag", "novalue"], "KEY=VALUE", id="bad-tag"),
+        ],
+    )
+    def test_bad_arguments_exit_2(self, argv, message, capsys):
+        with pytest.raises(SystemExit) as info:
+            main(["--spec", "x.yaml", *argv])
+        assert info.value.code == TrainingExitCode.BAD_ARGUMENTS
+        assert message in capsys.readouterr().err
