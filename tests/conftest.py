@@ -10,7 +10,8 @@ import os
 import tempfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from helpers import REPO_ROOT
+
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="mlops-airflow-tests-"))
 
 os.environ.update(
@@ -36,10 +37,7 @@ import datetime as dt  # noqa: E402
 
 import pytest  # noqa: E402
 
-# The window every test that trains uses: 21 days of small partitions ending here.
-DATA_END = dt.date(2026, 3, 1)
-DATA_DAYS = 21
-ROWS_PER_DAY = 300
+from helpers import DATA_DAYS, DATA_END, ROWS_PER_DAY  # noqa: E402
 
 
 @pytest.fixture(scope="session")

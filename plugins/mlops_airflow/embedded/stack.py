@@ -41,6 +41,8 @@ class StackConfig:
     state_dir: Path
     airflow_port: int = 8080
     mlflow_port: int = 5500
+    worker_log_port: int = 8793
+    trigger_log_port: int = 8794
     host: str = "127.0.0.1"
     airflow_start_timeout: float = 240.0
     mlflow_start_timeout: float = 90.0
@@ -54,6 +56,8 @@ class StackConfig:
             state_dir=state,
             airflow_port=int(os.environ.get("MLOPS_AIRFLOW_PORT", "8080")),
             mlflow_port=int(os.environ.get("MLOPS_MLFLOW_PORT", "5500")),
+            worker_log_port=int(os.environ.get("MLOPS_WORKER_LOG_PORT", "8793")),
+            trigger_log_port=int(os.environ.get("MLOPS_TRIGGER_LOG_PORT", "8794")),
         )
 
     @property
@@ -143,6 +147,15 @@ def _http_ok(url: str, timeout: float = 3.0) -> tuple[bool, bytes]:
         return False, b""
 
 
+# Inherited settings that would point the stack at someone else's state.
+_FOREIGN_SETTINGS = ("AIRFLOW_HOME", "AIRFLOW__DATABASE__", "AIRFLOW__CORE__UNIT_TEST_MODE", "AIRFLOW_CONN_", "MLFLOW_TRACKING_")
+
+
+def inherited_env() -> dict[str, str]:
+    """This process's environment without settings that belong to another Airflow or MLflow."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN_SETTINGS)}
+
+
 def port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(1)
@@ -220,6 +233,8 @@ class EmbeddedStack:
             "AIRFLOW__API__PORT": str(cfg.airflow_port),
             "AIRFLOW__API__BASE_URL": cfg.airflow_url,
             "AIRFLOW__API_AUTH__JWT_SECRET": self._secret("jwt_secret"),
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(cfg.worker_log_port),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(cfg.trigger_log_port),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "15",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
@@ -325,7 +340,7 @@ class EmbeddedStack:
         path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
         # SPT_NOENV: setproctitle (Airflow's components use it) would otherwise overwrite
         # /proc/<pid>/environ, and with it the marker that tells `down` the process is ours.
-        env = {**os.environ, **service.env, "PATH": path, "SPT_NOENV": "1", STACK_MARKER_ENV: self.config.marker}
+        env = {**inherited_env(), **service.env, "PATH": path, "SPT_NOENV": "1", STACK_MARKER_ENV: self.config.marker}
         service.cwd.mkdir(parents=True, exist_ok=True)
         self.echo(f"{service.name}: starting (log: {log_path})")
         with open(log_path, "ab") as log:

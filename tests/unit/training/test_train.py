@@ -8,7 +8,7 @@ import socket
 
 import pandas as pd
 import pytest
-from conftest import DATA_DAYS, DATA_END
+from helpers import DATA_DAYS, DATA_END
 
 from mlops_airflow.constants import CHALLENGER_ALIAS, REFERENCE_SAMPLE_ARTIFACT, TrainingExitCode
 from mlops_airflow.training.__main__ import main

@@ -1,0 +1,49 @@
+# mlops-airflow: `make demo` and `make test` set everything up by themselves.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION ?= 0.13.8
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+BOOTSTRAP := .local/bootstrap
+# Use the uv on PATH if there is one; otherwise install a pinned uv from PyPI under .local/.
+UV := $(or $(shell command -v uv 2>/dev/null),$(BOOTSTRAP)/bin/uv)
+PYTEST_ARGS ?=
+
+.PHONY: help setup demo up stop status test lint format clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(BOOTSTRAP)/bin/uv:
+	python3 -m venv $(BOOTSTRAP)
+	$(BOOTSTRAP)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+setup: $(if $(shell command -v uv 2>/dev/null),,$(BOOTSTRAP)/bin/uv) ## create .venv from uv.lock
+	$(UV) sync --locked
+
+demo: setup ## start the embedded stack, generate data, retrain the demo model, print what happened
+	$(PYTHON) -m mlops_airflow.embedded demo
+
+up: setup ## start the embedded stack only
+	$(PYTHON) -m mlops_airflow.embedded up
+
+status: ## show whether the embedded stack is running
+	@if [ -x $(PYTHON) ]; then $(PYTHON) -m mlops_airflow.embedded status; else echo "not set up"; fi
+
+stop: ## end every process the embedded stack started
+	@if [ -x $(PYTHON) ]; then $(PYTHON) -m mlops_airflow.embedded down; else echo "nothing to stop"; fi
+
+lint: setup ## ruff: lint (Airflow rules, banned heavy imports) and formatting
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint ## lint, then the whole test suite
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+format: setup ## apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean: stop ## stop the stack and delete .local/ (data, databases, logs) and .venv/
+	rm -rf .local $(VENV)

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """Airflow's metadata database (SQLite in the session's AIRFLOW_HOME), migrated once."""
+    from airflow.utils import db
+
+    db.resetdb(skip_init=False)
+
+
+@pytest.fixture(scope="session")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+    from helpers import REPO_ROOT
+
+    bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
+    assert bag.import_errors == {}
+    return bag
