@@ -36,7 +36,6 @@ for _name in ("MLOPS_TRAINING_BACKEND", "AIRFLOW_CONN_MLFLOW_DEFAULT"):
 import datetime as dt  # noqa: E402
 
 import pytest  # noqa: E402
-
 from helpers import DATA_DAYS, DATA_END, ROWS_PER_DAY  # noqa: E402
 
 

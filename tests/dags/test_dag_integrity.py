@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -58,16 +59,17 @@ def test_every_spec_gets_all_four_dags(dagbag, specs):
 
 
 def test_dag_properties(dagbag, specs):
-    owners = {spec.name: spec.owner for spec in specs}
+    by_name = {spec.name: spec for spec in specs}
     for dag_id, dag in dagbag.dags.items():
-        model = dag_id.split("_", 2)[-1] if dag_id.startswith(("drift_monitor_", "batch_score_")) else dag_id.split("_", 1)[1]
-        assert dag.doc_md and model in dag.doc_md, f"{dag_id} has no doc_md"
-        assert dag.tags and f"model:{model}" in dag.tags, f"{dag_id} has no model tag"
+        (model_tag,) = [t for t in dag.tags if t.startswith("model:")]
+        spec = by_name[model_tag.removeprefix("model:")]
+        assert f"`{spec.name}`" in (dag.doc_md or ""), f"{dag_id} has no doc_md naming its model"
         assert dag.catchup is False
-        assert dag.start_date is not None and dag.start_date.year >= 2026, f"{dag_id} needs a static start date"
+        # Static: the spec's start date, never "now" or a moving date.
+        assert dag.start_date == dt.datetime.combine(spec.schedules.start_date, dt.time(), tzinfo=dt.UTC), dag_id
         for task in dag.tasks:
             assert task.retries >= 2, f"{dag_id}.{task.task_id} has retries={task.retries}"
-            assert task.owner == owners[model]
+            assert task.owner == spec.owner
 
 
 def test_retrain_runs_one_at_a_time_with_params(dagbag, specs):

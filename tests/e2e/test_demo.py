@@ -52,7 +52,8 @@ def test_demo_retrains_and_stop_leaves_nothing(tmp_path):
         demo = subprocess.run([*command, "demo"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
         print(demo.stdout)
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
-        assert "retrain_churn run manual__" in demo.stdout and ": SUCCESS" in demo.stdout
+        assert "retrain_churn run manual__" in demo.stdout
+        assert ": SUCCESS" in demo.stdout
         assert "train_model                  success" in demo.stdout
         assert "is 'challenger'" in demo.stdout
         assert "(user admin, password " in demo.stdout

@@ -47,7 +47,8 @@ class TestTraining:
         assert run.data.metrics["train_rows"] == (DATA_DAYS - 5) * 300
         # Dataset lineage: digest, source and window.
         (dataset_input,) = run.inputs.dataset_inputs
-        assert dataset_input.dataset.source and "churn/events" in dataset_input.dataset.source
+        assert dataset_input.dataset.source
+        assert "churn/events" in dataset_input.dataset.source
         assert run.data.params["dataset.digest"] == dataset_input.dataset.digest
 
         import mlflow
