@@ -61,6 +61,17 @@ def _doc(spec: ModelSpec, doc_md: str | None) -> str:
     return f"{header}\n\n{doc_md or ''}".strip()
 
 
+def _common(spec: ModelSpec, kind: str, doc_md: str | None) -> dict:
+    """What every DAG of a model shares: static start date, no catchup, retries, owner, tags, docs."""
+    return {
+        "start_date": _start_date(spec),
+        "catchup": False,
+        "default_args": _default_args(spec),
+        "tags": _tags(spec, kind),
+        "doc_md": _doc(spec, doc_md),
+    }
+
+
 def build_retrain_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
     """``retrain_<model>``: train on the window ending at the run's data interval end."""
     from mlops_airflow.operators.training import LocalModelTrainingOperator
@@ -71,12 +82,8 @@ def build_retrain_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
         dag_id=f"{RETRAIN_DAG_PREFIX}{spec.name}",
         description=f"Retrain {spec.name} and register a challenger",
         schedule=CronTriggerTimetable(spec.schedules.retrain, timezone="UTC") if spec.schedules.retrain else None,
-        start_date=_start_date(spec),
-        catchup=False,
         max_active_runs=1,
-        default_args=_default_args(spec),
-        tags=_tags(spec, "retrain"),
-        doc_md=_doc(spec, doc_md),
+        **_common(spec, "retrain", doc_md),
         params={
             "window_end": Param(
                 None,
@@ -115,12 +122,8 @@ def build_drift_monitor_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
         dag_id=f"{DRIFT_MONITOR_DAG_PREFIX}{spec.name}",
         description=f"Watch {spec.name}'s production data for drift",
         schedule=CronDataIntervalTimetable(spec.schedules.drift_monitor, timezone="UTC") if spec.schedules.drift_monitor else None,
-        start_date=_start_date(spec),
-        catchup=False,
         max_active_runs=1,
-        default_args=_default_args(spec),
-        tags=_tags(spec, "drift"),
-        doc_md=_doc(spec, doc_md),
+        **_common(spec, "drift", doc_md),
         params={"day": Param(None, type=["null", "string"], format="date", title="Day", description="Day to inspect. Empty: the run's data interval.")},
     ) as dag:
         PartitionSensor(
@@ -144,12 +147,8 @@ def build_batch_score_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
         dag_id=f"{BATCH_SCORE_DAG_PREFIX}{spec.name}",
         description=f"Score one day of {spec.name} data with the champion",
         schedule=CronDataIntervalTimetable(spec.schedules.batch_score, timezone="UTC") if spec.schedules.batch_score else None,
-        start_date=_start_date(spec),
-        catchup=False,
         max_active_runs=4,
-        default_args=_default_args(spec),
-        tags=_tags(spec, "scoring"),
-        doc_md=_doc(spec, doc_md),
+        **_common(spec, "scoring", doc_md),
         params={
             "partition_date": Param(
                 None, type=["null", "string"], format="date", title="Partition date", description="Day to score. Empty: the run's data interval start."
@@ -177,12 +176,8 @@ def build_rollback_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
         dag_id=f"{ROLLBACK_DAG_PREFIX}{spec.name}",
         description=f"Restore {spec.name}'s previous champion",
         schedule=None,
-        start_date=_start_date(spec),
-        catchup=False,
         max_active_runs=1,
-        default_args={**_default_args(spec), "retries": DEFAULT_RETRIES},
-        tags=_tags(spec, "rollback"),
-        doc_md=_doc(spec, doc_md),
+        **_common(spec, "rollback", doc_md),
         params={"reason": Param("", type="string", title="Reason", description="Why the rollback was needed.")},
     ) as dag:
         RestorePreviousChampionOperator(task_id="restore_previous_champion", registered_model_name=spec.registered_model_name)

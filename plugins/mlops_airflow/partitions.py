@@ -24,6 +24,18 @@ def days_between(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days)]
 
 
+def parse_day(value: object) -> dt.date:
+    """A date from a ``date``, a ``datetime`` or an ISO string (a timestamp's date part counts)."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value).strip()[:10])
+    except ValueError:
+        raise ValueError(f"expected a date (YYYY-MM-DD), got {value!r}") from None
+
+
 def partition_uri(base_uri: str, day: dt.date) -> str:
     return f"{base_uri.rstrip('/')}/{PARTITION_KEY}={day.strftime(PARTITION_DATE_FORMAT)}"
 

@@ -13,7 +13,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_airflow.constants import CHAMPION_ALIAS, DEFAULT_MLFLOW_CONN_ID
-from mlops_airflow.sensors.partitions import _as_date
+from mlops_airflow.sensors.partitions import as_date
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -55,7 +55,7 @@ class BatchScoreOperator(BaseOperator):
         from mlops_airflow.specs import load_spec
 
         spec = load_spec(self.spec_path)
-        day = _as_date(self.partition_date, "partition_date")
+        day = as_date(self.partition_date, "partition_date")
         hook = MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
         champion = hook.get_version_by_alias(spec.registered_model_name, CHAMPION_ALIAS)
         if champion is None:

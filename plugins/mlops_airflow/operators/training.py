@@ -22,6 +22,7 @@ from airflow.sdk.exceptions import AirflowFailException
 import mlops_airflow
 from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID, TAG_DAG_RUN, TAG_REASON, TrainingExitCode
 from mlops_airflow.exceptions import TrackingServerUnavailableError, TrainingFailedError
+from mlops_airflow.sensors.partitions import as_date
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -36,13 +37,8 @@ def resolve_window_end(window_end: str | dt.date | None, context: Context) -> dt
     An explicit value (the manual-run Param) wins; a scheduled run uses its data interval
     end; a manual run without a logical date uses the day it was asked to run.
     """
-    if isinstance(window_end, dt.date):
-        return window_end
     if window_end:
-        try:
-            return dt.date.fromisoformat(str(window_end).strip()[:10])
-        except ValueError:
-            raise AirflowFailException(f"window_end must be a date (YYYY-MM-DD), got {window_end!r}") from None
+        return as_date(window_end, "window_end")
     moment = context.get("data_interval_end") or context["dag_run"].run_after
     return moment.date()
 

@@ -9,21 +9,18 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowFailException
 
-from mlops_airflow.partitions import days_between, partition_uri
+from mlops_airflow.partitions import days_between, parse_day, partition_uri
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-def _as_date(value: Any, name: str) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
+def as_date(value: Any, name: str) -> dt.date:
+    """:func:`parse_day` for a templated argument: a bad value fails the task without retries."""
     try:
-        return dt.date.fromisoformat(str(value).strip()[:10])
-    except ValueError:
-        raise AirflowFailException(f"{name} must be a date (YYYY-MM-DD), got {value!r}") from None
+        return parse_day(value)
+    except ValueError as err:
+        raise AirflowFailException(f"{name}: {err}") from None
 
 
 class PartitionSensor(BaseSensorOperator):
@@ -49,8 +46,8 @@ class PartitionSensor(BaseSensorOperator):
         self.conn_id = conn_id
 
     def missing_days(self) -> list[dt.date]:
-        start = _as_date(self.start, "start")
-        end = _as_date(self.end, "end") if self.end else start + dt.timedelta(days=1)
+        start = as_date(self.start, "start")
+        end = as_date(self.end, "end") if self.end else start + dt.timedelta(days=1)
         if end <= start:
             raise AirflowFailException(f"end ({end}) must be after start ({start})")
         missing = []

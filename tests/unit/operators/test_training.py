@@ -29,7 +29,7 @@ class TestResolveWindowEnd:
         assert resolve_window_end(value, context) == expected
 
     def test_bad_value_fails_without_retry(self):
-        with pytest.raises(AirflowFailException, match="window_end must be a date"):
+        with pytest.raises(AirflowFailException, match="window_end: expected a date"):
             resolve_window_end("next tuesday", {})
 
 
