@@ -27,6 +27,7 @@ TAG_REASON = "mlops.reason"
 # Artifact paths inside a training run.
 MODEL_ARTIFACT_PATH = "model"
 REFERENCE_SAMPLE_ARTIFACT = "reference/features.parquet"
+DATA_REPORT_ARTIFACT = "data_check/report.json"
 
 # Partition folder naming: <data uri>/dt=YYYY-MM-DD/*.parquet
 PARTITION_KEY = "dt"

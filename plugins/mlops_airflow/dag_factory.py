@@ -22,6 +22,11 @@ from mlops_airflow.constants import (
 from mlops_airflow.specs import ModelSpec, ModelSpecError, load_specs
 
 SPECS_DIR_ENV = "MLOPS_SPECS_DIR"
+
+# The run's window, rendered at run time: a manual run's Params win; a scheduled run uses its
+# data interval; a manual run without a logical date uses the day it was asked to run.
+_RUN_DAY = "(data_interval_start or dag_run.run_after) | ds"
+_RUN_END = "(data_interval_end or dag_run.run_after) | ds"
 DEFAULT_RETRIES = 2
 
 
@@ -74,6 +79,7 @@ def _common(spec: ModelSpec, kind: str, doc_md: str | None) -> dict:
 
 def build_retrain_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
     """``retrain_<model>``: train on the window ending at the run's data interval end."""
+    from mlops_airflow.operators.data_checks import DataContractCheckOperator
     from mlops_airflow.operators.training import LocalModelTrainingOperator
 
     if spec.training.backend is not TrainingBackend.LOCAL:
@@ -103,19 +109,31 @@ def build_retrain_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
         },
         render_template_as_native_obj=False,
     ) as dag:
-        LocalModelTrainingOperator(
+        window_end = f"{{{{ params.window_end or {_RUN_END} }}}}"
+        window_start = f"{{{{ macros.ds_add(params.window_end or {_RUN_END}, -(params.window_days or {spec.training.window_days})) }}}}"
+        check = DataContractCheckOperator(
+            task_id="check_training_data",
+            spec_path=spec.source,
+            interval_start=window_start,
+            interval_end=window_end,
+            check_label=True,
+        )
+        train = LocalModelTrainingOperator(
             task_id="train_model",
             spec_path=spec.source,
-            window_end="{{ params.window_end or '' }}",
-            window_days="{{ params.window_days or '' }}",
+            window_start=window_start,
+            window_end=window_end,
+            data_report_uri="{{ ti.xcom_pull(task_ids='check_training_data')['report_uri'] }}",
             reason="{{ params.reason }}",
             execution_timeout=dt.timedelta(minutes=spec.training.timeout_minutes),
         )
+        check >> train
     return dag
 
 
 def build_drift_monitor_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
     """``drift_monitor_<model>``: on the spec's schedule, look at the current window of data."""
+    from mlops_airflow.operators.data_checks import DataContractCheckOperator
     from mlops_airflow.sensors.partitions import PartitionSensor
 
     with DAG(
@@ -126,23 +144,32 @@ def build_drift_monitor_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
         **_common(spec, "drift", doc_md),
         params={"day": Param(None, type=["null", "string"], format="date", title="Day", description="Day to inspect. Empty: the run's data interval.")},
     ) as dag:
-        PartitionSensor(
+        day = f"{{{{ params.day or {_RUN_DAY} }}}}"
+        wait = PartitionSensor(
             task_id="wait_for_current_data",
             base_uri=spec.data.uri,
-            start="{{ params.day or (data_interval_start or dag_run.run_after) | ds }}",
+            start=day,
             mode="reschedule",
             poke_interval=dt.timedelta(minutes=5),
             timeout=dt.timedelta(hours=2),
         )
+        check = DataContractCheckOperator(
+            task_id="check_current_data",
+            spec_path=spec.source,
+            interval_start=day,
+            interval_end=f"{{{{ macros.ds_add(params.day or {_RUN_DAY}, 1) }}}}",
+        )
+        wait >> check
     return dag
 
 
 def build_batch_score_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
     """``batch_score_<model>``: score one day's partition with the champion."""
+    from mlops_airflow.operators.data_checks import DataContractCheckOperator
     from mlops_airflow.operators.scoring import BatchScoreOperator
     from mlops_airflow.sensors.partitions import PartitionSensor
 
-    partition_date = "{{ params.partition_date or (data_interval_start or dag_run.run_after) | ds }}"
+    partition_date = f"{{{{ params.partition_date or {_RUN_DAY} }}}}"
     with DAG(
         dag_id=f"{BATCH_SCORE_DAG_PREFIX}{spec.name}",
         description=f"Score one day of {spec.name} data with the champion",
@@ -163,8 +190,14 @@ def build_batch_score_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
             poke_interval=dt.timedelta(minutes=5),
             timeout=dt.timedelta(hours=6),
         )
+        check = DataContractCheckOperator(
+            task_id="check_scoring_data",
+            spec_path=spec.source,
+            interval_start=partition_date,
+            interval_end=f"{{{{ macros.ds_add(params.partition_date or {_RUN_DAY}, 1) }}}}",
+        )
         score = BatchScoreOperator(task_id="score_partition", spec_path=spec.source, partition_date=partition_date)
-        wait >> score
+        wait >> check >> score
     return dag
 
 

@@ -46,6 +46,7 @@ class DataSpec:
     uri: str
     timestamp_column: str
     predictions_uri: str
+    reports_uri: str
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,51 @@ class TrainingSpec:
     timeout_minutes: int
 
 
+COLUMN_DTYPES = ("int", "float", "string", "bool", "timestamp")
+ON_FAILURE_ACTIONS = ("fail", "quarantine")
+
+
+@dataclass(frozen=True)
+class ColumnContract:
+    """What one column must hold. ``max_null_fraction`` 0 means not nullable."""
+
+    name: str
+    dtype: str
+    max_null_fraction: float = 0.0
+    minimum: float | None = None
+    maximum: float | None = None
+    allowed: tuple[Any, ...] | None = None
+    unique: bool = False
+    allow_non_finite: bool = False
+
+
+@dataclass(frozen=True)
+class RowCountContract:
+    """Rows per partition: absolute bounds, and bounds relative to the trailing mean of earlier days."""
+
+    minimum: int = 1
+    maximum: int | None = None
+    min_ratio_to_trailing_mean: float | None = None
+    max_ratio_to_trailing_mean: float | None = None
+    trailing_days: int = 7
+
+
+@dataclass(frozen=True)
+class DataContract:
+    """The data contract of a model's partitions; see :mod:`mlops_airflow.stats.contract`."""
+
+    columns: tuple[ColumnContract, ...]
+    rows: RowCountContract
+    extra_columns: str = "forbid"
+    max_delay_hours: float | None = None
+    max_duplicate_fraction: float = 0.0
+    require_all_partitions: bool = True
+    on_failure: str = "fail"
+
+    def column(self, name: str) -> ColumnContract | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
 @dataclass(frozen=True)
 class ScheduleSpec:
     start_date: dt.date
@@ -115,6 +161,7 @@ class ModelSpec:
     target: TargetSpec
     training: TrainingSpec
     schedules: ScheduleSpec
+    contract: DataContract
     source: str
 
     @property
@@ -164,6 +211,22 @@ class _Section:
         value = self.string(key, default, required=default is None)
         if value not in choices:
             self.fail(key, f"must be one of {list(choices)}, got {value!r}")
+        return value
+
+    def number(self, key: str, default: float | None = None, *, minimum: float | None = None, maximum: float | None = None) -> Any:
+        value = self._get(key, default, False)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.fail(key, f"must be a number, got {value!r}")
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            self.fail(key, f"must be within [{minimum}, {maximum}], got {value}")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self._get(key, default, False)
+        if not isinstance(value, bool):
+            self.fail(key, f"must be true or false, got {value!r}")
         return value
 
     def string_list(self, key: str, *, required: bool = False) -> tuple[str, ...]:
@@ -245,10 +308,13 @@ def parse_spec(raw: Any, *, source: str) -> ModelSpec:
         top.fail("name", f"must be lowercase letters, digits and '-', start with a letter, at most 40 characters; got {name!r}")
 
     data_section = top.section("data")
+    data_uri = _uri(data_section, "uri")
     data = DataSpec(
-        uri=_uri(data_section, "uri"),
+        uri=data_uri,
         timestamp_column=data_section.string("timestamp_column", required=True),
         predictions_uri=_uri(data_section, "predictions_uri"),
+        # Reports sit beside the partitions unless told otherwise; readers skip "_" folders.
+        reports_uri=_uri(data_section, "reports_uri") if data_section.raw.get("reports_uri") else f"{data_uri}/_reports",
     )
     data_section.finish()
 
@@ -281,6 +347,13 @@ def parse_spec(raw: Any, *, source: str) -> ModelSpec:
 
     training = _parse_training(top.section("training"))
     schedules = _parse_schedules(top.section("schedules", required=False))
+    contract = _parse_contract(top.section("contract"))
+    required = (*features.columns, target.column, data.timestamp_column)
+    undeclared = [c for c in required if contract.column(c) is None]
+    if undeclared:
+        raise ModelSpecError(source, "contract.columns", f"must declare every feature, the target and the timestamp; missing {undeclared}")
+    if contract.column(data.timestamp_column).dtype != "timestamp":
+        raise ModelSpecError(source, f"contract.columns.{data.timestamp_column}.dtype", "must be 'timestamp' for data.timestamp_column")
 
     spec = ModelSpec(
         name=name,
@@ -292,6 +365,7 @@ def parse_spec(raw: Any, *, source: str) -> ModelSpec:
         target=target,
         training=training,
         schedules=schedules,
+        contract=contract,
         source=source,
     )
     top.finish()
@@ -345,6 +419,73 @@ def _parse_training(section: _Section) -> TrainingSpec:
     )
     section.finish()
     return spec
+
+
+def _parse_column(section: _Section, name: str) -> ColumnContract:
+    dtype = section.choice("dtype", COLUMN_DTYPES)
+    nullable = section.boolean("nullable", False)
+    max_null_fraction = section.number("max_null_fraction", None, minimum=0.0, maximum=1.0)
+    if max_null_fraction is not None and not nullable and "nullable" in section.raw:
+        section.fail("max_null_fraction", "contradicts nullable: false")
+    if max_null_fraction is None:
+        max_null_fraction = 1.0 if nullable else 0.0
+    minimum, maximum = section.number("min"), section.number("max")
+    if (minimum is not None or maximum is not None) and dtype not in ("int", "float"):
+        section.fail("min" if minimum is not None else "max", f"bounds apply to int and float columns, not {dtype}")
+    if minimum is not None and maximum is not None and minimum > maximum:
+        section.fail("min", f"({minimum}) is larger than max ({maximum})")
+    allowed = section._get("allowed", None, False)
+    if allowed is not None:
+        if not isinstance(allowed, list) or not allowed:
+            section.fail("allowed", f"must be a non-empty list, got {allowed!r}")
+        kinds = {"string": str, "int": int, "bool": bool}
+        if dtype not in kinds or not all(isinstance(v, kinds[dtype]) and (dtype == "bool" or not isinstance(v, bool)) for v in allowed):
+            section.fail("allowed", f"must list {dtype} values (allowed values apply to string, int and bool columns)")
+        allowed = tuple(allowed)
+    column = ColumnContract(
+        name=name,
+        dtype=dtype,
+        max_null_fraction=float(max_null_fraction),
+        minimum=minimum,
+        maximum=maximum,
+        allowed=allowed,
+        unique=section.boolean("unique", False),
+        allow_non_finite=section.boolean("allow_non_finite", False),
+    )
+    section.finish()
+    return column
+
+
+def _parse_contract(section: _Section) -> DataContract:
+    columns_section = section.section("columns")
+    if not columns_section.raw:
+        columns_section.fail("", "must declare at least one column")
+    columns = tuple(_parse_column(columns_section.section(str(name)), str(name)) for name in columns_section.raw)
+    columns_section.finish()
+
+    rows_section = section.section("rows", required=False)
+    rows = RowCountContract(
+        minimum=rows_section.integer("min_per_partition", 1, minimum=0),
+        maximum=rows_section.integer("max_per_partition", None, minimum=1) if rows_section.raw.get("max_per_partition") is not None else None,
+        min_ratio_to_trailing_mean=rows_section.number("min_ratio_to_trailing_mean", None, minimum=0.0),
+        max_ratio_to_trailing_mean=rows_section.number("max_ratio_to_trailing_mean", None, minimum=0.0),
+        trailing_days=rows_section.integer("trailing_days", 7, minimum=1),
+    )
+    if rows.maximum is not None and rows.maximum < rows.minimum:
+        rows_section.fail("max_per_partition", f"({rows.maximum}) is smaller than min_per_partition ({rows.minimum})")
+    rows_section.finish()
+
+    contract = DataContract(
+        columns=columns,
+        rows=rows,
+        extra_columns=section.choice("extra_columns", ("forbid", "allow"), default="forbid"),
+        max_delay_hours=section.number("max_delay_hours", None, minimum=0.0),
+        max_duplicate_fraction=float(section.number("max_duplicate_fraction", 0.0, minimum=0.0, maximum=1.0)),
+        require_all_partitions=section.boolean("require_all_partitions", True),
+        on_failure=section.choice("on_failure", ON_FAILURE_ACTIONS, default="fail"),
+    )
+    section.finish()
+    return contract
 
 
 def _parse_schedules(section: _Section) -> ScheduleSpec:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -33,21 +34,25 @@ def alias_version(registry, alias):
 def test_retrain_then_score_then_roll_back(airflow_db, dagbag, churn_data, registry, churn_spec):
     # retrain: trains for real and registers a challenger.
     state, tasks, _ = run(dagbag, "retrain_churn", {"window_end": str(DATA_END), "window_days": DATA_DAYS, "reason": "integration test"})
-    assert (state, tasks) == ("success", {"train_model": "success"})
+    assert (state, tasks) == ("success", {"check_training_data": "success", "train_model": "success"})
     assert alias_version(registry, "challenger") == "1"
     (version,) = registry.search_model_versions("name = 'churn'")
     training_run = registry.get_run(version.run_id)
     assert training_run.data.tags["mlops.reason"] == "integration test"
     assert training_run.data.tags["mlops.dag_run"].startswith("retrain_churn/")
     assert training_run.data.params["window_start"] == str(DATA_END - dt.timedelta(days=DATA_DAYS))
+    # The data check's report travels with the model it vetted.
+    report = registry.download_artifacts(version.run_id, "data_check/report.json")
+    assert json.loads(Path(report).read_text())["passed"] is True
+    assert training_run.data.metrics["data_check.rows"] == DATA_DAYS * 300
 
     # batch score: nothing to score with before there is a champion.
     state, tasks, _ = run(dagbag, "batch_score_churn", {"partition_date": str(SCORED_DAY)})
-    assert tasks == {"wait_for_partition": "success", "score_partition": "skipped"}
+    assert tasks == {"wait_for_partition": "success", "check_scoring_data": "success", "score_partition": "skipped"}
 
     registry.set_registered_model_alias("churn", "champion", "1")
     state, tasks, _ = run(dagbag, "batch_score_churn", {"partition_date": str(SCORED_DAY)})
-    assert (state, tasks) == ("success", {"wait_for_partition": "success", "score_partition": "success"})
+    assert (state, tasks) == ("success", {"wait_for_partition": "success", "check_scoring_data": "success", "score_partition": "success"})
     predictions = pd.read_parquet(f"{churn_spec.data.predictions_uri.removeprefix('file://')}/dt={SCORED_DAY}/predictions.parquet")
     assert len(predictions) == 300
     assert set(predictions["model_version"]) == {"1"}
@@ -66,12 +71,12 @@ def test_retrain_then_score_then_roll_back(airflow_db, dagbag, churn_data, regis
 
 def test_retrain_on_a_window_without_data_fails_without_retrying(airflow_db, dagbag, churn_data, registry):
     state, tasks, dag_run = run(dagbag, "retrain_churn", {"window_end": "2020-02-01", "window_days": 20})
-    assert (state, tasks) == ("failed", {"train_model": "failed"})
+    assert (state, tasks) == ("failed", {"check_training_data": "failed", "train_model": "upstream_failed"})
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        (ti,) = dag_run.get_task_instances(session=session)
-        assert ti.try_number == 1  # AirflowFailException: no retry for bad data
+        check = next(ti for ti in dag_run.get_task_instances(session=session) if ti.task_id == "check_training_data")
+        assert check.try_number == 1  # AirflowFailException: no retry for bad data
     assert registry.search_model_versions("name = 'churn'") == []
 
 
@@ -83,7 +88,7 @@ def test_rollback_without_previous_champion_fails_clearly(airflow_db, dagbag, re
 
 def test_drift_monitor_waits_for_the_day(airflow_db, dagbag, churn_data):
     state, tasks, _ = run(dagbag, "drift_monitor_churn", {"day": str(SCORED_DAY)})
-    assert (state, tasks) == ("success", {"wait_for_current_data": "success"})
+    assert (state, tasks) == ("success", {"wait_for_current_data": "success", "check_current_data": "success"})
 
 
 def test_templates_render_params(airflow_db, dagbag, churn_data, registry):

@@ -13,7 +13,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_airflow.constants import CHAMPION_ALIAS, DEFAULT_MLFLOW_CONN_ID
-from mlops_airflow.sensors.partitions import as_date
+from mlops_airflow.utils.dates import as_date
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

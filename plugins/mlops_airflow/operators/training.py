@@ -22,25 +22,13 @@ from airflow.sdk.exceptions import AirflowFailException
 import mlops_airflow
 from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID, TAG_DAG_RUN, TAG_REASON, TrainingExitCode
 from mlops_airflow.exceptions import TrackingServerUnavailableError, TrainingFailedError
-from mlops_airflow.sensors.partitions import as_date
+from mlops_airflow.utils.dates import as_date
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 # How long the entrypoint gets to exit after SIGTERM before it is killed.
 _TERMINATE_GRACE_SECONDS = 15
-
-
-def resolve_window_end(window_end: str | dt.date | None, context: Context) -> dt.date:
-    """The exclusive end of the training window.
-
-    An explicit value (the manual-run Param) wins; a scheduled run uses its data interval
-    end; a manual run without a logical date uses the day it was asked to run.
-    """
-    if window_end:
-        return as_date(window_end, "window_end")
-    moment = context.get("data_interval_end") or context["dag_run"].run_after
-    return moment.date()
 
 
 def training_command(
@@ -51,6 +39,7 @@ def training_command(
     result_path: str,
     idempotency_key: str,
     tags: dict[str, str],
+    data_report_uri: str | None = None,
     python: str = sys.executable,
 ) -> list[str]:
     """The entrypoint's argv; shared by every backend so they run the same thing."""
@@ -69,6 +58,8 @@ def training_command(
         "--idempotency-key",
         idempotency_key,
     ]
+    if data_report_uri:
+        command += ["--data-report", data_report_uri]
     for key, value in sorted(tags.items()):
         command += ["--tag", f"{key}={value}"]
     return command
@@ -95,30 +86,32 @@ class LocalModelTrainingOperator(BaseOperator):
     container backends run the same entrypoint and return the same XCom.
 
     :param spec_path: path of the model spec YAML, readable on the worker.
-    :param window_end: exclusive end of the training window, ``YYYY-MM-DD``; empty means the
-        run's data interval end (templated).
-    :param window_days: days of data in the window; ``None`` takes the spec's (templated).
+    :param window_start: first day of the training window, ``YYYY-MM-DD`` (templated).
+    :param window_end: day after the last day of the window (templated).
+    :param data_report_uri: the data check's report, logged to the MLflow run (templated).
     :param reason: why the run was started, recorded as the MLflow run tag ``mlops.reason`` (templated).
     :param mlflow_conn_id: connection of the MLflow server.
     """
 
-    template_fields: Sequence[str] = ("window_end", "window_days", "reason")
+    template_fields: Sequence[str] = ("window_start", "window_end", "data_report_uri", "reason")
     ui_color = "#d6eaf8"
 
     def __init__(
         self,
         *,
         spec_path: str,
-        window_end: str | None = None,
-        window_days: int | str | None = None,
+        window_start: str,
+        window_end: str,
+        data_report_uri: str | None = None,
         reason: str = "",
         mlflow_conn_id: str = DEFAULT_MLFLOW_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.spec_path = spec_path
+        self.window_start = window_start
         self.window_end = window_end
-        self.window_days = window_days
+        self.data_report_uri = data_report_uri
         self.reason = reason
         self.mlflow_conn_id = mlflow_conn_id
         self._process: subprocess.Popen[str] | None = None
@@ -131,14 +124,11 @@ class LocalModelTrainingOperator(BaseOperator):
             spec = load_spec(self.spec_path)
         except ModelSpecError as err:
             raise AirflowFailException(str(err)) from err
-        window_end = resolve_window_end(self.window_end, context)
-        try:
-            window_days = int(self.window_days) if self.window_days not in (None, "", "None") else spec.training.window_days
-        except ValueError:
-            raise AirflowFailException(f"window_days must be an integer, got {self.window_days!r}") from None
-        if window_days <= spec.training.validation_days:
-            raise AirflowFailException(f"window_days ({window_days}) must exceed the spec's validation_days ({spec.training.validation_days})")
-        window_start = window_end - dt.timedelta(days=window_days)
+        window_start, window_end = as_date(self.window_start, "window_start"), as_date(self.window_end, "window_end")
+        if (window_end - window_start).days <= spec.training.validation_days:
+            raise AirflowFailException(
+                f"the window {window_start}..{window_end} must be longer than the spec's validation_days ({spec.training.validation_days})"
+            )
 
         dag_run = context["dag_run"]
         env = {**os.environ, **MlflowHook(mlflow_conn_id=self.mlflow_conn_id).get_env()}
@@ -154,6 +144,7 @@ class LocalModelTrainingOperator(BaseOperator):
                 result_path=result_path,
                 # Try-independent: a retry after a lost worker reuses the finished run.
                 idempotency_key=f"{dag_run.dag_id}/{dag_run.run_id}",
+                data_report_uri=self.data_report_uri or None,
                 tags={
                     TAG_DAG_RUN: f"{dag_run.dag_id}/{dag_run.run_id}",
                     TAG_REASON: self.reason or str(getattr(dag_run.run_type, "value", dag_run.run_type)),

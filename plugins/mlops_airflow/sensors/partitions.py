@@ -9,18 +9,11 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowFailException
 
-from mlops_airflow.partitions import days_between, parse_day, partition_uri
+from mlops_airflow.partitions import days_between, partition_uri
+from mlops_airflow.utils.dates import as_date
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-
-def as_date(value: Any, name: str) -> dt.date:
-    """:func:`parse_day` for a templated argument: a bad value fails the task without retries."""
-    try:
-        return parse_day(value)
-    except ValueError as err:
-        raise AirflowFailException(f"{name}: {err}") from None
 
 
 class PartitionSensor(BaseSensorOperator):

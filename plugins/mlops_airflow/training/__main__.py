@@ -40,6 +40,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--window-end", required=True, type=_date, help="day after the last day of the window (exclusive)")
     parser.add_argument("--result-path", default=DEFAULT_RESULT_PATH, help=f"where the JSON result goes (default {DEFAULT_RESULT_PATH})")
     parser.add_argument("--idempotency-key", help="a retried task with the same key reuses the finished run instead of training again")
+    parser.add_argument("--data-report", help="URI of the data check's JSON report, logged to the run as data_check/report.json")
     parser.add_argument("--tag", action="append", type=_tag, default=[], metavar="KEY=VALUE", help="an MLflow run tag (repeatable)")
     args = parser.parse_args(argv)
     if args.window_end <= args.window_start:
@@ -70,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tracking_uri=tracking_uri,
         idempotency_key=args.idempotency_key,
         tags=dict(args.tag),
+        data_report_uri=args.data_report,
     )
     try:
         result = train(request)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from mlops_airflow import __version__
 from mlops_airflow.constants import (
     CHALLENGER_ALIAS,
+    DATA_REPORT_ARTIFACT,
     MODEL_ARTIFACT_PATH,
     PARTITION_KEY,
     REFERENCE_SAMPLE_ARTIFACT,
@@ -56,6 +57,7 @@ class TrainingRequest:
     tracking_uri: str
     idempotency_key: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    data_report_uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,8 @@ def train(request: TrainingRequest) -> TrainingResult:
         mlflow.log_metrics(metrics)
         _log_dataset(window.frame.loc[features.index], spec, request)
         _log_reference_sample(x_train, spec)
+        if request.data_report_uri:
+            _log_data_report(request.data_report_uri)
         if Path(spec.source).is_file():
             mlflow.log_artifact(spec.source, artifact_path="spec")
 
@@ -306,6 +310,21 @@ def _log_dataset(frame: pd.DataFrame, spec: ModelSpec, request: TrainingRequest)
     )
     mlflow.log_input(dataset, context="training")
     mlflow.log_params({"dataset.digest": dataset.digest, "dataset.rows": len(frame), "dataset.source": spec.data.uri})
+
+
+def _log_data_report(uri: str) -> None:
+    """The data check's report, beside the model it vetted."""
+    import mlflow
+    from pyarrow import fs
+
+    try:
+        filesystem, path = fs.FileSystem.from_uri(uri)
+        with filesystem.open_input_stream(path) as stream:
+            report = json.loads(stream.read())
+    except (OSError, ValueError) as err:
+        raise TrainingError(TrainingExitCode.BAD_ARGUMENTS, f"cannot read the data check report {uri}: {err}") from err
+    mlflow.log_dict(report, DATA_REPORT_ARTIFACT)
+    mlflow.log_metrics({"data_check.rows": report.get("rows", 0), "data_check.rules_failed": report.get("rules_failed", 0)})
 
 
 def _log_reference_sample(x_train: pd.DataFrame, spec: ModelSpec) -> None:

@@ -1,36 +1,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from types import SimpleNamespace
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_airflow.constants import TrainingExitCode
 from mlops_airflow.exceptions import MlopsError, TrackingServerUnavailableError, TrainingFailedError
-from mlops_airflow.operators.training import LocalModelTrainingOperator, raise_for_exit_code, resolve_window_end, training_command
-
-RUN_AFTER = dt.datetime(2026, 3, 4, 10, 30, tzinfo=dt.UTC)
-
-
-class TestResolveWindowEnd:
-    @pytest.mark.parametrize(
-        ("value", "context", "expected"),
-        [
-            pytest.param("2026-02-01", {}, dt.date(2026, 2, 1), id="explicit-param"),
-            pytest.param("2026-02-01T00:00:00+00:00", {}, dt.date(2026, 2, 1), id="explicit-timestamp"),
-            pytest.param(dt.date(2026, 2, 2), {}, dt.date(2026, 2, 2), id="date-object"),
-            pytest.param("", {"data_interval_end": dt.datetime(2026, 3, 2, 3, tzinfo=dt.UTC)}, dt.date(2026, 3, 2), id="scheduled-run"),
-            pytest.param(None, {"data_interval_end": None}, dt.date(2026, 3, 4), id="manual-run-without-logical-date"),
-        ],
-    )
-    def test_resolution(self, value, context, expected):
-        context = {"dag_run": SimpleNamespace(run_after=RUN_AFTER), **context}
-        assert resolve_window_end(value, context) == expected
-
-    def test_bad_value_fails_without_retry(self):
-        with pytest.raises(AirflowFailException, match="window_end: expected a date"):
-            resolve_window_end("next tuesday", {})
+from mlops_airflow.operators.training import LocalModelTrainingOperator, raise_for_exit_code, training_command
 
 
 class TestRaiseForExitCode:
@@ -62,6 +39,7 @@ def test_training_command_is_the_shared_entrypoint():
         result_path="/airflow/xcom/return.json",
         idempotency_key="retrain_churn/run",
         tags={"b": "2", "a": "1"},
+        data_report_uri="file:///reports/check.json",
         python="python",
     )
     assert command == [
@@ -71,11 +49,12 @@ def test_training_command_is_the_shared_entrypoint():
         "--window-end", "2026-01-29",
         "--result-path", "/airflow/xcom/return.json",
         "--idempotency-key", "retrain_churn/run",
+        "--data-report", "file:///reports/check.json",
         "--tag", "a=1", "--tag", "b=2",
     ]  # fmt: skip
 
 
 def test_constructor_does_no_io(tmp_path):
     # The spec is only read in execute(): a missing file must not break DAG parsing.
-    operator = LocalModelTrainingOperator(task_id="train_model", spec_path=str(tmp_path / "missing.yaml"), window_end="{{ params.window_end }}")
-    assert operator.template_fields == ("window_end", "window_days", "reason")
+    operator = LocalModelTrainingOperator(task_id="train_model", spec_path=str(tmp_path / "missing.yaml"), window_start="{{ ds }}", window_end="{{ ds }}")
+    assert operator.template_fields == ("window_start", "window_end", "data_report_uri", "reason")

@@ -1,0 +1,1 @@
+"""Pure numeric code, no Airflow: data contracts, drift statistics, promotion gates."""

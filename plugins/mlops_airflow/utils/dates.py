@@ -1,0 +1,30 @@
+"""Dates from templated task arguments; a bad value fails the task without retries."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from mlops_airflow.partitions import parse_day
+
+
+def as_date(value: Any, name: str) -> dt.date:
+    """A date from a date, a datetime or an ISO string."""
+    try:
+        return parse_day(value)
+    except ValueError as err:
+        raise AirflowFailException(f"{name}: {err}") from None
+
+
+def as_utc_datetime(value: Any, name: str) -> dt.datetime:
+    """A UTC datetime from a date, a datetime or an ISO string; a bare date means its midnight."""
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    text = str(value).strip()
+    try:
+        moment = dt.datetime.fromisoformat(text) if len(text) > 10 else dt.datetime.combine(parse_day(text), dt.time())
+    except ValueError:
+        raise AirflowFailException(f"{name} must be a date or an ISO timestamp, got {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
