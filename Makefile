@@ -10,7 +10,7 @@ BOOTSTRAP := .local/bootstrap
 UV := $(or $(shell command -v uv 2>/dev/null),$(BOOTSTRAP)/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo up stop status test lint format clean
+.PHONY: help setup demo up stop status test lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -40,6 +40,10 @@ lint: setup ## ruff: lint (Airflow rules, banned heavy imports) and formatting
 
 test: lint ## lint, then the whole test suite
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: setup ## benchmarks, side by side as ratios (installs the comparison libraries first)
+	$(UV) sync --locked --group bench
+	$(PYTHON) bench/contract_bench.py
 
 format: setup ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .

@@ -357,7 +357,7 @@ def parse_spec(raw: Any, *, source: str) -> ModelSpec:
 
     spec = ModelSpec(
         name=name,
-        description=top.string("description", default="") or "",
+        description=top.string("description") or "",
         owner=top.string("owner", default="ml-platform"),
         tags=top.string_list("tags"),
         data=data,

@@ -98,3 +98,22 @@ def test_templates_render_params(airflow_db, dagbag, churn_data, registry):
     params = registry.get_run(version.run_id).data.params
     assert (params["window_start"], params["window_end"]) == (str(DATA_END - dt.timedelta(days=10)), str(DATA_END))
     assert json.loads(json.dumps(params))  # plain strings only
+
+
+def test_bad_day_in_the_window_stops_training_and_is_quarantined(airflow_db, dagbag, churn_spec, registry):
+    # A window of its own (June), so the shared data of the other tests stays intact.
+    from mlops_airflow.synthetic import generate
+
+    end = dt.date(2026, 6, 1)
+    generate(churn_spec.data.uri, end - dt.timedelta(days=14), end, rows_per_day=300, seed=5)
+    bad_day = end - dt.timedelta(days=3)
+    bad_file = Path(churn_spec.data.uri.removeprefix("file://")) / f"dt={bad_day}" / "part-0.parquet"
+    bad_file.write_bytes(bad_file.read_bytes()[:500])  # truncated
+    original = bad_file.read_bytes()
+
+    state, tasks, dag_run = run(dagbag, "retrain_churn", {"window_end": str(end), "window_days": 14})
+    assert (state, tasks) == ("failed", {"check_training_data": "failed", "train_model": "upstream_failed"})
+    assert registry.search_registered_models() == []  # no model trained
+    quarantined = next(Path(churn_spec.data.uri.removeprefix("file://"), "_quarantine").glob(f"*/dt={bad_day}/part-0.parquet"))
+    assert quarantined.read_bytes() == original
+    assert not bad_file.parent.exists()

@@ -125,6 +125,13 @@ class TestValidation:
         with pytest.raises(ModelSpecError, match="MLOPS_TRAINING_BACKEND='slurm'"):
             parse_spec(demo_raw(), source="s")
 
+    def test_optional_fields_may_be_left_out(self):
+        raw = demo_raw()
+        for key in ("description", "owner", "tags", "schedules"):
+            del raw[key]
+        spec = parse_spec(raw, source="s")
+        assert (spec.description, spec.owner, spec.tags) == ("", "ml-platform", ())
+
     def test_schedules_can_be_disabled(self):
         raw = with_change("schedules.retrain", None)
         assert parse_spec(raw, source="s").schedules.retrain is None

@@ -384,75 +384,110 @@ def _rule_from_mask(window: _Window, rule: str, column: str, mask: np.ndarray, d
     rules.append(RuleResult(rule, failing == 0, message, column=column, observed=observed, expected=expected, failing_rows=failing, partitions=names))
 
 
+def _passed(rule: str, column: str, expected: Any, observed: Any = None) -> RuleResult:
+    return RuleResult(rule, True, f"{rule}: column {column!r}: ok", column=column, observed=observed, expected=expected)
+
+
 def _check_column(window: _Window, column: ColumnContract, rules: list[RuleResult]) -> None:
+    """Each rule first asks a cheap aggregate (null count, min/max, sum, distinct values) and
+    builds a per-row mask, to count and locate the violations, only when the aggregate fails."""
+    import math
+
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    values = window.table.column(column.name)
-    nulls = _to_numpy_mask(pc.is_null(values))
-    null_counts = window.per_partition(nulls)
-    fractions = null_counts / np.maximum(window.sizes, 1)
-    over = fractions > column.max_null_fraction
-    names = tuple(window.days[i].isoformat() for i in np.flatnonzero(over))
-    if over.any():
-        worst = float(fractions.max())
-        rules.append(
-            RuleResult(
-                "column.nulls",
-                False,
-                f"column.nulls: column {column.name!r}: null fraction up to {worst:.3f} (max {column.max_null_fraction}), {int(null_counts[over].sum())} null rows{_where(names)}",
-                column=column.name,
-                observed=round(worst, 6),
-                expected=column.max_null_fraction,
-                failing_rows=int(null_counts[over].sum()),
-                partitions=names,
-            )
-        )
+    name = column.name
+    values = window.table.column(name)
+    if values.null_count == 0:
+        rules.append(_passed("column.nulls", name, column.max_null_fraction, 0.0))
     else:
-        rules.append(RuleResult("column.nulls", True, f"column.nulls: column {column.name!r}: ok", column=column.name, expected=column.max_null_fraction))
+        _check_nulls(window, column, values, rules)
+
+    extremes = pc.min_max(values) if column.dtype in ("int", "float") else None
+    low, high = (_fmt(extremes["min"]), _fmt(extremes["max"])) if extremes is not None else (None, None)
 
     if column.dtype == "float" and not column.allow_non_finite:
-        non_finite = _to_numpy_mask(pc.or_(pc.is_nan(values), pc.is_inf(values)))
-        _rule_from_mask(window, "column.finite", column.name, non_finite, "are NaN or +-inf", int(non_finite.sum()), 0, rules)
+        total = pc.sum(values).as_py()  # NaN or +-inf anywhere makes the sum non-finite
+        if total is None or (math.isfinite(total) and math.isfinite(low) and math.isfinite(high)):
+            rules.append(_passed("column.finite", name, 0, 0))
+        else:
+            non_finite = _to_numpy_mask(pc.or_(pc.is_nan(values), pc.is_inf(values)))
+            _rule_from_mask(window, "column.finite", name, non_finite, "are NaN or +-inf", int(non_finite.sum()), 0, rules)
 
     if column.minimum is not None or column.maximum is not None:
-        below = pc.less(values, column.minimum) if column.minimum is not None else pa.nulls(len(values), pa.bool_())
-        above = pc.greater(values, column.maximum) if column.maximum is not None else pa.nulls(len(values), pa.bool_())
-        outside = _to_numpy_mask(below) | _to_numpy_mask(above)
         bounds = [column.minimum, column.maximum]
-        extremes = pc.min_max(values)
-        observed = {"min": _fmt(extremes["min"]), "max": _fmt(extremes["max"])}
-        _rule_from_mask(
-            window, "column.range", column.name, outside, f"outside {bounds} (observed min {observed['min']}, max {observed['max']})", observed, bounds, rules
-        )
+        observed = {"min": low, "max": high}
+        finite_low = low is None or (isinstance(low, float) and math.isnan(low)) or column.minimum is None or low >= column.minimum
+        finite_high = high is None or (isinstance(high, float) and math.isnan(high)) or column.maximum is None or high <= column.maximum
+        if finite_low and finite_high:
+            rules.append(_passed("column.range", name, bounds, observed))
+        else:
+            below = pc.less(values, column.minimum) if column.minimum is not None else pa.nulls(len(values), pa.bool_())
+            above = pc.greater(values, column.maximum) if column.maximum is not None else pa.nulls(len(values), pa.bool_())
+            outside = _to_numpy_mask(below) | _to_numpy_mask(above)
+            _rule_from_mask(window, "column.range", name, outside, f"outside {bounds} (observed min {low}, max {high})", observed, bounds, rules)
 
     if column.dtype == "string":
-        _check_utf8(window, column.name, values, rules)
+        _check_utf8(window, name, values, rules)
 
     if column.allowed is not None:
-        value_set = pa.array(list(column.allowed), type=values.type if column.dtype != "int" else pa.int64())
-        unexpected = _to_numpy_mask(pc.invert(pc.is_in(values, value_set=value_set))) & ~nulls
-        examples = []
-        if unexpected.any():
-            examples = [_fmt(v) for v in pc.unique(values.filter(pa.array(unexpected))).to_pylist()[:_EXAMPLES]]
-        _rule_from_mask(
-            window,
-            "column.allowed_values",
-            column.name,
-            unexpected,
-            f"hold values outside the allowed set, e.g. {examples}",
-            examples,
-            list(column.allowed),
-            rules,
-        )
+        allowed = set(column.allowed)
+        distinct = pc.unique(values).drop_null().to_pylist()
+        unexpected_values = [v for v in distinct if v not in allowed]
+        if not unexpected_values:
+            rules.append(_passed("column.allowed_values", name, list(column.allowed), distinct))
+        else:
+            examples = [_fmt(v) for v in unexpected_values[:_EXAMPLES]]
+            unexpected = _to_numpy_mask(pc.is_in(values, value_set=pa.array(unexpected_values, type=values.type)))
+            _rule_from_mask(
+                window,
+                "column.allowed_values",
+                name,
+                unexpected,
+                f"hold values outside the allowed set, e.g. {examples}",
+                examples,
+                list(column.allowed),
+                rules,
+            )
 
     if column.unique:
-        counts = pc.value_counts(values.drop_null())
-        repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
-        duplicated = _to_numpy_mask(pc.is_in(values, value_set=repeated)) if len(repeated) else np.zeros(len(values), dtype=bool)
-        examples = [_fmt(v) for v in repeated.to_pylist()[:_EXAMPLES]]
-        _rule_from_mask(window, "column.unique", column.name, duplicated, f"share a value with another row, e.g. {examples}", examples, "unique", rules)
+        non_null = len(values) - values.null_count
+        if pc.count_distinct(values, mode="only_valid").as_py() == non_null:
+            rules.append(_passed("column.unique", name, "unique"))
+        else:
+            counts = pc.value_counts(values.drop_null())
+            repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
+            duplicated = _to_numpy_mask(pc.is_in(values, value_set=repeated)) if len(repeated) else np.zeros(len(values), dtype=bool)
+            examples = [_fmt(v) for v in repeated.to_pylist()[:_EXAMPLES]]
+            _rule_from_mask(window, "column.unique", name, duplicated, f"share a value with another row, e.g. {examples}", examples, "unique", rules)
+
+
+def _check_nulls(window: _Window, column: ColumnContract, values: pa.ChunkedArray, rules: list[RuleResult]) -> None:
+    import numpy as np
+    import pyarrow.compute as pc
+
+    null_counts = window.per_partition(_to_numpy_mask(pc.is_null(values)))
+    fractions = null_counts / np.maximum(window.sizes, 1)
+    over = fractions > column.max_null_fraction
+    if not over.any():
+        rules.append(_passed("column.nulls", column.name, column.max_null_fraction, round(float(fractions.max()), 6)))
+        return
+    names = tuple(window.days[i].isoformat() for i in np.flatnonzero(over))
+    worst = float(fractions.max())
+    failing = int(null_counts[over].sum())
+    rules.append(
+        RuleResult(
+            "column.nulls",
+            False,
+            f"column.nulls: column {column.name!r}: null fraction up to {worst:.3f} (max {column.max_null_fraction}), {failing} null rows{_where(names)}",
+            column=column.name,
+            observed=round(worst, 6),
+            expected=column.max_null_fraction,
+            failing_rows=failing,
+            partitions=names,
+        )
+    )
 
 
 def _invalid_utf8_rows(array: pa.Array, offset: int, budget: list[int]) -> list[int]:
@@ -493,22 +528,34 @@ def _check_timestamps(window: _Window, column: str, interval_end: dt.datetime, c
     import pyarrow.compute as pc
 
     values = window.table.column(column)
-    nanos = values.cast("int64").to_numpy(zero_copy_only=False)
-    valid = ~_to_numpy_mask(pc.is_null(values))
     day_starts = np.array([np.datetime64(d, "ns").astype(np.int64) for d in window.days], dtype=np.int64)
-    start = day_starts[window.part]
-    end = start + 86_400 * 10**9
-    outside = valid & ((nanos < start) | (nanos >= end))
-    _rule_from_mask(
-        window,
-        "timestamp.in_partition_day",
-        column,
-        outside,
-        "have an event time outside their partition's day",
-        int(outside.sum()),
-        "within the partition's day",
-        rules,
-    )
+    nanoseconds_per_day = 86_400 * 10**9
+    offsets = np.concatenate([[0], np.cumsum(window.sizes)])
+    # Per partition, the earliest and latest event: one pass; rows are located only on failure.
+    in_day = True
+    for i in range(len(window.days)):
+        extremes = pc.min_max(values.slice(offsets[i], window.sizes[i]).cast("int64"))
+        earliest, latest = extremes["min"].as_py(), extremes["max"].as_py()
+        if earliest is not None and (earliest < day_starts[i] or latest >= day_starts[i] + nanoseconds_per_day):
+            in_day = False
+            break
+    if in_day:
+        rules.append(_passed("timestamp.in_partition_day", column, "within the partition's day", 0))
+    else:
+        nanos = values.cast("int64").to_numpy(zero_copy_only=False)
+        valid = ~_to_numpy_mask(pc.is_null(values))
+        start = day_starts[window.part]
+        outside = valid & ((nanos < start) | (nanos >= start + nanoseconds_per_day))
+        _rule_from_mask(
+            window,
+            "timestamp.in_partition_day",
+            column,
+            outside,
+            "have an event time outside their partition's day",
+            int(outside.sum()),
+            "within the partition's day",
+            rules,
+        )
 
     if contract.max_delay_hours is None:
         return
@@ -594,7 +641,13 @@ def duplicate_row_mask(table: pa.Table) -> np.ndarray:
 
 
 def _check_duplicates(window: _Window, contract: DataContract, columns: list[str], rules: list[RuleResult]) -> None:
-    mask = duplicate_row_mask(window.table.select(columns))
+    import numpy as np
+
+    # Two equal rows are equal in every column: a column that just proved unique, with no
+    # nulls, rules out duplicate rows without hashing them.
+    unique_columns = {r.column for r in rules if r.rule == "column.unique" and r.passed}
+    proof = next((c for c in columns if c in unique_columns and window.table.column(c).null_count == 0), None)
+    mask = np.zeros(window.table.num_rows, dtype=bool) if proof is not None else duplicate_row_mask(window.table.select(columns))
     counts = window.per_partition(mask)
     duplicates = int(counts.sum())
     fraction = duplicates / max(window.table.num_rows, 1)

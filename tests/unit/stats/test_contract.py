@@ -1,0 +1,145 @@
+"""The contract rules as pure functions over Arrow tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+from unittest import mock
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from mlops_airflow.specs import load_spec
+from mlops_airflow.stats import contract as contract_module
+from mlops_airflow.stats.contract import LabelRule, PartitionInput, duplicate_row_mask, evaluate_contract, row_hashes
+from mlops_airflow.synthetic import generate_day
+
+START = dt.date(2026, 2, 1)
+DAYS = [START + dt.timedelta(days=i) for i in range(3)]
+
+
+@pytest.fixture(scope="module")
+def spec():
+    from helpers import REPO_ROOT
+
+    return load_spec(REPO_ROOT / "include" / "models" / "churn.yaml")
+
+
+def partitions(rows=300, seed=7, change=None):
+    parts = []
+    for day in DAYS:
+        frame = generate_day(day, rows=rows, seed=seed)
+        if change is not None and day == DAYS[1]:
+            frame = change(frame)
+        parts.append(PartitionInput(day=day, table=pa.Table.from_pandas(frame, preserve_index=False)))
+    return parts
+
+
+def evaluate(spec, parts, **kwargs):
+    defaults = {
+        "interval_start": dt.datetime.combine(DAYS[0], dt.time(), tzinfo=dt.UTC),
+        "interval_end": dt.datetime.combine(DAYS[-1] + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC),
+        "timestamp_column": "event_ts",
+        "label": LabelRule("churned", (0, 1)),
+        "history_row_counts": [300] * 7,
+    }
+    return evaluate_contract(spec.contract, parts, **{**defaults, **kwargs})
+
+
+def failed(result):
+    return {r.rule: r for r in result.failed_rules}
+
+
+def test_good_data_passes_every_rule(spec):
+    result = evaluate(spec, partitions())
+    assert result.passed, result.summary()
+    assert result.rows == 900
+    assert result.failed_partitions == ()
+    assert {"column.nulls", "column.range", "column.allowed_values", "column.unique", "rows.duplicates", "timestamp.freshness", "rows.vs_trailing_mean"} <= {
+        r.rule for r in result.rules
+    }
+    assert result.summary().startswith("data contract passed")
+
+
+def test_failure_names_rule_column_counts_and_partition(spec):
+    def corrupt(frame):
+        frame.loc[:9, "tenure_months"] = 500
+        return frame
+
+    result = evaluate(spec, partitions(change=corrupt))
+    rule = failed(result)["column.range"]
+    assert rule.column == "tenure_months"
+    assert rule.failing_rows == 10
+    assert rule.partitions == (DAYS[1].isoformat(),)
+    assert rule.observed["max"] == 500
+    assert rule.expected == [1, 120]
+    assert "10 of 900 rows outside [1, 120]" in rule.message
+    assert f"dt={DAYS[1]}" in rule.message
+    assert result.failed_partitions == (DAYS[1].isoformat(),)  # only the bad day is quarantined
+
+
+def test_null_fraction_is_judged_per_partition(spec):
+    def corrupt(frame):
+        frame.loc[: int(len(frame) * 0.2), "days_since_last_login"] = None
+        return frame
+
+    rule = failed(evaluate(spec, partitions(change=corrupt)))["column.nulls"]
+    assert rule.partitions == (DAYS[1].isoformat(),)
+    assert rule.observed > 0.1
+
+
+def test_label_rules_only_for_training(spec):
+    def corrupt(frame):
+        frame.loc[:4, "churned"] = 2
+        return frame
+
+    assert failed(evaluate(spec, partitions(change=corrupt)))["column.allowed_values"].column == "churned"
+    scoring = evaluate(spec, partitions(change=lambda f: f.drop(columns=["churned"])), label=None, ignore_columns=("churned",))
+    assert scoring.passed, scoring.summary()
+
+
+def test_relative_row_count_needs_history(spec):
+    result = evaluate(spec, partitions(), history_row_counts=[30] * 7)
+    assert failed(result)["rows.vs_trailing_mean"].observed == {d.isoformat(): 10.0 for d in DAYS}
+    skipped = evaluate(spec, partitions(), history_row_counts=[])
+    assert skipped.passed
+    assert "skipped" in next(r.message for r in skipped.rules if r.rule == "rows.vs_trailing_mean")
+
+
+def test_freshness(spec):
+    result = evaluate(spec, partitions(), interval_end=dt.datetime(2026, 2, 7, tzinfo=dt.UTC))
+    rule = failed(result)["timestamp.freshness"]
+    assert rule.observed > 30
+    assert rule.partitions == (DAYS[-1].isoformat(),)
+
+
+def test_report_is_json_ready(spec):
+    import json
+
+    report = evaluate(spec, partitions(change=lambda f: f.assign(region="atlantis"))).to_dict()
+    assert json.loads(json.dumps(report))["rules_failed"] == 1
+    assert report["rules"][0]["rule"]
+
+
+class TestDuplicates:
+    def test_exact_duplicate_rows(self):
+        table = pa.table({"a": [1.0, 2.0, 1.0, None, None, float("nan"), float("nan"), 3.0], "b": ["x", "y", "x", None, None, "n", "n", "x"]})
+        assert duplicate_row_mask(table).tolist() == [False, False, True, False, True, False, True, False]
+
+    def test_hash_collisions_are_not_duplicates(self):
+        table = pa.table({"a": np.arange(1000), "b": [str(i % 7) for i in range(1000)]})
+        with mock.patch.object(contract_module, "row_hashes", return_value=np.zeros(1000, dtype=np.uint64)):
+            assert not duplicate_row_mask(table).any()
+
+    def test_hash_separates_columns(self):
+        table = pa.table({"a": [1, 2], "b": [2, 1]})
+        hashes = row_hashes(table)
+        assert hashes[0] != hashes[1]
+
+    def test_strings_hash_by_value_across_chunks(self):
+        table = pa.Table.from_batches(
+            [pa.record_batch({"s": ["p", "q"]}), pa.record_batch({"s": ["q", "p"]})],
+        )
+        hashes = row_hashes(table)
+        assert hashes[0] == hashes[3]
+        assert hashes[1] == hashes[2]
