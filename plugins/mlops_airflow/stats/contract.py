@@ -224,8 +224,7 @@ def evaluate_contract(
     window = _concatenate(good, columns)
     if window is not None:
         _check_row_counts(window, contract, history_row_counts, rules)
-        for column in columns:
-            _check_column(window, column, rules)
+        rules.extend(_check_columns(window, columns))
         _check_timestamps(window, timestamp_column, interval_end, contract, rules)
         _check_duplicates(window, contract, [c.name for c in columns], rules)
     if not any(r.rule.startswith("partition.") or r.rule.startswith("schema.") for r in rules) and present:
@@ -308,11 +307,13 @@ def _concatenate(good: list[PartitionInput], columns: list[ColumnContract]) -> _
         arrays = []
         for column in columns:
             array = part.table.column(column.name)
-            target = _normalised_type(column.dtype)
             if column.dtype == "timestamp" and array.type.tz is None:
                 array = array.cast(pa.timestamp(array.type.unit, tz="UTC"))  # naive timestamps are read as UTC
-            arrays.append(array.cast(target, safe=False) if array.type != target else array)
+            arrays.append(array)
         tables.append(pa.table(arrays, names=[c.name for c in columns]))
+    if any(t.schema != tables[0].schema for t in tables[1:]):
+        # Partitions disagree on widths (int32 / int64, string / large_string): widen them all.
+        tables = [t.cast(pa.schema([pa.field(c.name, _normalised_type(c.dtype)) for c in columns]), safe=False) for t in tables]
     table = pa.concat_tables(tables)
     sizes = np.array([t.num_rows for t in tables], dtype=np.int64)
     part_index = np.repeat(np.arange(len(tables), dtype=np.int32), sizes)
@@ -384,6 +385,23 @@ def _rule_from_mask(window: _Window, rule: str, column: str, mask: np.ndarray, d
     rules.append(RuleResult(rule, failing == 0, message, column=column, observed=observed, expected=expected, failing_rows=failing, partitions=names))
 
 
+def _check_columns(window: _Window, columns: list[ColumnContract]) -> list[RuleResult]:
+    """Columns are independent: check them on all cores (pyarrow and numpy release the GIL)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    def check(column: ColumnContract) -> list[RuleResult]:
+        found: list[RuleResult] = []
+        _check_column(window, column, found)
+        return found
+
+    workers = min(len(columns), os.cpu_count() or 1)
+    if workers <= 1:
+        return [r for c in columns for r in check(c)]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="contract") as pool:
+        return [r for found in pool.map(check, columns) for r in found]
+
+
 def _passed(rule: str, column: str, expected: Any, observed: Any = None) -> RuleResult:
     return RuleResult(rule, True, f"{rule}: column {column!r}: ok", column=column, observed=observed, expected=expected)
 
@@ -452,8 +470,7 @@ def _check_column(window: _Window, column: ColumnContract, rules: list[RuleResul
             )
 
     if column.unique:
-        non_null = len(values) - values.null_count
-        if pc.count_distinct(values, mode="only_valid").as_py() == non_null:
+        if _is_unique(window, values):
             rules.append(_passed("column.unique", name, "unique"))
         else:
             counts = pc.value_counts(values.drop_null())
@@ -461,6 +478,52 @@ def _check_column(window: _Window, column: ColumnContract, rules: list[RuleResul
             duplicated = _to_numpy_mask(pc.is_in(values, value_set=repeated)) if len(repeated) else np.zeros(len(values), dtype=bool)
             examples = [_fmt(v) for v in repeated.to_pylist()[:_EXAMPLES]]
             _rule_from_mask(window, "column.unique", name, duplicated, f"share a value with another row, e.g. {examples}", examples, "unique", rules)
+
+
+def _partition_key_range(part: pa.ChunkedArray) -> tuple[Any, Any] | None:
+    """``(min, max)`` of a partition whose non-null values are unique, ``False`` if they repeat,
+    ``None`` if it has no values. Strictly increasing keys are proved unique by one comparison
+    pass; others by a hash table that, per partition, stays small."""
+    import pyarrow.compute as pc
+
+    size = len(part)
+    if size - part.null_count == 0:
+        return None
+    if part.null_count == 0 and size > 1 and pc.all(pc.greater(part.slice(1), part.slice(0, size - 1))).as_py():
+        return part[0].as_py(), part[size - 1].as_py()
+    if pc.count_distinct(part, mode="only_valid").as_py() != size - part.null_count:
+        return False
+    extremes = pc.min_max(part)
+    return extremes["min"].as_py(), extremes["max"].as_py()
+
+
+def _is_unique(window: _Window, values: pa.ChunkedArray) -> bool:
+    """Exact uniqueness of the non-null values.
+
+    Fast path: each partition unique on its own and the partitions' value ranges disjoint
+    (keys that carry their day or grow monotonically); partitions are checked in parallel and
+    their hash tables stay in cache. Otherwise one global distinct count decides.
+    """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        # Compare bytes: ranges must not decode text (invalid UTF-8 is a rule of its own).
+        values = values.cast(pa.large_binary() if pa.types.is_large_string(values.type) else pa.binary())
+    offsets = np.concatenate([[0], np.cumsum(window.sizes)])
+    parts = [values.slice(offsets[i], size) for i, size in enumerate(window.sizes)]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="unique") as pool:
+        found = list(pool.map(_partition_key_range, parts))
+    if any(r is False for r in found):
+        return False  # a repeat inside one partition
+    ranges = sorted(r for r in found if r is not None)
+    if all(previous[1] < current[0] for previous, current in zip(ranges, ranges[1:], strict=False)):
+        return True
+    return pc.count_distinct(values, mode="only_valid").as_py() == len(values) - values.null_count
 
 
 def _check_nulls(window: _Window, column: ColumnContract, values: pa.ChunkedArray, rules: list[RuleResult]) -> None:
