@@ -19,7 +19,7 @@ from mlops_airflow.constants import (
     ROLLBACK_DAG_PREFIX,
     TrainingBackend,
 )
-from mlops_airflow.specs import ModelSpec, ModelSpecError, load_specs
+from mlops_airflow.specs import ModelSpec, load_specs
 
 SPECS_DIR_ENV = "MLOPS_SPECS_DIR"
 
@@ -77,13 +77,33 @@ def _common(spec: ModelSpec, kind: str, doc_md: str | None) -> dict:
     }
 
 
+def _training_operator(spec: ModelSpec, **kwargs):
+    """The training task for the spec's backend; each backend's module is imported only when used."""
+    backend = spec.training.backend
+    if backend is TrainingBackend.KUBERNETES:
+        from mlops_airflow.operators.training_pod import ModelTrainingPodOperator, training_pod_kwargs
+
+        return ModelTrainingPodOperator(**kwargs, **training_pod_kwargs(spec))
+    if backend is TrainingBackend.DOCKER:
+        from mlops_airflow.operators.training_docker import ModelTrainingDockerOperator
+
+        compute = spec.training.compute
+        return ModelTrainingDockerOperator(
+            **kwargs,
+            image=compute.image,
+            gpus=compute.gpus,
+            mem_limit=compute.memory.replace("Gi", "g").replace("Mi", "m"),
+            execution_timeout=dt.timedelta(minutes=spec.training.timeout_minutes),
+        )
+    from mlops_airflow.operators.training import LocalModelTrainingOperator
+
+    return LocalModelTrainingOperator(**kwargs, execution_timeout=dt.timedelta(minutes=spec.training.timeout_minutes))
+
+
 def build_retrain_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
     """``retrain_<model>``: train on the window ending at the run's data interval end."""
     from mlops_airflow.operators.data_checks import DataContractCheckOperator
-    from mlops_airflow.operators.training import LocalModelTrainingOperator
 
-    if spec.training.backend is not TrainingBackend.LOCAL:
-        raise ModelSpecError(spec.source, "training.backend", f"the {spec.training.backend.value!r} backend is not available in this version; use 'local'")
     with DAG(
         dag_id=f"{RETRAIN_DAG_PREFIX}{spec.name}",
         description=f"Retrain {spec.name} and register a challenger",
@@ -118,14 +138,14 @@ def build_retrain_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
             interval_end=window_end,
             check_label=True,
         )
-        train = LocalModelTrainingOperator(
+        train = _training_operator(
+            spec,
             task_id="train_model",
             spec_path=spec.source,
             window_start=window_start,
             window_end=window_end,
             data_report_uri="{{ ti.xcom_pull(task_ids='check_training_data')['report_uri'] }}",
             reason="{{ params.reason }}",
-            execution_timeout=dt.timedelta(minutes=spec.training.timeout_minutes),
         )
         check >> train
     return dag

@@ -36,7 +36,7 @@ class ModelSpecError(ValueError):
         super().__init__(f"{source}: {field}: {problem}")
 
 
-ESTIMATOR_KINDS = ("hist_gradient_boosting", "random_forest", "logistic_regression")
+ESTIMATOR_KINDS = ("hist_gradient_boosting", "random_forest", "logistic_regression", "xgboost")
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,11 @@ class ComputeSpec:
     memory: str = "2Gi"
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[Mapping[str, Any], ...] = ()
+    runtime_class: str | None = None
+    namespace: str = "mlops"
+    service_account: str = "mlops-training"
+    mlflow_credentials_secret: str | None = "mlflow-pipeline-credentials"  # noqa: S105 - the name of a Kubernetes Secret
+    schedule_timeout_seconds: int = 600
 
 
 @dataclass(frozen=True)
@@ -398,6 +403,11 @@ def _parse_training(section: _Section) -> TrainingSpec:
         memory=compute_section.string("memory", "2Gi"),
         node_selector={str(k): str(v) for k, v in compute_section.mapping("node_selector").items()},
         tolerations=tuple(dict(t) for t in tolerations),
+        runtime_class=compute_section.string("runtime_class"),
+        namespace=compute_section.string("namespace", "mlops"),
+        service_account=compute_section.string("service_account", "mlops-training"),
+        mlflow_credentials_secret=compute_section.string("mlflow_credentials_secret", "mlflow-pipeline-credentials"),
+        schedule_timeout_seconds=compute_section.integer("schedule_timeout_seconds", 600, minimum=10),
     )
     compute_section.finish()
     if backend != TrainingBackend.LOCAL.value and not compute.image:
@@ -505,6 +515,15 @@ def _parse_schedules(section: _Section) -> ScheduleSpec:
     )
     section.finish()
     return spec
+
+
+def load_spec_text(text: str, *, source: str) -> ModelSpec:
+    """Validate a spec handed over as YAML text (a pod gets its spec in an environment variable)."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ModelSpecError(source, "<file>", f"is not valid YAML: {err}") from err
+    return parse_spec(raw, source=source)
 
 
 def load_spec(path: str | os.PathLike[str]) -> ModelSpec:

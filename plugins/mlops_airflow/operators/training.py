@@ -34,15 +34,18 @@ _TERMINATE_GRACE_SECONDS = 15
 def training_command(
     *,
     spec_path: str,
-    window_start: dt.date,
-    window_end: dt.date,
+    window_start: dt.date | str,
+    window_end: dt.date | str,
     result_path: str,
     idempotency_key: str,
     tags: dict[str, str],
     data_report_uri: str | None = None,
     python: str = sys.executable,
 ) -> list[str]:
-    """The entrypoint's argv; shared by every backend so they run the same thing."""
+    """The entrypoint's argv; shared by every backend so they run the same thing.
+
+    Values may be Jinja templates: the pod and container operators render their command.
+    """
     command = [
         python,
         "-m",
@@ -50,9 +53,9 @@ def training_command(
         "--spec",
         spec_path,
         "--window-start",
-        window_start.isoformat(),
+        str(window_start),
         "--window-end",
-        window_end.isoformat(),
+        str(window_end),
         "--result-path",
         result_path,
         "--idempotency-key",

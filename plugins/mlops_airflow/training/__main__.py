@@ -35,7 +35,7 @@ def _tag(value: str) -> tuple[str, str]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m mlops_airflow.training", description="Train one model version and register it as challenger.")
-    parser.add_argument("--spec", required=True, help="path of the model spec YAML")
+    parser.add_argument("--spec", required=True, help="path of the model spec YAML, or env:NAME to read the YAML from an environment variable")
     parser.add_argument("--window-start", required=True, type=_date, help="first day of the training window")
     parser.add_argument("--window-end", required=True, type=_date, help="day after the last day of the window (exclusive)")
     parser.add_argument("--result-path", default=DEFAULT_RESULT_PATH, help=f"where the JSON result goes (default {DEFAULT_RESULT_PATH})")
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = parse_args(argv)
 
-    from mlops_airflow.specs import ModelSpecError, load_spec
+    from mlops_airflow.specs import ModelSpecError, load_spec, load_spec_text
     from mlops_airflow.training.train import TrainingError, TrainingRequest, train, write_result
 
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
@@ -60,7 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: MLFLOW_TRACKING_URI is not set; point it at the MLflow tracking server", file=sys.stderr)
         return TrainingExitCode.BAD_ARGUMENTS
     try:
-        spec = load_spec(args.spec)
+        if args.spec.startswith("env:"):
+            variable = args.spec.removeprefix("env:")
+            if not os.environ.get(variable):
+                print(f"error: --spec {args.spec}: environment variable {variable} is empty or not set", file=sys.stderr)
+                return TrainingExitCode.BAD_ARGUMENTS
+            spec = load_spec_text(os.environ[variable], source=args.spec)
+        else:
+            spec = load_spec(args.spec)
     except ModelSpecError as err:
         print(f"error: {err}", file=sys.stderr)
         return TrainingExitCode.BAD_ARGUMENTS

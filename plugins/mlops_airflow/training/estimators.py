@@ -23,7 +23,35 @@ TRUSTED_TYPES: dict[str, tuple[str, ...]] = {
     ),
     "random_forest": ("numpy.dtype", "sklearn.tree._tree.Tree"),
     "logistic_regression": ("numpy.dtype",),
+    "xgboost": ("numpy.dtype", "xgboost.core.Booster", "xgboost.sklearn.XGBClassifier"),
 }
+
+
+def gpu_visible() -> bool:
+    """Whether a CUDA device is visible to this process (without importing a CUDA runtime)."""
+    import os
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1", "none", "NoDevFiles"):
+        return False
+    return any(os.path.exists(f"/dev/nvidia{i}") for i in range(16))
+
+
+def resolve_xgboost_device(requested: str | None) -> str:
+    """The XGBoost ``device``: ``cuda`` when asked for and possible, else ``cpu`` with a warning."""
+    import warnings
+
+    if not requested or not str(requested).startswith("cuda"):
+        return requested or "cpu"
+    import xgboost
+
+    if not xgboost.build_info().get("USE_CUDA", False):
+        warnings.warn(f"device={requested!r} asked for, but this XGBoost build has no CUDA support; training on the CPU", RuntimeWarning, stacklevel=2)
+        return "cpu"
+    if not gpu_visible():
+        warnings.warn(f"device={requested!r} asked for, but no GPU is visible; training on the CPU", RuntimeWarning, stacklevel=2)
+        return "cpu"
+    return str(requested)
 
 
 def _categorical_encoder(*, one_hot: bool):
@@ -69,6 +97,16 @@ def build_pipeline(kind: str, params: Mapping[str, Any], *, numeric: Sequence[st
             ],
         )
         estimator = LogisticRegression(random_state=seed, **{"max_iter": 1000, **params})
+    elif kind == "xgboost":
+        try:
+            from xgboost import XGBClassifier
+        except ImportError as err:
+            raise TypeError("the xgboost estimator needs the 'gpu' extra: pip install 'mlops-airflow[gpu]'") from err
+        transformer = ColumnTransformer(
+            [("numeric", "passthrough", numeric), ("categorical", _categorical_encoder(one_hot=False), categorical)],
+        )
+        device = resolve_xgboost_device(params.pop("device", None))
+        estimator = XGBClassifier(random_state=seed, device=device, tree_method="hist", **params)
     else:
         raise ValueError(f"unknown estimator kind {kind!r}")
     return Pipeline([("features", transformer), ("estimator", estimator)])

@@ -1,0 +1,111 @@
+"""ModelTrainingDockerOperator: the training entrypoint as a Docker container with GPU device requests.
+
+Imported only by DAGs whose spec asks for the ``docker`` backend.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.docker.operators.docker import DockerOperator
+
+from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID, TAG_DAG_RUN, TAG_REASON
+from mlops_airflow.operators.training import training_command
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+SPEC_ENV = "MLOPS_MODEL_SPEC"
+RESULT_PATH = "/airflow/xcom/return.json"
+
+
+class ModelTrainingDockerOperator(DockerOperator):
+    """
+    Train a model version in a Docker container running ``python -m mlops_airflow.training``.
+
+    For a single machine with GPUs and Docker: the container asks for the spec's GPUs through
+    Docker device requests, runs as a non-root user with every capability dropped and
+    ``no-new-privileges``, and gets the MLflow credentials as private environment (never
+    rendered or logged). Its root filesystem stays writable: the result file is copied out
+    after the container exits, which Docker cannot do from a tmpfs. The result file ``/airflow/xcom/return.json`` is copied out of the
+    container and returned as the task's XCom, the same contract as the other backends.
+
+    :param spec_path: the model spec, read on the worker and handed over as YAML text.
+    :param window_start: first day of the training window (templated, part of ``command``).
+    :param window_end: day after the last day of the window (templated, part of ``command``).
+    :param data_report_uri: the data check's report (templated, part of ``command``).
+    :param reason: why the run was started (templated, part of ``command``).
+    :param gpus: how many GPUs to request; 0 requests none.
+    :param mlflow_conn_id: connection of the MLflow server (URI and credentials).
+    """
+
+    template_fields: Sequence[str] = DockerOperator.template_fields
+
+    def __init__(
+        self,
+        *,
+        spec_path: str,
+        window_start: str,
+        window_end: str,
+        data_report_uri: str | None = None,
+        reason: str = "",
+        gpus: int = 0,
+        mlflow_conn_id: str = DEFAULT_MLFLOW_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        self.spec_path = spec_path
+        self.gpus = gpus
+        self.mlflow_conn_id = mlflow_conn_id
+        kwargs.setdefault("user", "10001:10001")
+        super().__init__(
+            command=training_command(
+                python="python",
+                spec_path=f"env:{SPEC_ENV}",
+                window_start=window_start,
+                window_end=window_end,
+                result_path=RESULT_PATH,
+                idempotency_key="{{ dag_run.dag_id }}/{{ dag_run.run_id }}",
+                data_report_uri=data_report_uri,
+                tags={TAG_DAG_RUN: "{{ dag_run.dag_id }}/{{ dag_run.run_id }}", TAG_REASON: reason or "{{ dag_run.run_type }}"},
+            ),
+            retrieve_output=True,
+            retrieve_output_path=RESULT_PATH,
+            auto_remove="success",
+            mount_tmp_dir=False,
+            **kwargs,
+        )
+        self.pickling_library = json  # the result file is JSON, read back with json.load
+
+    def execute(self, context: Context) -> Any:
+        from docker.types import DeviceRequest
+
+        from mlops_airflow.hooks.mlflow import MlflowHook
+
+        mlflow_env = MlflowHook(mlflow_conn_id=self.mlflow_conn_id).get_env()
+        self.environment = {
+            **(self.environment or {}),
+            SPEC_ENV: Path(self.spec_path).read_text(encoding="utf-8"),
+            "MLFLOW_TRACKING_URI": mlflow_env.pop("MLFLOW_TRACKING_URI"),
+            "HOME": "/tmp",  # noqa: S108 - the container's own tmpfs
+        }
+        self.private_environment = {**(self.private_environment or {}), **mlflow_env}  # credentials: never rendered or logged
+        if self.gpus:
+            self.device_requests = [DeviceRequest(count=self.gpus, capabilities=[["gpu"]])]
+        return super().execute(context)
+
+    def _run_image_with_mounts(self, target_mounts, add_tmp_variable: bool):
+        # DockerOperator has no arguments for these: add them to the host config it builds.
+        create_host_config = self.cli.create_host_config
+
+        def hardened_host_config(**kwargs):
+            kwargs.update(security_opt=["no-new-privileges:true"], cap_drop=["ALL"])
+            return create_host_config(**kwargs)
+
+        self.cli.create_host_config = hardened_host_config
+        try:
+            return super()._run_image_with_mounts(target_mounts, add_tmp_variable)
+        finally:
+            self.cli.create_host_config = create_host_config

@@ -1,0 +1,312 @@
+"""ModelTrainingPodOperator: the pods it would start (no cluster), and a fake Kubernetes API server."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+from urllib.parse import parse_qs, urlparse
+
+import kubernetes_validate
+import pytest
+import yaml
+from helpers import REPO_ROOT
+from kubernetes.client import ApiClient
+
+from mlops_airflow.specs import load_spec_text
+from mlops_airflow.utils.pod_security import restricted_violations
+
+SPEC_PATH = REPO_ROOT / "include" / "models" / "churn.yaml"
+K8S_VERSION = "1.33"
+
+
+@pytest.fixture
+def kubeconfig(tmp_path, monkeypatch):
+    def write(server: str) -> str:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "fake", "cluster": {"server": server}}],
+            "users": [{"name": "fake", "user": {"token": "not-a-secret"}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": "mlops"}}],
+            "current-context": "fake",
+        }
+        path = tmp_path / "kubeconfig"
+        path.write_text(yaml.safe_dump(config))
+        monkeypatch.setenv("KUBECONFIG", str(path))
+        return str(path)
+
+    return write
+
+
+@pytest.fixture
+def gpu_spec(monkeypatch):
+    monkeypatch.setenv("MLOPS_TRAINING_BACKEND", "kubernetes")
+    return load_spec_text(SPEC_PATH.read_text(), source=str(SPEC_PATH))
+
+
+def make_operator(spec, **overrides):
+    from mlops_airflow.operators.training_pod import ModelTrainingPodOperator, training_pod_kwargs
+
+    kwargs = {
+        **training_pod_kwargs(spec),
+        "task_id": "train_model",
+        "spec_path": str(SPEC_PATH),
+        "window_start": "2026-01-01",
+        "window_end": "2026-01-29",
+        **overrides,
+    }
+    return ModelTrainingPodOperator(**kwargs)
+
+
+def pod_dict(operator) -> dict:
+    return ApiClient().sanitize_for_serialization(operator.build_pod_request_obj())
+
+
+class TestPodSpec:
+    def test_pod_carries_the_spec_compute(self, gpu_spec, kubeconfig):
+        config = kubeconfig("https://127.0.0.1:1")
+        pod = pod_dict(make_operator(gpu_spec, config_file=config))
+        base, sidecar = pod["spec"]["containers"]
+        assert base["name"] == "base"
+        assert base["image"] == gpu_spec.training.compute.image
+        assert base["command"] == ["python"]
+        assert base["args"][:2] == ["-m", "mlops_airflow.training"]
+        assert base["args"][base["args"].index("--spec") + 1] == "env:MLOPS_MODEL_SPEC"
+        assert base["args"][base["args"].index("--result-path") + 1] == "/airflow/xcom/return.json"
+        assert base["resources"] == {"requests": {"cpu": "4", "memory": "8Gi"}, "limits": {"memory": "8Gi", "nvidia.com/gpu": "1"}}
+        assert pod["spec"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+        assert pod["spec"]["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        assert pod["spec"]["serviceAccountName"] == "mlops-training"
+        assert pod["metadata"]["namespace"] == "mlops"
+        assert pod["spec"]["automountServiceAccountToken"] is False  # from the pod template file
+        assert sidecar["name"] == "airflow-xcom-sidecar"
+
+    def test_credentials_come_from_a_secret_never_a_literal(self, gpu_spec, kubeconfig):
+        config = kubeconfig("https://127.0.0.1:1")
+        env = {e["name"]: e for e in pod_dict(make_operator(gpu_spec, config_file=config))["spec"]["containers"][0]["env"]}
+        for name, key in (("MLFLOW_TRACKING_USERNAME", "username"), ("MLFLOW_TRACKING_PASSWORD", "password")):
+            assert "value" not in env[name]
+            assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "mlflow-pipeline-credentials", "key": key}
+
+    def test_runtime_class(self, gpu_spec, kubeconfig):
+        config = kubeconfig("https://127.0.0.1:1")
+        pod = pod_dict(make_operator(gpu_spec, config_file=config, runtime_class_name="nvidia"))
+        assert pod["spec"]["runtimeClassName"] == "nvidia"
+
+    def test_validates_against_the_kubernetes_schema(self, gpu_spec, kubeconfig):
+        config = kubeconfig("https://127.0.0.1:1")
+        pod = {"apiVersion": "v1", "kind": "Pod", **pod_dict(make_operator(gpu_spec, config_file=config))}
+        kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+
+    def test_meets_the_restricted_pod_security_standard(self, gpu_spec, kubeconfig):
+        config = kubeconfig("https://127.0.0.1:1")
+        assert restricted_violations(pod_dict(make_operator(gpu_spec, config_file=config))) == []
+
+    @pytest.mark.parametrize(
+        "path",
+        [
+            pytest.param(("spec", "securityContext", "runAsNonRoot"), id="pod-runAsNonRoot"),
+            pytest.param(("spec", "securityContext", "seccompProfile"), id="pod-seccompProfile"),
+            pytest.param(("spec", "containers", 0, "securityContext", "allowPrivilegeEscalation"), id="base-allowPrivilegeEscalation"),
+            pytest.param(("spec", "containers", 0, "securityContext", "capabilities"), id="base-capabilities-drop"),
+            pytest.param(("spec", "containers", 0, "securityContext", "readOnlyRootFilesystem"), id="base-readOnlyRootFilesystem"),
+            pytest.param(("spec", "containers", 0, "volumeMounts"), id="base-tmp-emptyDir"),
+            pytest.param(("spec", "containers", 1, "securityContext", "allowPrivilegeEscalation"), id="sidecar-allowPrivilegeEscalation"),
+            pytest.param(("spec", "containers", 1, "securityContext", "capabilities"), id="sidecar-capabilities-drop"),
+            pytest.param(("spec", "containers", 1, "securityContext", "readOnlyRootFilesystem"), id="sidecar-readOnlyRootFilesystem"),
+        ],
+    )
+    def test_dropping_any_hardening_field_fails_the_check(self, gpu_spec, kubeconfig, path):
+        config = kubeconfig("https://127.0.0.1:1")
+        pod = copy.deepcopy(pod_dict(make_operator(gpu_spec, config_file=config)))
+        node = pod
+        for key in path[:-1]:
+            node = node[key]
+        del node[path[-1]]
+        assert restricted_violations(pod), f"removing {'.'.join(map(str, path))} went unnoticed"
+
+    def test_a_weakened_pod_is_refused(self, gpu_spec, kubeconfig, tmp_path):
+        from airflow.sdk.exceptions import AirflowFailException
+        from kubernetes.client import models as k8s
+
+        config = kubeconfig("https://127.0.0.1:1")
+        operator = make_operator(gpu_spec, config_file=config, container_security_context=k8s.V1SecurityContext(privileged=True))
+        with pytest.raises(AirflowFailException, match="restricted Pod Security Standard"):
+            operator.build_pod_request_obj()
+
+
+class FakeKubernetes(BaseHTTPRequestHandler):
+    """The handful of core/v1 calls KubernetesPodOperator makes, with pods kept in memory.
+
+    ``state`` (class attribute) holds the pods and counts the POSTs; ``behaviour`` is
+    ``unschedulable`` (pods never leave Pending) or ``succeed`` (pods finish after a few reads).
+    """
+
+    state: dict = {}
+
+    def log_message(self, *args):  # keep test output quiet
+        pass
+
+    def _send(self, status: int, body) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _pods(self):
+        return self.state.setdefault("pods", {})
+
+    def _status(self, pod):
+        pod["_reads"] = pod.get("_reads", 0) + 1
+        if self.state["behaviour"] == "unschedulable":
+            return {
+                "phase": "Pending",
+                "conditions": [
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+                    }
+                ],
+            }
+        if pod["_reads"] < 3:
+            return {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]}
+        return {
+            "phase": "Succeeded",
+            "conditions": [{"type": "PodScheduled", "status": "True"}],
+            "containerStatuses": [
+                {
+                    "name": "base",
+                    "ready": False,
+                    "restartCount": 0,
+                    "image": "x",
+                    "imageID": "x",
+                    "state": {"terminated": {"exitCode": 0, "reason": "Completed"}},
+                }
+            ],
+        }
+
+    def _pod_view(self, pod):
+        view = {k: v for k, v in pod.items() if not k.startswith("_")}
+        view["status"] = self._status(pod)
+        return view
+
+    def do_GET(self):
+        url = urlparse(self.path)
+        parts = url.path.strip("/").split("/")
+        if url.path.endswith("/pods"):
+            selector = parse_qs(url.query).get("labelSelector", [""])[0]
+            wanted = [s for s in selector.split(",") if s]
+            items = []
+            for pod in self._pods().values():
+                labels = pod["metadata"].get("labels", {})
+                ok = True
+                for term in wanted:
+                    if "!=" in term:
+                        key, value = term.split("!=")
+                        ok &= labels.get(key) != value
+                    elif "=" in term:
+                        key, value = term.split("=", 1)
+                        ok &= labels.get(key.strip()) == value.strip()
+                if ok:
+                    items.append(self._pod_view(pod))
+            return self._send(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
+        if url.path.endswith("/events"):
+            return self._send(200, {"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": []})
+        if parts[-1] == "log":
+            body = b"training finished\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return None
+        pod = self._pods().get(parts[-1])
+        if pod is None:
+            return self._send(404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404})
+        return self._send(200, self._pod_view(pod))
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", 0))
+        pod = json.loads(self.rfile.read(length))
+        pod["metadata"].setdefault("namespace", "mlops")
+        self._pods()[pod["metadata"]["name"]] = pod
+        self.state["posts"] = self.state.get("posts", 0) + 1
+        return self._send(201, self._pod_view(pod))
+
+    def do_PATCH(self):
+        name = urlparse(self.path).path.strip("/").split("/")[-1]
+        length = int(self.headers.get("Content-Length", 0))
+        patch = json.loads(self.rfile.read(length))
+        pod = self._pods().get(name)
+        if pod is None:
+            return self._send(404, {"kind": "Status", "code": 404})
+        pod["metadata"].setdefault("labels", {}).update((patch.get("metadata") or {}).get("labels") or {})
+        return self._send(200, self._pod_view(pod))
+
+    def do_DELETE(self):
+        name = urlparse(self.path).path.strip("/").split("/")[-1]
+        self._pods().pop(name, None)
+        self.state["deletes"] = self.state.get("deletes", 0) + 1
+        return self._send(200, {"kind": "Status", "status": "Success"})
+
+
+@pytest.fixture
+def fake_cluster(kubeconfig):
+    FakeKubernetes.state = {"behaviour": "succeed"}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeKubernetes)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    FakeKubernetes.state["config"] = kubeconfig(f"http://127.0.0.1:{server.server_address[1]}")
+    yield FakeKubernetes.state
+    server.shutdown()
+    server.server_close()
+
+
+def task_context(operator, try_number: int):
+    ti = SimpleNamespace(
+        dag_id="retrain_churn", task_id=operator.task_id, run_id="manual__1", map_index=-1, try_number=try_number, xcom_push=lambda *a, **k: None
+    )
+    return {
+        "ti": ti,
+        "run_id": "manual__1",
+        "dag": SimpleNamespace(dag_id="retrain_churn"),
+        "dag_run": SimpleNamespace(dag_id="retrain_churn", run_id="manual__1"),
+    }
+
+
+class TestAgainstAFakeApiServer:
+    def test_unschedulable_gpu_pod_fails_with_the_reason_and_is_deleted(self, gpu_spec, fake_cluster, monkeypatch):
+        from mlops_airflow.operators.training_pod import PodStartError
+
+        monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "http", "host": "mlflow", "port": 5000}))
+        fake_cluster["behaviour"] = "unschedulable"
+        config = fake_cluster["config"]
+        operator = make_operator(gpu_spec, config_file=config, schedule_timeout_seconds=2, startup_check_interval_seconds=0.2, do_xcom_push=False)
+        started = time.monotonic()
+        with pytest.raises(PodStartError, match=r"Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu"):
+            operator.execute(task_context(operator, 1))
+        assert time.monotonic() - started < 30
+        assert fake_cluster["posts"] == 1
+        assert fake_cluster["pods"] == {}  # deleted: it must not start training later, unobserved
+
+    def test_retry_after_a_lost_worker_reattaches(self, gpu_spec, fake_cluster, monkeypatch):
+        monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "http", "host": "mlflow", "port": 5000}))
+        config = fake_cluster["config"]
+        first = make_operator(gpu_spec, config_file=config, do_xcom_push=False, startup_check_interval_seconds=0.1)
+        context = task_context(first, 1)
+        # Try 1 creates the pod, then its worker dies before the pod finishes.
+        first.get_or_create_pod(first.build_pod_request_obj(context), context)
+        assert fake_cluster["posts"] == 1
+
+        # Try 2 finds the running pod by its labels and follows it to the end.
+        second = make_operator(gpu_spec, config_file=config, do_xcom_push=False, startup_check_interval_seconds=0.1, get_logs=False)
+        second.execute(task_context(second, 2))
+        assert fake_cluster["posts"] == 1  # one pod for the logical run
