@@ -91,7 +91,7 @@ class ModelTrainingDockerOperator(DockerOperator):
             "MLFLOW_TRACKING_URI": mlflow_env.pop("MLFLOW_TRACKING_URI"),
             "HOME": "/tmp",  # noqa: S108 - the container's own tmpfs
         }
-        self.private_environment = {**(self.private_environment or {}), **mlflow_env}  # credentials: never rendered or logged
+        self._private_environment = {**self._private_environment, **mlflow_env}  # credentials: never rendered or logged
         if self.gpus:
             self.device_requests = [DeviceRequest(count=self.gpus, capabilities=[["gpu"]])]
         return super().execute(context)

@@ -134,3 +134,11 @@ class TestBadInput:
             main(["--spec", "x.yaml", *argv])
         assert info.value.code == TrainingExitCode.BAD_ARGUMENTS
         assert message in capsys.readouterr().err
+
+
+def test_spec_from_the_environment(churn_data, small_spec_file, mlflow_store, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MODEL_SPEC_YAML", small_spec_file.read_text())
+    assert main(train_args("env:MODEL_SPEC_YAML", tmp_path / "r.json")) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["version"] == "1"
+    assert main(train_args("env:NOT_SET_ANYWHERE", tmp_path / "r.json")) == TrainingExitCode.BAD_ARGUMENTS
+    assert "NOT_SET_ANYWHERE is empty or not set" in capsys.readouterr().err
