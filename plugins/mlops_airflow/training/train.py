@@ -233,6 +233,9 @@ def train(request: TrainingRequest) -> TrainingResult:
         raise TrainingError(TrainingExitCode.BAD_ARGUMENTS, f"training.estimator.params: {err}") from err
     log.info("Fitting %s on %d rows (%d validation rows)", spec.training.estimator.kind, len(x_train), len(x_val))
     pipeline.fit(x_train, y_train)
+    if spec.training.estimator.kind == "xgboost":
+        # Trained on the GPU, served anywhere: scoring machines and model servers rarely have one.
+        pipeline.named_steps["estimator"].set_params(device="cpu")
     classes = [int(c) for c in pipeline.classes_]
     metrics = _metrics(y_val.to_numpy(), pipeline.predict_proba(x_val), classes)
     metrics.update(train_rows=float(len(x_train)), validation_rows=float(len(x_val)))
