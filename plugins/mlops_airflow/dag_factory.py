@@ -77,6 +77,25 @@ def _common(spec: ModelSpec, kind: str, doc_md: str | None) -> dict:
     }
 
 
+def _wait_and_check_day(spec: ModelSpec, day_param: str, *, wait_task_id: str, check_task_id: str, wait_timeout: dt.timedelta):
+    """Wait (holding no worker slot) for one day's partition, then check it against the contract."""
+    from mlops_airflow.operators.data_checks import DataContractCheckOperator
+    from mlops_airflow.sensors.partitions import PartitionSensor
+
+    day = f"{{{{ params.{day_param} or {_RUN_DAY} }}}}"
+    wait = PartitionSensor(
+        task_id=wait_task_id, base_uri=spec.data.uri, start=day, mode="reschedule", poke_interval=dt.timedelta(minutes=5), timeout=wait_timeout
+    )
+    check = DataContractCheckOperator(
+        task_id=check_task_id,
+        spec_path=spec.source,
+        interval_start=day,
+        interval_end=f"{{{{ macros.ds_add(params.{day_param} or {_RUN_DAY}, 1) }}}}",
+    )
+    wait >> check
+    return day, check
+
+
 def _training_operator(spec: ModelSpec, **kwargs):
     """The training task for the spec's backend; each backend's module is imported only when used."""
     backend = spec.training.backend
@@ -153,9 +172,6 @@ def build_retrain_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
 
 def build_drift_monitor_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
     """``drift_monitor_<model>``: on the spec's schedule, look at the current window of data."""
-    from mlops_airflow.operators.data_checks import DataContractCheckOperator
-    from mlops_airflow.sensors.partitions import PartitionSensor
-
     with DAG(
         dag_id=f"{DRIFT_MONITOR_DAG_PREFIX}{spec.name}",
         description=f"Watch {spec.name}'s production data for drift",
@@ -164,32 +180,14 @@ def build_drift_monitor_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
         **_common(spec, "drift", doc_md),
         params={"day": Param(None, type=["null", "string"], format="date", title="Day", description="Day to inspect. Empty: the run's data interval.")},
     ) as dag:
-        day = f"{{{{ params.day or {_RUN_DAY} }}}}"
-        wait = PartitionSensor(
-            task_id="wait_for_current_data",
-            base_uri=spec.data.uri,
-            start=day,
-            mode="reschedule",
-            poke_interval=dt.timedelta(minutes=5),
-            timeout=dt.timedelta(hours=2),
-        )
-        check = DataContractCheckOperator(
-            task_id="check_current_data",
-            spec_path=spec.source,
-            interval_start=day,
-            interval_end=f"{{{{ macros.ds_add(params.day or {_RUN_DAY}, 1) }}}}",
-        )
-        wait >> check
+        _wait_and_check_day(spec, "day", wait_task_id="wait_for_current_data", check_task_id="check_current_data", wait_timeout=dt.timedelta(hours=2))
     return dag
 
 
 def build_batch_score_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
     """``batch_score_<model>``: score one day's partition with the champion."""
-    from mlops_airflow.operators.data_checks import DataContractCheckOperator
     from mlops_airflow.operators.scoring import BatchScoreOperator
-    from mlops_airflow.sensors.partitions import PartitionSensor
 
-    partition_date = f"{{{{ params.partition_date or {_RUN_DAY} }}}}"
     with DAG(
         dag_id=f"{BATCH_SCORE_DAG_PREFIX}{spec.name}",
         description=f"Score one day of {spec.name} data with the champion",
@@ -202,22 +200,10 @@ def build_batch_score_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
             )
         },
     ) as dag:
-        wait = PartitionSensor(
-            task_id="wait_for_partition",
-            base_uri=spec.data.uri,
-            start=partition_date,
-            mode="reschedule",
-            poke_interval=dt.timedelta(minutes=5),
-            timeout=dt.timedelta(hours=6),
+        partition_date, check = _wait_and_check_day(
+            spec, "partition_date", wait_task_id="wait_for_partition", check_task_id="check_scoring_data", wait_timeout=dt.timedelta(hours=6)
         )
-        check = DataContractCheckOperator(
-            task_id="check_scoring_data",
-            spec_path=spec.source,
-            interval_start=partition_date,
-            interval_end=f"{{{{ macros.ds_add(params.partition_date or {_RUN_DAY}, 1) }}}}",
-        )
-        score = BatchScoreOperator(task_id="score_partition", spec_path=spec.source, partition_date=partition_date)
-        wait >> check >> score
+        check >> BatchScoreOperator(task_id="score_partition", spec_path=spec.source, partition_date=partition_date)
     return dag
 
 

@@ -68,6 +68,27 @@ def training_command(
     return command
 
 
+# The file contract of the pod and container backends (KubernetesPodOperator's XCom path).
+CONTAINER_RESULT_PATH = "/airflow/xcom/return.json"
+# Pods and containers get the spec as YAML text in this variable, not as a file in the image.
+CONTAINER_SPEC_ENV = "MLOPS_MODEL_SPEC"
+
+
+def container_training_command(*, window_start: str, window_end: str, data_report_uri: str | None, reason: str) -> list[str]:
+    """The entrypoint's argv inside a pod or container, with Jinja the operator renders."""
+    run = "{{ dag_run.dag_id }}/{{ dag_run.run_id }}"
+    return training_command(
+        python="python",
+        spec_path=f"env:{CONTAINER_SPEC_ENV}",
+        window_start=window_start,
+        window_end=window_end,
+        result_path=CONTAINER_RESULT_PATH,
+        idempotency_key=run,
+        data_report_uri=data_report_uri,
+        tags={TAG_DAG_RUN: run, TAG_REASON: reason or "{{ dag_run.run_type }}"},
+    )
+
+
 def raise_for_exit_code(returncode: int, tail: Sequence[str]) -> None:
     """Turn the entrypoint's exit code into the right Airflow decision."""
     if returncode == TrainingExitCode.OK:

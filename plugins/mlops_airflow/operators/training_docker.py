@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.docker.operators.docker import DockerOperator
 
-from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID, TAG_DAG_RUN, TAG_REASON
-from mlops_airflow.operators.training import training_command
+from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID
+from mlops_airflow.operators.training import CONTAINER_RESULT_PATH, CONTAINER_SPEC_ENV, container_training_command
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-SPEC_ENV = "MLOPS_MODEL_SPEC"
-RESULT_PATH = "/airflow/xcom/return.json"
+SPEC_ENV = CONTAINER_SPEC_ENV
+RESULT_PATH = CONTAINER_RESULT_PATH
 
 
 class ModelTrainingDockerOperator(DockerOperator):
@@ -56,27 +56,18 @@ class ModelTrainingDockerOperator(DockerOperator):
         mlflow_conn_id: str = DEFAULT_MLFLOW_CONN_ID,
         **kwargs: Any,
     ) -> None:
-        self.spec_path = spec_path
-        self.gpus = gpus
-        self.mlflow_conn_id = mlflow_conn_id
         kwargs.setdefault("user", "10001:10001")
         super().__init__(
-            command=training_command(
-                python="python",
-                spec_path=f"env:{SPEC_ENV}",
-                window_start=window_start,
-                window_end=window_end,
-                result_path=RESULT_PATH,
-                idempotency_key="{{ dag_run.dag_id }}/{{ dag_run.run_id }}",
-                data_report_uri=data_report_uri,
-                tags={TAG_DAG_RUN: "{{ dag_run.dag_id }}/{{ dag_run.run_id }}", TAG_REASON: reason or "{{ dag_run.run_type }}"},
-            ),
+            command=container_training_command(window_start=window_start, window_end=window_end, data_report_uri=data_report_uri, reason=reason),
             retrieve_output=True,
             retrieve_output_path=RESULT_PATH,
             auto_remove="success",
             mount_tmp_dir=False,
             **kwargs,
         )
+        self.spec_path = spec_path
+        self.gpus = gpus
+        self.mlflow_conn_id = mlflow_conn_id
         self.pickling_library = json  # the result file is JSON, read back with json.load
 
     def execute(self, context: Context) -> Any:

@@ -15,9 +15,9 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.providers.cncf.kubernetes.secret import Secret
 from airflow.sdk.exceptions import AirflowFailException
 
-from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID, TAG_DAG_RUN, TAG_REASON
+from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID
 from mlops_airflow.exceptions import MlopsError
-from mlops_airflow.operators.training import training_command
+from mlops_airflow.operators.training import CONTAINER_RESULT_PATH, CONTAINER_SPEC_ENV, container_training_command
 from mlops_airflow.utils.pod_security import restricted_violations
 
 if TYPE_CHECKING:
@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
     from mlops_airflow.specs import ModelSpec
 
-SPEC_ENV = "MLOPS_MODEL_SPEC"
-RESULT_PATH = "/airflow/xcom/return.json"
+SPEC_ENV = CONTAINER_SPEC_ENV
+RESULT_PATH = CONTAINER_RESULT_PATH
 RUN_AS_USER = 10001
 POD_TEMPLATE = Path(__file__).resolve().parents[3] / "include" / "training" / "pod_template.yaml"
 
@@ -119,16 +119,7 @@ class ModelTrainingPodOperator(KubernetesPodOperator):
         }
         super().__init__(
             cmds=["python"],
-            arguments=training_command(
-                python="python",
-                spec_path=f"env:{SPEC_ENV}",
-                window_start=window_start,
-                window_end=window_end,
-                result_path=RESULT_PATH,
-                idempotency_key="{{ dag_run.dag_id }}/{{ dag_run.run_id }}",
-                data_report_uri=data_report_uri,
-                tags={TAG_DAG_RUN: "{{ dag_run.dag_id }}/{{ dag_run.run_id }}", TAG_REASON: reason or "{{ dag_run.run_type }}"},
-            )[1:],
+            arguments=container_training_command(window_start=window_start, window_end=window_end, data_report_uri=data_report_uri, reason=reason)[1:],
             container_resources=k8s.V1ResourceRequirements(requests={"cpu": cpu, "memory": memory}, limits=limits),
             secrets=secrets,
             # Overrides are allowed, but build_pod_request_obj() refuses a pod they weaken.
