@@ -176,6 +176,13 @@ class FakeKubernetes(BaseHTTPRequestHandler):
                     }
                 ],
             }
+        if self.state["behaviour"] == "bad_image":
+            waiting = {"reason": "ErrImagePull", "message": 'failed to pull image "ghcr.io/mlops-airflow/trainer:0.1.0": manifest unknown'}
+            return {
+                "phase": "Pending",
+                "conditions": [{"type": "PodScheduled", "status": "True"}],
+                "containerStatuses": [{"name": "base", "ready": False, "restartCount": 0, "image": "x", "imageID": "", "state": {"waiting": waiting}}],
+            }
         if pod["_reads"] < 3:
             return {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]}
         return {
@@ -296,6 +303,21 @@ class TestAgainstAFakeApiServer:
         assert time.monotonic() - started < 30
         assert fake_cluster["posts"] == 1
         assert fake_cluster["pods"] == {}  # deleted: it must not start training later, unobserved
+
+    def test_image_that_cannot_be_pulled_fails_fast_with_the_reason(self, gpu_spec, fake_cluster, monkeypatch):
+        from mlops_airflow.operators.training_pod import PodStartError
+
+        monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "http", "host": "mlflow", "port": 5000}))
+        fake_cluster["behaviour"] = "bad_image"
+        config = fake_cluster["config"]
+        operator = make_operator(
+            gpu_spec, config_file=config, schedule_timeout_seconds=600, startup_timeout_seconds=600, startup_check_interval_seconds=0.2, do_xcom_push=False
+        )
+        started = time.monotonic()
+        with pytest.raises(PodStartError, match=r"base: ErrImagePull: failed to pull image .*manifest unknown"):
+            operator.execute(task_context(operator, 1))
+        assert time.monotonic() - started < 30  # long before the 600 s start-up timeout
+        assert fake_cluster["pods"] == {}
 
     def test_retry_after_a_lost_worker_reattaches(self, gpu_spec, fake_cluster, monkeypatch):
         monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "http", "host": "mlflow", "port": 5000}))
