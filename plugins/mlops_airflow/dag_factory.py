@@ -31,10 +31,19 @@ DEFAULT_RETRIES = 2
 
 
 def specs_dir() -> Path:
-    """``$MLOPS_SPECS_DIR``, else ``include/models`` beside the dags folder (the Astro layout)."""
+    """Where the model specs are.
+
+    ``$MLOPS_SPECS_DIR`` if set; else ``include/models`` beside Airflow's dags folder (the
+    Astro layout, also when the package is pip-installed into an image); else the checkout's.
+    """
     explicit = os.environ.get(SPECS_DIR_ENV)
     if explicit:
         return Path(explicit)
+    from airflow.sdk import conf
+
+    beside_dags = Path(conf.get("core", "dags_folder", fallback="dags")).parent / "include" / "models"
+    if beside_dags.is_dir():
+        return beside_dags
     return Path(__file__).resolve().parents[2] / "include" / "models"
 
 

@@ -28,11 +28,19 @@ if TYPE_CHECKING:
 SPEC_ENV = CONTAINER_SPEC_ENV
 RESULT_PATH = CONTAINER_RESULT_PATH
 RUN_AS_USER = 10001
-POD_TEMPLATE = Path(__file__).resolve().parents[3] / "include" / "training" / "pod_template.yaml"
+POD_TEMPLATE_NAME = "pod_template.yaml"
 
 
 class PodStartError(MlopsError):
     """The pod could not be scheduled or started; the message carries Kubernetes' reason."""
+
+
+def _pod_template() -> str | None:
+    """``include/training/pod_template.yaml`` beside the model specs, when the project has one."""
+    from mlops_airflow.dag_factory import specs_dir
+
+    template = specs_dir().parent / "training" / POD_TEMPLATE_NAME
+    return str(template) if template.is_file() else None
 
 
 def _start_failure_reason(pod) -> str:
@@ -111,7 +119,7 @@ class ModelTrainingPodOperator(KubernetesPodOperator):
             "xcom_sidecar_container_security_context": restricted,
             "volumes": [k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource())],
             "volume_mounts": [k8s.V1VolumeMount(name="tmp", mount_path="/tmp")],  # noqa: S108 - the pod's own emptyDir
-            "pod_template_file": str(POD_TEMPLATE) if POD_TEMPLATE.exists() else None,
+            "pod_template_file": _pod_template(),
             "do_xcom_push": True,
             "get_logs": True,
             "log_events_on_failure": True,
