@@ -42,16 +42,21 @@ def sha256(path: ObjectStoragePath) -> str:
     return digest.hexdigest()
 
 
-def read_parquet(path: ObjectStoragePath):
-    """Read one Parquet file; local files take pyarrow's native reader (threads, no Python I/O)."""
+def read_parquet(path: ObjectStoragePath, dictionary_columns: Sequence[str] = ()):
+    """Read one Parquet file; local files take pyarrow's native reader (threads, no Python I/O).
+
+    ``dictionary_columns`` (categoricals) are read dictionary-encoded: no string is materialised
+    per row, and their distinct values are the dictionaries.
+    """
     import pyarrow.parquet as pq
 
+    options = {"read_dictionary": list(dictionary_columns)} if dictionary_columns else {}
     if path.protocol in ("file", "local", ""):
-        return pq.read_table(path.path)
-    return pq.read_table(path.path, filesystem=path.fs)
+        return pq.read_table(path.path, **options)
+    return pq.read_table(path.path, filesystem=path.fs, **options)
 
 
-def read_partition(base_uri: str, day: dt.date, conn_id: str | None) -> PartitionInput:
+def read_partition(base_uri: str, day: dt.date, conn_id: str | None, dictionary_columns: Sequence[str] = ()) -> PartitionInput:
     """Read one day's Parquet files; what cannot be read becomes a finding, not a traceback."""
     import pyarrow as pa
 
@@ -67,7 +72,7 @@ def read_partition(base_uri: str, day: dt.date, conn_id: str | None) -> Partitio
     tables = []
     for path in files:
         try:
-            tables.append(read_parquet(path))
+            tables.append(read_parquet(path, dictionary_columns))
         except (pa.ArrowException, OSError, ValueError) as err:
             return PartitionInput(day=day, error=f"{path.name}: {err}", files=names)
     try:
@@ -177,7 +182,8 @@ class DataContractCheckOperator(BaseOperator):
         days = days_between(first_day, last_day + dt.timedelta(days=1))
         trailing = days_between(first_day - dt.timedelta(days=spec.contract.rows.trailing_days), first_day)
 
-        partitions = [read_partition(base_uri, day, self.conn_id) for day in days]
+        categoricals = [c.name for c in spec.contract.columns if c.dtype == "string" and c.allowed]
+        partitions = [read_partition(base_uri, day, self.conn_id, categoricals) for day in days]
         history = [partition_row_count(base_uri, day, self.conn_id) for day in trailing]
         label = LabelRule(spec.target.column, spec.target.classes) if self.check_label else None
         result = evaluate_contract(

@@ -130,6 +130,8 @@ class _Window:
 def _dtype_matches(arrow_type: pa.DataType, dtype: str) -> bool:
     import pyarrow as pa
 
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type  # a categorical read dictionary-encoded
     checks = {
         "int": pa.types.is_integer,
         "float": lambda t: pa.types.is_floating(t) or pa.types.is_integer(t),
@@ -451,13 +453,17 @@ def _check_column(window: _Window, column: ColumnContract, rules: list[RuleResul
 
     if column.allowed is not None:
         allowed = set(column.allowed)
-        distinct = pc.unique(values).drop_null().to_pylist()
+        if pa.types.is_dictionary(values.type) and {v for chunk in values.chunks for v in chunk.dictionary.to_pylist()} <= allowed:
+            distinct = sorted({v for chunk in values.chunks for v in chunk.dictionary.to_pylist()}, key=str)  # every entry allowed: no row can break the rule
+        else:
+            distinct = pc.unique(values).drop_null().to_pylist()
         unexpected_values = [v for v in distinct if v not in allowed]
         if not unexpected_values:
             rules.append(_passed("column.allowed_values", name, list(column.allowed), distinct))
         else:
             examples = [_fmt(v) for v in unexpected_values[:_EXAMPLES]]
-            unexpected = _to_numpy_mask(pc.is_in(values, value_set=pa.array(unexpected_values, type=values.type)))
+            value_type = values.type.value_type if pa.types.is_dictionary(values.type) else values.type
+            unexpected = _to_numpy_mask(pc.is_in(values, value_set=pa.array(unexpected_values, type=value_type)))
             _rule_from_mask(
                 window,
                 "column.allowed_values",
@@ -473,9 +479,10 @@ def _check_column(window: _Window, column: ColumnContract, rules: list[RuleResul
         if _is_unique(window, values):
             rules.append(_passed("column.unique", name, "unique"))
         else:
-            counts = pc.value_counts(values.drop_null())
+            plain = values.cast(values.type.value_type) if pa.types.is_dictionary(values.type) else values
+            counts = pc.value_counts(plain.drop_null())
             repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
-            duplicated = _to_numpy_mask(pc.is_in(values, value_set=repeated)) if len(repeated) else np.zeros(len(values), dtype=bool)
+            duplicated = _to_numpy_mask(pc.is_in(plain, value_set=repeated)) if len(repeated) else np.zeros(len(values), dtype=bool)
             examples = [_fmt(v) for v in repeated.to_pylist()[:_EXAMPLES]]
             _rule_from_mask(window, "column.unique", name, duplicated, f"share a value with another row, e.g. {examples}", examples, "unique", rules)
 
@@ -511,6 +518,8 @@ def _is_unique(window: _Window, values: pa.ChunkedArray) -> bool:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if pa.types.is_dictionary(values.type):
+        values = values.cast(values.type.value_type)
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
         # Compare bytes: ranges must not decode text (invalid UTF-8 is a rule of its own).
         values = values.cast(pa.large_binary() if pa.types.is_large_string(values.type) else pa.binary())
@@ -645,6 +654,8 @@ def row_hashes(table: pa.Table) -> np.ndarray:
 
     hashes = np.full(table.num_rows, 0xCBF29CE484222325, dtype=np.uint64)
     for array in table.columns:
+        if pa.types.is_dictionary(array.type):
+            array = array.cast(array.type.value_type)  # chunks may carry different dictionaries
         kind = array.type
         if pa.types.is_floating(kind):
             codes = np.asarray(array.to_numpy(zero_copy_only=False), dtype=np.float64).view(np.uint64)
@@ -689,6 +700,7 @@ def duplicate_row_mask(table: pa.Table) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    table = pa.table([c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns], names=table.column_names)
     hashes = pa.array(row_hashes(table))
     counts = pc.value_counts(hashes)
     repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")

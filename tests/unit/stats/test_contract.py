@@ -143,3 +143,20 @@ class TestDuplicates:
         hashes = row_hashes(table)
         assert hashes[0] == hashes[3]
         assert hashes[1] == hashes[2]
+
+
+def test_categoricals_read_as_dictionaries(spec):
+    def as_dictionary(table: pa.Table, unused: str | None = None) -> pa.Table:
+        index = table.schema.get_field_index("region")
+        values = table.column("region").combine_chunks()
+        dictionary = pa.array(sorted({*values.to_pylist(), *([unused] if unused else [])}))
+        indices = pa.compute.index_in(values, value_set=dictionary)
+        return table.set_column(index, "region", pa.DictionaryArray.from_arrays(indices, dictionary))
+
+    parts = partitions()
+    # A dictionary entry no row uses is not a violation; a row that uses it is.
+    unused = [PartitionInput(day=p.day, table=as_dictionary(p.table, "atlantis")) for p in parts]
+    assert evaluate(spec, unused).passed
+    used = [PartitionInput(day=p.day, table=as_dictionary(p.table)) for p in partitions(change=lambda f: f.assign(region="atlantis"))]
+    rule = failed(evaluate(spec, used))["column.allowed_values"]
+    assert (rule.failing_rows, rule.observed) == (300, ["atlantis"])
