@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from airflow.sdk import BaseHook
 
@@ -97,9 +97,6 @@ class MlflowHook(BaseHook):
 
     def delete_alias(self, name: str, alias: str) -> None:
         self.client.delete_registered_model_alias(name, alias)
-
-    def set_version_tag(self, name: str, version: str | int, key: str, value: Any) -> None:
-        self.client.set_model_version_tag(name, str(version), key, str(value))
 
     def test_connection(self) -> tuple[bool, str]:
         try:
