@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import threading
 import time
@@ -279,7 +280,13 @@ def fake_cluster(kubeconfig):
 
 def task_context(operator, try_number: int):
     ti = SimpleNamespace(
-        dag_id="retrain_churn", task_id=operator.task_id, run_id="manual__1", map_index=-1, try_number=try_number, xcom_push=lambda *a, **k: None
+        dag_id="retrain_churn",
+        task_id=operator.task_id,
+        run_id="manual__1",
+        map_index=-1,
+        try_number=try_number,
+        start_date=datetime.datetime.now(tz=datetime.UTC),
+        xcom_push=lambda *a, **k: None,
     )
     return {
         "ti": ti,
@@ -318,6 +325,21 @@ class TestAgainstAFakeApiServer:
             operator.execute(task_context(operator, 1))
         assert time.monotonic() - started < 30  # long before the 600 s start-up timeout
         assert fake_cluster["pods"] == {}
+
+    def test_deferrable_creates_the_hardened_pod_then_defers(self, gpu_spec, fake_cluster, monkeypatch):
+        from airflow.sdk.exceptions import TaskDeferred
+
+        monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "http", "host": "mlflow", "port": 5000}))
+        config = fake_cluster["config"]
+        operator = make_operator(gpu_spec, config_file=config, deferrable=True)
+        with pytest.raises(TaskDeferred) as info:
+            operator.execute(task_context(operator, 1))
+        classpath, kwargs = info.value.trigger.serialize()
+        assert classpath.endswith("KubernetesPodTrigger")
+        (pod,) = fake_cluster["pods"].values()
+        assert kwargs["pod_name"] == pod["metadata"]["name"]
+        assert restricted_violations(pod) == []
+        assert fake_cluster["posts"] == 1
 
     def test_retry_after_a_lost_worker_reattaches(self, gpu_spec, fake_cluster, monkeypatch):
         monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "http", "host": "mlflow", "port": 5000}))
