@@ -10,10 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.docker.operators.docker import DockerOperator
+from airflow.providers.docker.exceptions import DockerContainerFailedException
+from airflow.providers.docker.operators.docker import DockerOperator, stringify
+from airflow.sdk.exceptions import AirflowException
 
 from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID
-from mlops_airflow.operators.training import CONTAINER_RESULT_PATH, CONTAINER_SPEC_ENV, container_training_command
+from mlops_airflow.operators.training import CONTAINER_RESULT_PATH, CONTAINER_SPEC_ENV, container_training_command, raise_for_exit_code
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -98,5 +100,13 @@ class ModelTrainingDockerOperator(DockerOperator):
         self.cli.create_host_config = hardened_host_config
         try:
             return super()._run_image_with_mounts(target_mounts, add_tmp_variable)
+        except DockerContainerFailedException as err:
+            # The entrypoint's exit code decides: bad data or arguments (2, 3) are not retried.
+            exit_code = self.cli.inspect_container(self.container["Id"])["State"]["ExitCode"]
+            try:
+                raise_for_exit_code(exit_code, [stringify(line) for line in (err.logs or [])])
+            except AirflowException as decision:
+                raise decision from err
+            raise
         finally:
             self.cli.create_host_config = create_host_config

@@ -17,7 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID
 from mlops_airflow.exceptions import MlopsError
-from mlops_airflow.operators.training import CONTAINER_RESULT_PATH, CONTAINER_SPEC_ENV, container_training_command
+from mlops_airflow.operators.training import CONTAINER_RESULT_PATH, CONTAINER_SPEC_ENV, container_training_command, raise_for_exit_code
 from mlops_airflow.utils.pod_security import restricted_violations
 
 if TYPE_CHECKING:
@@ -163,6 +163,26 @@ class ModelTrainingPodOperator(KubernetesPodOperator):
         if problems:
             raise AirflowFailException("the training pod breaks the restricted Pod Security Standard:\n  - " + "\n  - ".join(problems))
         return pod
+
+    def cleanup(self, pod, remote_pod, xcom_result=None, context=None) -> None:
+        """KubernetesPodOperator's clean-up, with the entrypoint's exit code turned into the right decision.
+
+        Without this, bad data (exit 3) would fail as a generic pod failure and be retried.
+        """
+        from airflow.providers.cncf.kubernetes.utils.container import get_container_status
+        from airflow.sdk.exceptions import AirflowException
+
+        try:
+            super().cleanup(pod, remote_pod, xcom_result=xcom_result, context=context)
+        except AirflowException as err:
+            status = get_container_status(remote_pod, self.base_container_name) if remote_pod else None
+            terminated = status.state.terminated if status and status.state else None
+            if terminated is None or not terminated.exit_code:
+                raise
+            try:
+                raise_for_exit_code(terminated.exit_code, [terminated.message or terminated.reason or ""])
+            except AirflowException as decision:
+                raise decision from err
 
     def await_pod_start(self, pod) -> None:
         """Wait for the pod as KubernetesPodOperator does; on failure say why, and delete the pod."""

@@ -8,8 +8,10 @@ import tarfile
 from types import SimpleNamespace
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 from helpers import REPO_ROOT
 
+from mlops_airflow.exceptions import TrackingServerUnavailableError, TrainingFailedError
 from mlops_airflow.operators.training_docker import ModelTrainingDockerOperator
 
 SPEC_PATH = REPO_ROOT / "include" / "models" / "churn.yaml"
@@ -52,6 +54,9 @@ class FakeDockerClient:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
         return [buffer.getvalue()], {"name": "return.json", "size": len(data)}
+
+    def inspect_container(self, container_id):
+        return {"Id": container_id, "State": {"ExitCode": self.exit_code}}
 
     def remove_container(self, container_id, **kwargs):
         self.calls["remove_container"] = {"id": container_id}
@@ -112,9 +117,16 @@ def test_no_gpu_no_device_request(fake_docker):
     assert fake_docker.calls["host_config"]["device_requests"] is None
 
 
-def test_a_failed_container_fails_the_task(fake_docker):
-    from airflow.providers.docker.exceptions import DockerContainerFailedException
-
-    fake_docker.exit_code = 3
-    with pytest.raises(DockerContainerFailedException):
+@pytest.mark.parametrize(
+    ("exit_code", "error"),
+    [
+        pytest.param(3, AirflowFailException, id="bad-data-no-retry"),
+        pytest.param(2, AirflowFailException, id="bad-arguments-no-retry"),
+        pytest.param(4, TrackingServerUnavailableError, id="tracking-down-retry"),
+        pytest.param(1, TrainingFailedError, id="crash-retry"),
+    ],
+)
+def test_the_exit_code_decides_whether_to_retry(fake_docker, exit_code, error):
+    fake_docker.exit_code = exit_code
+    with pytest.raises(error, match=f"exit {exit_code}"):
         make_operator().execute({"dag_run": SimpleNamespace(dag_id="d", run_id="r")})

@@ -177,6 +177,13 @@ class FakeKubernetes(BaseHTTPRequestHandler):
                     }
                 ],
             }
+        if self.state["behaviour"] == "bad_data":
+            terminated = {"exitCode": 3, "reason": "Error", "message": "error: no partitions under s3://bucket/churn"}
+            return {
+                "phase": "Failed",
+                "conditions": [{"type": "PodScheduled", "status": "True"}],
+                "containerStatuses": [{"name": "base", "ready": False, "restartCount": 0, "image": "x", "imageID": "x", "state": {"terminated": terminated}}],
+            }
         if self.state["behaviour"] == "bad_image":
             waiting = {"reason": "ErrImagePull", "message": 'failed to pull image "ghcr.io/mlops-airflow/trainer:0.1.0": manifest unknown'}
             return {
@@ -310,6 +317,16 @@ class TestAgainstAFakeApiServer:
         assert time.monotonic() - started < 30
         assert fake_cluster["posts"] == 1
         assert fake_cluster["pods"] == {}  # deleted: it must not start training later, unobserved
+
+    def test_bad_data_in_the_pod_fails_without_retry(self, gpu_spec, fake_cluster, monkeypatch):
+        from airflow.sdk.exceptions import AirflowFailException
+
+        monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "http", "host": "mlflow", "port": 5000}))
+        fake_cluster["behaviour"] = "bad_data"
+        operator = make_operator(gpu_spec, config_file=fake_cluster["config"], startup_check_interval_seconds=0.1, do_xcom_push=False, get_logs=False)
+        with pytest.raises(AirflowFailException, match=r"exit 3.*\n.*no partitions under s3://bucket/churn"):
+            operator.execute(task_context(operator, 1))
+        assert len(fake_cluster["pods"]) == 1  # a failed pod is kept for inspection
 
     def test_image_that_cannot_be_pulled_fails_fast_with_the_reason(self, gpu_spec, fake_cluster, monkeypatch):
         from mlops_airflow.operators.training_pod import PodStartError
