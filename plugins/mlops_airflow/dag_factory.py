@@ -173,7 +173,8 @@ def build_retrain_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
             window_start=window_start,
             window_end=window_end,
             data_report_uri="{{ ti.xcom_pull(task_ids='check_training_data')['report_uri'] }}",
-            reason="{{ params.reason }}",
+            # No reason given: the run type (scheduled, manual, ...), for every backend alike.
+            reason="{{ params.reason or (dag_run.run_type.value | default(dag_run.run_type)) }}",
         )
         check >> train
     return dag

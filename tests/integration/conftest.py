@@ -11,8 +11,9 @@ def airflow_db():
     db.resetdb(skip_init=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def dagbag():
+    """Parsed afresh for every test: dag.test(run_conf=...) leaves the conf in the DAG's params."""
     from airflow.dag_processing.dagbag import DagBag
     from helpers import REPO_ROOT
 

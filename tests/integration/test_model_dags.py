@@ -97,6 +97,8 @@ def test_templates_render_params(airflow_db, dagbag, churn_data, registry):
     (version,) = registry.search_model_versions("name = 'churn'")
     params = registry.get_run(version.run_id).data.params
     assert (params["window_start"], params["window_end"]) == (str(DATA_END - dt.timedelta(days=10)), str(DATA_END))
+    # Without a reason Param, the run type is recorded.
+    assert registry.get_run(version.run_id).data.tags["mlops.reason"] == "manual"
     assert json.loads(json.dumps(params))  # plain strings only
 
 

@@ -85,7 +85,7 @@ def container_training_command(*, window_start: str, window_end: str, data_repor
         result_path=CONTAINER_RESULT_PATH,
         idempotency_key=run,
         data_report_uri=data_report_uri,
-        tags={TAG_DAG_RUN: run, TAG_REASON: reason or "{{ dag_run.run_type }}"},
+        tags={TAG_DAG_RUN: run, TAG_REASON: reason},
     )
 
 
@@ -171,7 +171,7 @@ class LocalModelTrainingOperator(BaseOperator):
                 data_report_uri=self.data_report_uri or None,
                 tags={
                     TAG_DAG_RUN: f"{dag_run.dag_id}/{dag_run.run_id}",
-                    TAG_REASON: self.reason or str(getattr(dag_run.run_type, "value", dag_run.run_type)),
+                    TAG_REASON: self.reason,
                 },
             )
             self.log.info("Training %s on %s..%s (end exclusive)", spec.name, window_start, window_end)
