@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -60,7 +61,9 @@ class MlflowHook(BaseHook):
 
     def get_env(self) -> dict[str, str]:
         """Environment for a process that talks to MLflow (a training subprocess or container)."""
-        env = {"MLFLOW_TRACKING_URI": self.get_tracking_uri()}
+        # The registry lives on the same server; saying so beats an inherited MLFLOW_REGISTRY_URI.
+        uri = self.get_tracking_uri()
+        env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri}
         if self._tracking_uri is None:
             conn = self.connection
             if conn.login:
@@ -74,7 +77,8 @@ class MlflowHook(BaseHook):
         from mlflow.tracking import MlflowClient
 
         # MLflow reads credentials only from the environment; a task process serves one task.
-        os.environ.update(self.get_env())
+        # The URIs are passed explicitly below, so they do not leak into the process environment.
+        os.environ.update({k: v for k, v in self.get_env().items() if k.endswith(("_USERNAME", "_PASSWORD"))})
         uri = self.get_tracking_uri()
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
@@ -91,6 +95,39 @@ class MlflowHook(BaseHook):
             if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 return None
             raise
+
+    def load_pyfunc(self, model_uri: str):
+        """Load ``model_uri`` (``models:/<name>/<version>``) as a pyfunc model from this server."""
+        import mlflow.pyfunc
+
+        self.client  # noqa: B018 - exports the connection's credentials
+        with self._fluent_uris():
+            return mlflow.pyfunc.load_model(model_uri)
+
+    @contextmanager
+    def _fluent_uris(self):
+        """Point MLflow's process-wide (fluent) URIs at this server for a block, then put them back.
+
+        ``mlflow.set_tracking_uri`` also writes ``MLFLOW_TRACKING_URI`` into the environment;
+        restoring both keeps one task's server from leaking into what runs after it.
+        """
+        import mlflow
+
+        keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+        saved = {key: os.environ.get(key) for key in keys}
+        uri = self.get_tracking_uri()
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])
+            mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"])
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
     def set_alias(self, name: str, alias: str, version: str | int) -> None:
         self.client.set_registered_model_alias(name, alias, str(version))

@@ -19,7 +19,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_airflow.metrics import gauge, metric_name
 from mlops_airflow.partitions import days_between, partition_uri
-from mlops_airflow.utils.dates import as_utc_datetime
+from mlops_airflow.utils.task_args import as_utc_datetime, load_task_spec
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -165,13 +165,9 @@ class DataContractCheckOperator(BaseOperator):
         self.conn_id = conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops_airflow.specs import ModelSpecError, load_spec
         from mlops_airflow.stats.contract import LabelRule, evaluate_contract
 
-        try:
-            spec = load_spec(self.spec_path)
-        except ModelSpecError as err:
-            raise AirflowFailException(str(err)) from err
+        spec = load_task_spec(self.spec_path)
         start = as_utc_datetime(self.interval_start, "interval_start")
         end = as_utc_datetime(self.interval_end, "interval_end")
         if end <= start:

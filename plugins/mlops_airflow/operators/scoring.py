@@ -13,7 +13,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_airflow.constants import CHAMPION_ALIAS, DEFAULT_MLFLOW_CONN_ID
-from mlops_airflow.utils.dates import as_date
+from mlops_airflow.utils.task_args import as_date, load_task_spec
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -45,16 +45,14 @@ class BatchScoreOperator(BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        import mlflow.pyfunc
         import numpy as np
         import pyarrow as pa
 
         from mlops_airflow.features import FeatureError, prepare_features
         from mlops_airflow.hooks.mlflow import MlflowHook
         from mlops_airflow.partitions import read_window, write_partition
-        from mlops_airflow.specs import load_spec
 
-        spec = load_spec(self.spec_path)
+        spec = load_task_spec(self.spec_path)
         day = as_date(self.partition_date, "partition_date")
         hook = MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
         champion = hook.get_version_by_alias(spec.registered_model_name, CHAMPION_ALIAS)
@@ -69,9 +67,8 @@ class BatchScoreOperator(BaseOperator):
         except FeatureError as err:
             raise AirflowFailException(f"partition {day}: {err}") from err
 
-        hook.client  # noqa: B018 - exports the connection's credentials for mlflow.pyfunc
         model_uri = f"models:/{spec.registered_model_name}/{champion.version}"
-        model = mlflow.pyfunc.load_model(model_uri)
+        model = hook.load_pyfunc(model_uri)
         probabilities = np.asarray(model.predict(features))
         classes = list(spec.target.classes)
         if probabilities.ndim != 2 or probabilities.shape[1] != len(classes):

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from airflow.sdk.exceptions import AirflowFailException
 import mlops_airflow
 from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID, TAG_DAG_RUN, TAG_REASON, TrainingExitCode
 from mlops_airflow.exceptions import TrackingServerUnavailableError, TrainingFailedError
-from mlops_airflow.utils.dates import as_date
+from mlops_airflow.utils.task_args import as_date, load_task_spec
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -142,12 +143,8 @@ class LocalModelTrainingOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_airflow.hooks.mlflow import MlflowHook
-        from mlops_airflow.specs import ModelSpecError, load_spec
 
-        try:
-            spec = load_spec(self.spec_path)
-        except ModelSpecError as err:
-            raise AirflowFailException(str(err)) from err
+        spec = load_task_spec(self.spec_path)
         window_start, window_end = as_date(self.window_start, "window_start"), as_date(self.window_end, "window_end")
         if (window_end - window_start).days <= spec.training.validation_days:
             raise AirflowFailException(
@@ -187,7 +184,7 @@ class LocalModelTrainingOperator(BaseOperator):
         The time limit is the task's ``execution_timeout``: Airflow then calls
         :meth:`on_kill`, which ends the whole process group.
         """
-        tail: list[str] = []
+        tail: deque[str] = deque(maxlen=20)
         self._process = subprocess.Popen(
             command,
             env=env,
@@ -200,10 +197,10 @@ class LocalModelTrainingOperator(BaseOperator):
         for line in self._process.stdout:
             line = line.rstrip()
             self.log.info("%s", line)
-            tail = [*tail[-19:], line]
+            tail.append(line)
         returncode = self._process.wait()
         self._process = None
-        return returncode, tail
+        return returncode, list(tail)
 
     def _terminate(self) -> None:
         process = self._process

@@ -82,6 +82,7 @@ class ModelTrainingDockerOperator(DockerOperator):
             **(self.environment or {}),
             SPEC_ENV: Path(self.spec_path).read_text(encoding="utf-8"),
             "MLFLOW_TRACKING_URI": mlflow_env.pop("MLFLOW_TRACKING_URI"),
+            "MLFLOW_REGISTRY_URI": mlflow_env.pop("MLFLOW_REGISTRY_URI"),
             "HOME": "/tmp",  # noqa: S108 - the container's own tmpfs
         }
         self._private_environment = {**self._private_environment, **mlflow_env}  # credentials: never rendered or logged

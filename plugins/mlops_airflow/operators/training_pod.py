@@ -147,9 +147,10 @@ class ModelTrainingPodOperator(KubernetesPodOperator):
         spec_text = Path(self.spec_path).read_text(encoding="utf-8")
         tracking_uri = MlflowHook(mlflow_conn_id=self.mlflow_conn_id).get_tracking_uri()
         self.env_vars = [
-            *[e for e in (self.env_vars or []) if e.name not in (SPEC_ENV, "MLFLOW_TRACKING_URI", "HOME")],
+            *[e for e in (self.env_vars or []) if e.name not in (SPEC_ENV, "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "HOME")],
             k8s.V1EnvVar(name=SPEC_ENV, value=spec_text),
             k8s.V1EnvVar(name="MLFLOW_TRACKING_URI", value=tracking_uri),
+            k8s.V1EnvVar(name="MLFLOW_REGISTRY_URI", value=tracking_uri),
             k8s.V1EnvVar(name="HOME", value="/tmp"),  # noqa: S108 - the read-only root needs a writable home
         ]
         return super().execute(context)

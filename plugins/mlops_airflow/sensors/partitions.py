@@ -10,7 +10,7 @@ from airflow.sdk import BaseSensorOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_airflow.partitions import days_between, partition_uri
-from mlops_airflow.utils.dates import as_date
+from mlops_airflow.utils.task_args import as_date
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -40,6 +40,7 @@ def test_credentials_go_to_the_environment_only(monkeypatch):
     env = MlflowHook(mlflow_conn_id="mlflow_test").get_env()
     assert env == {
         "MLFLOW_TRACKING_URI": "http://mlflow.svc:5000",
+        "MLFLOW_REGISTRY_URI": "http://mlflow.svc:5000",
         "MLFLOW_TRACKING_USERNAME": "pipeline",
         "MLFLOW_TRACKING_PASSWORD": "s3cret-value",
     }
@@ -61,3 +62,27 @@ class TestRegistryCalls:
         hook.delete_alias("m", "champion")
         assert hook.get_version_by_alias("m", "champion") is None
         assert hook.test_connection()[0] is True
+
+
+def test_loading_a_model_leaves_the_process_as_it_was(mlflow_store, monkeypatch):
+    import os
+
+    import mlflow
+    from sklearn.dummy import DummyClassifier
+
+    # monkeypatch records both variables first, so whatever MLflow writes is undone after the test.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", mlflow_store)
+    mlflow.set_tracking_uri(mlflow_store)
+    mlflow.set_registry_uri(mlflow_store)
+    with mlflow.start_run():
+        model = DummyClassifier().fit([[0], [1]], [0, 1])
+        info = mlflow.sklearn.log_model(model, name="m", registered_model_name="dummy", serialization_format="cloudpickle")
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI")
+
+    loaded = MlflowHook().load_pyfunc(f"models:/dummy/{info.registered_model_version}")
+    assert loaded.predict([[0]]).shape == (1,)
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert "MLFLOW_REGISTRY_URI" not in os.environ

@@ -1,4 +1,4 @@
-"""Dates from templated task arguments; a bad value fails the task without retries."""
+"""Values from task arguments (dates, the model spec): a bad value fails the task without retries."""
 
 from __future__ import annotations
 
@@ -8,6 +8,15 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_airflow.partitions import parse_day
+from mlops_airflow.specs import ModelSpec, ModelSpecError, load_spec
+
+
+def load_task_spec(path: str) -> ModelSpec:
+    """The model spec a task was given; an invalid spec fails the task (a retry reads the same file)."""
+    try:
+        return load_spec(path)
+    except ModelSpecError as err:
+        raise AirflowFailException(str(err)) from err
 
 
 def as_date(value: Any, name: str) -> dt.date:
