@@ -44,6 +44,7 @@ test: lint ## lint, then the whole test suite
 bench: setup ## benchmarks, side by side as ratios (installs the comparison libraries first)
 	$(UV) sync --locked --group bench
 	$(PYTHON) bench/contract_bench.py
+	$(PYTHON) bench/drift_bench.py
 
 format: setup ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .

@@ -1,10 +1,16 @@
 """
 # drift_monitor_<model>
 
-Watch each model's production data for drift.
+Watch each model's production data for drift, and retrain when it drifts.
 
-Runs on the spec's schedule over its data interval. Tasks: `wait_for_current_data` waits
-(in reschedule mode, holding no worker slot) until the day's partition has landed.
+Runs on the spec's schedule. The current window is the `drift.window_days` days before the
+run's day (or the `window_end` Param). Tasks: `wait_for_current_data` (reschedule mode,
+no worker slot held) → `check_current_data` (the data contract) → `detect_drift` (KS per
+numeric feature, chi-squared per categorical, Benjamini-Hochberg, an effect floor; deferred
+to the triggerer between checks; skipped when nothing drifts by its timeout) →
+`decide_retrain` (the cooldown) → `trigger_retrain` (one `retrain_<model>` run per drift
+window, with the summary as its `drift` Param), and beside it `render_drift_report` (an
+Evidently HTML report on the champion's MLflow run).
 """
 
 from mlops_airflow.dag_factory import build_drift_monitor_dag, model_specs

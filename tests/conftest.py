@@ -7,6 +7,7 @@ isolation below runs at import of this file, before any test module imports Airf
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -28,7 +29,22 @@ os.environ.update(
         "GIT_PYTHON_REFRESH": "quiet",
     }
 )
-for _name in ("MLOPS_TRAINING_BACKEND", "AIRFLOW_CONN_MLFLOW_DEFAULT"):
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# Serving processes that tests start (model servers, Caddy) live here, on free ports.
+os.environ.update(
+    {
+        "MLOPS_SERVING_STATE_DIR": str(SESSION_DIR / "serving"),
+        **{f"MLOPS_SERVING_{name}_PORT": str(_free_port()) for name in ("LIVE", "ADMIN", "BLUE", "GREEN")},
+    }
+)
+for _name in ("MLOPS_TRAINING_BACKEND", "MLOPS_SERVING_BACKEND", "AIRFLOW_CONN_MLFLOW_DEFAULT"):
     os.environ.pop(_name, None)
 (SESSION_DIR / "airflow").mkdir(parents=True, exist_ok=True)
 (SESSION_DIR / "mlflow").mkdir(parents=True, exist_ok=True)
@@ -37,6 +53,16 @@ import datetime as dt  # noqa: E402
 
 import pytest  # noqa: E402
 from helpers import DATA_DAYS, DATA_END, ROWS_PER_DAY  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_serving_processes():
+    """End the model servers and Caddy that any test started."""
+    yield
+    from mlops_airflow.serving.local import LocalServingBackend
+
+    for state_file in (SESSION_DIR / "serving").glob("*.json"):
+        LocalServingBackend(model=state_file.stem, state_dir=state_file.parent).stop_all()
 
 
 @pytest.fixture(scope="session")
@@ -84,3 +110,52 @@ def mlflow_store(tmp_path, monkeypatch) -> str:
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "http", "extra": {"tracking_uri": uri}}))
     monkeypatch.chdir(tmp_path)  # local artifacts land under ./mlruns of the test's folder
     return uri
+
+
+@pytest.fixture
+def statsd(monkeypatch):
+    """A UDP socket standing in for the statsd server named in Airflow's [metrics] settings."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5)
+    monkeypatch.setenv("AIRFLOW__METRICS__STATSD_ON", "True")
+    monkeypatch.setenv("AIRFLOW__METRICS__STATSD_HOST", "127.0.0.1")
+    monkeypatch.setenv("AIRFLOW__METRICS__STATSD_PORT", str(sock.getsockname()[1]))
+
+    def received(count):
+        ours = []  # Airflow sends its own metrics to the same server
+        while len(ours) < count:
+            ours += [line for line in sock.recv(4096).decode().splitlines() if line.startswith("mlops.")]
+        return sorted(ours)
+
+    yield received
+    sock.close()
+
+
+@pytest.fixture(autouse=True)
+def _restore_mlflow_uris():
+    """MLflow keeps its tracking and registry URIs in module globals and in the environment;
+    put both back after every test so that one test's server never answers another's calls."""
+    import sys
+
+    def module_globals():
+        if "mlflow" not in sys.modules:
+            return None
+        import mlflow.tracking._model_registry.utils as registry_utils
+        import mlflow.tracking._tracking_service.utils as tracking_utils
+
+        return tracking_utils, registry_utils
+
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved_env = {key: os.environ.get(key) for key in keys}
+    modules = module_globals()
+    saved_globals = (modules[0]._tracking_uri, modules[1]._registry_uri) if modules else (None, None)
+    yield
+    for key, value in saved_env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    modules = module_globals()
+    if modules:
+        modules[0]._tracking_uri, modules[1]._registry_uri = saved_globals

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from types import SimpleNamespace
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,3 +20,67 @@ def task_states(dag_run) -> dict[str, str]:
 
     with create_session() as session:
         return {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances(session=session)}
+
+
+class FakeTaskInstance:
+    """What our operators read from ``context["ti"]``, for calling ``execute()`` outside Airflow."""
+
+    def __init__(self, xcoms: dict, run_id: str, try_number: int = 1, dag_id: str = "retrain_churn", task_id: str = "promote_champion") -> None:
+        self.xcoms, self.run_id, self.try_number = xcoms, run_id, try_number
+        self.dag_id, self.task_id = dag_id, task_id
+
+    def xcom_pull(self, task_ids):
+        return self.xcoms.get(task_ids)
+
+
+def task_context(xcoms: dict | None = None, run_id: str = "manual__test", user: str | None = "alice", try_number: int = 1) -> dict:
+    """A minimal task context: ``ti`` with XComs, and the ``dag_run``'s triggering user."""
+    return {"ti": FakeTaskInstance(xcoms or {}, run_id, try_number), "dag_run": SimpleNamespace(triggering_user_name=user, run_id=run_id)}
+
+
+DRIFT_START = DATA_END - dt.timedelta(days=3)  # drifted days: the last three of the drift fixtures' data
+
+
+def write_drift_spec(folder, data_root, **drift) -> str:
+    """A copy of the churn spec reading ``<data_root>/events``, with ``drift`` settings overridden; its path."""
+    import yaml
+
+    raw = yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())
+    raw["data"].update(uri=f"{data_root}/events", predictions_uri=f"{data_root}/predictions")
+    raw["drift"].update(drift)
+    path = folder / "churn.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+def write_drift_data(data_root, *, days: int = 10, rows_per_day: int = 600, drifted: bool = True) -> None:
+    """``days`` days of churn data ending at DATA_END; with ``drifted``, its last three days shift."""
+    from mlops_airflow.synthetic import DriftSettings, generate
+
+    drift = DriftSettings(start=DRIFT_START, features=("monthly_charges", "contract"), magnitude=1.0) if drifted else None
+    generate(f"{data_root}/events", DATA_END - dt.timedelta(days=days), DATA_END, rows_per_day=rows_per_day, seed=3, drift=drift)
+
+
+def register_champion_with_reference(tracking_uri: str, *, rows: int = 3000, name: str = "churn") -> str:
+    """A champion version whose training run carries a reference sample of undrifted data; its version."""
+    import tempfile
+    from pathlib import Path
+
+    from mlflow.tracking import MlflowClient
+
+    from mlops_airflow.synthetic import generate_day
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(name) or client.get_experiment(client.create_experiment(name))
+    run = client.create_run(experiment.experiment_id)
+    reference = generate_day(DATA_END - dt.timedelta(days=30), rows=rows, seed=99)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "features.parquet"
+        reference.drop(columns=["churned"]).to_parquet(path, index=False)
+        client.log_artifact(run.info.run_id, str(path), "reference")
+    client.set_terminated(run.info.run_id)
+    if client.search_registered_models(f"name = '{name}'") == []:
+        client.create_registered_model(name)
+    version = client.create_model_version(name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    client.set_registered_model_alias(name, "champion", version.version)
+    return str(version.version)

@@ -24,6 +24,19 @@ TAG_WINDOW_END = "mlops.window_end"
 TAG_DAG_RUN = "mlops.dag_run"
 TAG_REASON = "mlops.reason"
 
+# Promotion decisions, recorded as model version tags (and a JSON artifact on the version's run).
+TAG_DECISION = "mlops.decision"
+TAG_DECISION_REASONS = "mlops.decision.reasons"
+TAG_DECISION_GATES = "mlops.decision.gates"
+TAG_DECISION_WINDOW = "mlops.decision.window"
+TAG_DECISION_DAG_RUN = "mlops.decision.dag_run"
+TAG_DECISION_COMPARED_WITH = "mlops.decision.compared_with"
+TAG_DECISION_PREVIOUS_CHAMPION = "mlops.decision.previous_champion"
+TAG_DECISION_BY = "mlops.decision.by"
+TAG_DECISION_AT = "mlops.decision.at"
+TAG_DECISION_FORCED = "mlops.decision.forced"
+DECISION_ARTIFACT_DIR = "promotion"
+
 # Artifact paths inside a training run.
 MODEL_ARTIFACT_PATH = "model"
 REFERENCE_SAMPLE_ARTIFACT = "reference/features.parquet"
@@ -34,6 +47,16 @@ PARTITION_KEY = "dt"
 PARTITION_DATE_FORMAT = "%Y-%m-%d"
 
 DEFAULT_MLFLOW_CONN_ID = "mlflow_default"
+
+
+class Decision(enum.StrEnum):
+    """The value of the ``mlops.decision`` version tag."""
+
+    PROMOTING = "promoting"  # aliases are moving; seen only if the promotion died half-way
+    PROMOTED = "promoted"
+    REJECTED = "rejected"
+    INVALID = "invalid"  # the evaluation could not be computed
+    FAILED = "failed"  # the alias move failed and was undone
 
 
 class TrainingBackend(enum.StrEnum):
@@ -52,3 +75,10 @@ class TrainingExitCode(enum.IntEnum):
     BAD_ARGUMENTS = 2
     BAD_DATA = 3
     TRACKING_UNREACHABLE = 4
+
+
+# Drift: the registered model tag that remembers the last drift-triggered retrain (the cooldown),
+# and where drift reports go on the champion's run.
+TAG_DRIFT_LAST_TRIGGER = "mlops.drift.last_trigger"
+DRIFT_ARTIFACT_DIR = "drift"
+DRIFT_RUN_ID_PREFIX = "drift"

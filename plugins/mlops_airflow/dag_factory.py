@@ -128,13 +128,43 @@ def _training_operator(spec: ModelSpec, **kwargs):
     return LocalModelTrainingOperator(**kwargs, execution_timeout=dt.timedelta(minutes=spec.training.timeout_minutes))
 
 
+def _release_tasks(spec: ModelSpec):
+    """deploy_idle_color -> smoke_test_idle -> switch_traffic -> verify_live -> scale_down_previous, and
+    rollback_release when any step of the release fails. Returns (first task, rollback task)."""
+    from mlops_airflow.operators.serving import (
+        DeployIdleColorOperator,
+        RollbackReleaseOperator,
+        ScaleDownPreviousOperator,
+        SmokeTestIdleOperator,
+        SwitchTrafficOperator,
+        VerifyLiveOperator,
+    )
+
+    serving = spec.serving
+    deploy = DeployIdleColorOperator(
+        task_id="deploy_idle_color", spec_path=spec.source, execution_timeout=dt.timedelta(seconds=serving.ready_timeout_seconds + 300)
+    )
+    smoke = SmokeTestIdleOperator(task_id="smoke_test_idle", spec_path=spec.source)
+    switch = SwitchTrafficOperator(task_id="switch_traffic", spec_path=spec.source)
+    verify = VerifyLiveOperator(task_id="verify_live", spec_path=spec.source)
+    drain = ScaleDownPreviousOperator(task_id="scale_down_previous", spec_path=spec.source, drain=dt.timedelta(seconds=serving.drain_seconds))
+    rollback = RollbackReleaseOperator(task_id="rollback_release", spec_path=spec.source, trigger_rule="one_failed")
+    deploy >> smoke >> switch >> verify >> drain
+    [deploy, smoke, switch, verify] >> rollback
+    return deploy, rollback
+
+
 def build_retrain_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
-    """``retrain_<model>``: train on the window ending at the run's data interval end."""
+    """``retrain_<model>``: train on the window ending at the run's data interval end, evaluate, promote."""
+    from mlops_airflow.operators.approval import PromotionApprovalOperator
+    from mlops_airflow.operators.backfill import BackfillScoresOperator
     from mlops_airflow.operators.data_checks import DataContractCheckOperator
+    from mlops_airflow.operators.evaluation import EvaluateChallengerOperator
+    from mlops_airflow.operators.registry import PromoteChampionOperator
 
     with DAG(
         dag_id=f"{RETRAIN_DAG_PREFIX}{spec.name}",
-        description=f"Retrain {spec.name} and register a challenger",
+        description=f"Retrain {spec.name}; promote the challenger when the evidence says so",
         schedule=CronTriggerTimetable(spec.schedules.retrain, timezone="UTC") if spec.schedules.retrain else None,
         max_active_runs=1,
         **_common(spec, "retrain", doc_md),
@@ -153,7 +183,30 @@ def build_retrain_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
                 title="Window length (days)",
                 description=f"Days of data to train on. Empty: the spec's {spec.training.window_days}.",
             ),
-            "reason": Param("", type="string", title="Reason", description="Why this run was started; recorded on the MLflow run."),
+            "reason": Param(
+                "",
+                type="string",
+                title="Reason",
+                description="Why this run was started; recorded on the MLflow run. Required with force_promote.",
+            ),
+            "force_promote": Param(
+                False,
+                type="boolean",
+                title="Force promotion",
+                description="Promote the challenger even if the gates say no. Needs a reason; your user name is recorded.",
+            ),
+            "require_approval": Param(
+                spec.promotion.require_approval,
+                type="boolean",
+                title="Require approval",
+                description="A person approves the promotion in the Airflow UI before the champion moves.",
+            ),
+            "drift": Param(
+                None,
+                type=["null", "object"],
+                title="Drift summary",
+                description="Set by drift_monitor: after the switch, the drifted days are re-scored by a backfill. Leave empty by hand.",
+            ),
         },
         render_template_as_native_obj=False,
     ) as dag:
@@ -176,21 +229,92 @@ def build_retrain_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
             # No reason given: the run type (scheduled, manual, ...), for every backend alike.
             reason="{{ params.reason or (dag_run.run_type.value | default(dag_run.run_type)) }}",
         )
-        check >> train
+        evaluate = EvaluateChallengerOperator(
+            task_id="evaluate_challenger",
+            spec_path=spec.source,
+            window_end=window_end,
+            challenger_version="{{ ti.xcom_pull(task_ids='train_model')['version'] }}",
+        )
+        approve = PromotionApprovalOperator(
+            task_id="approve_promotion",
+            require_approval=f"{{{{ params.require_approval or {spec.promotion.require_approval} }}}}",
+            force_promote="{{ params.force_promote }}",
+            response_timeout=dt.timedelta(hours=spec.promotion.approval_timeout_hours),
+        )
+        promote = PromoteChampionOperator(
+            task_id="promote_champion",
+            spec_path=spec.source,
+            window_end=window_end,
+            force_promote="{{ params.force_promote }}",
+            reason="{{ params.reason }}",
+            pool=spec.promotion.pool,
+        )
+        check >> train >> evaluate >> approve >> promote
+        deploy, _ = _release_tasks(spec)
+        promote >> deploy
+        backfill = BackfillScoresOperator(task_id="backfill_scores", batch_score_dag_id=f"{BATCH_SCORE_DAG_PREFIX}{spec.name}")
+        dag.get_task("verify_live") >> backfill
     return dag
 
 
 def build_drift_monitor_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
-    """``drift_monitor_<model>``: on the spec's schedule, look at the current window of data."""
+    """``drift_monitor_<model>``: check the current window, wait for drift, trigger a retrain."""
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+
+    from mlops_airflow.operators.data_checks import DataContractCheckOperator
+    from mlops_airflow.operators.drift import DriftReportOperator, DriftRetrainGateOperator
+    from mlops_airflow.sensors.drift import KSDriftSensor
+    from mlops_airflow.sensors.partitions import PartitionSensor
+
+    drift = spec.drift
     with DAG(
         dag_id=f"{DRIFT_MONITOR_DAG_PREFIX}{spec.name}",
-        description=f"Watch {spec.name}'s production data for drift",
+        description=f"Watch {spec.name}'s production data for drift; retrain when it drifts",
         schedule=CronDataIntervalTimetable(spec.schedules.drift_monitor, timezone="UTC") if spec.schedules.drift_monitor else None,
         max_active_runs=1,
         **_common(spec, "drift", doc_md),
-        params={"day": Param(None, type=["null", "string"], format="date", title="Day", description="Day to inspect. Empty: the run's data interval.")},
+        params={
+            "window_end": Param(
+                None,
+                type=["null", "string"],
+                format="date",
+                title="Window end",
+                description=f"Day after the current window (YYYY-MM-DD); the window is the {drift.window_days} day(s) before it. Empty: the run's data interval end.",
+            ),
+        },
     ) as dag:
-        _wait_and_check_day(spec, "day", wait_task_id="wait_for_current_data", check_task_id="check_current_data", wait_timeout=dt.timedelta(hours=2))
+        window_end = f"{{{{ params.window_end or {_RUN_END} }}}}"
+        window_start = f"{{{{ macros.ds_add(params.window_end or {_RUN_END}, -{drift.window_days}) }}}}"
+        wait = PartitionSensor(
+            task_id="wait_for_current_data",
+            base_uri=spec.data.uri,
+            start=window_start,
+            end=window_end,
+            mode="reschedule",
+            poke_interval=dt.timedelta(minutes=5),
+            timeout=dt.timedelta(hours=2),
+        )
+        check = DataContractCheckOperator(task_id="check_current_data", spec_path=spec.source, interval_start=window_start, interval_end=window_end)
+        detect = KSDriftSensor(
+            task_id="detect_drift",
+            spec_path=spec.source,
+            window_end=window_end,
+            timeout=drift.timeout_minutes * 60,
+            check_interval=dt.timedelta(minutes=drift.check_interval_minutes),
+        )
+        gate = DriftRetrainGateOperator(task_id="decide_retrain", spec_path=spec.source, sensor_task_id="detect_drift")
+        trigger_retrain = TriggerDagRunOperator(
+            task_id="trigger_retrain",
+            trigger_dag_id=f"{RETRAIN_DAG_PREFIX}{spec.name}",
+            trigger_run_id=gate.output["run_id"],
+            conf=gate.output["conf"],
+            logical_date=None,
+            skip_when_already_exists=True,
+            wait_for_completion=False,
+        )
+        report = DriftReportOperator(task_id="render_drift_report", spec_path=spec.source, sensor_task_id="detect_drift")
+        wait >> check >> detect >> [gate, report]
+        gate >> trigger_retrain
     return dag
 
 
@@ -218,16 +342,18 @@ def build_batch_score_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
 
 
 def build_rollback_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
-    """``rollback_<model>``: manual only; put the previous champion back."""
+    """``rollback_<model>``: manual only; put the previous champion back, and serve it."""
     from mlops_airflow.operators.registry import RestorePreviousChampionOperator
 
     with DAG(
         dag_id=f"{ROLLBACK_DAG_PREFIX}{spec.name}",
-        description=f"Restore {spec.name}'s previous champion",
+        description=f"Restore {spec.name}'s previous champion and switch live traffic to it",
         schedule=None,
         max_active_runs=1,
         **_common(spec, "rollback", doc_md),
         params={"reason": Param("", type="string", title="Reason", description="Why the rollback was needed.")},
     ) as dag:
-        RestorePreviousChampionOperator(task_id="restore_previous_champion", registered_model_name=spec.registered_model_name)
+        restore = RestorePreviousChampionOperator(task_id="restore_previous_champion", registered_model_name=spec.registered_model_name)
+        deploy, _ = _release_tasks(spec)
+        restore >> deploy
     return dag

@@ -4,6 +4,14 @@ Names (all gauges unless noted):
 
 - ``mlops.data_check.<model>.rules_failed``: rules that failed in the last data check
 - ``mlops.data_check.<model>.rows``: rows the last data check read
+- ``mlops.promotion.<model>.challenger.<metric>`` / ``.champion.<metric>``: the primary
+  metric of both versions on the last evaluation window
+- ``mlops.promotion.<model>.promoted`` / ``.rejected`` (counters): promotion decisions
+- ``mlops.serving.<model>.switch`` / ``.rollback`` (counters): live traffic moved, releases undone
+- ``mlops.serving.<model>.smoke_latency_ms`` (timers): each request of the smoke test's burst
+- ``mlops.drift.<model>.<feature>.ks_stat`` (numeric) / ``.tvd`` (categorical) and
+  ``.p_value``: each drift check's effect size and p-value per feature
+- ``mlops.drift.<model>.drifted_features``: how many features drifted in the last check
 
 Metrics are best effort: when ``[metrics] statsd_on`` is off nothing is sent, and a
 network error is logged, never raised, so a metrics outage cannot fail a task.
@@ -37,11 +45,32 @@ def _client():
     )
 
 
-def gauge(name: str, value: float) -> None:
-    """Send one gauge; never raises."""
+def _send(name: str, send) -> None:
+    """Hand one statsd client to ``send``; a metrics outage is logged, never raised."""
     try:
         client = _client()
         if client is not None:
-            client.gauge(name, value)
+            send(client)
     except Exception:  # a metrics outage must not fail the task
         log.warning("Could not send metric %s", name, exc_info=True)
+
+
+def gauge(name: str, value: float) -> None:
+    """Send one gauge; never raises."""
+    _send(name, lambda client: client.gauge(name, value))
+
+
+def incr(name: str, count: int = 1) -> None:
+    """Increase one counter; never raises."""
+    _send(name, lambda client: client.incr(name, count))
+
+
+def timings(name: str, milliseconds: list[float]) -> None:
+    """Send timer values (one per request of a burst) through one client; never raises."""
+
+    def send(client) -> None:
+        with client.pipeline() as pipe:
+            for value in milliseconds:
+                pipe.timing(name, value)
+
+    _send(name, send)

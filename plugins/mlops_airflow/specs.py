@@ -145,6 +145,75 @@ class DataContract:
         return next((c for c in self.columns if c.name == name), None)
 
 
+METRIC_NAMES = ("roc_auc", "accuracy", "f1", "log_loss", "brier")
+LOWER_IS_BETTER = ("log_loss", "brier")
+COMPARISONS = ("non_inferiority", "superiority")
+
+
+@dataclass(frozen=True)
+class PromotionSpec:
+    """How a challenger earns ``champion``; see :mod:`mlops_airflow.stats.gating`."""
+
+    primary_metric: str = "roc_auc"
+    metrics: tuple[str, ...] = ("roc_auc", "accuracy", "f1", "log_loss")
+    evaluation_days: int = 7
+    minimums: Mapping[str, float] = field(default_factory=dict)
+    maximums: Mapping[str, float] = field(default_factory=dict)
+    comparison: str = "non_inferiority"
+    margin: float = 0.0
+    confidence: float = 0.95
+    bootstrap_resamples: int = 1000
+    seed: int = 42
+    segments: tuple[str, ...] = ()
+    max_segment_regression: float | None = None
+    min_segment_rows: int = 100
+    require_approval: bool = False
+    approval_timeout_hours: float = 24.0
+    pool: str = "mlops_promotion"
+
+
+SERVING_BACKENDS = ("local", "kubernetes")
+
+
+@dataclass(frozen=True)
+class SmokeSpec:
+    """The idle colour's test before it gets traffic."""
+
+    golden_rows: int = 20
+    burst_requests: int = 50
+    max_p95_ms: float = 500.0
+    max_error_rate: float = 0.0
+    tolerance: float = 1e-6
+
+
+@dataclass(frozen=True)
+class ServingSpec:
+    backend: str = "local"
+    drain_seconds: int = 300
+    ready_timeout_seconds: int = 600
+    smoke: SmokeSpec = field(default_factory=SmokeSpec)
+    namespace: str = "mlops"
+    replicas: int = 2
+    port: int = 80
+    kubernetes_conn_id: str = "kubernetes_default"
+
+
+@dataclass(frozen=True)
+class DriftSpec:
+    """How ``drift_monitor_<model>`` decides that production data has drifted."""
+
+    features: tuple[str, ...] = ()  # empty: every feature of the spec
+    window_days: int = 1  # the current window: these days, ending the day before the run's day
+    lookback_days: int = 7  # how far back the drift onset is looked for
+    alpha: float = 0.05  # Benjamini-Hochberg false discovery rate across features
+    min_effect: float = 0.1  # KS D (numeric) or total variation distance (categorical)
+    min_samples: int = 500  # fewer usable values in either sample: the feature is not tested
+    check_interval_minutes: int = 15  # how often the deferred sensor looks for a new partition
+    timeout_minutes: int = 50  # no drift by then: the run ends skipped (0: check once, never wait)
+    cooldown_hours: float = 24.0  # no new trigger for an overlapping window this soon after the last
+    report: bool = True  # an Evidently HTML report of the drifted window, logged to MLflow
+
+
 @dataclass(frozen=True)
 class ScheduleSpec:
     start_date: dt.date
@@ -167,7 +236,10 @@ class ModelSpec:
     training: TrainingSpec
     schedules: ScheduleSpec
     contract: DataContract
+    promotion: PromotionSpec
+    serving: ServingSpec
     source: str
+    drift: DriftSpec = field(default_factory=DriftSpec)
 
     @property
     def registered_model_name(self) -> str:
@@ -353,6 +425,9 @@ def parse_spec(raw: Any, *, source: str) -> ModelSpec:
     training = _parse_training(top.section("training"))
     schedules = _parse_schedules(top.section("schedules", required=False))
     contract = _parse_contract(top.section("contract"))
+    promotion = _parse_promotion(top.section("promotion", required=False), training, features)
+    serving = _parse_serving(top.section("serving", required=False))
+    drift = _parse_drift(top.section("drift", required=False), features)
     required = (*features.columns, target.column, data.timestamp_column)
     undeclared = [c for c in required if contract.column(c) is None]
     if undeclared:
@@ -371,6 +446,9 @@ def parse_spec(raw: Any, *, source: str) -> ModelSpec:
         training=training,
         schedules=schedules,
         contract=contract,
+        promotion=promotion,
+        serving=serving,
+        drift=drift,
         source=source,
     )
     top.finish()
@@ -496,6 +574,128 @@ def _parse_contract(section: _Section) -> DataContract:
     )
     section.finish()
     return contract
+
+
+def _metric_list(section: _Section, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    names = section.string_list(key) if key in section.raw else default
+    unknown = [n for n in names if n not in METRIC_NAMES]
+    if unknown:
+        section.fail(key, f"unknown metrics {unknown}; known: {list(METRIC_NAMES)}")
+    return names
+
+
+def _thresholds(section: _Section, key: str, *, lower_is_better: bool) -> dict[str, float]:
+    raw = section.mapping(key)
+    for name, value in raw.items():
+        if name not in METRIC_NAMES:
+            section.fail(f"{key}.{name}", f"unknown metric; known: {list(METRIC_NAMES)}")
+        if (name in LOWER_IS_BETTER) != lower_is_better:
+            better, other = ("higher", "minimums") if lower_is_better else ("lower", "maximums")
+            section.fail(f"{key}.{name}", f"{better} is better for {name}: give its threshold under {section.path}.{other}")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            section.fail(f"{key}.{name}", f"must be a number, got {value!r}")
+    return {str(k): float(v) for k, v in raw.items()}
+
+
+def _parse_promotion(section: _Section, training: TrainingSpec, features: FeatureSpec) -> PromotionSpec:
+    defaults = PromotionSpec()
+    primary = section.choice("primary_metric", METRIC_NAMES, default=defaults.primary_metric)
+    metrics = _metric_list(section, "metrics", defaults.metrics)
+    minimums = _thresholds(section, "minimums", lower_is_better=False)
+    maximums = _thresholds(section, "maximums", lower_is_better=True)
+    metrics = tuple(dict.fromkeys([primary, *metrics, *minimums, *maximums]))  # every gated metric is computed
+    evaluation_days = section.integer("evaluation_days", training.validation_days, minimum=1)
+    if evaluation_days > training.validation_days:
+        # Older days were fit on: a model scored on its own training rows looks better than it is.
+        section.fail("evaluation_days", f"must be at most training.validation_days ({training.validation_days}), got {evaluation_days}")
+    segments = section.string_list("segments")
+    not_categorical = [c for c in segments if c not in features.categorical]
+    if not_categorical:
+        section.fail("segments", f"must name categorical features {list(features.categorical)}; got {not_categorical}")
+    margin = section.number("margin", defaults.margin, minimum=0.0)
+    max_regression = section.number("max_segment_regression", None, minimum=0.0)
+    if segments and max_regression is None:
+        section.fail("max_segment_regression", "is required when segments are listed")
+    spec = PromotionSpec(
+        primary_metric=primary,
+        metrics=metrics,
+        evaluation_days=evaluation_days,
+        minimums=minimums,
+        maximums=maximums,
+        comparison=section.choice("comparison", COMPARISONS, default=defaults.comparison),
+        margin=float(margin),
+        confidence=float(section.number("confidence", defaults.confidence, minimum=0.5, maximum=0.999)),
+        bootstrap_resamples=section.integer("bootstrap_resamples", defaults.bootstrap_resamples, minimum=100),
+        seed=section.integer("seed", training.seed, minimum=0),
+        segments=segments,
+        max_segment_regression=None if max_regression is None else float(max_regression),
+        min_segment_rows=section.integer("min_segment_rows", defaults.min_segment_rows, minimum=1),
+        require_approval=section.boolean("require_approval", False),
+        approval_timeout_hours=float(section.number("approval_timeout_hours", defaults.approval_timeout_hours, minimum=0.01)),
+        pool=section.string("pool", defaults.pool),
+    )
+    section.finish()
+    return spec
+
+
+def _parse_serving(section: _Section) -> ServingSpec:
+    defaults = ServingSpec()
+    backend = section.choice("backend", SERVING_BACKENDS, default=defaults.backend)
+    override = os.environ.get("MLOPS_SERVING_BACKEND")
+    if override:
+        if override not in SERVING_BACKENDS:
+            raise ModelSpecError(section.source, "serving.backend", f"MLOPS_SERVING_BACKEND={override!r} is not one of {list(SERVING_BACKENDS)}")
+        backend = override
+    smoke_section = section.section("smoke", required=False)
+    smoke = SmokeSpec(
+        golden_rows=smoke_section.integer("golden_rows", SmokeSpec.golden_rows, minimum=1),
+        burst_requests=smoke_section.integer("burst_requests", SmokeSpec.burst_requests, minimum=1),
+        max_p95_ms=float(smoke_section.number("max_p95_ms", SmokeSpec.max_p95_ms, minimum=1.0)),
+        max_error_rate=float(smoke_section.number("max_error_rate", SmokeSpec.max_error_rate, minimum=0.0, maximum=1.0)),
+        tolerance=float(smoke_section.number("tolerance", SmokeSpec.tolerance, minimum=0.0)),
+    )
+    smoke_section.finish()
+    k8s = section.section("kubernetes", required=False)
+    spec = ServingSpec(
+        backend=backend,
+        drain_seconds=section.integer("drain_seconds", defaults.drain_seconds, minimum=0),
+        ready_timeout_seconds=section.integer("ready_timeout_seconds", defaults.ready_timeout_seconds, minimum=1),
+        smoke=smoke,
+        namespace=k8s.string("namespace", defaults.namespace),
+        replicas=k8s.integer("replicas", defaults.replicas, minimum=1),
+        port=k8s.integer("port", defaults.port, minimum=1),
+        kubernetes_conn_id=k8s.string("conn_id", defaults.kubernetes_conn_id),
+    )
+    k8s.finish()
+    section.finish()
+    return spec
+
+
+def _parse_drift(section: _Section, features: FeatureSpec) -> DriftSpec:
+    defaults = DriftSpec()
+    chosen = section.string_list("features")
+    unknown = [c for c in chosen if c not in features.columns]
+    if unknown:
+        section.fail("features", f"must name features of the spec {list(features.columns)}; got {unknown}")
+    window_days = section.integer("window_days", defaults.window_days, minimum=1)
+    lookback_days = section.integer("lookback_days", defaults.lookback_days, minimum=1)
+    if lookback_days < window_days:
+        section.fail("lookback_days", f"must be at least window_days ({window_days}), got {lookback_days}")
+    alpha = section.number("alpha", defaults.alpha, minimum=1e-6, maximum=0.5)
+    spec = DriftSpec(
+        features=chosen,
+        window_days=window_days,
+        lookback_days=lookback_days,
+        alpha=float(alpha),
+        min_effect=float(section.number("min_effect", defaults.min_effect, minimum=0.0, maximum=1.0)),
+        min_samples=section.integer("min_samples", defaults.min_samples, minimum=1),
+        check_interval_minutes=section.integer("check_interval_minutes", defaults.check_interval_minutes, minimum=1),
+        timeout_minutes=section.integer("timeout_minutes", defaults.timeout_minutes, minimum=0),
+        cooldown_hours=float(section.number("cooldown_hours", defaults.cooldown_hours, minimum=0.0)),
+        report=section.boolean("report", defaults.report),
+    )
+    section.finish()
+    return spec
 
 
 def _parse_schedules(section: _Section) -> ScheduleSpec:

@@ -76,8 +76,29 @@ def test_retrain_runs_one_at_a_time_with_params(dagbag, specs):
     for spec in specs:
         dag = dagbag.dags[f"retrain_{spec.name}"]
         assert dag.max_active_runs == 1
-        assert {"window_end", "window_days", "reason"} <= set(dag.params.keys())
+        assert {"window_end", "window_days", "reason", "force_promote", "require_approval"} <= set(dag.params.keys())
         dag.params.validate()  # the defaults are a valid manual run
+        assert dag.params["require_approval"] is spec.promotion.require_approval
+
+
+def test_retrain_evaluates_before_it_promotes_through_the_pool(dagbag, specs):
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    for spec in specs:
+        dag = dagbag.dags[f"retrain_{spec.name}"]
+        chain = ["check_training_data", "train_model", "evaluate_challenger", "approve_promotion", "promote_champion"]
+        for upstream, downstream in zip(chain, chain[1:], strict=False):
+            assert dag.get_task(downstream).upstream_task_ids == {upstream}
+        assert isinstance(dag.get_task("approve_promotion"), ApprovalOperator)
+        assert dag.get_task("promote_champion").pool == spec.promotion.pool
+
+
+def test_every_promotion_pool_is_declared_in_the_local_settings(specs):
+    from mlops_airflow.embedded.stack import SETTINGS_FILE, declared_pools
+
+    pools = {p.name: p.slots for p in declared_pools(REPO_ROOT / SETTINGS_FILE)}
+    for spec in specs:
+        assert pools.get(spec.promotion.pool) == 1, f"{spec.name}: pool {spec.promotion.pool!r} must be declared with one slot in {SETTINGS_FILE}"
 
 
 def test_rollback_is_manual_only(dagbag, specs):
@@ -90,3 +111,24 @@ def test_rollback_is_manual_only(dagbag, specs):
 def test_parse_times_were_measured():
     # Printed in the terminal summary by conftest.py; here, make sure every file was timed.
     assert set(PARSE_TIMES) == {p.name for p in DAG_FILES}
+
+
+def test_drift_monitor_waits_deferred_and_triggers_one_retrain_per_window(dagbag, specs):
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+
+    from mlops_airflow.sensors.drift import KSDriftSensor
+
+    for spec in specs:
+        dag = dagbag.dags[f"drift_monitor_{spec.name}"]
+        detect = dag.get_task("detect_drift")
+        assert isinstance(detect, KSDriftSensor)
+        assert detect.deferrable
+        assert detect.timeout == spec.drift.timeout_minutes * 60
+        trigger = dag.get_task("trigger_retrain")
+        assert isinstance(trigger, TriggerDagRunOperator)
+        assert (trigger.trigger_dag_id, trigger.skip_when_already_exists, trigger.wait_for_completion) == (f"retrain_{spec.name}", True, False)
+        assert trigger.upstream_task_ids == {"decide_retrain"}
+        assert dag.get_task("render_drift_report").upstream_task_ids == {"detect_drift"}
+        retrain = dagbag.dags[f"retrain_{spec.name}"]
+        assert retrain.get_task("backfill_scores").upstream_task_ids == {"verify_live"}
+        assert "drift" in retrain.params

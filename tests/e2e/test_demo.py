@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,66 @@ def our_processes(marker: str) -> list[int]:
     return found
 
 
+def approval_is_asked_then_a_rejection_is_recorded(env: dict[str, str]) -> None:
+    """A run with require_approval waits in the HITL state; a person rejects it through the REST API."""
+    import datetime as dt
+    import json
+    import urllib.request
+
+    from mlops_airflow.airflow_api import AirflowClient
+    from mlops_airflow.embedded.stack import StackConfig
+
+    config = StackConfig.from_env(REPO_ROOT, environ=env)
+    client = AirflowClient(config.airflow_url, "admin", config.admin_password())
+    today = dt.datetime.now(tz=dt.UTC).date().isoformat()
+    run_id = client.trigger("retrain_churn", conf={"window_end": today, "reason": "e2e approval", "require_approval": True})["dag_run_id"]
+    assert client.wait_for_task_state("retrain_churn", run_id, "approve_promotion", {"awaiting_input", "failed", "upstream_failed"}) == "awaiting_input"
+    # A person takes seconds to answer. Answering within the same second makes Airflow 3.3's
+    # LocalExecutor report the paused try as finished after the resumed one was queued, and the
+    # scheduler then retries the task (which asks again): a race a human never triggers.
+    time.sleep(5)
+    answer = client.respond("retrain_churn", run_id, "approve_promotion", ["Reject"])
+    assert answer["responded_by"]["name"] == "admin"
+    assert client.wait_for_run("retrain_churn", run_id)["state"] == "success"
+    states = {t["task_id"]: t["state"] for t in client.task_instances("retrain_churn", run_id)}
+    assert (states["approve_promotion"], states["promote_champion"]) == ("success", "skipped")
+    with urllib.request.urlopen(f"{config.mlflow_url}/api/2.0/mlflow/registered-models/alias?name=churn&alias=challenger", timeout=10) as response:
+        tags = {t["key"]: t["value"] for t in json.loads(response.read())["model_version"]["tags"]}
+    assert (tags["mlops.decision"], tags["mlops.decision.by"]) == ("rejected", "admin")
+    assert tags["mlops.decision.reasons"].startswith("approval rejected by admin")
+
+
+def drift_backfill_goes_through_the_real_api(env: dict[str, str], monkeypatch) -> None:
+    """BackfillScoresOperator against the stack's API server: one backfill per window, its runs created."""
+    import datetime as dt
+    import json
+
+    from mlops_airflow.airflow_api import AirflowClient
+    from mlops_airflow.embedded.stack import StackConfig
+    from mlops_airflow.operators.backfill import BackfillScoresOperator
+
+    config = StackConfig.from_env(REPO_ROOT, environ=env)
+    password = config.admin_password()
+    monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", json.dumps({"conn_type": "http", "host": config.airflow_url, "login": "admin", "password": password}))
+    today = dt.datetime.now(tz=dt.UTC).date()
+    drift = {"backfill_start": str(today - dt.timedelta(days=3)), "backfill_end": str(today - dt.timedelta(days=1))}
+    task = BackfillScoresOperator(task_id="backfill_scores", batch_score_dag_id="batch_score_churn")
+    first = task.execute({"params": {"drift": drift}})
+    assert first["created"] is True
+    assert task.execute({"params": {"drift": drift}}) == {**first, "created": False}
+    client = AirflowClient(config.airflow_url, "admin", password)
+    (backfill,) = client.backfills("batch_score_churn")
+    assert (backfill["from_date"][:10], backfill["to_date"][:10], backfill["reprocess_behavior"]) == (
+        drift["backfill_start"],
+        drift["backfill_end"],
+        "completed",
+    )
+    runs = client.dag_runs("batch_score_churn", run_type="backfill")
+    assert sorted(run["logical_date"][:10] for run in runs) == [str(today - dt.timedelta(days=d)) for d in (3, 2, 1)]
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
-def test_demo_retrains_and_stop_leaves_nothing(tmp_path):
+def test_demo_retrains_and_stop_leaves_nothing(tmp_path, monkeypatch):
     state = tmp_path / "state"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW_", "MLOPS_"))}
     env.update(
@@ -46,6 +105,7 @@ def test_demo_retrains_and_stop_leaves_nothing(tmp_path):
         MLOPS_MLFLOW_PORT=str(free_port()),
         MLOPS_WORKER_LOG_PORT=str(free_port()),
         MLOPS_TRIGGER_LOG_PORT=str(free_port()),
+        **{f"MLOPS_SERVING_{name}_PORT": str(free_port()) for name in ("LIVE", "ADMIN", "BLUE", "GREEN")},
     )
     command = [sys.executable, "-m", "mlops_airflow.embedded"]
     try:
@@ -55,9 +115,20 @@ def test_demo_retrains_and_stop_leaves_nothing(tmp_path):
         assert "retrain_churn run manual__" in demo.stdout
         assert ": SUCCESS" in demo.stdout
         assert "train_model                  success" in demo.stdout
+        assert "airflow: pools mlops_promotion (1)" in demo.stdout
+        # The first model is promoted on the minimums alone, through the one-slot pool.
+        assert "promote_champion             success" in demo.stdout
+        assert "decision: promoted" in demo.stdout
         assert "is 'challenger'" in demo.stdout
+        assert "is 'champion'" in demo.stdout
+        # The champion answers on the live URL, through Caddy.
+        assert f"at http://127.0.0.1:{env['MLOPS_SERVING_LIVE_PORT']}/invocations" in demo.stdout
+        assert "2 rows -> HTTP 200" in demo.stdout
+        assert "switch_traffic               success" in demo.stdout
         assert "(user admin, password " in demo.stdout
         assert our_processes(str(state)), "the stack should keep running after the demo"
+        approval_is_asked_then_a_rejection_is_recorded(env)
+        drift_backfill_goes_through_the_real_api(env, monkeypatch)
 
         again = subprocess.run([*command, "up"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
         assert again.returncode == 0, again.stderr

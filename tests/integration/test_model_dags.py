@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 from helpers import DATA_DAYS, DATA_END, task_states
 
+from mlops_airflow.serving.base import Color
+
 pytestmark = pytest.mark.integration
 
 SCORED_DAY = DATA_END - dt.timedelta(days=2)
@@ -31,11 +33,22 @@ def alias_version(registry, alias):
     return str(registry.get_model_version_by_alias("churn", alias).version)
 
 
-def test_retrain_then_score_then_roll_back(airflow_db, dagbag, churn_data, registry, churn_spec):
-    # retrain: trains for real and registers a challenger.
+RETRAIN_TASKS = ("check_training_data", "train_model", "evaluate_challenger", "approve_promotion", "promote_champion")
+RELEASE_TASKS = ("deploy_idle_color", "smoke_test_idle", "switch_traffic", "verify_live", "scale_down_previous")
+NOT_TRAINED = {
+    "check_training_data": "failed",
+    **dict.fromkeys((*RETRAIN_TASKS[1:], *RELEASE_TASKS, "backfill_scores"), "upstream_failed"),
+    "rollback_release": "skipped",
+}
+# A run not started by drift has no days to re-score: backfill_scores skips.
+RELEASED = {**dict.fromkeys(RETRAIN_TASKS + RELEASE_TASKS, "success"), "rollback_release": "skipped", "backfill_scores": "skipped"}
+
+
+def test_retrain_promotes_then_score_then_roll_back(airflow_db, dagbag, churn_data, registry, churn_spec):
+    # retrain: trains for real, evaluates, and promotes the first model on the minimums alone.
     state, tasks, _ = run(dagbag, "retrain_churn", {"window_end": str(DATA_END), "window_days": DATA_DAYS, "reason": "integration test"})
-    assert (state, tasks) == ("success", {"check_training_data": "success", "train_model": "success"})
-    assert alias_version(registry, "challenger") == "1"
+    assert (state, tasks) == ("success", RELEASED)
+    assert alias_version(registry, "challenger") == alias_version(registry, "champion") == "1"
     (version,) = registry.search_model_versions("name = 'churn'")
     training_run = registry.get_run(version.run_id)
     assert training_run.data.tags["mlops.reason"] == "integration test"
@@ -45,12 +58,17 @@ def test_retrain_then_score_then_roll_back(airflow_db, dagbag, churn_data, regis
     report = registry.download_artifacts(version.run_id, "data_check/report.json")
     assert json.loads(Path(report).read_text())["passed"] is True
     assert training_run.data.metrics["data_check.rows"] == DATA_DAYS * 300
+    # The decision is on the version, and the evidence beside it.
+    assert version.tags["mlops.decision"] == "promoted"
+    assert version.tags["mlops.decision.window"] == f"{DATA_END - dt.timedelta(days=7)}..{DATA_END}"
+    assert version.tags["mlops.decision.compared_with"] == "none"
+    assert version.tags["mlops.decision.dag_run"].startswith("retrain_churn/manual__")
+    (artifact,) = registry.list_artifacts(version.run_id, "promotion")
+    record = json.loads(Path(registry.download_artifacts(version.run_id, artifact.path)).read_text())
+    assert record["decision"] == "promoted"
+    assert record["evaluation"]["rows"] == 7 * 300
 
-    # batch score: nothing to score with before there is a champion.
-    state, tasks, _ = run(dagbag, "batch_score_churn", {"partition_date": str(SCORED_DAY)})
-    assert tasks == {"wait_for_partition": "success", "check_scoring_data": "success", "score_partition": "skipped"}
-
-    registry.set_registered_model_alias("churn", "champion", "1")
+    # batch score with the champion.
     state, tasks, _ = run(dagbag, "batch_score_churn", {"partition_date": str(SCORED_DAY)})
     assert (state, tasks) == ("success", {"wait_for_partition": "success", "check_scoring_data": "success", "score_partition": "success"})
     predictions = pd.read_parquet(f"{churn_spec.data.predictions_uri.removeprefix('file://')}/dt={SCORED_DAY}/predictions.parquet")
@@ -59,19 +77,70 @@ def test_retrain_then_score_then_roll_back(airflow_db, dagbag, churn_data, regis
     assert predictions["probability_0"].add(predictions["probability_1"]).round(6).eq(1).all()
     assert {"customer_id", "event_ts", "prediction"} <= set(predictions.columns)
 
-    # rollback: swaps champion and previous_champion, verified by reading back.
-    second = registry.create_model_version("churn", source=version.source, run_id=version.run_id)
-    registry.set_registered_model_alias("churn", "champion", second.version)
-    registry.set_registered_model_alias("churn", "previous_champion", "1")
+    # A second release (the same data gives an equally good v2) goes live on green; blue is drained.
+    from mlops_airflow.serving.local import LocalServingBackend
+
+    assert run(dagbag, "retrain_churn", {"window_end": str(DATA_END), "window_days": DATA_DAYS})[0] == "success"
+    backend = LocalServingBackend(model="churn")
+    assert (backend.status().live, backend.status().live_version) == ("green", "2")
+    assert backend.is_ready(Color.BLUE).ready is False
+
+    # rollback: the aliases swap back and v1 is served again, on blue, after its own smoke test.
     state, tasks, _ = run(dagbag, "rollback_churn", {"reason": "bad release"})
-    assert (state, tasks) == ("success", {"restore_previous_champion": "success"})
+    assert (state, tasks) == ("success", {"restore_previous_champion": "success", **dict.fromkeys(RELEASE_TASKS, "success"), "rollback_release": "skipped"})
+    assert (backend.status().live, backend.status().live_version) == ("blue", "1")
+    assert (alias_version(registry, "champion"), alias_version(registry, "previous_champion")) == ("1", "2")
+
+
+def test_batch_score_skips_without_a_champion(airflow_db, dagbag, churn_data, registry):
+    registry.create_registered_model("churn")
+    state, tasks, _ = run(dagbag, "batch_score_churn", {"partition_date": str(SCORED_DAY)})
+    assert tasks == {"wait_for_partition": "success", "check_scoring_data": "success", "score_partition": "skipped"}
+
+
+def test_retrain_promotes_a_first_model_then_rejects_a_worse_one(airflow_db, churn_data, registry, tmp_path, monkeypatch):
+    import yaml
+    from airflow.dag_processing.dagbag import DagBag
+    from conftest import quick_spec
+    from helpers import REPO_ROOT
+
+    raw = quick_spec(yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text()))
+    monkeypatch.setenv("MLOPS_SPECS_DIR", str(tmp_path / "models"))
+    (tmp_path / "models").mkdir()
+
+    def retrain_with(estimator):
+        raw["training"]["estimator"] = estimator
+        (tmp_path / "models" / "churn.yaml").write_text(yaml.safe_dump(raw))
+        bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
+        assert bag.import_errors == {}
+        return run(bag, "retrain_churn", {"window_end": str(DATA_END), "window_days": DATA_DAYS})
+
+    state, tasks, _ = retrain_with({"kind": "hist_gradient_boosting", "params": {"max_iter": 100}})
+    assert (state, tasks["promote_champion"]) == ("success", "success")
     assert alias_version(registry, "champion") == "1"
-    assert alias_version(registry, "previous_champion") == str(second.version)
+
+    # A stump: worse beyond the non-inferiority margin. Not promoted, and the run is still a success.
+    state, tasks, _ = retrain_with({"kind": "hist_gradient_boosting", "params": {"max_iter": 1, "max_depth": 1}})
+    # The release after it is skipped: the live colour keeps serving v1.
+    expected = {
+        **dict.fromkeys(RETRAIN_TASKS[:-1], "success"),
+        **dict.fromkeys((*RELEASE_TASKS, "rollback_release", "promote_champion", "backfill_scores"), "skipped"),
+    }
+    assert (state, tasks) == ("success", expected)
+    assert alias_version(registry, "challenger") == "2"
+    assert alias_version(registry, "champion") == "1"
+    with pytest.raises(Exception, match="previous_champion"):
+        registry.get_model_version_by_alias("churn", "previous_champion")
+    rejected = registry.get_model_version("churn", "2")
+    assert rejected.tags["mlops.decision"] == "rejected"
+    assert rejected.tags["mlops.decision.compared_with"] == "1"
+    assert "non-inferiority roc_auc" in rejected.tags["mlops.decision.reasons"]
+    assert registry.list_artifacts(rejected.run_id, "promotion")
 
 
 def test_retrain_on_a_window_without_data_fails_without_retrying(airflow_db, dagbag, churn_data, registry):
     state, tasks, dag_run = run(dagbag, "retrain_churn", {"window_end": "2020-02-01", "window_days": 20})
-    assert (state, tasks) == ("failed", {"check_training_data": "failed", "train_model": "upstream_failed"})
+    assert (state, tasks) == ("failed", NOT_TRAINED)
     from airflow.utils.session import create_session
 
     with create_session() as session:
@@ -83,12 +152,10 @@ def test_retrain_on_a_window_without_data_fails_without_retrying(airflow_db, dag
 def test_rollback_without_previous_champion_fails_clearly(airflow_db, dagbag, registry):
     registry.create_registered_model("churn")
     state, tasks, _ = run(dagbag, "rollback_churn", {})
-    assert (state, tasks) == ("failed", {"restore_previous_champion": "failed"})
-
-
-def test_drift_monitor_waits_for_the_day(airflow_db, dagbag, churn_data):
-    state, tasks, _ = run(dagbag, "drift_monitor_churn", {"day": str(SCORED_DAY)})
-    assert (state, tasks) == ("success", {"wait_for_current_data": "success", "check_current_data": "success"})
+    assert (state, tasks) == (
+        "failed",
+        {"restore_previous_champion": "failed", **dict.fromkeys(RELEASE_TASKS, "upstream_failed"), "rollback_release": "skipped"},
+    )
 
 
 def test_templates_render_params(airflow_db, dagbag, churn_data, registry):
@@ -114,8 +181,45 @@ def test_bad_day_in_the_window_stops_training_and_is_quarantined(airflow_db, dag
     original = bad_file.read_bytes()
 
     state, tasks, dag_run = run(dagbag, "retrain_churn", {"window_end": str(end), "window_days": 14})
-    assert (state, tasks) == ("failed", {"check_training_data": "failed", "train_model": "upstream_failed"})
+    assert (state, tasks) == ("failed", NOT_TRAINED)
     assert registry.search_registered_models() == []  # no model trained
     quarantined = next(Path(churn_spec.data.uri.removeprefix("file://"), "_quarantine").glob(f"*/dt={bad_day}/part-0.parquet"))
     assert quarantined.read_bytes() == original
     assert not bad_file.parent.exists()
+
+
+def test_a_release_whose_smoke_test_fails_is_rolled_back(airflow_db, churn_data, registry, tmp_path, monkeypatch):
+    import yaml
+    from airflow.dag_processing.dagbag import DagBag
+    from conftest import quick_spec
+    from helpers import REPO_ROOT
+
+    from mlops_airflow.serving.local import LocalServingBackend
+
+    raw = quick_spec(yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text()))
+    monkeypatch.setenv("MLOPS_SPECS_DIR", str(tmp_path / "models"))
+    (tmp_path / "models").mkdir()
+
+    def retrain(**smoke):
+        raw["serving"]["smoke"].update(smoke)
+        (tmp_path / "models" / "churn.yaml").write_text(yaml.safe_dump(raw))
+        return run(DagBag(dag_folder=str(REPO_ROOT / "dags")), "retrain_churn", {"window_end": str(DATA_END), "window_days": DATA_DAYS})
+
+    state, tasks, _ = retrain()
+    assert (state, tasks["verify_live"]) == ("success", "success")
+    backend = LocalServingBackend(model="churn")
+    assert (backend.status().live, backend.status().live_version) == ("blue", "1")
+
+    # The same data again gives an equal model (promoted: non-inferior); a latency budget no server meets fails its smoke test.
+    state, tasks, _ = retrain(max_p95_ms=1)
+    assert state == "failed"
+    assert (tasks["promote_champion"], tasks["smoke_test_idle"], tasks["switch_traffic"], tasks["rollback_release"]) == (
+        "success",
+        "failed",
+        "upstream_failed",
+        "success",
+    )
+    # Live traffic never left v1, and the registry agrees with it again.
+    assert (backend.status().live, backend.status().live_version) == ("blue", "1")
+    assert (alias_version(registry, "champion"), alias_version(registry, "previous_champion")) == ("1", "2")
+    assert "release failed" in registry.get_model_version("churn", "2").tags["mlops.serving.rolled_back"]

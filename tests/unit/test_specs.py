@@ -102,6 +102,25 @@ class TestValidation:
             pytest.param("schedules.batch_score", "@once", "schedules.batch_score", "must be a cron expression or one of", id="once-preset"),
             pytest.param("schedules.start_date", "yesterday", "schedules.start_date", "must be a date", id="bad-start-date"),
             pytest.param("colour", "blue", "colour", "unknown field", id="typo-at-top"),
+            pytest.param("promotion.primary_metric", "auc", "promotion.primary_metric", "must be one of", id="unknown-primary"),
+            pytest.param("promotion.metrics", ["roc_auc", "gini"], "promotion.metrics", "unknown metrics ['gini']", id="unknown-metric"),
+            pytest.param("promotion.minimums", {"log_loss": 0.5}, "promotion.minimums.log_loss", "promotion.maximums", id="floor-on-a-loss"),
+            pytest.param("promotion.maximums", {"roc_auc": 0.9}, "promotion.maximums.roc_auc", "promotion.minimums", id="ceiling-on-auc"),
+            pytest.param("promotion.minimums", {"roc_auc": "high"}, "promotion.minimums.roc_auc", "must be a number", id="threshold-not-number"),
+            pytest.param("promotion.evaluation_days", 8, "promotion.evaluation_days", "at most training.validation_days (7)", id="eval-on-fit-days"),
+            pytest.param("promotion.segments", ["tenure_months"], "promotion.segments", "categorical features", id="numeric-segment"),
+            pytest.param("promotion.max_segment_regression", ..., "promotion.max_segment_regression", "required when segments", id="segments-no-limit"),
+            pytest.param("promotion.comparison", "better", "promotion.comparison", "must be one of", id="unknown-comparison"),
+            pytest.param("promotion.margin", -0.1, "promotion.margin", "must be within", id="negative-margin"),
+            pytest.param("promotion.bootstrap_resamples", 10, "promotion.bootstrap_resamples", ">= 100", id="too-few-resamples"),
+            pytest.param("promotion.approve", True, "promotion.approve", "unknown field", id="typo-in-promotion"),
+            pytest.param("drift.features", ["age"], "drift.features", "must name features of the spec", id="drift-unknown-feature"),
+            pytest.param("drift.lookback_days", 0, "drift.lookback_days", ">= 1", id="drift-no-lookback"),
+            pytest.param("drift.window_days", 8, "drift.lookback_days", "at least window_days (8)", id="drift-window-beyond-lookback"),
+            pytest.param("drift.alpha", 0.9, "drift.alpha", "must be within", id="drift-alpha"),
+            pytest.param("drift.min_effect", 1.5, "drift.min_effect", "must be within", id="drift-effect"),
+            pytest.param("drift.min_samples", 0, "drift.min_samples", ">= 1", id="drift-samples"),
+            pytest.param("drift.cooldown", 3, "drift.cooldown", "unknown field", id="drift-typo"),
         ],
     )
     def test_error_names_the_field(self, path, value, field, message):
@@ -131,6 +150,26 @@ class TestValidation:
             del raw[key]
         spec = parse_spec(raw, source="s")
         assert (spec.description, spec.owner, spec.tags) == ("", "ml-platform", ())
+
+    def test_promotion_defaults(self):
+        raw = demo_raw()
+        del raw["promotion"]
+        promotion = parse_spec(raw, source="s").promotion
+        assert (promotion.primary_metric, promotion.comparison, promotion.margin) == ("roc_auc", "non_inferiority", 0.0)
+        assert promotion.evaluation_days == raw["training"]["validation_days"]
+        assert promotion.seed == raw["training"]["seed"]
+        assert promotion.pool == "mlops_promotion"
+
+    def test_drift_defaults(self):
+        raw = demo_raw()
+        del raw["drift"]
+        drift = parse_spec(raw, source="s").drift
+        assert (drift.features, drift.window_days, drift.alpha, drift.min_effect, drift.min_samples) == ((), 1, 0.05, 0.1, 500)
+
+    def test_every_gated_metric_is_computed(self):
+        raw = with_change("promotion.metrics", ["accuracy"])
+        raw["promotion"]["maximums"] = {"brier": 0.3}
+        assert parse_spec(raw, source="s").promotion.metrics == ("roc_auc", "accuracy", "brier")
 
     def test_schedules_can_be_disabled(self):
         raw = with_change("schedules.retrain", None)

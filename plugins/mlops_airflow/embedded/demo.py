@@ -9,8 +9,8 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 
-from mlops_airflow.constants import CHALLENGER_ALIAS, RETRAIN_DAG_PREFIX
-from mlops_airflow.embedded.airflow_api import AirflowClient
+from mlops_airflow.airflow_api import AirflowClient
+from mlops_airflow.constants import CHALLENGER_ALIAS, CHAMPION_ALIAS, RETRAIN_DAG_PREFIX, TAG_DECISION, TAG_DECISION_REASONS
 from mlops_airflow.embedded.stack import EmbeddedStack, StackConfig, StackError
 
 DEMO_DAYS = 42
@@ -50,6 +50,30 @@ def registry_alias(mlflow_url: str, model: str, alias: str) -> dict | None:
         return None
 
 
+def show_live_prediction(config: StackConfig, model: str, today: dt.date, *, echo: Callable[[str], None] = print) -> bool:
+    """Score two rows of today's data through the live URL, as a client of the model would."""
+    import json as _json
+
+    from mlops_airflow.dag_factory import specs_dir
+    from mlops_airflow.features import prepare_features
+    from mlops_airflow.partitions import read_window
+    from mlops_airflow.serving.local import LocalServingBackend
+    from mlops_airflow.serving.smoke import payload, post
+    from mlops_airflow.specs import find_spec
+
+    spec = find_spec(specs_dir(), model)
+    backend = LocalServingBackend(model=model, state_dir=config.serving_dir, ports=config.serving_ports)
+    status = backend.status()
+    if status.live is None:
+        echo(f"serving: nothing is live for {model}")
+        return False
+    rows = prepare_features(read_window(spec.data.uri, today - dt.timedelta(days=1), today).frame.head(2), spec)
+    code, latency, answer = post(backend.live_url(), payload(rows), timeout=10)
+    echo(f"serving: {model} v{status.live_version} is live on {status.live} at {backend.live_url()}/invocations")
+    echo(f"         2 rows -> HTTP {code} in {latency:.0f} ms: {_json.dumps(answer)[:200]}")
+    return code == 200
+
+
 def run_demo(config: StackConfig, model: str = "churn", *, echo: Callable[[str], None] = print, run_timeout: float = 900.0) -> bool:
     started = time.monotonic()
     stack = EmbeddedStack(config, echo=echo)
@@ -77,13 +101,19 @@ def run_demo(config: StackConfig, model: str = "churn", *, echo: Callable[[str],
         echo(f"  {ti['task_id']:<28} {str(ti['state']):<10} try {ti.get('try_number', '?')}  {duration}")
     version = registry_alias(config.mlflow_url, model, CHALLENGER_ALIAS)
     if version:
+        tags = {t["key"]: t["value"] for t in version.get("tags", [])}
         echo(f"model: {model} version {version['version']} is {CHALLENGER_ALIAS!r} (MLflow run {version['run_id']})")
+        if TAG_DECISION in tags:
+            echo(f"       decision: {tags[TAG_DECISION]} ({tags.get(TAG_DECISION_REASONS, '')})")
     else:
         echo(f"model: no {CHALLENGER_ALIAS!r} version of {model} is registered")
+    champion = registry_alias(config.mlflow_url, model, CHAMPION_ALIAS)
+    echo(f"model: {model} version {champion['version']} is {CHAMPION_ALIAS!r}" if champion else f"model: {model} has no {CHAMPION_ALIAS!r}")
+    served = show_live_prediction(config, model, today, echo=echo)
     run_path = urllib.parse.quote(run_id, safe="")
     echo("")
     echo(f"Airflow UI:  {config.airflow_url}/dags/{dag_id}/runs/{run_path}   (user admin, password {password})")
     echo(f"MLflow UI:   {config.mlflow_url}/#/models/{model}")
     echo(f"Logs:        {config.log_dir}")
     echo(f"Demo took {time.monotonic() - started:.0f} s. The stack keeps running; `make stop` ends it.")
-    return finished["state"] == "success" and version is not None
+    return finished["state"] == "success" and version is not None and served

@@ -21,12 +21,17 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlops_airflow.serving.local_ports import SERVING_STATE_DIR_ENV, LocalPorts
+
 STACK_MARKER_ENV = "MLOPS_EMBEDDED_STACK"
 STATE_FILE = "stack.json"
+
+
+SETTINGS_FILE = "airflow_settings.yaml"
 
 
 class StackError(RuntimeError):
@@ -43,22 +48,29 @@ class StackConfig:
     mlflow_port: int = 5500
     worker_log_port: int = 8793
     trigger_log_port: int = 8794
+    serving_ports: LocalPorts = field(default_factory=LocalPorts)
     host: str = "127.0.0.1"
     airflow_start_timeout: float = 240.0
     mlflow_start_timeout: float = 90.0
 
     @classmethod
-    def from_env(cls, repo_root: Path | None = None) -> StackConfig:
+    def from_env(cls, repo_root: Path | None = None, environ: Mapping[str, str] | None = None) -> StackConfig:
+        env = os.environ if environ is None else environ
         root = (repo_root or Path.cwd()).resolve()
-        state = Path(os.environ.get("MLOPS_STATE_DIR", root / ".local")).resolve()
+        state = Path(env.get("MLOPS_STATE_DIR", root / ".local")).resolve()
         return cls(
             repo_root=root,
             state_dir=state,
-            airflow_port=int(os.environ.get("MLOPS_AIRFLOW_PORT", "8080")),
-            mlflow_port=int(os.environ.get("MLOPS_MLFLOW_PORT", "5500")),
-            worker_log_port=int(os.environ.get("MLOPS_WORKER_LOG_PORT", "8793")),
-            trigger_log_port=int(os.environ.get("MLOPS_TRIGGER_LOG_PORT", "8794")),
+            airflow_port=int(env.get("MLOPS_AIRFLOW_PORT", "8080")),
+            mlflow_port=int(env.get("MLOPS_MLFLOW_PORT", "5500")),
+            worker_log_port=int(env.get("MLOPS_WORKER_LOG_PORT", "8793")),
+            trigger_log_port=int(env.get("MLOPS_TRIGGER_LOG_PORT", "8794")),
+            serving_ports=LocalPorts.from_env(dict(env)),
         )
+
+    @property
+    def serving_dir(self) -> Path:
+        return self.state_dir / "serving"
 
     @property
     def airflow_home(self) -> Path:
@@ -213,6 +225,23 @@ class EmbeddedStack:
             path.write_text(make())
         return path.read_text().strip()
 
+    def admin_password(self) -> str:
+        """The admin's password, known before Airflow starts: the one in Airflow's simple auth
+        manager passwords file if there is one, else generated once and written there (mode 600)."""
+        path = self.config.admin_password_file
+        known = self.config.admin_password()
+        if known:
+            return known
+        password = self._secret("admin_password")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps({"admin": password}))
+        return password
+
+    def airflow_api_connection(self) -> str:
+        """``airflow_api``: the drift backfill creates backfills through the REST API as this user."""
+        return json.dumps({"conn_type": "http", "host": self.config.airflow_url, "login": "admin", "password": self.admin_password()})
+
     def mlflow_connection(self) -> str:
         return json.dumps({"conn_type": "http", "host": self.config.host, "port": self.config.mlflow_port, "schema": "http"})
 
@@ -239,7 +268,13 @@ class EmbeddedStack:
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "AIRFLOW_CONN_MLFLOW_DEFAULT": self.mlflow_connection(),
+            "AIRFLOW_CONN_AIRFLOW_API": self.airflow_api_connection(),
             "MLOPS_DATA_ROOT": str(cfg.data_root),
+            SERVING_STATE_DIR_ENV: str(cfg.serving_dir),
+            "MLOPS_SERVING_LIVE_PORT": str(cfg.serving_ports.live),
+            "MLOPS_SERVING_ADMIN_PORT": str(cfg.serving_ports.admin),
+            "MLOPS_SERVING_BLUE_PORT": str(cfg.serving_ports.blue),
+            "MLOPS_SERVING_GREEN_PORT": str(cfg.serving_ports.green),
             "MLOPS_SPECS_DIR": str(cfg.repo_root / "include" / "models"),
             "NO_PROXY": "*",
         }
@@ -330,6 +365,20 @@ class EmbeddedStack:
             if not self._wait_healthy(service, running, timeout=service.start_timeout):
                 raise StackError(f"{service.name} did not become healthy within {service.start_timeout:.0f} s; see {running.log}:\n{_tail(running.log)}")
             self.echo(f"{service.name}: healthy at {self._url(service.name)}")
+        self.sync_pools()
+
+    def sync_pools(self) -> None:
+        """Create the pools of ``airflow_settings.yaml`` (the promotion pool among them) through the REST API."""
+        from mlops_airflow.airflow_api import AirflowClient
+
+        pools = declared_pools(self.config.repo_root / SETTINGS_FILE)
+        password = self.config.admin_password()
+        if not pools or password is None:
+            return
+        client = AirflowClient(self.config.airflow_url, "admin", password)
+        for pool in pools:
+            client.ensure_pool(pool.name, pool.slots, pool.description)
+        self.echo(f"airflow: pools {', '.join(f'{p.name} ({p.slots})' for p in pools)}")
 
     def _url(self, name: str) -> str:
         return self.config.airflow_url if name == "airflow" else self.config.mlflow_url
@@ -373,8 +422,21 @@ class EmbeddedStack:
         for name in sorted(state.services, key=lambda n: n != "airflow"):
             if self._stop_group(name, state.services[name], timeout=timeout):
                 stopped.append(name)
+        stopped += self.stop_serving()
         if self.state_path.exists():
             self.state_path.unlink()
+        return stopped
+
+    def stop_serving(self) -> list[str]:
+        """The model servers and Caddy that serving tasks started, as recorded in their state files."""
+        from mlops_airflow.serving.local import LocalServingBackend
+
+        stopped = []
+        for state_file in sorted(self.config.serving_dir.glob("*.json")):
+            names = LocalServingBackend(model=state_file.stem, state_dir=self.config.serving_dir, ports=self.config.serving_ports).stop_all()
+            if names:
+                self.echo(f"serving: stopped {', '.join(names)}")
+            stopped += names
         return stopped
 
     def _stop_group(self, name: str, running: RunningService, *, timeout: float = 30.0) -> bool:
@@ -402,6 +464,25 @@ class EmbeddedStack:
         for pid in members:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
+
+
+@dataclass(frozen=True)
+class PoolSetting:
+    name: str
+    slots: int
+    description: str
+
+
+def declared_pools(settings_file: Path) -> list[PoolSetting]:
+    """The pools of an ``airflow_settings.yaml`` (the Astro CLI's local settings)."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(settings_file.read_text()) or {}
+    except OSError:
+        return []
+    pools = ((raw.get("airflow") or {}).get("pools")) or []
+    return [PoolSetting(str(p["pool_name"]), int(p["pool_slot"]), str(p.get("pool_description") or "")) for p in pools]
 
 
 def _tail(path: str, lines: int = 20) -> str:

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 from airflow.sdk import BaseHook
 
 from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID
+from mlops_airflow.exceptions import TrackingServerUnavailableError
+from mlops_airflow.tracking import tracking_server_problem
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -128,6 +130,70 @@ class MlflowHook(BaseHook):
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+    def ensure_reachable(self, timeout: float = 10.0) -> None:
+        """Raise a retryable :class:`TrackingServerUnavailableError` when the server does not answer."""
+        problem = tracking_server_problem(self.get_tracking_uri(), timeout)
+        if problem:
+            raise TrackingServerUnavailableError(problem)
+
+    def get_run_params(self, run_id: str) -> dict[str, str]:
+        return dict(self.client.get_run(run_id).data.params)
+
+    def load_reference_sample(self, run_id: str):
+        """The reference sample a training run logged (``reference/features.parquet``) as a DataFrame."""
+        import pandas as pd
+
+        from mlops_airflow.constants import REFERENCE_SAMPLE_ARTIFACT
+
+        return pd.read_parquet(self.client.download_artifacts(run_id, REFERENCE_SAMPLE_ARTIFACT))
+
+    def set_version_tags(self, name: str, version: str | int, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, str(version), key, value)
+
+    def log_dict(self, run_id: str, payload: dict, artifact_file: str) -> None:
+        """Write a JSON artifact to a run; MLflow uploads a complete temporary file, never half of one."""
+        self.client.log_dict(run_id, payload, artifact_file)
+
+    def create_registered_model(self, name: str, *, tags: dict[str, str], description: str) -> bool:
+        """Create a registered model; ``False`` when one of that name exists (an atomic test-and-set)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.create_registered_model(name, tags=tags, description=description)
+        except MlflowException as err:
+            # The SQL store answers a taken name by reading the existing model back; when its
+            # holder deletes it in between, the create fails with RESOURCE_DOES_NOT_EXIST.
+            # Either way someone else held the name at the moment we tried.
+            if err.error_code in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"):
+                return False
+            raise
+        return True
+
+    def get_registered_model_tags(self, name: str) -> dict[str, str] | None:
+        """A registered model's tags, or ``None`` when it does not exist."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return dict(self.client.get_registered_model(name).tags)
+        except MlflowException as err:
+            if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+
+    def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
+        self.client.set_registered_model_tag(name, key, value)
+
+    def delete_registered_model(self, name: str) -> None:
+        """Delete a registered model; one that is already gone is fine."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.delete_registered_model(name)
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
 
     def set_alias(self, name: str, alias: str, version: str | int) -> None:
         self.client.set_registered_model_alias(name, alias, str(version))

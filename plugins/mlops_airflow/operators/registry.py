@@ -5,17 +5,230 @@ Where it sits in the loop: evaluate -> **promote** -> deploy; and the manual rol
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import re
+import socket
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from mlops_airflow.constants import CHAMPION_ALIAS, DEFAULT_MLFLOW_CONN_ID, PREVIOUS_CHAMPION_ALIAS
+from mlops_airflow.constants import (
+    CHAMPION_ALIAS,
+    DECISION_ARTIFACT_DIR,
+    DEFAULT_MLFLOW_CONN_ID,
+    PREVIOUS_CHAMPION_ALIAS,
+    TAG_DECISION,
+    TAG_DECISION_DAG_RUN,
+    TAG_DECISION_REASONS,
+    Decision,
+)
 from mlops_airflow.exceptions import MlopsError
+from mlops_airflow.metrics import incr, metric_name
+from mlops_airflow.utils.task_args import as_bool
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from mlops_airflow.hooks.mlflow import MlflowHook
+    from mlops_airflow.promotion import Approval, Verdict
+
+
+class ChampionChangedError(MlopsError):
+    """The champion moved after the evaluation: the evidence is stale. The retry re-evaluates."""
+
+
+def _alias_version(hook: MlflowHook, name: str, alias: str) -> str | None:
+    version = hook.get_version_by_alias(name, alias)
+    return None if version is None else str(version.version)
+
+
+class PromoteChampionOperator(BaseOperator):
+    """
+    Act on the evaluation: move ``champion`` to the challenger, or record why not.
+
+    Yes: under the registry's promotion lock, check that ``champion`` is still the version
+    the evaluation compared against, point ``previous_champion`` at it and ``champion`` at
+    the challenger, and read both back; any failure puts both aliases back. No: record the
+    decision and skip, so that the deployment tasks downstream are skipped too; a "no" is
+    not an error. Either way the decision lands as version tags and as a JSON artifact.
+
+    A champion that moved since the evaluation fails the try with :class:`ChampionChangedError`;
+    the retry re-evaluates against the new champion (unless a person approved the old
+    evidence: then the run must start again).
+
+    :param spec_path: the model spec (templated).
+    :param window_end: the training window's end, for a re-evaluation (templated).
+    :param evaluate_task_id: the task whose XCom is the evaluation report.
+    :param approval_task_id: the approval task, or ``None`` when the DAG has none.
+    :param force_promote: promote even when the gates say no (templated; needs ``reason``).
+    :param reason: why the run was started or forced (templated).
+    :param mlflow_conn_id: connection of the MLflow server.
+    :param lock_timeout: how long to wait for another promotion of the same model.
+    :param lock_ttl: after how long a lock whose holder died may be broken.
+    """
+
+    template_fields: Sequence[str] = ("spec_path", "window_end", "force_promote", "reason")
+
+    def __init__(
+        self,
+        *,
+        spec_path: str,
+        window_end: str | dt.date,
+        evaluate_task_id: str = "evaluate_challenger",
+        approval_task_id: str | None = "approve_promotion",
+        force_promote: bool | str = False,
+        reason: str = "",
+        mlflow_conn_id: str = DEFAULT_MLFLOW_CONN_ID,
+        lock_timeout: dt.timedelta = dt.timedelta(minutes=10),
+        lock_ttl: dt.timedelta = dt.timedelta(minutes=15),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.spec_path = spec_path
+        self.window_end = window_end
+        self.evaluate_task_id = evaluate_task_id
+        self.approval_task_id = approval_task_id
+        self.force_promote = force_promote
+        self.reason = reason
+        self.mlflow_conn_id = mlflow_conn_id
+        self.lock_timeout = lock_timeout
+        self.lock_ttl = lock_ttl
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_airflow.hooks.mlflow import MlflowHook
+        from mlops_airflow.promotion import Approval, decide
+        from mlops_airflow.utils.task_args import load_task_spec
+
+        ti = context["ti"]
+        report = ti.xcom_pull(task_ids=self.evaluate_task_id)
+        if not report:
+            raise AirflowFailException(f"no evaluation report from {self.evaluate_task_id!r}")
+        approval = Approval.from_xcom(ti.xcom_pull(task_ids=self.approval_task_id) if self.approval_task_id else None)
+        force = as_bool(self.force_promote)
+        if force and not str(self.reason or "").strip():
+            raise AirflowFailException("force_promote needs a reason: fill in the 'reason' Param")
+        spec = load_task_spec(self.spec_path)
+        name = spec.registered_model_name
+        dag_run = f"{ti.dag_id}/{ti.run_id}"
+        hook = MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
+        hook.ensure_reachable()
+
+        version = report["challenger"]["version"]
+        if report.get("already_champion"):
+            # A re-run after a successful promotion (training reused the version): nothing to decide.
+            self.log.info("%s v%s is already the champion; nothing to decide", name, version)
+            return {"decision": str(Decision.PROMOTED), "version": str(version), "moved": False}
+        verdict = decide(report, approval, force=force, force_reason=str(self.reason), user=getattr(context.get("dag_run"), "triggering_user_name", None))
+        if not verdict.promote:
+            self._record(hook, report, verdict, Decision.REJECTED, approval, dag_run=dag_run, previous_champion=None)
+            incr(metric_name("promotion", spec.name, "rejected"))
+            raise AirflowSkipException(f"{name} v{version} not promoted: {'; '.join(verdict.reasons)}")
+
+        from mlops_airflow.utils.registry_lock import registry_lock
+
+        owner = f"{dag_run}/{ti.task_id}/try{ti.try_number}@{socket.gethostname()}:{os.getpid()}"
+        with registry_lock(hook, name, owner=owner, timeout=self.lock_timeout.total_seconds(), ttl=self.lock_ttl.total_seconds(), log=self.log.warning):
+            champion = _alias_version(hook, name, CHAMPION_ALIAS)
+            if champion == str(version):
+                self.log.info("%s v%s is already the champion; nothing to move", name, version)
+                return {"decision": str(Decision.PROMOTED), "version": str(version), "champion": champion, "moved": False}
+            compared_with = report["champion"]["version"] if report["champion"] else None
+            if champion != compared_with:
+                report, verdict = self._reevaluate(context, hook, spec, report, approval, champion, compared_with, force)
+                if not verdict.promote:
+                    self._record(hook, report, verdict, Decision.REJECTED, approval, dag_run=dag_run, previous_champion=None)
+                    incr(metric_name("promotion", spec.name, "rejected"))
+                    raise AirflowSkipException(f"{name} v{version} not promoted on re-evaluation: {'; '.join(verdict.reasons)}")
+            self._move_aliases(hook, name, report, verdict, approval, dag_run=dag_run, champion=champion)
+        incr(metric_name("promotion", spec.name, "promoted"))
+        self.log.info("Promoted %s v%s to %s (previous champion: %s); by %s", name, version, CHAMPION_ALIAS, champion, verdict.by)
+        return {"decision": str(Decision.PROMOTED), "version": str(version), "previous_champion": champion, "moved": True}
+
+    def _reevaluate(self, context, hook, spec, report, approval: Approval, champion, compared_with, force) -> tuple[dict, Verdict]:
+        """The champion moved since the evaluation. First try: fail loudly. A retry: evaluate again, now."""
+        from mlops_airflow.evaluation import summary_table
+        from mlops_airflow.operators.evaluation import evaluate_registered_versions
+        from mlops_airflow.promotion import decide
+        from mlops_airflow.utils.task_args import as_date
+
+        name = spec.registered_model_name
+        moved = f"the champion of {name} moved from {_v(compared_with)} to {_v(champion)} after the evaluation"
+        if approval.required and approval.approved:
+            raise AirflowFailException(f"{moved}; the approval was given for the old evidence, so start a new run to approve the new one")
+        if context["ti"].try_number <= 1:
+            raise ChampionChangedError(f"{moved}; the retry re-evaluates against {_v(champion)}")
+        self.log.warning("%s; re-evaluating", moved)
+        fresh = evaluate_registered_versions(hook, spec, as_date(self.window_end, "window_end"), expected_challenger=report["challenger"]["version"])
+        self.log.info("Re-evaluation of %s:\n%s", name, summary_table(fresh))
+        current = fresh["champion"]["version"] if fresh["champion"] else None
+        if current != champion:
+            raise ChampionChangedError(f"the champion of {name} is moving under us ({_v(champion)} then {_v(current)}); retry later")
+        user = getattr(context.get("dag_run"), "triggering_user_name", None)
+        return fresh, decide(fresh, approval, force=force, force_reason=str(self.reason), user=user)
+
+    def _move_aliases(self, hook, name: str, report: dict, verdict: Verdict, approval: Approval, *, dag_run: str, champion: str | None) -> None:
+        """previous_champion, then champion; read back; on any failure put both back as they were."""
+        version = str(report["challenger"]["version"])
+        previous = _alias_version(hook, name, PREVIOUS_CHAMPION_ALIAS)
+        # The intent first: a promotion that dies half-way is visible as "promoting", never as nothing.
+        hook.set_version_tags(name, version, {TAG_DECISION: str(Decision.PROMOTING), TAG_DECISION_DAG_RUN: dag_run})
+        try:
+            if champion is not None:
+                hook.set_alias(name, PREVIOUS_CHAMPION_ALIAS, champion)
+            hook.set_alias(name, CHAMPION_ALIAS, version)
+            expected = {CHAMPION_ALIAS: version, PREVIOUS_CHAMPION_ALIAS: champion if champion is not None else previous}
+            observed = {alias: _alias_version(hook, name, alias) for alias in expected}
+            if observed != expected:
+                raise MlopsError(f"aliases of {name} read back as {observed}, expected {expected}")
+            # Inside the try: a promotion whose record cannot be written is undone, and the retry redoes both.
+            self._record(hook, report, verdict, Decision.PROMOTED, approval, dag_run=dag_run, previous_champion=champion)
+        except Exception as err:
+            self._restore(hook, name, champion=champion, previous=previous)
+            hook.set_version_tags(name, version, {TAG_DECISION: str(Decision.FAILED), TAG_DECISION_REASONS: f"alias move undone: {err}"[:4000]})
+            if isinstance(err, MlopsError):
+                raise
+            raise MlopsError(f"moving the aliases of {name} failed and was undone: {err}") from err
+
+    def _restore(self, hook, name: str, *, champion: str | None, previous: str | None) -> None:
+        for alias, value in ((CHAMPION_ALIAS, champion), (PREVIOUS_CHAMPION_ALIAS, previous)):
+            try:
+                if value is None:
+                    hook.delete_alias(name, alias)
+                else:
+                    hook.set_alias(name, alias, value)
+            except Exception:  # keep undoing the rest; the task fails either way
+                self.log.exception("Could not restore %s@%s to %s", name, alias, value)
+
+    def _record(self, hook, report: dict, verdict: Verdict, decision: Decision, approval: Approval, *, dag_run: str, previous_champion: str | None) -> None:
+        """Tags on the version, the JSON artifact on its run, the table in the log."""
+        from mlops_airflow.evaluation import summary_table
+        from mlops_airflow.promotion import decision_record, decision_tags
+
+        name, version = report["registered_model_name"], report["challenger"]["version"]
+        hook.set_version_tags(name, version, decision_tags(report, verdict, decision, dag_run=dag_run, previous_champion=previous_champion))
+        record = decision_record(report, verdict, decision, approval, dag_run=dag_run, previous_champion=previous_champion)
+        artifact = f"{DECISION_ARTIFACT_DIR}/{re.sub(r'[^A-Za-z0-9_.-]+', '_', dag_run)}.json"
+        hook.log_dict(report["challenger"]["run_id"], record, artifact)
+        self.log.info("%s v%s: %s (%s)\n%s", name, version, decision, "; ".join(verdict.reasons), summary_table(report))
+
+
+def restore_previous_champion(hook: MlflowHook, name: str, *, previous: str, current: str | None) -> dict[str, str | None]:
+    """``champion`` to ``previous``, ``previous_champion`` to ``current``; read back, or a retryable error."""
+    hook.set_alias(name, CHAMPION_ALIAS, previous)
+    if current is not None:
+        hook.set_alias(name, PREVIOUS_CHAMPION_ALIAS, current)
+    expected = {CHAMPION_ALIAS: previous, PREVIOUS_CHAMPION_ALIAS: current if current is not None else previous}
+    observed = {alias: _alias_version(hook, name, alias) for alias in expected}
+    if observed != expected:
+        raise MlopsError(f"aliases of {name} read back as {observed}, expected {expected}")
+    return observed
+
+
+def _v(version: str | None) -> str:
+    return "no champion" if version is None else f"v{version}"
 
 
 class RestorePreviousChampionOperator(BaseOperator):
@@ -46,16 +259,6 @@ class RestorePreviousChampionOperator(BaseOperator):
         if previous is None:
             raise AirflowFailException(f"{name} has no {PREVIOUS_CHAMPION_ALIAS!r} version: there is nothing to roll back to")
         current = hook.get_version_by_alias(name, CHAMPION_ALIAS)
-        hook.set_alias(name, CHAMPION_ALIAS, previous.version)
-        if current is not None:
-            hook.set_alias(name, PREVIOUS_CHAMPION_ALIAS, current.version)
-
-        expected = {CHAMPION_ALIAS: str(previous.version), PREVIOUS_CHAMPION_ALIAS: str(current.version if current else previous.version)}
-        observed = {}
-        for alias in expected:
-            version = hook.get_version_by_alias(name, alias)
-            observed[alias] = str(version.version) if version else None
-        if observed != expected:
-            raise MlopsError(f"aliases of {name} read back as {observed}, expected {expected}")
+        observed = restore_previous_champion(hook, name, previous=str(previous.version), current=str(current.version) if current else None)
         self.log.info("Rolled %s back: champion v%s (was v%s)", name, previous.version, current.version if current else None)
         return observed

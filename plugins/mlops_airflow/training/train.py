@@ -11,8 +11,6 @@ import logging
 import os
 import subprocess
 import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +32,7 @@ from mlops_airflow.constants import (
 from mlops_airflow.features import FeatureError, prepare_features
 from mlops_airflow.partitions import read_window
 from mlops_airflow.specs import ModelSpec
+from mlops_airflow.tracking import tracking_server_problem
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -98,19 +97,9 @@ def code_version() -> str:
 
 def check_tracking_server(tracking_uri: str, timeout: float = 10.0) -> None:
     """Fail fast with a clear message when an HTTP tracking server does not answer."""
-    if not tracking_uri.startswith(("http://", "https://")):
-        return
-    url = tracking_uri.rstrip("/") + "/health"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - the scheme is checked above
-            if response.status >= 500:
-                raise TrainingError(TrainingExitCode.TRACKING_UNREACHABLE, f"MLflow at {tracking_uri} answered {response.status} on /health")
-    except urllib.error.HTTPError as err:
-        if err.code >= 500:
-            raise TrainingError(TrainingExitCode.TRACKING_UNREACHABLE, f"MLflow at {tracking_uri} answered {err.code} on /health") from err
-    except (urllib.error.URLError, TimeoutError, OSError) as err:
-        reason = getattr(err, "reason", err)
-        raise TrainingError(TrainingExitCode.TRACKING_UNREACHABLE, f"cannot reach MLflow at {tracking_uri}: {reason}") from err
+    problem = tracking_server_problem(tracking_uri, timeout)
+    if problem:
+        raise TrainingError(TrainingExitCode.TRACKING_UNREACHABLE, problem)
 
 
 def _prepare_frame(frame: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, pd.Series]:

@@ -37,3 +37,10 @@ def as_utc_datetime(value: Any, name: str) -> dt.datetime:
     except ValueError:
         raise AirflowFailException(f"{name} must be a date or an ISO timestamp, got {value!r}") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def as_bool(value: Any) -> bool:
+    """A flag from a bool or a rendered template ("True", "false", "1", "")."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    return bool(value)

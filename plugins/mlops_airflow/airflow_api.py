@@ -1,6 +1,7 @@
-"""A small client for Airflow's REST API v2: token, trigger, wait, task states.
+"""A small client for Airflow's REST API v2: token, trigger, wait, task states, backfills.
 
-Standard library only, so the demo and the end-to-end tests need nothing extra.
+Standard library only, so the demo, the end-to-end tests and the backfill task need
+nothing extra.
 """
 
 from __future__ import annotations
@@ -57,6 +58,32 @@ class AirflowClient:
             self._token = answer["access_token"]
         return self._token
 
+    def ensure_pool(self, name: str, slots: int, description: str = "") -> None:
+        """Create the pool, or set its slots and description when it exists."""
+        body = {"name": name, "slots": slots, "description": description, "include_deferred": False}
+        try:
+            self._request("POST", "/api/v2/pools", body)
+        except AirflowApiError as err:
+            if err.status != 409:
+                raise
+            self._request("PATCH", f"/api/v2/pools/{urllib.parse.quote(name, safe='')}", body)
+
+    def wait_for_task_state(self, dag_id: str, run_id: str, task_id: str, states: set[str], timeout: float = 600.0, poll: float = 2.0) -> str:
+        """Poll one task instance until its state is one of ``states``; return that state."""
+        deadline = time.monotonic() + timeout
+        state = None
+        while time.monotonic() < deadline:
+            state = next((t["state"] for t in self.task_instances(dag_id, run_id) if t["task_id"] == task_id), None)
+            if state in states:
+                return state
+            time.sleep(poll)
+        raise TimeoutError(f"{dag_id}.{task_id} in {run_id} is {state!r} after {timeout:.0f} s, not one of {sorted(states)}")
+
+    def respond(self, dag_id: str, run_id: str, task_id: str, options: list[str]) -> dict:
+        """Answer a human-in-the-loop task (what *Required actions* in the UI does)."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/{task_id}/-1/hitlDetails"
+        return self._request("PATCH", path, {"chosen_options": options})
+
     def get_dag(self, dag_id: str) -> dict | None:
         try:
             return self._request("GET", f"/api/v2/dags/{dag_id}")
@@ -104,3 +131,25 @@ class AirflowClient:
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances"
         return self._request("GET", path)["task_instances"]
+
+    def dag_runs(self, dag_id: str, *, run_type: str | None = None) -> list[dict]:
+        query = f"?run_type={urllib.parse.quote(run_type)}&limit=100" if run_type else "?limit=100"
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns{query}")["dag_runs"]
+
+    def backfills(self, dag_id: str) -> list[dict]:
+        """Every backfill of ``dag_id``, newest first."""
+        answer = self._request("GET", f"/api/v2/backfills?dag_id={urllib.parse.quote(dag_id, safe='')}&limit=100&order_by=-id")
+        return answer["backfills"]
+
+    def create_backfill(self, dag_id: str, from_date: str, to_date: str, *, reprocess_behavior: str = "completed", max_active_runs: int = 4) -> dict:
+        """``POST /api/v2/backfills``: runs for the logical dates in ``[from_date, to_date]``."""
+        body = {
+            "dag_id": dag_id,
+            "from_date": from_date,
+            "to_date": to_date,
+            "run_backwards": False,
+            "dag_run_conf": {},
+            "reprocess_behavior": reprocess_behavior,
+            "max_active_runs": max_active_runs,
+        }
+        return self._request("POST", "/api/v2/backfills", body)

@@ -1,0 +1,88 @@
+"""After a drift-triggered release: re-score the drifted days with the new champion, by an Airflow backfill."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from mlops_airflow.exceptions import MlopsError
+from mlops_airflow.partitions import parse_day
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from mlops_airflow.airflow_api import AirflowClient
+
+DEFAULT_AIRFLOW_API_CONN_ID = "airflow_api"
+
+
+def airflow_client(conn_id: str) -> AirflowClient:
+    """A REST API client from an Airflow connection: host (with scheme and port), login, password."""
+    from airflow.sdk import BaseHook
+
+    from mlops_airflow.airflow_api import AirflowClient
+
+    connection = BaseHook.get_connection(conn_id)
+    host = connection.host or ""
+    if not host.startswith(("http://", "https://")):
+        host = f"{connection.schema or 'http'}://{host}"
+    if connection.port:
+        host = f"{host}:{connection.port}"
+    if not connection.login or not connection.password:
+        raise AirflowFailException(f"connection {conn_id!r} needs a login and a password for Airflow's REST API")
+    return AirflowClient(host, connection.login, connection.password)
+
+
+def same_window(backfill: dict[str, Any], start: dt.date, end: dt.date) -> bool:
+    return parse_day(backfill["from_date"]) == start and parse_day(backfill["to_date"]) == end
+
+
+class BackfillScoresOperator(BaseOperator):
+    """
+    Backfill ``batch_score_<model>`` over the drifted days, once, through Airflow's REST API.
+
+    Runs after a successful switch in a ``retrain_<model>`` run that drift triggered (its
+    ``drift`` Param holds the summary); any other run has nothing to re-score and skips.
+    The backfill covers the logical dates from the drift onset to the drift window's last
+    day and reprocesses runs that already completed, so the days the old model scored are
+    scored again by the new champion. A backfill of that DAG over the same days that
+    already exists is not created twice. When the API refuses (for example while another
+    backfill of the DAG is running), the task fails with the API's answer and retries.
+
+    :param batch_score_dag_id: the DAG to backfill.
+    :param airflow_conn_id: an HTTP connection to the Airflow API server, with login and password.
+    """
+
+    def __init__(self, *, batch_score_dag_id: str, airflow_conn_id: str = DEFAULT_AIRFLOW_API_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.batch_score_dag_id = batch_score_dag_id
+        self.airflow_conn_id = airflow_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_airflow.airflow_api import AirflowApiError
+
+        drift = context["params"].get("drift")
+        if not drift:
+            raise AirflowSkipException("not a drift-triggered run: there are no drifted days to re-score")
+        try:
+            start, end = parse_day(drift["backfill_start"]), parse_day(drift["backfill_end"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise AirflowFailException(f"the drift Param has no valid backfill_start/backfill_end: {err}") from err
+        if end < start:
+            raise AirflowFailException(f"backfill_end {end} is before backfill_start {start}")
+        client = airflow_client(self.airflow_conn_id)
+        try:
+            existing = next((b for b in client.backfills(self.batch_score_dag_id) if same_window(b, start, end)), None)
+            if existing is not None:
+                self.log.info("Backfill %s of %s over %s..%s exists already; not creating another", existing["id"], self.batch_score_dag_id, start, end)
+                return {"backfill_id": existing["id"], "from_date": str(start), "to_date": str(end), "created": False}
+            backfill = client.create_backfill(self.batch_score_dag_id, start.isoformat(), end.isoformat())
+        except AirflowApiError as err:
+            raise MlopsError(f"Airflow's API refused the backfill of {self.batch_score_dag_id} over {start}..{end}: {err}") from err
+        except OSError as err:
+            raise MlopsError(f"Airflow's API at connection {self.airflow_conn_id!r} is unreachable: {err}") from err
+        self.log.info("Backfill %s of %s over %s..%s created", backfill["id"], self.batch_score_dag_id, start, end)
+        return {"backfill_id": backfill["id"], "from_date": str(start), "to_date": str(end), "created": True}

@@ -1,0 +1,190 @@
+"""After the drift sensor: decide whether to start a retrain, and render a report for people."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from mlops_airflow.constants import (
+    CHAMPION_ALIAS,
+    DEFAULT_MLFLOW_CONN_ID,
+    DRIFT_ARTIFACT_DIR,
+    RETRAIN_DAG_PREFIX,
+    TAG_DRIFT_LAST_TRIGGER,
+)
+from mlops_airflow.partitions import parse_day
+from mlops_airflow.utils.task_args import load_task_spec
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+ACTIVE_RUN_STATES = frozenset({"queued", "running"})
+
+
+def _overlap(a_start: str, a_end: str, b_start: str, b_end: str) -> bool:
+    """Whether the half-open day ranges ``[a_start, a_end)`` and ``[b_start, b_end)`` share a day."""
+    return parse_day(a_start) < parse_day(b_end) and parse_day(b_start) < parse_day(a_end)
+
+
+def cooldown_reason(
+    last: dict[str, Any] | None, summary: dict[str, Any], *, cooldown: dt.timedelta, now: dt.datetime, last_run_state: str | None
+) -> str | None:
+    """Why a retrain for ``summary``'s window must not start now, or ``None`` when it may.
+
+    A retrain for an overlapping window that is still queued or running blocks a new one;
+    so does one triggered less than ``cooldown`` ago, whatever became of it.
+    """
+    if not last or not _overlap(last["onset"], last["window_end"], summary["onset"], summary["window_end"]):
+        return None
+    if last["run_id"] == summary["retrain_run_id"]:
+        return None  # the same window: the trigger is idempotent (skip_when_already_exists)
+    if last_run_state in ACTIVE_RUN_STATES:
+        return f"retrain {last['run_id']} for the overlapping window {last['onset']}..{last['window_end']} is still {last_run_state}"
+    age = now - dt.datetime.fromisoformat(last["triggered_at"])
+    if age < cooldown:
+        return (
+            f"retrain {last['run_id']} for the overlapping window {last['onset']}..{last['window_end']} "
+            f"was triggered {age.total_seconds() / 3600:.1f} h ago (cooldown {cooldown.total_seconds() / 3600:.1f} h)"
+        )
+    return None
+
+
+class DriftRetrainGateOperator(BaseOperator):
+    """
+    Turn the drift sensor's summary into the retrain to trigger, unless the cooldown says no.
+
+    Skips (and with it the trigger) while a retrain for an overlapping drift window is
+    queued or running, or was triggered less than ``drift.cooldown_hours`` ago. Otherwise it
+    records this window on the registered model (tag ``mlops.drift.last_trigger``) and
+    pushes ``run_id`` and ``conf`` (XCom keys) for ``TriggerDagRunOperator``: the run id is
+    deterministic per drift window, and the conf sets the retrain's ``window_end``,
+    ``reason`` and ``drift`` Params.
+
+    :param spec_path: path of the model spec YAML.
+    :param sensor_task_id: the drift sensor, whose XCom is the summary.
+    :param mlflow_conn_id: connection of the MLflow server.
+    """
+
+    def __init__(self, *, spec_path: str, sensor_task_id: str, mlflow_conn_id: str = DEFAULT_MLFLOW_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec_path = spec_path
+        self.sensor_task_id = sensor_task_id
+        self.mlflow_conn_id = mlflow_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_airflow.hooks.mlflow import MlflowHook
+
+        spec = load_task_spec(self.spec_path)
+        summary = context["ti"].xcom_pull(task_ids=self.sensor_task_id)
+        if not summary:
+            raise AirflowFailException(f"no drift summary from {self.sensor_task_id!r}")
+        hook = MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
+        tags = hook.get_registered_model_tags(spec.registered_model_name) or {}
+        last = json.loads(tags[TAG_DRIFT_LAST_TRIGGER]) if TAG_DRIFT_LAST_TRIGGER in tags else None
+        retrain_dag_id = f"{RETRAIN_DAG_PREFIX}{spec.name}"
+        last_state = None
+        if last:
+            try:
+                last_state = context["ti"].get_dagrun_state(dag_id=retrain_dag_id, run_id=last["run_id"])
+            except Exception:  # the run was deleted, or the API does not know it
+                last_state = None
+        reason = cooldown_reason(last, summary, cooldown=dt.timedelta(hours=spec.drift.cooldown_hours), now=dt.datetime.now(dt.UTC), last_run_state=last_state)
+        if reason:
+            raise AirflowSkipException(f"not starting a retrain for the drift since {summary['onset']}: {reason}")
+        record = {
+            "run_id": summary["retrain_run_id"],
+            "onset": summary["onset"],
+            "window_end": summary["window_end"],
+            "triggered_at": dt.datetime.now(dt.UTC).isoformat(),
+            "dag_run": context["dag_run"].run_id,
+        }
+        hook.set_registered_model_tag(spec.registered_model_name, TAG_DRIFT_LAST_TRIGGER, json.dumps(record))
+        features = ", ".join(summary["drifted_features"])
+        conf = {
+            "window_end": summary["window_end"],
+            "reason": f"drift in {features} since {summary['onset']} (window {summary['window_start']}..{summary['window_end']})",
+            "drift": summary,
+        }
+        self.log.info("Triggering %s run %s: %s", retrain_dag_id, record["run_id"], conf["reason"])
+        # Under their own keys too, so the trigger takes them natively: gate.output["run_id"], gate.output["conf"].
+        context["ti"].xcom_push(key="run_id", value=record["run_id"])
+        context["ti"].xcom_push(key="conf", value=conf)
+        return {"run_id": record["run_id"], "conf": conf}
+
+
+class DriftReportOperator(BaseOperator):
+    """
+    An Evidently HTML drift report of the window the sensor tested, logged on the champion's run.
+
+    For people, off the hot path: it runs beside the retrain trigger, and a report that
+    cannot be rendered is a warning in this log, never a failure. The artifact is
+    ``drift/<dag run id>.html`` on the ``champion`` version's training run.
+
+    :param spec_path: path of the model spec YAML.
+    :param sensor_task_id: the drift sensor, whose XCom is the summary.
+    :param mlflow_conn_id: connection of the MLflow server.
+    """
+
+    template_fields: Sequence[str] = ()
+
+    def __init__(self, *, spec_path: str, sensor_task_id: str, mlflow_conn_id: str = DEFAULT_MLFLOW_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec_path = spec_path
+        self.sensor_task_id = sensor_task_id
+        self.mlflow_conn_id = mlflow_conn_id
+
+    def execute(self, context: Context) -> str | None:
+        try:
+            return self.render(context)
+        except Exception:  # a report is for people; it never fails the monitor
+            self.log.warning("Could not render the drift report", exc_info=True)
+            return None
+
+    def render(self, context: Context) -> str | None:
+        import tempfile
+        from pathlib import Path
+
+        from mlops_airflow.drift import drift_features
+        from mlops_airflow.hooks.mlflow import MlflowHook
+        from mlops_airflow.partitions import read_window
+
+        spec = load_task_spec(self.spec_path)
+        if not spec.drift.report:
+            self.log.info("drift.report is off in %s", spec.source)
+            return None
+        summary = context["ti"].xcom_pull(task_ids=self.sensor_task_id)
+        if not summary:
+            self.log.info("No drift summary: nothing to report")
+            return None
+        hook = MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
+        champion = hook.get_version_by_alias(spec.registered_model_name, CHAMPION_ALIAS)
+        if champion is None or str(champion.version) != str(summary["champion_version"]):
+            self.log.info("The champion is no longer v%s: the report would compare the wrong reference", summary["champion_version"])
+            return None
+        numeric, categorical = drift_features(spec)
+        reference = hook.load_reference_sample(champion.run_id)[[*numeric, *categorical]]
+        current = read_window(spec.data.uri, parse_day(summary["window_start"]), parse_day(summary["window_end"]), columns=[*numeric, *categorical]).frame
+        current = current[[*numeric, *categorical]]
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / f"{context['dag_run'].run_id.replace(':', '_').replace('/', '_')}.html"
+            render_evidently_report(reference, current, numeric, categorical, path)
+            hook.client.log_artifact(champion.run_id, str(path), DRIFT_ARTIFACT_DIR)
+        uri = f"runs:/{champion.run_id}/{DRIFT_ARTIFACT_DIR}/{path.name}"
+        self.log.info("Drift report logged: %s", uri)
+        return uri
+
+
+def render_evidently_report(reference, current, numeric: list[str], categorical: list[str], path) -> None:
+    """Evidently's data drift preset with the same tests (KS, chi-squared), saved as HTML."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+    report = Report([DataDriftPreset(num_method="ks", cat_method="chisquare")])
+    snapshot = report.run(Dataset.from_pandas(current, data_definition=definition), Dataset.from_pandas(reference, data_definition=definition))
+    snapshot.save_html(str(path))

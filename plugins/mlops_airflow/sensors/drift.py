@@ -1,0 +1,159 @@
+"""KSDriftSensor: wait until production data drifts away from the champion's reference sample."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from mlops_airflow.constants import CHAMPION_ALIAS, DEFAULT_MLFLOW_CONN_ID
+from mlops_airflow.metrics import gauge, metric_name
+from mlops_airflow.utils.task_args import as_date, load_task_spec
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from mlops_airflow.drift import DriftCheck
+    from mlops_airflow.specs import ModelSpec
+
+
+def send_drift_metrics(spec: ModelSpec, check: DriftCheck) -> None:
+    """``mlops.drift.<model>.<feature>.ks_stat`` / ``.p_value`` (``.tvd`` for categoricals) and ``.drifted_features``."""
+    for feature in check.assessment.features:
+        if feature.pvalue is None:
+            continue
+        effect_name = "ks_stat" if feature.test == "ks" else "tvd"
+        gauge(metric_name("drift", spec.name, feature.feature, effect_name), feature.effect)
+        gauge(metric_name("drift", spec.name, feature.feature, "p_value"), feature.pvalue)
+    gauge(metric_name("drift", spec.name, "drifted_features"), len(check.assessment.drifted_features))
+
+
+class KSDriftSensor(BaseSensorOperator):
+    """
+    Succeed, returning the drift summary, when the current window drifts from the champion's reference sample.
+
+    The current window is the ``drift.window_days`` days before ``window_end``; each feature
+    is tested against the reference sample logged with the ``champion`` version's training
+    run (KS for numeric, chi-squared for categorical features, Benjamini-Hochberg across
+    them, the spec's effect floor and minimum sample size). The statistics run here, on the
+    worker. Without drift the sensor defers to the triggerer until a newer partition lands
+    (``NewPartitionTrigger`` lists folders, nothing more), then tests the window ending at
+    that partition. No drift by ``timeout``: the task ends skipped, not failed. With no
+    champion there is nothing to compare with, and it is skipped too.
+
+    On drift the XCom is the summary (features, statistics, the window, the onset and the
+    retrain run id); statsd gets ``mlops.drift.<model>.<feature>.ks_stat`` / ``.p_value``
+    and ``mlops.drift.<model>.drifted_features`` on every check.
+
+    :param spec_path: path of the model spec YAML.
+    :param window_end: the day after the current window (templated).
+    :param mlflow_conn_id: connection of the MLflow server.
+    :param data_conn_id: connection for the object store, if it needs one.
+    :param deferrable: wait on the triggerer (the default) rather than in poke/reschedule mode.
+    :param check_interval: how often the triggerer lists the data for a new partition.
+    """
+
+    template_fields: Sequence[str] = ("window_end",)
+
+    def __init__(
+        self,
+        *,
+        spec_path: str,
+        window_end: str,
+        mlflow_conn_id: str = DEFAULT_MLFLOW_CONN_ID,
+        data_conn_id: str | None = None,
+        deferrable: bool = True,
+        check_interval: dt.timedelta = dt.timedelta(minutes=15),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.spec_path = spec_path
+        self.window_end = window_end
+        self.mlflow_conn_id = mlflow_conn_id
+        self.data_conn_id = data_conn_id
+        self.deferrable = deferrable
+        self.check_interval = check_interval
+
+    # -- one check -----------------------------------------------------------------------------
+
+    def check(self, window_end: dt.date) -> dict[str, Any] | None:
+        """Test the window ending at ``window_end``: the summary on drift, else ``None``."""
+        from mlops_airflow.drift import check_window, summary, summary_table
+        from mlops_airflow.hooks.mlflow import MlflowHook
+        from mlops_airflow.stats.ks import DriftInputError
+
+        spec = load_task_spec(self.spec_path)
+        hook = MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
+        champion = hook.get_version_by_alias(spec.registered_model_name, CHAMPION_ALIAS)
+        if champion is None:
+            raise AirflowSkipException(f"{spec.registered_model_name} has no {CHAMPION_ALIAS!r} version: there is no reference to measure drift against")
+        reference = hook.load_reference_sample(champion.run_id)
+        try:
+            check = check_window(reference, spec, window_end)
+        except DriftInputError as err:
+            raise AirflowFailException(f"drift of {spec.name} over the window ending {window_end} cannot be measured: {err}") from err
+        send_drift_metrics(spec, check)
+        self.log.info(
+            "Drift of %s v%s, window %s..%s (%d rows) vs its reference sample (%d rows):\n%s",
+            spec.name,
+            champion.version,
+            check.window_start,
+            check.window_end,
+            check.rows,
+            len(reference),
+            summary_table(check),
+        )
+        if not check.assessment.tested:
+            self.log.info("Too few rows to test any feature (minimum %d per feature)", spec.drift.min_samples)
+            return None
+        if not check.drifted:
+            return None
+        result = summary(check, spec, champion.version)
+        self.log.info("Drift in %s since %s", ", ".join(result["drifted_features"]), result["onset"])
+        return result
+
+    # -- poke / reschedule mode ------------------------------------------------------------------
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        result = self.check(as_date(self.window_end, "window_end"))
+        return PokeReturnValue(is_done=result is not None, xcom_value=result)
+
+    # -- deferrable mode -------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.timeout)
+        return self._check_or_defer(as_date(self.window_end, "window_end"), deadline)
+
+    def execute_complete(self, context: Context, event: dict[str, Any], deadline: str) -> Any:
+        if event.get("status") == "timeout":
+            raise AirflowSkipException(f"no drift by the sensor's timeout ({self.timeout:.0f} s)")
+        newest = as_date(event["day"], "day")
+        return self._check_or_defer(newest + dt.timedelta(days=1), dt.datetime.fromisoformat(deadline))
+
+    def _check_or_defer(self, window_end: dt.date, deadline: dt.datetime) -> Any:
+        result = self.check(window_end)
+        if result is not None:
+            return result
+        if dt.datetime.now(dt.UTC) >= deadline:
+            raise AirflowSkipException(f"no drift by the sensor's timeout ({self.timeout:.0f} s)")
+        from mlops_airflow.triggers.partitions import NewPartitionTrigger
+
+        spec = load_task_spec(self.spec_path)
+        last_day = window_end - dt.timedelta(days=1)
+        self.log.info("No drift; waiting on the triggerer for a partition after %s (until %s)", last_day, deadline.isoformat())
+        self.defer(
+            trigger=NewPartitionTrigger(
+                base_uri=spec.data.uri,
+                after_day=last_day.isoformat(),
+                deadline=deadline.isoformat(),
+                poll_interval=self.check_interval.total_seconds(),
+                conn_id=self.data_conn_id,
+            ),
+            method_name="execute_complete",
+            kwargs={"deadline": deadline.isoformat()},
+        )

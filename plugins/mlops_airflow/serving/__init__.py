@@ -1,0 +1,1 @@
+"""Serving backends: where the champion answers requests, in two colours (blue-green)."""

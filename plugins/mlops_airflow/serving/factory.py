@@ -1,0 +1,26 @@
+"""The serving backend a model spec asks for."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlops_airflow.serving.base import ServingBackend
+    from mlops_airflow.specs import ModelSpec
+
+
+def serving_backend(spec: ModelSpec, *, mlflow_env: dict[str, str]) -> ServingBackend:
+    """``local`` (the embedded default) or ``kubernetes``; ``mlflow_env`` lets local model servers reach the registry."""
+    if spec.serving.backend == "kubernetes":
+        from mlops_airflow.serving.kubernetes import KubernetesServingBackend
+
+        return KubernetesServingBackend.from_hook(
+            kubernetes_conn_id=spec.serving.kubernetes_conn_id,
+            model=spec.name,
+            namespace=spec.serving.namespace,
+            replicas=spec.serving.replicas,
+            port=spec.serving.port,
+        )
+    from mlops_airflow.serving.local import LocalServingBackend
+
+    return LocalServingBackend(model=spec.name, env=mlflow_env)

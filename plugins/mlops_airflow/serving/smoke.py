@@ -1,0 +1,99 @@
+"""The smoke test of a colour: health, response schema, golden rows, latency and errors under a burst.
+
+Airflow-free; the operator hands over the URL, the rows and the offline predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass
+class SmokeResult:
+    passed: bool
+    problems: list[str] = field(default_factory=list)
+    requests: int = 0
+    errors: int = 0
+    p95_ms: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("latencies_ms")
+        return out
+
+
+def payload(rows: pd.DataFrame) -> bytes:
+    """MLflow's scoring-server input: ``dataframe_split``, JSON-safe (NaN becomes null)."""
+    split = json.loads(rows.to_json(orient="split", index=False, date_format="iso"))
+    return json.dumps({"dataframe_split": {"columns": split["columns"], "data": split["data"]}}).encode()
+
+
+def post(url: str, body: bytes, timeout: float) -> tuple[int, float, Any]:
+    request = urllib.request.Request(f"{url}/invocations", data=body, headers={"Content-Type": "application/json"})  # noqa: S310 - our own URL
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            answer = json.loads(response.read())
+            return response.status, (time.perf_counter() - started) * 1000, answer
+    except urllib.error.HTTPError as err:
+        return err.code, (time.perf_counter() - started) * 1000, None
+    except (urllib.error.URLError, OSError, ValueError):
+        return 0, (time.perf_counter() - started) * 1000, None
+
+
+def health(url: str, timeout: float = 5.0) -> int:
+    try:
+        with urllib.request.urlopen(f"{url}/ping", timeout=timeout) as response:  # noqa: S310 - our own URL
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+    except (urllib.error.URLError, OSError):
+        return 0
+
+
+def smoke_test(
+    url: str, rows: pd.DataFrame, expected, *, burst: int, max_p95_ms: float, max_error_rate: float, tolerance: float, timeout: float = 10.0
+) -> SmokeResult:
+    """Every check runs and every problem is listed; ``passed`` only when there is none."""
+    import numpy as np
+
+    result = SmokeResult(passed=False)
+    status = health(url, timeout)
+    if status != 200:
+        result.problems.append(f"health: /ping answered {status or 'nothing'}")
+        return result
+    body = payload(rows)
+    status, _, answer = post(url, body, timeout)
+    expected = np.asarray(expected, dtype="float64")
+    if status != 200 or not isinstance(answer, dict) or "predictions" not in answer:
+        result.problems.append(f"schema: /invocations answered {status} without a 'predictions' field")
+    else:
+        served = np.asarray(answer["predictions"], dtype="float64")
+        if served.shape != expected.shape:
+            result.problems.append(f"schema: predictions of shape {served.shape}, expected {expected.shape}")
+        elif not np.allclose(served, expected, atol=tolerance, rtol=0):
+            worst = float(np.max(np.abs(served - expected)))
+            result.problems.append(f"golden rows: served predictions differ from the offline ones by up to {worst:.3g} (tolerance {tolerance:g})")
+    for _ in range(burst):
+        status, latency, _ = post(url, body, timeout)
+        result.requests += 1
+        result.errors += status != 200
+        result.latencies_ms.append(latency)
+    ordered = sorted(result.latencies_ms)
+    result.p95_ms = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] if ordered else 0.0
+    error_rate = result.errors / max(result.requests, 1)
+    if error_rate > max_error_rate:
+        result.problems.append(f"burst: error rate {error_rate:.1%} over {result.requests} requests > {max_error_rate:.1%}")
+    if result.p95_ms > max_p95_ms:
+        result.problems.append(f"burst: p95 latency {result.p95_ms:.0f} ms > {max_p95_ms:.0f} ms")
+    result.passed = not result.problems
+    return result

@@ -1,0 +1,149 @@
+"""The local serving backend with real processes: two MLflow scoring servers behind Caddy.
+
+A client sends at least 100 requests per second through the live URL while the live
+colour switches ten times; no request may fail.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import statistics
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from mlops_airflow.serving.base import Color, ColorNotReadyError, LiveColorError, SwitchOutcome
+from mlops_airflow.serving.local import LocalPorts, LocalServingBackend, group_alive
+
+pytestmark = pytest.mark.integration
+
+ROWS = {"dataframe_split": {"columns": ["x1", "x2"], "data": [[0.1, 0.2], [0.9, 0.8]]}}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def predict(url: str, timeout: float = 5.0) -> tuple[int, float, dict | None]:
+    request = urllib.request.Request(f"{url}/invocations", data=json.dumps(ROWS).encode(), headers={"Content-Type": "application/json"})
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, time.perf_counter() - started, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, time.perf_counter() - started, None
+    except OSError:
+        return 0, time.perf_counter() - started, None
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Two saved scikit-learn models that disagree, as file URIs."""
+    import mlflow.sklearn
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    root = tmp_path_factory.mktemp("models")
+    x = np.array([[0.0, 0.0], [1.0, 1.0], [0.2, 0.1], [0.8, 0.9]])
+    uris = {}
+    for version, labels in (("1", [0, 1, 0, 1]), ("2", [1, 0, 1, 0])):
+        path = root / f"v{version}"
+        mlflow.sklearn.save_model(LogisticRegression().fit(x, labels), str(path), pip_requirements=["scikit-learn"])
+        uris[version] = path.as_uri()
+    return uris
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory):
+    ports = LocalPorts(live=free_port(), admin=free_port(), blue=free_port(), green=free_port())
+    serving = LocalServingBackend(model="toy", state_dir=tmp_path_factory.mktemp("serving"), ports=ports)
+    yield serving
+    serving.stop_all()
+
+
+def test_deploy_switch_and_guards(backend, models):
+    assert backend.status().live is None
+    assert backend.deploy(Color.BLUE, "1", models["1"]) is True
+    backend.wait_ready(Color.BLUE, timeout=90)
+    assert backend.deploy(Color.BLUE, "1", models["1"]) is False  # already running it
+    with pytest.raises(ColorNotReadyError):
+        backend.switch(Color.GREEN)
+    assert backend.switch(Color.BLUE) is SwitchOutcome.SWITCHED
+    assert backend.switch(Color.BLUE) is SwitchOutcome.ALREADY_LIVE
+    with pytest.raises(LiveColorError):
+        backend.deploy(Color.BLUE, "2", models["2"])
+    status, _, body = predict(backend.live_url())
+    assert (status, body["predictions"]) == (200, [0, 1])
+    # A new backend object (a restarted task or stack) reads the same truth.
+    again = LocalServingBackend(model="toy", state_dir=backend.state_dir, ports=backend.ports)
+    assert again.status().live is Color.BLUE
+    assert again.status().live_version == "1"
+
+
+def test_no_request_fails_during_ten_switchovers(backend, models):
+    backend.deploy(Color.GREEN, "2", models["2"])
+    backend.wait_ready(Color.GREEN, timeout=90)
+    if backend.status().live is None:
+        backend.deploy(Color.BLUE, "1", models["1"])
+        backend.wait_ready(Color.BLUE, timeout=90)
+        backend.switch(Color.BLUE)
+    results: list[tuple[int, float]] = []
+    stop = threading.Event()
+
+    def client():
+        while not stop.is_set():
+            status, latency, _ = predict(backend.live_url())
+            results.append((status, latency))
+
+    clients = [threading.Thread(target=client, daemon=True) for _ in range(6)]
+    for thread in clients:
+        thread.start()
+    time.sleep(1.0)
+    switch_times = []
+    started = time.monotonic()
+    for _ in range(10):
+        target = backend.status().live.other
+        began = time.perf_counter()
+        assert backend.switch(target) is SwitchOutcome.SWITCHED
+        switch_times.append(time.perf_counter() - began)
+        time.sleep(0.7)
+    elapsed = time.monotonic() - started
+    stop.set()
+    for thread in clients:
+        thread.join(timeout=10)
+    failed = [s for s, _ in results if s != 200]
+    rate = len(results) / (elapsed + 1.0)
+    latencies = sorted(latency for _, latency in results)
+    print(
+        f"\nlocal switchovers: {len(results)} requests at {rate:.0f}/s, failed {len(failed)}, "
+        f"switch time median {statistics.median(switch_times) * 1000:.1f} ms max {max(switch_times) * 1000:.1f} ms, "
+        f"p95 latency {latencies[int(0.95 * len(latencies))] * 1000:.1f} ms"
+    )
+    assert rate >= 100, f"the client reached only {rate:.0f} requests/s"
+    assert failed == []
+
+
+def test_a_killed_router_comes_back_on_the_live_colour_and_stop_all_ends_every_process(backend, models):
+    import os
+    import signal
+
+    live = backend.status().live
+    assert live is not None
+    state = json.loads(backend.state_file.read_text())
+    os.killpg(state["proxy"]["pgid"], signal.SIGKILL)
+    time.sleep(0.5)
+    assert predict(backend.live_url())[0] == 502  # the front is up, the router is not
+    backend.ensure_proxy()
+    assert backend.proxy_color() is live
+    assert predict(backend.live_url())[0] == 200
+
+    state = json.loads(backend.state_file.read_text())
+    groups = [state["proxy"]["pgid"], state["front"]["pgid"], *(entry["pgid"] for entry in state["colors"].values())]
+    assert sorted(backend.stop_all()) == sorted(["toy-caddy", "toy-caddy-front", "toy-blue", "toy-green"])
+    assert [pgid for pgid in groups if group_alive(pgid)] == []

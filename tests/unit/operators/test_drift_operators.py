@@ -1,0 +1,115 @@
+"""The retrain gate (cooldown, run id, recorded trigger) and the Evidently report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from airflow.sdk.exceptions import AirflowSkipException
+from helpers import DATA_END, register_champion_with_reference, task_context, write_drift_data, write_drift_spec
+
+from mlops_airflow.operators.drift import DriftReportOperator, DriftRetrainGateOperator, cooldown_reason
+
+NOW = dt.datetime(2026, 3, 2, 12, tzinfo=dt.UTC)
+SUMMARY = {
+    "onset": "2026-02-26",
+    "window_start": "2026-02-27",
+    "window_end": "2026-03-01",
+    "retrain_run_id": "drift__2026-02-26__2026-03-01",
+    "drifted_features": ["monthly_charges", "contract"],
+    "champion_version": "1",
+}
+
+
+def last(onset="2026-02-26", window_end="2026-02-28", hours_ago=2.0, run_id="drift__2026-02-26__2026-02-28"):
+    return {"run_id": run_id, "onset": onset, "window_end": window_end, "triggered_at": (NOW - dt.timedelta(hours=hours_ago)).isoformat()}
+
+
+@pytest.mark.parametrize(
+    ("previous", "state", "blocked"),
+    [
+        (None, None, None),  # never triggered
+        (last(), "success", "triggered 2.0 h ago"),  # overlapping, finished, within the cooldown
+        (last(hours_ago=30), "success", None),  # overlapping, but the cooldown is over
+        (last(hours_ago=30), "running", "still running"),  # still running blocks whatever its age
+        (last(onset="2026-02-01", window_end="2026-02-10"), "running", None),  # another window
+        (last(run_id=SUMMARY["retrain_run_id"], window_end="2026-03-01"), "success", None),  # the same window: idempotent
+    ],
+)
+def test_cooldown(previous, state, blocked):
+    reason = cooldown_reason(previous, SUMMARY, cooldown=dt.timedelta(hours=24), now=NOW, last_run_state=state)
+    assert (reason is None) if blocked is None else (blocked in reason)
+
+
+class FakeTi:
+    def __init__(self, summary, run_states=None):
+        self.summary, self.run_states, self.pushed = summary, run_states or {}, {}
+
+    def xcom_push(self, key, value):
+        self.pushed[key] = value
+
+    def xcom_pull(self, task_ids):
+        return self.summary
+
+    def get_dagrun_state(self, dag_id, run_id):
+        return self.run_states[run_id]
+
+
+def gate_context(summary, run_states=None):
+    context = task_context(run_id="scheduled__2026-03-01")
+    context["ti"] = FakeTi(summary, run_states)
+    return context
+
+
+def test_the_gate_records_the_trigger_and_then_holds_the_next_overlapping_window(tmp_path, mlflow_store):
+    from mlflow.tracking import MlflowClient
+
+    register_champion_with_reference(mlflow_store, rows=600)
+    spec_path = write_drift_spec(tmp_path, tmp_path / "data")
+    gate = DriftRetrainGateOperator(task_id="decide_retrain", spec_path=spec_path, sensor_task_id="detect_drift")
+    context = gate_context(SUMMARY)
+    decision = gate.execute(context)
+    assert decision["run_id"] == context["ti"].pushed["run_id"] == "drift__2026-02-26__2026-03-01"
+    assert context["ti"].pushed["conf"] == decision["conf"]
+    assert decision["conf"]["window_end"] == "2026-03-01"
+    assert decision["conf"]["drift"] == SUMMARY
+    assert decision["conf"]["reason"].startswith("drift in monthly_charges, contract since 2026-02-26")
+    tag = json.loads(MlflowClient(mlflow_store, mlflow_store).get_registered_model("churn").tags["mlops.drift.last_trigger"])
+    assert (tag["run_id"], tag["dag_run"]) == ("drift__2026-02-26__2026-03-01", "scheduled__2026-03-01")
+    # The next day's alarm overlaps the window of a retrain that is still running: no second retrain.
+    next_day = {**SUMMARY, "window_end": "2026-03-02", "retrain_run_id": "drift__2026-02-26__2026-03-02"}
+    with pytest.raises(AirflowSkipException, match="still running"):
+        gate.execute(gate_context(next_day, {"drift__2026-02-26__2026-03-01": "running"}))
+    # The same window again (a repeated alarm) passes: the trigger itself is idempotent.
+    assert gate.execute(gate_context(SUMMARY, {"drift__2026-02-26__2026-03-01": "running"}))["run_id"] == SUMMARY["retrain_run_id"]
+
+
+def test_the_report_is_logged_on_the_champions_run(tmp_path, mlflow_store):
+    from mlflow.tracking import MlflowClient
+
+    write_drift_data(tmp_path / "data")
+    version = register_champion_with_reference(mlflow_store, rows=600)
+    spec_path = write_drift_spec(tmp_path, tmp_path / "data")
+    report = DriftReportOperator(task_id="render_drift_report", spec_path=spec_path, sensor_task_id="detect_drift")
+    uri = report.execute(gate_context({**SUMMARY, "champion_version": version, "window_start": str(DATA_END - dt.timedelta(days=1))}))
+    client = MlflowClient(mlflow_store, mlflow_store)
+    run_id = client.get_model_version("churn", version).run_id
+    assert uri == f"runs:/{run_id}/drift/scheduled__2026-03-01.html"
+    html = client.download_artifacts(run_id, "drift/scheduled__2026-03-01.html", str(tmp_path))
+    with open(html, encoding="utf-8") as page:
+        assert "monthly_charges" in page.read()
+
+
+def test_a_report_that_cannot_render_is_a_warning_not_a_failure(tmp_path, mlflow_store, monkeypatch):
+    import mlops_airflow.operators.drift as drift_operators
+
+    write_drift_data(tmp_path / "data", days=1)
+    version = register_champion_with_reference(mlflow_store, rows=600)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("evidently exploded")
+
+    monkeypatch.setattr(drift_operators, "render_evidently_report", broken)
+    report = DriftReportOperator(task_id="render_drift_report", spec_path=write_drift_spec(tmp_path, tmp_path / "data"), sensor_task_id="detect_drift")
+    assert report.execute(gate_context({**SUMMARY, "champion_version": version, "window_start": str(DATA_END - dt.timedelta(days=1))})) is None

@@ -1,0 +1,178 @@
+"""The serving operators against an in-memory backend and a real MLflow store."""
+
+from __future__ import annotations
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from helpers import REPO_ROOT, task_context
+
+from mlops_airflow.serving.base import Color, ColorNotReadyError, ColorState, LiveColorError, ServingStatus, SwitchOutcome
+
+SPEC = str(REPO_ROOT / "include" / "models" / "churn.yaml")
+
+
+class MemoryBackend:
+    """A ServingBackend in a dict: what runs on each colour, which is live."""
+
+    def __init__(self, live=None, versions=None):
+        self.live = live
+        self.versions = dict(versions or {})
+        self.calls = []
+
+    def status(self):
+        return ServingStatus(self.live, {c: self.is_ready(c) for c in Color})
+
+    def is_ready(self, color):
+        version = self.versions.get(color)
+        return ColorState(color, version, version is not None, 1 if version else 0)
+
+    def deploy(self, color, version, model_uri):
+        if color is self.live:
+            raise LiveColorError("live")
+        self.calls.append(("deploy", color, version))
+        self.versions[color] = version
+        return True
+
+    def wait_ready(self, color, *, timeout, poll=1.0):
+        return self.is_ready(color)
+
+    def preview_url(self, color):
+        return f"http://preview-{color}"
+
+    def live_url(self):
+        return "http://live"
+
+    def switch(self, color):
+        if self.live is color:
+            return SwitchOutcome.ALREADY_LIVE
+        if not self.is_ready(color).ready:
+            raise ColorNotReadyError(color)
+        self.calls.append(("switch", color))
+        self.live = color
+        return SwitchOutcome.SWITCHED
+
+    def scale_down(self, color):
+        self.calls.append(("scale_down", color))
+        return self.versions.pop(color, None) is not None
+
+
+@pytest.fixture
+def registry(mlflow_store):
+    """churn v1 and v2 registered (no artifacts needed here)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(mlflow_store, mlflow_store)
+    client.create_registered_model("churn")
+    for _ in range(2):
+        client.create_model_version("churn", source="file:///nowhere", run_id=None)
+    return client
+
+
+@pytest.fixture
+def backend(monkeypatch):
+    from mlops_airflow.serving import factory
+
+    memory = MemoryBackend()
+    monkeypatch.setattr(factory, "serving_backend", lambda spec, mlflow_env: memory)
+    return memory
+
+
+def operator(cls, **kwargs):
+    return cls(task_id=cls.__name__, spec_path=SPEC, **kwargs)
+
+
+class TestDeployIdleColorOperator:
+    def test_deploys_the_champion_to_the_idle_colour(self, registry, backend):
+        from mlops_airflow.operators.serving import DeployIdleColorOperator
+
+        registry.set_registered_model_alias("churn", "champion", "2")
+        backend.live, backend.versions = Color.BLUE, {Color.BLUE: "1"}
+        release = operator(DeployIdleColorOperator).execute(task_context())
+        assert (release["action"], release["color"], release["version"], release["previous_color"], release["previous_version"]) == (
+            "deployed",
+            "green",
+            "2",
+            "blue",
+            "1",
+        )
+        assert backend.calls == [("deploy", Color.GREEN, "2")]
+
+    def test_a_re_run_after_success_touches_nothing(self, registry, backend):
+        from mlops_airflow.operators.serving import DeployIdleColorOperator
+
+        registry.set_registered_model_alias("churn", "champion", "2")
+        backend.live, backend.versions = Color.GREEN, {Color.GREEN: "2", Color.BLUE: "1"}
+        assert operator(DeployIdleColorOperator).execute(task_context())["action"] == "already_live"
+        assert backend.calls == []
+
+    def test_no_champion_fails(self, registry, backend):
+        from mlops_airflow.operators.serving import DeployIdleColorOperator
+
+        with pytest.raises(AirflowFailException, match="no 'champion'"):
+            operator(DeployIdleColorOperator).execute(task_context())
+
+
+class TestSwitchTrafficOperator:
+    def test_switches_and_counts(self, registry, backend, statsd):
+        from mlops_airflow.operators.serving import SwitchTrafficOperator
+
+        backend.live, backend.versions = Color.BLUE, {Color.BLUE: "1", Color.GREEN: "2"}
+        release = {"action": "deployed", "color": "green", "version": "2"}
+        result = operator(SwitchTrafficOperator).execute(task_context({"deploy_idle_color": release}))
+        assert (result["outcome"], backend.live) == ("switched", Color.GREEN)
+        assert statsd(1) == ["mlops.serving.churn.switch:1|c"]
+
+
+class TestRollbackReleaseOperator:
+    def test_puts_traffic_and_champion_back_and_records_it(self, registry, backend, statsd):
+        from mlops_airflow.operators.serving import RollbackReleaseOperator
+
+        # v2 was promoted and switched to green, then verification failed.
+        registry.set_registered_model_alias("churn", "champion", "2")
+        registry.set_registered_model_alias("churn", "previous_champion", "1")
+        backend.live, backend.versions = Color.GREEN, {Color.BLUE: "1", Color.GREEN: "2"}
+        release = {"action": "deployed", "color": "green", "version": "2", "previous_color": "blue", "previous_version": "1"}
+        result = operator(RollbackReleaseOperator).execute(task_context({"deploy_idle_color": release}))
+        assert result == {"color": "blue", "champion": "1"}
+        assert backend.live is Color.BLUE
+        assert str(registry.get_model_version_by_alias("churn", "champion").version) == "1"
+        assert str(registry.get_model_version_by_alias("churn", "previous_champion").version) == "2"
+        assert "release failed" in registry.get_model_version("churn", "2").tags["mlops.serving.rolled_back"]
+        assert statsd(1) == ["mlops.serving.churn.rollback:1|c"]
+
+    def test_nothing_to_roll_back_is_a_skip(self, registry, backend):
+        from mlops_airflow.operators.serving import RollbackReleaseOperator
+
+        registry.set_registered_model_alias("churn", "champion", "1")
+        backend.live, backend.versions = Color.BLUE, {Color.BLUE: "1"}
+        with pytest.raises(AirflowSkipException, match="nothing to roll back"):
+            operator(RollbackReleaseOperator).execute(task_context())
+
+
+class TestScaleDownPreviousOperator:
+    def test_scales_down_the_old_colour_unless_it_is_live_again(self, registry, backend):
+        import datetime as dt
+
+        from mlops_airflow.operators.serving import ScaleDownPreviousOperator
+
+        release = {"action": "deployed", "color": "green", "version": "2", "previous_color": "blue", "previous_version": "1"}
+        backend.live, backend.versions = Color.GREEN, {Color.BLUE: "1", Color.GREEN: "2"}
+        operator(ScaleDownPreviousOperator, drain=dt.timedelta(0)).execute(task_context({"deploy_idle_color": release}))
+        assert backend.calls == [("scale_down", Color.BLUE)]
+        backend.live = Color.BLUE  # rolled back meanwhile
+        backend.calls.clear()
+        operator(ScaleDownPreviousOperator, drain=dt.timedelta(0)).execute(task_context({"deploy_idle_color": release}))
+        assert backend.calls == []
+
+    def test_defers_for_the_drain_delay(self, registry, backend):
+        import datetime as dt
+
+        from airflow.sdk.exceptions import TaskDeferred
+
+        from mlops_airflow.operators.serving import ScaleDownPreviousOperator
+
+        release = {"action": "deployed", "color": "green", "version": "2", "previous_color": "blue", "previous_version": "1"}
+        with pytest.raises(TaskDeferred) as deferred:
+            operator(ScaleDownPreviousOperator, drain=dt.timedelta(minutes=5)).execute(task_context({"deploy_idle_color": release}))
+        assert deferred.value.method_name == "execute_complete"
+        assert backend.calls == []

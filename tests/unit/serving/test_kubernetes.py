@@ -1,0 +1,270 @@
+"""The Kubernetes serving backend against a fake API server, and the manifests it ships."""
+
+from __future__ import annotations
+
+import random
+
+import kubernetes_validate
+import pytest
+from fake_kubernetes import FakeCluster, FakeKubernetesServer
+
+from mlops_airflow.serving.base import Color, ColorNotReadyError, LiveColorError, SwitchOutcome
+from mlops_airflow.serving.kubernetes import KubernetesServingBackend, rollout_ready
+from mlops_airflow.serving.kubernetes_manifests import serving_manifests, switch_role_rules
+
+MODEL, NAMESPACE = "churn", "mlops"
+K8S_VERSION = "1.33"
+
+
+def manifests():
+    return serving_manifests(
+        model=MODEL,
+        namespace=NAMESPACE,
+        image="ghcr.io/mlops-airflow/model-server:0.1.0",
+        tracking_uri="http://mlflow.mlops.svc:5000",
+        switcher_service_account="airflow-worker",
+        switcher_namespace="airflow",
+    )
+
+
+def new_cluster(live_version="1", rollout_reads=2) -> FakeCluster:
+    """Blue live with v1 at two replicas, green scaled to zero: the state after a first release."""
+    cluster = FakeCluster(NAMESPACE, rollout_reads=rollout_reads)
+    for doc in manifests():
+        if doc["kind"] in ("Deployment", "Service"):
+            if doc["kind"] == "Deployment" and doc["metadata"]["name"].endswith("-blue"):
+                doc["spec"]["replicas"] = 2
+                doc["spec"]["template"]["metadata"]["annotations"]["mlops-airflow/model-version"] = live_version
+            cluster.add(doc)
+    return cluster
+
+
+def backend_for(server: FakeKubernetesServer, timeout=2.0) -> KubernetesServingBackend:
+    from kubernetes import client
+
+    configuration = client.Configuration()
+    configuration.host = server.url
+    return KubernetesServingBackend(model=MODEL, namespace=NAMESPACE, api_client=client.ApiClient(configuration), request_timeout=timeout)
+
+
+@pytest.fixture
+def cluster():
+    cluster = new_cluster()
+    with FakeKubernetesServer(cluster) as server:
+        yield cluster, backend_for(server)
+
+
+class TestRolloutReady:
+    @pytest.mark.parametrize(
+        ("deployment", "ready", "why"),
+        [
+            pytest.param({"spec": {"replicas": 0}}, False, "scaled to zero", id="zero"),
+            pytest.param(
+                {"metadata": {"generation": 2}, "spec": {"replicas": 2}, "status": {"observedGeneration": 1}}, False, "not observed", id="not-observed"
+            ),
+            pytest.param(
+                {"metadata": {"generation": 2}, "spec": {"replicas": 2}, "status": {"observedGeneration": 2, "updatedReplicas": 1}},
+                False,
+                "1 of 2 replicas updated",
+                id="updating",
+            ),
+            pytest.param(
+                {"metadata": {"generation": 2}, "spec": {"replicas": 2}, "status": {"observedGeneration": 2, "updatedReplicas": 2, "replicas": 3}},
+                False,
+                "old replicas pending",
+                id="old-pods",
+            ),
+            pytest.param(
+                {
+                    "metadata": {"generation": 2},
+                    "spec": {"replicas": 2},
+                    "status": {"observedGeneration": 2, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 1},
+                },
+                False,
+                "1 of 2 updated replicas available",
+                id="unavailable",
+            ),
+            pytest.param(
+                {
+                    "metadata": {"generation": 2},
+                    "spec": {"replicas": 2},
+                    "status": {"observedGeneration": 2, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 2},
+                },
+                True,
+                "2 of 2",
+                id="ready",
+            ),
+        ],
+    )
+    def test_rules(self, deployment, ready, why):
+        ok, detail = rollout_ready(deployment)
+        assert ok is ready
+        assert why in detail
+
+
+class TestManifests:
+    def test_every_manifest_validates(self):
+        kinds = []
+        for doc in manifests():
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+            kinds.append(doc["kind"])
+        assert kinds == ["ServiceAccount", "Deployment", "Deployment", "Service", "Service", "Role", "RoleBinding"]
+
+    def test_role_is_least_privilege(self):
+        (role,) = [d for d in manifests() if d["kind"] == "Role"]
+        assert role["metadata"]["namespace"] == NAMESPACE
+        for rule in role["rules"]:
+            assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"] + rule["resourceNames"]
+            assert set(rule["verbs"]) == {"get", "patch"}
+            assert rule["resourceNames"]
+        assert {r for rule in role["rules"] for r in rule["resources"]} == {"services", "deployments"}  # no secrets
+
+    def test_model_servers_get_no_api_token(self):
+        for doc in manifests():
+            if doc["kind"] == "Deployment":
+                pod = doc["spec"]["template"]["spec"]
+                assert pod["automountServiceAccountToken"] is False
+                assert pod["containers"][0]["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+class TestBackend:
+    def test_status(self, cluster):
+        _, backend = cluster
+        status = backend.status()
+        assert (status.live, status.idle, status.live_version) == (Color.BLUE, Color.GREEN, "1")
+        assert status.colors[Color.GREEN].ready is False
+
+    def test_deploy_rolls_out_the_idle_colour_and_points_preview_at_it(self, cluster):
+        fake, backend = cluster
+        assert backend.deploy(Color.GREEN, "2", "models:/churn/2") is True
+        green = fake.get("Deployment", "churn-green")
+        assert green["spec"]["replicas"] == 2
+        (container,) = green["spec"]["template"]["spec"]["containers"]
+        assert {"name": "MODEL_URI", "value": "models:/churn/2"} in container["env"]
+        assert fake.get("Service", "churn-preview")["spec"]["selector"]["color"] == "green"
+        assert backend.wait_ready(Color.GREEN, timeout=5, poll=0.01).version == "2"
+        assert backend.deploy(Color.GREEN, "2", "models:/churn/2") is False  # already there: no patch
+
+    def test_never_deploys_onto_or_scales_down_the_live_colour(self, cluster):
+        _, backend = cluster
+        with pytest.raises(LiveColorError):
+            backend.deploy(Color.BLUE, "2", "models:/churn/2")
+        with pytest.raises(LiveColorError):
+            backend.scale_down(Color.BLUE)
+
+    def test_switch_is_refused_when_not_ready_and_a_no_op_when_live(self, cluster):
+        fake, backend = cluster
+        with pytest.raises(ColorNotReadyError, match="scaled to zero"):
+            backend.switch(Color.GREEN)
+        assert backend.switch(Color.BLUE) is SwitchOutcome.ALREADY_LIVE
+        assert [r["verb"] for r in fake.requests].count("patch") == 0
+
+    def test_switch_rereads_on_conflict(self, cluster):
+        fake, backend = cluster
+        backend.deploy(Color.GREEN, "2", "models:/churn/2")
+        backend.wait_ready(Color.GREEN, timeout=5, poll=0.01)
+        fake.faults[len(fake.requests) + 2] = "conflict"  # read service, read green, then the patch conflicts
+        assert backend.switch(Color.GREEN) is SwitchOutcome.SWITCHED
+        assert fake.selector_color() == "green"
+        assert [r["verb"] for r in fake.requests[-6:]].count("patch") == 2  # the refused one and the one that landed
+
+    def test_wait_ready_names_the_reason(self, cluster):
+        fake, backend = cluster
+        fake.stuck.add("churn-green")
+        backend.deploy(Color.GREEN, "2", "models:/churn/2")
+        with pytest.raises(ColorNotReadyError, match="churn-green is not ready after 0 s"):
+            backend.wait_ready(Color.GREEN, timeout=0.05, poll=0.01)
+
+    def test_scale_down(self, cluster):
+        fake, backend = cluster
+        backend.deploy(Color.GREEN, "2", "models:/churn/2")
+        assert backend.scale_down(Color.GREEN) is True
+        assert fake.get("Deployment", "churn-green")["spec"]["replicas"] == 0
+        assert backend.scale_down(Color.GREEN) is False
+
+
+# -- random fault schedules: the release as the DAG runs it, with task retries ----------------
+
+RETRIES = 3
+FAULTS = ("500", "timeout_before", "timeout_after", "conflict")
+
+
+class StepFailed(Exception):
+    pass
+
+
+def attempt(step, retries=RETRIES):
+    """A task with Airflow-style retries: any error is retried, the last one raised."""
+    for left in range(retries, -1, -1):
+        try:
+            return step()
+        except Exception:
+            if not left:
+                raise
+    return None
+
+
+def release(backend, version: str, *, smoke_ok: bool, verify_ok: bool) -> str:
+    """deploy idle -> wait ready -> smoke -> switch -> verify; roll back on any failure after the switch began."""
+    status = attempt(backend.status)
+    if status.live_version == version and status.colors[status.live].ready:
+        return "already_live"
+    live, idle = status.live, status.idle
+    attempt(lambda: backend.deploy(idle, version, f"models:/churn/{version}"))
+    attempt(lambda: backend.wait_ready(idle, timeout=0.3, poll=0.01), retries=1)
+    if not smoke_ok:
+        raise StepFailed("smoke test failed")
+    try:
+        attempt(lambda: backend.switch(idle))
+        if not verify_ok:
+            raise StepFailed("live verification failed")
+    except Exception:
+        attempt(lambda: backend.switch(live), retries=6)
+        return "rolled_back"
+    return "switched"
+
+
+def allowed_by_role(request, rules) -> bool:
+    return any(
+        request["group"] in rule["apiGroups"]
+        and request["resource"] in rule["resources"]
+        and request["name"] in rule["resourceNames"]
+        and request["verb"] in rule["verbs"]
+        for rule in rules
+    )
+
+
+def test_random_fault_schedules():
+    rules = switch_role_rules(MODEL)
+    outcomes = {}
+    for seed in range(200):
+        rng = random.Random(seed)
+        cluster = new_cluster(rollout_reads=rng.randint(1, 4))
+        cluster.fault_delay = 0.12
+        cluster.faults = {i: rng.choice(FAULTS) for i in range(30) if rng.random() < 0.15}
+        if rng.random() < 0.1:
+            cluster.stuck.add("churn-green")
+        smoke_ok, verify_ok = rng.random() > 0.1, rng.random() > 0.15
+        with FakeKubernetesServer(cluster) as server:
+            backend = backend_for(server, timeout=0.08)
+            try:
+                outcome = release(backend, "2", smoke_ok=smoke_ok, verify_ok=verify_ok)
+            except Exception as err:  # failed before the switch: nothing may have moved
+                outcome = f"failed before switch: {type(err).__name__}"
+                assert cluster.selector_color() == "blue", (seed, outcome)
+            outcomes[outcome.split(":")[0]] = outcomes.get(outcome.split(":")[0], 0) + 1
+            assert cluster.unready_switches == [], (seed, cluster.unready_switches)
+            assert cluster.selector_color() in ("blue", "green"), seed
+            if outcome == "rolled_back":
+                assert cluster.selector_color() == "blue", seed
+            if outcome == "switched":
+                assert cluster.selector_color() == "green", seed
+                cluster.faults = {}
+                before = len(cluster.requests)
+                assert release(backend, "2", smoke_ok=True, verify_ok=True) == "already_live"
+                assert [r for r in cluster.requests[before:] if r["verb"] != "get"] == [], seed
+            outside = [r for r in cluster.requests if not allowed_by_role(r, rules)]
+            assert outside == [], (seed, outside)
+    print(f"\nfault schedules: {outcomes}")
+    # The schedules exercised every path.
+    assert set(outcomes) == {"switched", "rolled_back", "failed before switch"}

@@ -1,0 +1,194 @@
+"""ks_2samp_columns against scipy.stats.ks_2samp, column pair by column pair; Benjamini-Hochberg."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import false_discovery_control, ks_2samp
+
+from mlops_airflow.stats.ks import DriftInputError, benjamini_hochberg, ks_2samp_columns
+
+
+def _column_pair(rng: np.random.Generator, case: int) -> tuple[np.ndarray, np.ndarray]:
+    """One random pair from a corpus of shapes that break naive implementations."""
+    kind = case % 6
+    if kind == 0:  # small samples, exact p-values, n1 != n2
+        n1, n2 = rng.integers(1, 60, size=2)
+    elif kind == 1:  # equal sizes: scipy's square-lattice exact path
+        n1 = n2 = int(rng.integers(2, 400))
+    elif kind == 2:  # large: the asymptotic path
+        n1, n2 = rng.integers(10_001, 40_000, size=2)
+    else:
+        n1, n2 = rng.integers(5, 2_000, size=2)
+    shift = rng.choice([0.0, 0.05, 0.3, 1.0])
+    a, b = rng.normal(size=n1), rng.normal(shift, 1.0 + rng.random(), size=n2)
+    if kind == 3:  # heavy ties: a handful of distinct values
+        a, b = np.round(a), np.round(b)
+    if kind == 4:  # integer columns (counts)
+        a, b = rng.poisson(2.0, size=n1).astype(float), rng.poisson(2.0 + shift, size=n2).astype(float)
+    if kind == 5:  # NaN and +-inf sprinkled in, and signed zeros
+        a[rng.random(n1) < 0.2] = np.nan
+        b[rng.random(n2) < 0.2] = rng.choice([np.nan, np.inf, -np.inf])
+        a[rng.random(n1) < 0.1] = -0.0
+        b[rng.random(n2) < 0.1] = 0.0
+    return a, b
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    return values[np.isfinite(values)]
+
+
+def test_agrees_with_scipy_on_1200_column_pairs():
+    rng = np.random.default_rng(20261122)
+    checked = mismatched_d = worst_p = fast_tails = 0
+    methods = set()
+    for start in range(0, 1200, 4):
+        pairs = [_column_pair(rng, start + offset) for offset in range(4)]
+        rows = max(max(len(a), len(b)) for a, b in pairs)
+        reference = np.full((rows, 4), np.nan)
+        current = np.full((rows, 4), np.nan)
+        for column, (a, b) in enumerate(pairs):
+            reference[: len(a), column], current[: len(b), column] = a, b
+        if any(len(_finite(a)) == 0 or len(_finite(b)) == 0 for a, b in pairs):
+            continue
+        result = ks_2samp_columns(reference, current, fast_tail=False)
+        fast = ks_2samp_columns(reference, current)
+        for column, (a, b) in enumerate(pairs):
+            expected = ks_2samp(_finite(a), _finite(b))
+            mismatched_d += result.statistic[column] != expected.statistic
+            mismatched_d += fast.statistic[column] != expected.statistic
+            worst_p = max(worst_p, abs(result.pvalue[column] - expected.pvalue))
+            assert abs(fast.pvalue[column] - expected.pvalue) <= fast.pvalue_error[column] + 1e-12
+            methods.add(result.method[column])
+            fast_tails += fast.pvalue_error[column] > 0
+            checked += 1
+    assert checked >= 1000
+    assert mismatched_d == 0  # bit for bit
+    assert worst_p <= 1e-9
+    assert methods == {"exact", "asymp"}
+    assert fast_tails > 0  # the corpus reaches the closed-form tail
+
+
+def test_the_closed_form_tail_is_within_its_bound_of_scipy():
+    """On a dense grid of effective sample sizes and statistics across the whole fast tail."""
+    from scipy.stats import kstwo
+
+    from mlops_airflow.stats.ks import FAST_TAIL_MIN_N, TAIL_ERROR_PER_N, _asymp_pvalue
+
+    worst = 0.0
+    for n in np.unique(np.geomspace(FAST_TAIL_MIN_N + 1, 3_000_000, 14).astype(int)):
+        for d in np.sqrt(np.geomspace(2.2 * (1 + 1e-9), 400, 25) / n):
+            fast, bound = _asymp_pvalue(2 * n, 2 * n, d, fast_tail=True)  # effective n = n
+            assert bound == TAIL_ERROR_PER_N / n
+            worst = max(worst, abs(fast - kstwo.sf(d, n)) * n)
+    print(f"\nclosed-form tail: worst |p - scipy| x n = {worst:.4f} (bound {TAIL_ERROR_PER_N})")
+    assert worst <= TAIL_ERROR_PER_N
+
+
+def test_decisions_with_fast_p_values_equal_decisions_with_scipys():
+    """Benjamini-Hochberg at alpha 0.05 over 60 families of 10 features at 25,000 rows a sample
+    (effective n 12,500: the fast tail) whose shifts put many p-values near the critical values."""
+    from mlops_airflow.stats.drift import DriftThresholds, assess_drift
+
+    rng = np.random.default_rng(4)
+    names = [f"x{i}" for i in range(10)]
+    settled = 0
+    fast_tails = 0
+    for _ in range(60):
+        reference, current = rng.normal(size=(25_000, 10)), rng.normal(size=(25_000, 10))
+        current += rng.choice([0.0, 0.01, 0.015, 0.02, 0.03], size=10)
+        thresholds = DriftThresholds(alpha=0.05, min_effect=0.0, min_samples=1)
+        decided = assess_drift(numeric_names=names, reference_numeric=reference, current_numeric=current, thresholds=thresholds)
+        scipy_p = [ks_2samp(reference[:, j], current[:, j]).pvalue for j in range(10)]
+        expected = (false_discovery_control(scipy_p) <= 0.05).tolist()
+        assert [f.drifted for f in decided.features] == expected
+        fast = ks_2samp_columns(reference, current)
+        fast_tails += int((fast.pvalue_error > 0).sum())
+        settled += sum(f.pvalue == p and e > 0 for f, p, e in zip(decided.features, scipy_p, fast.pvalue_error, strict=True))
+    print(f"\n{fast_tails} fast-tail p-values; near a critical value and settled with scipy's: {settled}")
+    assert fast_tails > 100
+
+
+@pytest.mark.parametrize("method", ["exact", "asymp"])
+def test_forced_methods_agree_with_scipy(method):
+    rng = np.random.default_rng(3)
+    reference, current = rng.normal(size=(300, 5)), rng.normal(0.2, size=(250, 5))
+    result = ks_2samp_columns(reference, current, method=method, fast_tail=False)
+    for column in range(5):
+        expected = ks_2samp(reference[:, column], current[:, column], method=method)
+        assert result.statistic[column] == expected.statistic
+        assert abs(result.pvalue[column] - expected.pvalue) <= 1e-9
+    assert set(result.method) == {method}
+
+
+def test_non_finite_values_are_dropped_and_counted():
+    reference = np.array([[1.0, 1.0], [2.0, np.nan], [np.inf, 3.0], [4.0, 4.0]])
+    current = np.array([[1.5, -np.inf], [np.nan, 2.0], [3.0, 5.0]])
+    result = ks_2samp_columns(reference, current)
+    assert result.n_reference.tolist() == [3, 3]
+    assert result.dropped_reference.tolist() == [1, 1]
+    assert result.n_current.tolist() == [2, 2]
+    assert result.dropped_current.tolist() == [1, 1]
+    assert result.statistic[0] == ks_2samp([1.0, 2.0, 4.0], [1.5, 3.0]).statistic
+
+
+def test_an_all_nan_column_is_an_error_not_no_drift():
+    reference = np.random.default_rng(0).normal(size=(50, 3))
+    current = reference.copy()
+    current[:, 1] = np.nan
+    with pytest.raises(DriftInputError, match="feature 1 has no finite value in the current sample"):
+        ks_2samp_columns(reference, current)
+
+
+def test_mismatched_features_and_bad_method_are_errors():
+    with pytest.raises(DriftInputError, match="reference has 2 features but current has 3"):
+        ks_2samp_columns(np.zeros((5, 2)), np.zeros((5, 3)))
+    with pytest.raises(DriftInputError, match="method"):
+        ks_2samp_columns(np.zeros((5, 2)), np.zeros((5, 2)), method="fast")
+    with pytest.raises(DriftInputError, match="2-D"):
+        ks_2samp_columns(np.zeros((5, 2, 2)), np.zeros((5, 2, 2)))
+
+
+def test_identical_samples_have_no_distance():
+    values = np.arange(100, dtype=float)[:, None]
+    result = ks_2samp_columns(values, values)
+    assert result.statistic.tolist() == [0.0]
+    assert result.pvalue.tolist() == [1.0]
+
+
+def test_columns_are_processed_in_blocks(monkeypatch):
+    import mlops_airflow.stats.ks as ks
+
+    rng = np.random.default_rng(5)
+    reference, current = rng.normal(size=(400, 7)), rng.normal(0.3, size=(300, 7))
+    whole = ks_2samp_columns(reference, current)
+    monkeypatch.setattr(ks, "_BLOCK_BYTES", 8 * 700 * 2)  # two columns per block
+    blocked = ks_2samp_columns(reference, current)
+    assert np.array_equal(whole.statistic, blocked.statistic)
+    assert np.array_equal(whole.pvalue, blocked.pvalue)
+
+
+def test_benjamini_hochberg_matches_scipy_and_skips_untested_features():
+    rng = np.random.default_rng(9)
+    for _ in range(50):
+        p = rng.random(int(rng.integers(1, 40))) ** 3
+        assert np.allclose(benjamini_hochberg(p), false_discovery_control(p), rtol=0, atol=1e-15)
+    with_gaps = np.array([0.01, np.nan, 0.04, np.nan])
+    adjusted = benjamini_hochberg(with_gaps)
+    assert np.isnan(adjusted[[1, 3]]).all()
+    assert np.allclose(adjusted[[0, 2]], false_discovery_control([0.01, 0.04]))
+    assert np.isnan(benjamini_hochberg(np.array([np.nan]))).all()
+
+
+def test_a_fast_p_value_near_a_critical_value_is_settled_with_scipys(monkeypatch):
+    """Widen the bound so that every fast tail value reaches a critical value: all are replaced."""
+    import mlops_airflow.stats.ks as ks
+    from mlops_airflow.stats.drift import DriftThresholds, assess_drift
+
+    rng = np.random.default_rng(6)
+    reference, current = rng.normal(size=(25_000, 3)), rng.normal(0.04, size=(25_000, 3))
+    fast = ks_2samp_columns(reference, current)
+    assert (fast.pvalue_error > 0).all()
+    monkeypatch.setattr(ks, "TAIL_ERROR_PER_N", 1e6)
+    decided = assess_drift(numeric_names=["a", "b", "c"], reference_numeric=reference, current_numeric=current, thresholds=DriftThresholds(min_samples=1))
+    assert [f.pvalue for f in decided.features] == [ks_2samp(reference[:, j], current[:, j]).pvalue for j in range(3)]
