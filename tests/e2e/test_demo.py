@@ -37,6 +37,21 @@ def our_processes(marker: str) -> list[int]:
     return found
 
 
+def paused_try_event(dag_id: str, run_id: str, task_id: str) -> str:
+    """The scheduler's log line for the executor event of a task's first, paused try."""
+    key = f"TaskInstanceKey(dag_id='{dag_id}', task_id='{task_id}', run_id='{run_id}', try_number=1"
+    return f"Received executor event with state success for task instance {key}"
+
+
+def wait_for_log_line(path: Path, needle: str, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if needle in path.read_text(errors="replace"):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"{needle!r} did not appear in {path} within {timeout:.0f} s")
+
+
 def approval_is_asked_then_a_rejection_is_recorded(env: dict[str, str]) -> None:
     """A run with require_approval waits in the HITL state; a person rejects it through the REST API."""
     import datetime as dt
@@ -51,10 +66,12 @@ def approval_is_asked_then_a_rejection_is_recorded(env: dict[str, str]) -> None:
     today = dt.datetime.now(tz=dt.UTC).date().isoformat()
     run_id = client.trigger("retrain_churn", conf={"window_end": today, "reason": "e2e approval", "require_approval": True})["dag_run_id"]
     assert client.wait_for_task_state("retrain_churn", run_id, "approve_promotion", {"awaiting_input", "failed", "upstream_failed"}) == "awaiting_input"
-    # A person takes seconds to answer. Answering within the same second makes Airflow 3.3's
-    # LocalExecutor report the paused try as finished after the resumed one was queued, and the
-    # scheduler then retries the task (which asks again): a race a human never triggers.
-    time.sleep(5)
+    # Airflow 3.3 race: an answer that reaches the API server before the scheduler has taken in
+    # the executor's event for the paused try puts the task up for retry, and the retry asks
+    # again (reproduced here with an answer sent at once). A person needs seconds to read the
+    # question; a loaded machine can need more than that to process the event, so wait for it.
+    wait_for_log_line(Path(env["MLOPS_STATE_DIR"]) / "logs" / "airflow.log", paused_try_event("retrain_churn", run_id, "approve_promotion"))
+    time.sleep(1)
     answer = client.respond("retrain_churn", run_id, "approve_promotion", ["Reject"])
     assert answer["responded_by"]["name"] == "admin"
     assert client.wait_for_run("retrain_churn", run_id)["state"] == "success"
