@@ -10,7 +10,7 @@ BOOTSTRAP := .local/bootstrap
 UV := $(or $(shell command -v uv 2>/dev/null),$(BOOTSTRAP)/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo up stop status test lint format bench clean
+.PHONY: help setup demo up stop status test lint format bench clean requirements
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -45,6 +45,14 @@ bench: setup ## benchmarks, side by side as ratios (installs the comparison libr
 	$(UV) sync --locked --group bench
 	$(PYTHON) bench/contract_bench.py
 	$(PYTHON) bench/drift_bench.py
+
+# The Astro runtime and the official image bring Airflow itself; everything else is pinned as locked.
+REQUIREMENTS_OUT ?= requirements.txt
+requirements: $(if $(shell command -v uv 2>/dev/null),,$(BOOTSTRAP)/bin/uv) ## regenerate requirements.txt (for the Astro and Helm images) from uv.lock
+	@{ echo "# Generated from uv.lock by \`make requirements\`; do not edit. Airflow itself comes with the base image."; \
+	  $(UV) export --frozen --no-dev --no-hashes --no-emit-project --no-header --no-annotate --format requirements.txt \
+	    --no-emit-package apache-airflow --no-emit-package apache-airflow-core --no-emit-package apache-airflow-task-sdk; } > $(REQUIREMENTS_OUT).tmp
+	@mv $(REQUIREMENTS_OUT).tmp $(REQUIREMENTS_OUT)
 
 format: setup ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+import threading
 from pathlib import Path
 
 from helpers import REPO_ROOT
@@ -112,24 +113,65 @@ def mlflow_store(tmp_path, monkeypatch) -> str:
     return uri
 
 
+STATSD_TEST_PREFIX = "testprefix"
+
+
+class StatsdListener:
+    """Reads a UDP socket in a thread, as a statsd server would; keeps our lines, Airflow's prefix taken off."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.ours: list[str] = []
+        self._arrived = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="statsd-listener", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        ours = f"{STATSD_TEST_PREFIX}.mlops."
+        while not self._stop.is_set():
+            try:
+                payload = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            # Airflow sends its own metrics to the same server, under the same prefix.
+            lines = [line.removeprefix(f"{STATSD_TEST_PREFIX}.") for line in payload.decode().splitlines() if line.startswith(ours)]
+            with self._arrived:
+                self.ours += lines
+                self._arrived.notify_all()
+
+    def __call__(self, count: int, timeout: float = 5.0) -> list[str]:
+        """Wait until at least ``count`` of our lines arrived; all of them, sorted."""
+        with self._arrived:
+            self._arrived.wait_for(lambda: len(self.ours) >= count, timeout=timeout)
+            return sorted(self.ours)
+
+    def drain(self, quiet: float = 0.5) -> list[str]:
+        """Everything that arrived, once nothing new came for ``quiet`` seconds."""
+        with self._arrived:
+            while self._arrived.wait(timeout=quiet):
+                pass
+            return sorted(self.ours)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sock.close()
+
+
 @pytest.fixture
 def statsd(monkeypatch):
-    """A UDP socket standing in for the statsd server named in Airflow's [metrics] settings."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(5)
+    """A statsd server on loopback, named in Airflow's [metrics] settings, with a prefix of its own."""
+    listener = StatsdListener()
     monkeypatch.setenv("AIRFLOW__METRICS__STATSD_ON", "True")
     monkeypatch.setenv("AIRFLOW__METRICS__STATSD_HOST", "127.0.0.1")
-    monkeypatch.setenv("AIRFLOW__METRICS__STATSD_PORT", str(sock.getsockname()[1]))
-
-    def received(count):
-        ours = []  # Airflow sends its own metrics to the same server
-        while len(ours) < count:
-            ours += [line for line in sock.recv(4096).decode().splitlines() if line.startswith("mlops.")]
-        return sorted(ours)
-
-    yield received
-    sock.close()
+    monkeypatch.setenv("AIRFLOW__METRICS__STATSD_PORT", str(listener.port))
+    monkeypatch.setenv("AIRFLOW__METRICS__STATSD_PREFIX", STATSD_TEST_PREFIX)
+    yield listener
+    listener.close()
 
 
 @pytest.fixture(autouse=True)

@@ -1,35 +1,128 @@
-"""Our statsd metrics, sent to the statsd server in Airflow's ``[metrics]`` settings.
+"""Our statsd metrics: one documented list, sent through Airflow's ``[metrics]`` settings.
 
-Names (all gauges unless noted):
+Every metric we send is declared once in :data:`METRICS`, with its kind, the Prometheus
+name the statsd-exporter mapping gives it and what it means. Names on the wire are
+``<statsd_prefix>.mlops.<area>.<model>...`` (the prefix is Airflow's, ``airflow`` by
+default); the README's table, the statsd-exporter mapping of the Helm values and of the
+compose stack, and the Grafana dashboard are all checked against this list by the tests, so
+a renamed metric breaks the build rather than a dashboard.
 
-- ``mlops.data_check.<model>.rules_failed``: rules that failed in the last data check
-- ``mlops.data_check.<model>.rows``: rows the last data check read
-- ``mlops.promotion.<model>.challenger.<metric>`` / ``.champion.<metric>``: the primary
-  metric of both versions on the last evaluation window
-- ``mlops.promotion.<model>.promoted`` / ``.rejected`` (counters): promotion decisions
-- ``mlops.serving.<model>.switch`` / ``.rollback`` (counters): live traffic moved, releases undone
-- ``mlops.serving.<model>.smoke_latency_ms`` (timers): each request of the smoke test's burst
-- ``mlops.drift.<model>.<feature>.ks_stat`` (numeric) / ``.tvd`` (categorical) and
-  ``.p_value``: each drift check's effect size and p-value per feature
-- ``mlops.drift.<model>.drifted_features``: how many features drifted in the last check
+``python -m mlops_airflow.metrics mapping`` prints the statsd-exporter mapping;
+``python -m mlops_airflow.metrics table`` prints the README table.
 
-Metrics are best effort: when ``[metrics] statsd_on`` is off nothing is sent, and a
-network error is logged, never raised, so a metrics outage cannot fail a task.
+Metrics are best effort: when ``[metrics] statsd_on`` is off nothing is sent, and a network
+error is logged, never raised, so a metrics outage cannot fail a task.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import re
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger(__name__)
 
+NAMESPACE = "mlops"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_PLACEHOLDER = re.compile(r"<([a-z_]+)>")
+# Timer buckets in seconds (statsd-exporter turns statsd's milliseconds into seconds).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
-def metric_name(*parts: str) -> str:
-    """``mlops.<part>.<part>...`` with characters statsd treats specially replaced."""
-    return ".".join(["mlops", *(_UNSAFE.sub("_", str(p)) for p in parts)])
+class MetricKind(enum.StrEnum):
+    GAUGE = "gauge"
+    COUNTER = "counter"
+    TIMER = "timer"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: ``pattern`` is its name after ``mlops.``, with ``<label>`` placeholders."""
+
+    pattern: str
+    kind: MetricKind
+    prometheus_name: str
+    description: str
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(_PLACEHOLDER.findall(self.pattern))
+
+    @property
+    def template(self) -> str:
+        """The documented name, ``mlops.drift.<model>.<feature>.p_value``."""
+        return f"{NAMESPACE}.{self.pattern}"
+
+    @property
+    def statsd_glob(self) -> str:
+        """The statsd-exporter glob: any one-component prefix, then the name with ``*`` per label."""
+        return "*." + _PLACEHOLDER.sub("*", self.template)
+
+    def matches(self, name: str) -> bool:
+        """Whether a statsd name (without Airflow's prefix) is an instance of this metric."""
+        parts = [re.escape(part) for part in _PLACEHOLDER.split(self.template)[::2]]
+        return re.fullmatch("[A-Za-z0-9_-]+".join(parts), name) is not None
+
+    def name(self, /, **labels: Any) -> str:
+        """The statsd name (without Airflow's prefix); label values are made statsd-safe."""
+        if set(labels) != set(self.labels):
+            raise ValueError(f"metric {self.template} takes labels {list(self.labels)}, got {sorted(labels)}")
+        return _PLACEHOLDER.sub(lambda match: _UNSAFE.sub("_", str(labels[match.group(1)])), self.template)
+
+    def mapping(self) -> dict[str, Any]:
+        """This metric's statsd-exporter mapping rule (glob matching; ``$1`` is Airflow's prefix)."""
+        rule: dict[str, Any] = {
+            "match": self.statsd_glob,
+            "name": self.prometheus_name,
+            "labels": {label: f"${index}" for index, label in enumerate(self.labels, start=2)},
+        }
+        if self.kind is MetricKind.TIMER:
+            rule["observer_type"] = "histogram"
+            rule["histogram_options"] = {"buckets": list(LATENCY_BUCKETS)}
+        return rule
+
+
+METRICS: tuple[Metric, ...] = (
+    DATA_CHECK_RULES_FAILED := Metric(
+        "data_check.<model>.rules_failed", MetricKind.GAUGE, "mlops_data_check_rules_failed", "rules that failed in the last data check"
+    ),
+    DATA_CHECK_ROWS := Metric("data_check.<model>.rows", MetricKind.GAUGE, "mlops_data_check_rows", "rows the last data check read"),
+    PROMOTION_PRIMARY_METRIC := Metric(
+        "promotion.<model>.<role>.<metric>",
+        MetricKind.GAUGE,
+        "mlops_promotion_primary_metric",
+        "the primary metric of the challenger and the champion (`role`) on the last evaluation window",
+    ),
+    PROMOTION_PROMOTED := Metric("promotion.<model>.promoted", MetricKind.COUNTER, "mlops_promotion_promoted_total", "challengers promoted to champion"),
+    PROMOTION_REJECTED := Metric("promotion.<model>.rejected", MetricKind.COUNTER, "mlops_promotion_rejected_total", "challengers not promoted"),
+    SERVING_SWITCH := Metric("serving.<model>.switch", MetricKind.COUNTER, "mlops_serving_switches_total", "live traffic moved to the other colour"),
+    SERVING_ROLLBACK := Metric("serving.<model>.rollback", MetricKind.COUNTER, "mlops_serving_rollbacks_total", "releases undone"),
+    SERVING_SMOKE_LATENCY := Metric(
+        "serving.<model>.smoke_latency_ms",
+        MetricKind.TIMER,
+        "mlops_serving_smoke_latency_seconds",
+        "each request of the smoke test's burst on the idle colour",
+    ),
+    DRIFT_KS_STAT := Metric(
+        "drift.<model>.<feature>.ks_stat", MetricKind.GAUGE, "mlops_drift_ks_stat", "KS statistic D of a numeric feature in the last drift check"
+    ),
+    DRIFT_TVD := Metric(
+        "drift.<model>.<feature>.tvd", MetricKind.GAUGE, "mlops_drift_tvd", "total variation distance of a categorical feature in the last drift check"
+    ),
+    DRIFT_P_VALUE := Metric("drift.<model>.<feature>.p_value", MetricKind.GAUGE, "mlops_drift_p_value", "a feature's p-value in the last drift check"),
+    DRIFT_DRIFTED_FEATURES := Metric(
+        "drift.<model>.drifted_features", MetricKind.GAUGE, "mlops_drift_drifted_features", "features that drifted in the last drift check"
+    ),
+)
+
+
+def find_metric(name: str) -> Metric | None:
+    """The declared metric a statsd name (without Airflow's prefix) belongs to, if any."""
+    return next((metric for metric in METRICS if metric.matches(name)), None)
 
 
 def _client():
@@ -42,6 +135,7 @@ def _client():
     return StatsClient(
         host=conf.get("metrics", "statsd_host", fallback="localhost"),
         port=conf.getint("metrics", "statsd_port", fallback=8125),
+        prefix=conf.get("metrics", "statsd_prefix", fallback="airflow") or None,
     )
 
 
@@ -55,18 +149,21 @@ def _send(name: str, send) -> None:
         log.warning("Could not send metric %s", name, exc_info=True)
 
 
-def gauge(name: str, value: float) -> None:
-    """Send one gauge; never raises."""
+def gauge(metric: Metric, value: float, /, **labels: Any) -> None:
+    """Set a gauge; never raises."""
+    name = metric.name(**labels)
     _send(name, lambda client: client.gauge(name, value))
 
 
-def incr(name: str, count: int = 1) -> None:
-    """Increase one counter; never raises."""
+def incr(metric: Metric, count: int = 1, /, **labels: Any) -> None:
+    """Increase a counter; never raises."""
+    name = metric.name(**labels)
     _send(name, lambda client: client.incr(name, count))
 
 
-def timings(name: str, milliseconds: list[float]) -> None:
+def timings(metric: Metric, milliseconds: Iterable[float], /, **labels: Any) -> None:
     """Send timer values (one per request of a burst) through one client; never raises."""
+    name = metric.name(**labels)
 
     def send(client) -> None:
         with client.pipeline() as pipe:
@@ -74,3 +171,35 @@ def timings(name: str, milliseconds: list[float]) -> None:
                 pipe.timing(name, value)
 
     _send(name, send)
+
+
+def statsd_mapping() -> dict[str, Any]:
+    """The statsd-exporter mapping of every metric, as its YAML config file holds it."""
+    return {"mappings": [metric.mapping() for metric in METRICS]}
+
+
+def markdown_table() -> str:
+    """The README's table of metrics."""
+    rows = ["| statsd name | kind | Prometheus (statsd-exporter) | meaning |", "|---|---|---|---|"]
+    for metric in METRICS:
+        labels = ", ".join(metric.labels)
+        rows.append(f"| `{metric.template}` | {metric.kind} | `{metric.prometheus_name}{{{labels}}}` | {metric.description} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import yaml
+
+    command = (argv if argv is not None else sys.argv[1:]) or ["table"]
+    if command == ["mapping"]:
+        sys.stdout.write(yaml.safe_dump(statsd_mapping(), sort_keys=False))
+    elif command == ["table"]:
+        sys.stdout.write(markdown_table() + "\n")
+    else:
+        sys.stderr.write("usage: python -m mlops_airflow.metrics [table|mapping]\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -172,7 +172,7 @@ class PromotionSpec:
     pool: str = "mlops_promotion"
 
 
-SERVING_BACKENDS = ("local", "kubernetes")
+SERVING_BACKENDS = ("local", "kubernetes", "docker")
 
 
 @dataclass(frozen=True)
@@ -187,6 +187,19 @@ class SmokeSpec:
 
 
 @dataclass(frozen=True)
+class DockerServingSpec:
+    """Serving on one Docker host (the compose stack): scoring containers behind a Caddy router container."""
+
+    image: str = "mlops-airflow:local"  # an image with MLflow and the model's dependencies
+    network: str = "mlops-serving"  # the Docker network the containers, the router and the workers share
+    base_url: str = "unix://var/run/docker.sock"
+    router_admin_url: str = "http://serving-router:2019"
+    router_host: str = "serving-router"
+    live_port: int = 8000  # this model's live port on the router (one per model)
+    container_port: int = 8080
+
+
+@dataclass(frozen=True)
 class ServingSpec:
     backend: str = "local"
     drain_seconds: int = 300
@@ -196,6 +209,7 @@ class ServingSpec:
     replicas: int = 2
     port: int = 80
     kubernetes_conn_id: str = "kubernetes_default"
+    docker: DockerServingSpec = field(default_factory=lambda: DockerServingSpec())
 
 
 @dataclass(frozen=True)
@@ -275,12 +289,14 @@ class _Section:
             self.fail(key, f"must be a non-empty string, got {value!r}")
         return value
 
-    def integer(self, key: str, default: int | None = None, *, minimum: int | None = None, required: bool = False) -> Any:
+    def integer(self, key: str, default: int | None = None, *, minimum: int | None = None, maximum: int | None = None, required: bool = False) -> Any:
         value = self._get(key, default, required)
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(key, f"must be an integer, got {value!r}")
         if minimum is not None and value < minimum:
             self.fail(key, f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            self.fail(key, f"must be <= {maximum}, got {value}")
         return value
 
     def choice(self, key: str, choices: Iterable[str], default: str | None = None) -> str:
@@ -665,8 +681,24 @@ def _parse_serving(section: _Section) -> ServingSpec:
         replicas=k8s.integer("replicas", defaults.replicas, minimum=1),
         port=k8s.integer("port", defaults.port, minimum=1),
         kubernetes_conn_id=k8s.string("conn_id", defaults.kubernetes_conn_id),
+        docker=_parse_docker_serving(section.section("docker", required=False)),
     )
     k8s.finish()
+    section.finish()
+    return spec
+
+
+def _parse_docker_serving(section: _Section) -> DockerServingSpec:
+    defaults = DockerServingSpec()
+    spec = DockerServingSpec(
+        image=section.string("image", defaults.image),
+        network=section.string("network", defaults.network),
+        base_url=section.string("base_url", defaults.base_url),
+        router_admin_url=section.string("router_admin_url", defaults.router_admin_url),
+        router_host=section.string("router_host", defaults.router_host),
+        live_port=section.integer("live_port", defaults.live_port, minimum=1, maximum=65535),
+        container_port=section.integer("container_port", defaults.container_port, minimum=1, maximum=65535),
+    )
     section.finish()
     return spec
 

@@ -45,7 +45,7 @@ def run_monitor(bag):
     return str(getattr(dag_run.state, "value", dag_run.state)), task_states(dag_run)
 
 
-def test_drift_triggers_one_retrain_with_the_summary(tmp_path, monitor, mlflow_store):
+def test_drift_triggers_one_retrain_with_the_summary(tmp_path, monitor, mlflow_store, statsd):
     write_drift_data(tmp_path / "data")
     register_champion_with_reference(mlflow_store)
     before = retrain_runs()
@@ -58,6 +58,13 @@ def test_drift_triggers_one_retrain_with_the_summary(tmp_path, monitor, mlflow_s
     assert conf["drift"]["onset"] == str(DRIFT_START)
     assert "monthly_charges" in conf["drift"]["drifted_features"]
     assert conf["reason"].startswith("drift in ")
+    # The documented drift metrics, one per tested feature, and nothing else of ours.
+    from mlops_airflow.metrics import DRIFT_DRIFTED_FEATURES, DRIFT_KS_STAT, DRIFT_P_VALUE, DRIFT_TVD, find_metric
+
+    names = {line.split(":", 1)[0] for line in statsd.drain()}
+    assert {find_metric(name) for name in names} == {DRIFT_DRIFTED_FEATURES, DRIFT_KS_STAT, DRIFT_P_VALUE, DRIFT_TVD}
+    assert "mlops.drift.churn.monthly_charges.ks_stat" in names
+    assert "mlops.drift.churn.drifted_features" in names
 
 
 def test_without_drift_no_retrain_starts(tmp_path, monitor, mlflow_store):

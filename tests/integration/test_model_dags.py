@@ -44,7 +44,16 @@ NOT_TRAINED = {
 RELEASED = {**dict.fromkeys(RETRAIN_TASKS + RELEASE_TASKS, "success"), "rollback_release": "skipped", "backfill_scores": "skipped"}
 
 
-def test_retrain_promotes_then_score_then_roll_back(airflow_db, dagbag, churn_data, registry, churn_spec):
+def sent_metrics(statsd) -> set[str]:
+    """The names of our metrics that reached the statsd listener; each must be a declared one."""
+    from mlops_airflow.metrics import find_metric
+
+    names = {line.split(":", 1)[0] for line in statsd.drain()}
+    assert [name for name in names if find_metric(name) is None] == []
+    return names
+
+
+def test_retrain_promotes_then_score_then_roll_back(airflow_db, dagbag, churn_data, registry, churn_spec, statsd):
     # retrain: trains for real, evaluates, and promotes the first model on the minimums alone.
     state, tasks, _ = run(dagbag, "retrain_churn", {"window_end": str(DATA_END), "window_days": DATA_DAYS, "reason": "integration test"})
     assert (state, tasks) == ("success", RELEASED)
@@ -90,6 +99,17 @@ def test_retrain_promotes_then_score_then_roll_back(airflow_db, dagbag, churn_da
     assert (state, tasks) == ("success", {"restore_previous_champion": "success", **dict.fromkeys(RELEASE_TASKS, "success"), "rollback_release": "skipped"})
     assert (backend.status().live, backend.status().live_version) == ("blue", "1")
     assert (alias_version(registry, "champion"), alias_version(registry, "previous_champion")) == ("1", "2")
+
+    # Exactly the documented metrics reached statsd under Airflow's prefix, and nothing else of ours.
+    assert sent_metrics(statsd) == {
+        "mlops.data_check.churn.rows",
+        "mlops.data_check.churn.rules_failed",
+        "mlops.promotion.churn.challenger.roc_auc",
+        "mlops.promotion.churn.champion.roc_auc",
+        "mlops.promotion.churn.promoted",
+        "mlops.serving.churn.smoke_latency_ms",
+        "mlops.serving.churn.switch",
+    }
 
 
 def test_batch_score_skips_without_a_champion(airflow_db, dagbag, churn_data, registry):

@@ -121,6 +121,9 @@ class TestValidation:
             pytest.param("drift.min_effect", 1.5, "drift.min_effect", "must be within", id="drift-effect"),
             pytest.param("drift.min_samples", 0, "drift.min_samples", ">= 1", id="drift-samples"),
             pytest.param("drift.cooldown", 3, "drift.cooldown", "unknown field", id="drift-typo"),
+            pytest.param("serving.backend", "swarm", "serving.backend", "must be one of", id="unknown-serving-backend"),
+            pytest.param("serving.docker.live_port", 70000, "serving.docker.live_port", "<= 65535", id="docker-port-too-high"),
+            pytest.param("serving.docker.colour", "blue", "serving.docker.colour", "unknown field", id="docker-typo"),
         ],
     )
     def test_error_names_the_field(self, path, value, field, message):
@@ -143,6 +146,12 @@ class TestValidation:
         monkeypatch.setenv("MLOPS_TRAINING_BACKEND", "slurm")
         with pytest.raises(ModelSpecError, match="MLOPS_TRAINING_BACKEND='slurm'"):
             parse_spec(demo_raw(), source="s")
+
+    def test_docker_serving_section(self, monkeypatch):
+        monkeypatch.setenv("MLOPS_SERVING_BACKEND", "docker")
+        serving = parse_spec(demo_raw(), source="s").serving
+        assert serving.backend == "docker"
+        assert (serving.docker.network, serving.docker.live_port, serving.docker.router_host) == ("mlops-serving", 8000, "serving-router")
 
     def test_optional_fields_may_be_left_out(self):
         raw = demo_raw()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowFailException
 
-from mlops_airflow.metrics import gauge, metric_name
+from mlops_airflow.metrics import DATA_CHECK_ROWS, DATA_CHECK_RULES_FAILED, gauge
 from mlops_airflow.partitions import days_between, partition_uri
 from mlops_airflow.utils.task_args import as_utc_datetime, load_task_spec
 
@@ -211,8 +211,8 @@ class DataContractCheckOperator(BaseOperator):
             "quarantined": quarantined,
         }
         report_uri = self._write_report(report, spec, context)
-        gauge(metric_name("data_check", spec.name, "rules_failed"), len(result.failed_rules))
-        gauge(metric_name("data_check", spec.name, "rows"), result.rows)
+        gauge(DATA_CHECK_RULES_FAILED, len(result.failed_rules), model=spec.name)
+        gauge(DATA_CHECK_ROWS, result.rows, model=spec.name)
 
         if not result.passed:
             moved = f"\nQuarantined {len(quarantined)} partitions under {base_uri}/{QUARANTINE_FOLDER}/{safe_name(run_id)}/" if quarantined else ""

@@ -14,7 +14,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_airflow.constants import CHALLENGER_ALIAS, CHAMPION_ALIAS, DEFAULT_MLFLOW_CONN_ID, TAG_DECISION, TAG_DECISION_REASONS, Decision
 from mlops_airflow.exceptions import MlopsError
-from mlops_airflow.metrics import gauge, metric_name
+from mlops_airflow.metrics import PROMOTION_PRIMARY_METRIC, gauge
 from mlops_airflow.utils.task_args import as_date, load_task_spec
 
 if TYPE_CHECKING:
@@ -116,5 +116,5 @@ class EvaluateChallengerOperator(BaseOperator):
         primary = spec.promotion.primary_metric
         for role in ("challenger", "champion"):
             if report[role] is not None:
-                gauge(metric_name("promotion", spec.name, role, primary), report[role]["metrics"][primary])
+                gauge(PROMOTION_PRIMARY_METRIC, report[role]["metrics"][primary], model=spec.name, role=role, metric=primary)
         return report

@@ -26,7 +26,7 @@ from mlops_airflow.constants import (
     Decision,
 )
 from mlops_airflow.exceptions import MlopsError
-from mlops_airflow.metrics import incr, metric_name
+from mlops_airflow.metrics import PROMOTION_PROMOTED, PROMOTION_REJECTED, incr
 from mlops_airflow.utils.task_args import as_bool
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ class PromoteChampionOperator(BaseOperator):
         verdict = decide(report, approval, force=force, force_reason=str(self.reason), user=getattr(context.get("dag_run"), "triggering_user_name", None))
         if not verdict.promote:
             self._record(hook, report, verdict, Decision.REJECTED, approval, dag_run=dag_run, previous_champion=None)
-            incr(metric_name("promotion", spec.name, "rejected"))
+            incr(PROMOTION_REJECTED, model=spec.name)
             raise AirflowSkipException(f"{name} v{version} not promoted: {'; '.join(verdict.reasons)}")
 
         from mlops_airflow.utils.registry_lock import registry_lock
@@ -140,10 +140,10 @@ class PromoteChampionOperator(BaseOperator):
                 report, verdict = self._reevaluate(context, hook, spec, report, approval, champion, compared_with, force)
                 if not verdict.promote:
                     self._record(hook, report, verdict, Decision.REJECTED, approval, dag_run=dag_run, previous_champion=None)
-                    incr(metric_name("promotion", spec.name, "rejected"))
+                    incr(PROMOTION_REJECTED, model=spec.name)
                     raise AirflowSkipException(f"{name} v{version} not promoted on re-evaluation: {'; '.join(verdict.reasons)}")
             self._move_aliases(hook, name, report, verdict, approval, dag_run=dag_run, champion=champion)
-        incr(metric_name("promotion", spec.name, "promoted"))
+        incr(PROMOTION_PROMOTED, model=spec.name)
         self.log.info("Promoted %s v%s to %s (previous champion: %s); by %s", name, version, CHAMPION_ALIAS, champion, verdict.by)
         return {"decision": str(Decision.PROMOTED), "version": str(version), "previous_champion": champion, "moved": True}
 

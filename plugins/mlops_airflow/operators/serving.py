@@ -16,7 +16,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_airflow.constants import CHAMPION_ALIAS, DEFAULT_MLFLOW_CONN_ID, PREVIOUS_CHAMPION_ALIAS
-from mlops_airflow.metrics import incr, metric_name, timings
+from mlops_airflow.metrics import SERVING_ROLLBACK, SERVING_SMOKE_LATENCY, SERVING_SWITCH, incr, timings
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -119,7 +119,7 @@ class SmokeTestIdleOperator(_ServingOperator):
             max_error_rate=smoke.max_error_rate,
             tolerance=smoke.tolerance,
         )
-        timings(metric_name("serving", spec.name, "smoke_latency_ms"), result.latencies_ms)
+        timings(SERVING_SMOKE_LATENCY, result.latencies_ms, model=spec.name)
         self.log.info("Smoke test of %s v%s on %s: %s", spec.name, release["version"], release["color"], result.as_dict())
         if not result.passed:
             raise AirflowFailException(f"smoke test of {spec.name} v{release['version']} on {release['color']} failed: " + "; ".join(result.problems))
@@ -136,7 +136,7 @@ class SwitchTrafficOperator(_ServingOperator):
         spec, _, backend = self.setup()
         outcome = backend.switch(Color(release["color"]))
         if outcome is SwitchOutcome.SWITCHED:
-            incr(metric_name("serving", spec.name, "switch"))
+            incr(SERVING_SWITCH, model=spec.name)
         self.log.info("%s: live traffic on %s (%s)", spec.name, release["color"], outcome)
         return {"outcome": str(outcome), "color": release["color"], "at": dt.datetime.now(dt.UTC).isoformat()}
 
@@ -207,7 +207,7 @@ class RollbackReleaseOperator(_ServingOperator):
             restored_alias = str(previous.version)
         if restored_color is None and restored_alias is None:
             raise AirflowSkipException(f"nothing to roll back: live serves v{live_version}, champion is v{champion.version if champion else None}")
-        incr(metric_name("serving", spec.name, "rollback"))
+        incr(SERVING_ROLLBACK, model=spec.name)
         self.log.warning(
             "Rolled %s back: live colour %s, champion v%s", spec.name, restored_color or status.live, restored_alias or (champion.version if champion else None)
         )

@@ -10,7 +10,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_airflow.constants import CHAMPION_ALIAS, DEFAULT_MLFLOW_CONN_ID
-from mlops_airflow.metrics import gauge, metric_name
+from mlops_airflow.metrics import DRIFT_DRIFTED_FEATURES, DRIFT_KS_STAT, DRIFT_P_VALUE, DRIFT_TVD, gauge
 from mlops_airflow.utils.task_args import as_date, load_task_spec
 
 if TYPE_CHECKING:
@@ -25,10 +25,10 @@ def send_drift_metrics(spec: ModelSpec, check: DriftCheck) -> None:
     for feature in check.assessment.features:
         if feature.pvalue is None:
             continue
-        effect_name = "ks_stat" if feature.test == "ks" else "tvd"
-        gauge(metric_name("drift", spec.name, feature.feature, effect_name), feature.effect)
-        gauge(metric_name("drift", spec.name, feature.feature, "p_value"), feature.pvalue)
-    gauge(metric_name("drift", spec.name, "drifted_features"), len(check.assessment.drifted_features))
+        effect = DRIFT_KS_STAT if feature.test == "ks" else DRIFT_TVD
+        gauge(effect, feature.effect, model=spec.name, feature=feature.feature)
+        gauge(DRIFT_P_VALUE, feature.pvalue, model=spec.name, feature=feature.feature)
+    gauge(DRIFT_DRIFTED_FEATURES, len(check.assessment.drifted_features), model=spec.name)
 
 
 class KSDriftSensor(BaseSensorOperator):

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
 
 def serving_backend(spec: ModelSpec, *, mlflow_env: dict[str, str]) -> ServingBackend:
-    """``local`` (the embedded default) or ``kubernetes``; ``mlflow_env`` lets local model servers reach the registry."""
+    """``local`` (the embedded default), ``kubernetes`` or ``docker``; ``mlflow_env`` lets local and Docker model servers reach the registry."""
     if spec.serving.backend == "kubernetes":
         from mlops_airflow.serving.kubernetes import KubernetesServingBackend
 
@@ -21,6 +21,10 @@ def serving_backend(spec: ModelSpec, *, mlflow_env: dict[str, str]) -> ServingBa
             replicas=spec.serving.replicas,
             port=spec.serving.port,
         )
+    if spec.serving.backend == "docker":
+        from mlops_airflow.serving.docker import DockerServingBackend
+
+        return DockerServingBackend.from_hook(model=spec.name, spec=spec.serving.docker, env=mlflow_env)
     from mlops_airflow.serving.local import LocalServingBackend
 
     return LocalServingBackend(model=spec.name, env=mlflow_env)

@@ -257,19 +257,10 @@ def test_quarantine_never_overwrites(tmp_path):
     assert (base / f"dt={BAD_DAY}" / "part-0.parquet").exists()
 
 
-def test_metrics_are_sent(tmp_path, monkeypatch):
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.settimeout(5)
-        monkeypatch.setenv("AIRFLOW__METRICS__STATSD_ON", "True")
-        monkeypatch.setenv("AIRFLOW__METRICS__STATSD_HOST", "127.0.0.1")
-        monkeypatch.setenv("AIRFLOW__METRICS__STATSD_PORT", str(listener.getsockname()[1]))
-        write_days(tmp_path / "data", 0)
-        run_check(tmp_path / "data", tmp_path / "reports")
-        received = {listener.recv(1024).decode() for _ in range(2)}
-    assert received == {"mlops.data_check.churn.rules_failed:0|g", f"mlops.data_check.churn.rows:{3 * ROWS}|g"}
+def test_metrics_are_sent(tmp_path, statsd):
+    write_days(tmp_path / "data", 0)
+    run_check(tmp_path / "data", tmp_path / "reports")
+    assert statsd(2) == sorted([f"mlops.data_check.churn.rows:{3 * ROWS}|g", "mlops.data_check.churn.rules_failed:0|g"])
 
 
 def test_bad_interval_is_a_clear_failure(tmp_path):

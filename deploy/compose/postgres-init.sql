@@ -1,0 +1,2 @@
+-- MLflow's tracking and registry store, beside Airflow's metadata database.
+CREATE DATABASE mlflow OWNER airflow;

@@ -1,0 +1,251 @@
+"""The Docker serving backend (the compose stack): scoring containers behind a Caddy router container.
+
+Containers ``<model>-blue`` and ``<model>-green`` run ``mlflow models serve`` on the shared
+Docker network; their labels say which model version they run, and Docker's health check
+(``/ping``) says whether they are ready. The router container is Caddy: this model's
+server on ``live_port`` proxies to one colour, and a switch is one change of its upstream
+through Caddy's admin API, read back afterwards. The containers and the router are the
+state: nothing is kept beside them, so any worker can pick up where another stopped.
+
+Docker calls go through the Docker provider's hook; they are create, start, inspect, stop
+and remove on the two named containers, and a pull when their image is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import TYPE_CHECKING, Any
+
+from mlops_airflow.exceptions import MlopsError
+from mlops_airflow.serving.base import Color, ColorNotReadyError, ColorState, LiveColorError, ServingStatus, SwitchOutcome
+
+if TYPE_CHECKING:
+    from docker import APIClient
+
+    from mlops_airflow.specs import DockerServingSpec
+
+LABEL_MODEL = "mlops-airflow.model"
+LABEL_COLOR = "mlops-airflow.color"
+LABEL_VERSION = "mlops-airflow.model-version"
+LABEL_URI = "mlops-airflow.model-uri"
+_NS = 1_000_000_000  # Docker's health check durations are in nanoseconds
+
+
+class DockerServingError(MlopsError):
+    """The Docker Engine or the router refused or failed a call; retryable."""
+
+
+def container_name(model: str, color: Color) -> str:
+    return f"{model}-{color}"
+
+
+def _http(method: str, url: str, body: Any = None, timeout: float = 10.0) -> tuple[int, bytes]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})  # noqa: S310 - the router's admin URL from the spec
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+    except OSError as err:
+        raise DockerServingError(f"the serving router at {url} did not answer: {err}") from err
+
+
+class DockerServingBackend:
+    """
+    Blue-green serving of one model on a Docker host.
+
+    :param model: the model name; it names the containers and the router's upstream.
+    :param spec: the spec's ``serving.docker`` section.
+    :param api_client: a ``docker.APIClient`` (``DockerHook(...).api_client``).
+    :param env: environment of the model servers (the MLflow URI and credentials).
+    """
+
+    def __init__(self, *, model: str, spec: DockerServingSpec, api_client: APIClient, env: dict[str, str] | None = None) -> None:
+        self.model = model
+        self.spec = spec
+        self.api = api_client
+        self.env = env or {}
+
+    @classmethod
+    def from_hook(cls, *, model: str, spec: DockerServingSpec, env: dict[str, str] | None = None, docker_conn_id: str | None = None) -> DockerServingBackend:
+        """Build the client with the Docker provider's hook; ``docker_conn_id`` only to log in to a registry."""
+        from airflow.providers.docker.hooks.docker import DockerHook
+
+        hook = DockerHook(docker_conn_id=docker_conn_id, base_url=spec.base_url)
+        return cls(model=model, spec=spec, api_client=hook.api_client, env=env)
+
+    # -- Docker ---------------------------------------------------------------------------
+
+    def _inspect(self, color: Color) -> dict[str, Any] | None:
+        from docker.errors import APIError, NotFound
+
+        try:
+            return self.api.inspect_container(container_name(self.model, color))
+        except NotFound:
+            return None
+        except APIError as err:
+            raise DockerServingError(f"inspecting {container_name(self.model, color)} failed: {err}") from err
+
+    def _create(self, color: Color, version: str, model_uri: str) -> str:
+        from docker.errors import APIError, ImageNotFound
+        from docker.utils import parse_repository_tag
+
+        name = container_name(self.model, color)
+        port = self.spec.container_port
+        probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/ping', timeout=2)"
+        arguments = {
+            "image": self.spec.image,
+            "name": name,
+            "command": ["mlflow", "models", "serve", "--model-uri", model_uri, "--env-manager", "local", "--host", "0.0.0.0", "--port", str(port)],  # noqa: S104 - inside its container
+            "environment": {**self.env, "HOME": "/tmp"},  # noqa: S108 - a tmpfs
+            "labels": {LABEL_MODEL: self.model, LABEL_COLOR: str(color), LABEL_VERSION: str(version), LABEL_URI: model_uri},
+            "healthcheck": {"test": ["CMD", "python", "-c", probe], "interval": 2 * _NS, "timeout": 3 * _NS, "retries": 3, "start_period": 300 * _NS},
+            "host_config": self.api.create_host_config(
+                network_mode=self.spec.network,
+                restart_policy={"Name": "unless-stopped"},
+                read_only=True,
+                tmpfs={"/tmp": "size=2g"},  # noqa: S108 - a tmpfs, the only writable path
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges:true"],
+            ),
+        }
+        try:
+            try:
+                created = self.api.create_container(**arguments)
+            except ImageNotFound:
+                repository, tag = parse_repository_tag(self.spec.image)
+                self.api.pull(repository, tag=tag or "latest")
+                created = self.api.create_container(**arguments)
+            self.api.start(created["Id"])
+        except APIError as err:
+            raise DockerServingError(f"starting {name} with {self.model} v{version} failed: {err}") from err
+        return created["Id"]
+
+    def _remove(self, color: Color) -> None:
+        from docker.errors import APIError, NotFound
+
+        name = container_name(self.model, color)
+        try:
+            self.api.stop(name, timeout=30)
+            self.api.remove_container(name, force=True)
+        except NotFound:
+            return
+        except APIError as err:
+            raise DockerServingError(f"removing {name} failed: {err}") from err
+
+    def _state(self, color: Color, container: dict[str, Any] | None) -> ColorState:
+        if container is None:
+            return ColorState(color, None, False, 0, "no container")
+        labels = (container.get("Config") or {}).get("Labels") or {}
+        version = labels.get(LABEL_VERSION)
+        state = container.get("State") or {}
+        if not state.get("Running"):
+            return ColorState(color, version, False, 0, f"{state.get('Status', 'stopped')} (exit code {state.get('ExitCode')})")
+        health = (state.get("Health") or {}).get("Status", "none")
+        return ColorState(color, version, health == "healthy", 1, f"health {health}")
+
+    # -- the router -----------------------------------------------------------------------
+
+    @property
+    def _upstream_id(self) -> str:
+        return f"{self.model}-live"
+
+    def _dial(self, color: Color) -> str:
+        return f"{container_name(self.model, color)}:{self.spec.container_port}"
+
+    def _server(self, color: Color) -> dict[str, Any]:
+        proxy = {
+            "@id": self._upstream_id,
+            "handler": "reverse_proxy",
+            "upstreams": [{"dial": self._dial(color)}],
+            # Scoring has no side effects: a request the outgoing colour dropped may be sent again.
+            "load_balancing": {"retries": 2, "try_interval": "20ms", "retry_match": [{"method": ["GET", "HEAD", "POST"]}]},
+        }
+        return {"listen": [f":{self.spec.live_port}"], "routes": [{"handle": [proxy]}]}
+
+    def proxy_color(self) -> Color | None:
+        """The colour the router sends this model's live traffic to; ``None`` before the first switch."""
+        status, body = _http("GET", f"{self.spec.router_admin_url}/id/{self._upstream_id}/upstreams")
+        if status == 404:
+            return None
+        if status != 200:
+            raise DockerServingError(f"the serving router answered {status} for {self.model}'s upstream: {body[:300]!r}")
+        dials = {upstream.get("dial") for upstream in json.loads(body or b"null") or []}
+        return next((color for color in Color if self._dial(color) in dials), None)
+
+    # -- the protocol ---------------------------------------------------------------------
+
+    def status(self) -> ServingStatus:
+        return ServingStatus(live=self.proxy_color(), colors={color: self.is_ready(color) for color in Color})
+
+    def is_ready(self, color: Color) -> ColorState:
+        return self._state(color, self._inspect(color))
+
+    def deploy(self, color: Color, version: str, model_uri: str) -> bool:
+        if self.proxy_color() is color:
+            raise LiveColorError(f"refusing to deploy {self.model} v{version} onto {color}: it is the live colour")
+        container = self._inspect(color)
+        if container is not None:
+            labels = (container.get("Config") or {}).get("Labels") or {}
+            running = (container.get("State") or {}).get("Running")
+            if running and labels.get(LABEL_VERSION) == str(version) and labels.get(LABEL_URI) == model_uri:
+                return False
+            self._remove(color)
+        self._create(color, str(version), model_uri)
+        return True
+
+    def wait_ready(self, color: Color, *, timeout: float, poll: float = 2.0) -> ColorState:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.is_ready(color)
+            if state.ready:
+                return state
+            if state.replicas == 0 or state.detail == "health unhealthy" or time.monotonic() >= deadline:
+                raise ColorNotReadyError(f"{container_name(self.model, color)} is not ready after {timeout:.0f} s ({state.detail}){self._log_tail(color)}")
+            time.sleep(poll)
+
+    def _log_tail(self, color: Color) -> str:
+        try:
+            tail = self.api.logs(container_name(self.model, color), tail=15).decode(errors="replace").strip()
+        except Exception:  # the tail is a courtesy; the error above is what matters
+            return ""
+        return f"; log tail:\n{tail}" if tail else ""
+
+    def preview_url(self, color: Color) -> str:
+        return f"http://{container_name(self.model, color)}:{self.spec.container_port}"
+
+    def live_url(self) -> str:
+        return f"http://{self.spec.router_host}:{self.spec.live_port}"
+
+    def switch(self, color: Color) -> SwitchOutcome:
+        current = self.proxy_color()
+        if current is color:
+            return SwitchOutcome.ALREADY_LIVE
+        state = self.is_ready(color)
+        if not state.ready:
+            raise ColorNotReadyError(f"refusing to switch {self.model} to {color}: {state.detail}")
+        admin = self.spec.router_admin_url
+        if current is None:  # the first release: this model's server appears on the router
+            status, body = _http("PUT", f"{admin}/config/apps/http/servers/{self.model}", self._server(color))
+            if status == 409:
+                status, body = _http("PATCH", f"{admin}/config/apps/http/servers/{self.model}", self._server(color))
+        else:  # one change of the upstream
+            status, body = _http("PATCH", f"{admin}/id/{self._upstream_id}/upstreams", [{"dial": self._dial(color)}])
+        if status != 200:
+            raise DockerServingError(f"the serving router refused the switch of {self.model} to {color}: {status} {body[:300]!r}")
+        after = self.proxy_color()
+        if after is not color:
+            raise DockerServingError(f"the serving router reads back {after} after the switch of {self.model} to {color}")
+        return SwitchOutcome.SWITCHED
+
+    def scale_down(self, color: Color) -> bool:
+        if self.proxy_color() is color:
+            raise LiveColorError(f"refusing to scale down {container_name(self.model, color)}: it is the live colour")
+        if self._inspect(color) is None:
+            return False
+        self._remove(color)
+        return True

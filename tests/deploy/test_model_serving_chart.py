@@ -1,0 +1,123 @@
+"""helm/model-serving: lint, render with a real helm, validate, restricted pods, and the backend drives what it renders."""
+
+from __future__ import annotations
+
+import subprocess
+
+import kubernetes_validate
+import pytest
+import yaml
+from fake_kubernetes import FakeCluster, FakeKubernetesServer
+from helm_binary import helm_binary
+from helpers import REPO_ROOT
+
+from mlops_airflow.serving.base import Color, SwitchOutcome
+from mlops_airflow.serving.kubernetes import CONTAINER, VERSION_ANNOTATION, KubernetesServingBackend
+from mlops_airflow.serving.kubernetes_manifests import serving_manifests, switch_role_rules
+from mlops_airflow.utils.pod_security import restricted_violations
+
+CHART = REPO_ROOT / "helm" / "model-serving"
+K8S_VERSION = "1.33"
+NAMESPACE = "mlops"
+
+
+@pytest.fixture(scope="module")
+def helm():
+    return str(helm_binary())
+
+
+def render(helm: str, *values: str, model: str = "churn") -> list[dict]:
+    command = [helm, "template", f"{model}-serving", str(CHART), "--namespace", NAMESPACE, "--set", f"model={model}"]
+    for value in values:
+        command += ["--set", value]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
+    return {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == kind}
+
+
+def test_helm_lint_passes(helm):
+    result = subprocess.run([helm, "lint", "--strict", str(CHART)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_rendered_manifest_validates(helm):
+    docs = render(helm)
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    kinds = sorted(doc["kind"] for doc in docs)
+    assert kinds == sorted(
+        ["ServiceAccount", "Deployment", "Deployment", "Service", "Service", "Role", "RoleBinding", "PodDisruptionBudget", "PodDisruptionBudget"]
+    )
+    assert {doc["metadata"]["namespace"] for doc in docs} == {NAMESPACE}
+
+
+def test_pods_pass_the_restricted_pod_security_standard(helm):
+    deployments = by_kind(render(helm), "Deployment")
+    assert set(deployments) == {"churn-blue", "churn-green"}
+    for deployment in deployments.values():
+        pod = {"spec": deployment["spec"]["template"]["spec"]}
+        assert restricted_violations(pod) == []
+        assert pod["spec"]["automountServiceAccountToken"] is False
+        (container,) = pod["spec"]["containers"]
+        assert {"readinessProbe", "livenessProbe", "startupProbe", "resources"} <= set(container)
+
+
+def test_a_weakened_pod_is_caught(helm):
+    """The restricted check above can fail: a chart value that breaks it is reported."""
+    deployment = by_kind(render(helm), "Deployment")["churn-blue"]
+    pod = {"spec": deployment["spec"]["template"]["spec"]}
+    pod["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    assert restricted_violations(pod)
+
+
+def test_role_is_exactly_what_the_switch_needs(helm):
+    docs = render(helm, "switcher.serviceAccount=airflow-worker", "switcher.namespace=airflow")
+    (role,) = by_kind(docs, "Role").values()
+    assert role["rules"] == switch_role_rules("churn")
+    (binding,) = by_kind(docs, "RoleBinding").values()
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "airflow-worker", "namespace": "airflow"}]
+
+
+def test_the_chart_and_the_python_manifests_agree(helm):
+    """Two ways to create the objects (the chart, `python -m mlops_airflow.serving.kubernetes_manifests`): same names, selectors, container."""
+    chart = render(helm, "model=fraud", model="fraud")
+    python = serving_manifests(
+        model="fraud", namespace=NAMESPACE, image="x", tracking_uri="http://mlflow", switcher_service_account="airflow-worker", switcher_namespace="airflow"
+    )
+    for kind in ("Deployment", "Service", "ServiceAccount", "Role"):
+        assert set(by_kind(chart, kind)) == set(by_kind(python, kind)), kind
+    for name, service in by_kind(python, "Service").items():
+        assert by_kind(chart, "Service")[name]["spec"]["selector"] == service["spec"]["selector"]
+    for name, deployment in by_kind(chart, "Deployment").items():
+        assert deployment["spec"]["selector"] == by_kind(python, "Deployment")[name]["spec"]["selector"]
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["name"] == CONTAINER
+        assert VERSION_ANNOTATION in deployment["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_the_serving_backend_releases_onto_what_the_chart_renders(helm):
+    """Seed a fake API server with the rendered objects: deploy, wait, switch and scale down all work on them."""
+    from kubernetes import client
+
+    cluster = FakeCluster(NAMESPACE, rollout_reads=1)
+    for doc in render(helm):
+        if doc["kind"] in ("Deployment", "Service"):
+            cluster.add(doc)
+    with FakeKubernetesServer(cluster) as server:
+        configuration = client.Configuration()
+        configuration.host = server.url
+        backend = KubernetesServingBackend(model="churn", namespace=NAMESPACE, api_client=client.ApiClient(configuration), replicas=2)
+        assert backend.status().live is Color.BLUE  # the chart's default live colour, not yet ready
+        assert backend.deploy(Color.GREEN, "1", "models:/churn/1") is True
+        assert backend.wait_ready(Color.GREEN, timeout=10, poll=0.01).ready
+        assert backend.switch(Color.GREEN) is SwitchOutcome.SWITCHED
+        assert (backend.status().live, backend.status().live_version) == (Color.GREEN, "1")
+        deployment = cluster.get("Deployment", "churn-green")
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert {"name": "MODEL_URI", "value": "models:/churn/1"} in container["env"]
+    assert cluster.unready_switches == []
