@@ -12,6 +12,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, CronTriggerTimetable, Param
 
+from mlops_airflow.alerts import FailureAlert
 from mlops_airflow.constants import (
     BATCH_SCORE_DAG_PREFIX,
     DRIFT_MONITOR_DAG_PREFIX,
@@ -63,6 +64,8 @@ def _default_args(spec: ModelSpec) -> dict:
         "retry_delay": dt.timedelta(minutes=2),
         "retry_exponential_backoff": True,
         "max_retry_delay": dt.timedelta(minutes=30),
+        # Every failed try posts to the alert webhook (connection mlops_alerts); never raises.
+        "on_failure_callback": FailureAlert(),
     }
 
 

@@ -117,6 +117,12 @@ METRICS: tuple[Metric, ...] = (
     DRIFT_DRIFTED_FEATURES := Metric(
         "drift.<model>.drifted_features", MetricKind.GAUGE, "mlops_drift_drifted_features", "features that drifted in the last drift check"
     ),
+    ALERT_DELIVERY_FAILED := Metric(
+        "alerts.<dag>.delivery_failed",
+        MetricKind.COUNTER,
+        "mlops_alert_delivery_failures_total",
+        "failure alerts the webhook did not take (the alert is in the task log instead)",
+    ),
 )
 
 

@@ -1,0 +1,132 @@
+"""Failure alerts: the message, and a callback that never raises and returns in bounded time whatever the webhook does."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+
+import pytest
+
+from mlops_airflow.alerts import FailureAlert, alert_message
+
+TOKEN = "alert-token-canary-7f3a"
+
+
+class Webhook:
+    """A local webhook that answers 200, answers 500, or hangs."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.received: list[dict] = []
+        self.headers: list[dict] = []
+        self.release = threading.Event()
+        webhook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                webhook.received.append(json.loads(body))
+                webhook.headers.append(dict(self.headers))
+                if webhook.mode == "hang":
+                    webhook.release.wait(60)
+                    return
+                self.send_response(200 if webhook.mode == "ok" else 500)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/mlops"
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def refused_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/hooks/mlops"  # nothing listens there now
+
+
+def context(error: Exception | None = None) -> dict:
+    ti = SimpleNamespace(dag_id="retrain_churn", task_id="promote_champion", run_id="manual__2026-11-23T00:00:00+00:00", try_number=2, log_url=None)
+    return {"ti": ti, "exception": error or ValueError("gate non-inferiority roc_auc failed: lower bound -0.11 < -0.005")}
+
+
+def use_webhook(monkeypatch, url: str) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_MLOPS_ALERTS", json.dumps({"conn_type": "http", "host": url, "password": TOKEN}))
+
+
+def test_the_message_names_dag_task_run_try_error_and_log(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.example.com")
+    message = alert_message(context())
+    assert message["text"].startswith("[mlops-airflow] retrain_churn.promote_champion failed (run manual__2026-11-23T00:00:00+00:00, try 2): ValueError: gate")
+    assert message["log_url"] == "http://airflow.example.com/dags/retrain_churn/runs/manual__2026-11-23T00%3A00%3A00%2B00%3A00/tasks/promote_champion"
+    assert "lower bound -0.11" in message["error"]
+
+
+def test_delivered_with_the_token_as_bearer(monkeypatch, caplog):
+    webhook = Webhook("ok")
+    try:
+        use_webhook(monkeypatch, webhook.url)
+        FailureAlert(timeout=5)(context())
+        (payload,) = webhook.received
+        assert payload["dag_id"] == "retrain_churn"
+        assert payload["text"].startswith("[mlops-airflow] retrain_churn.promote_champion failed")
+        assert webhook.headers[0]["Authorization"] == f"Bearer {TOKEN}"
+    finally:
+        webhook.close()
+    assert TOKEN not in caplog.text
+    assert webhook.url not in caplog.text
+
+
+@pytest.mark.parametrize("mode", ["500", "hang", "refused"])
+def test_a_failing_webhook_never_raises_returns_in_time_and_the_alert_is_logged(monkeypatch, caplog, statsd, mode):
+    webhook = None if mode == "refused" else Webhook(mode)
+    try:
+        use_webhook(monkeypatch, refused_url() if webhook is None else webhook.url)
+        started = time.monotonic()
+        FailureAlert(timeout=2)(context())
+        took = time.monotonic() - started
+    finally:
+        if webhook:
+            webhook.close()
+    print(f"\nalert callback, webhook {mode}: returned in {took * 1000:.0f} ms")
+    assert took < 2 + 1.0  # the timeout plus scheduling slack; never the webhook's 60 s hang
+    assert "FAILURE ALERT (not delivered" in caplog.text
+    assert "retrain_churn.promote_champion failed" in caplog.text
+    assert TOKEN not in caplog.text
+    assert statsd(1) == ["mlops.alerts.retrain_churn.delivery_failed:1|c"]
+
+
+def test_without_a_connection_the_alert_goes_to_the_log(caplog):
+    FailureAlert(conn_id="no_such_alert_channel", timeout=1)(context())
+    assert "not delivered: no connection no_such_alert_channel" in caplog.text
+
+
+def test_even_a_broken_context_does_not_raise():
+    FailureAlert(timeout=1)({})
+
+
+def test_every_model_dag_alerts_on_failure():
+    from mlops_airflow import dag_factory
+
+    builders = (dag_factory.build_retrain_dag, dag_factory.build_drift_monitor_dag, dag_factory.build_batch_score_dag, dag_factory.build_rollback_dag)
+    for dag in (build(spec) for spec in dag_factory.model_specs() for build in builders):
+        for task in dag.tasks:
+            callbacks = task.on_failure_callback if isinstance(task.on_failure_callback, list) else [task.on_failure_callback]
+            assert any(isinstance(callback, FailureAlert) for callback in callbacks), f"{dag.dag_id}.{task.task_id}"
