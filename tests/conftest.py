@@ -174,6 +174,44 @@ def statsd(monkeypatch):
     listener.close()
 
 
+class MetadataDatabaseTouchedError(AssertionError):
+    """Task code reached for Airflow's metadata database (the Task SDK rule forbids it)."""
+
+
+class _NoDatabase:
+    def __getattr__(self, name):
+        raise MetadataDatabaseTouchedError(f"task code used airflow.settings.{name}: the metadata database is off limits")
+
+    def __call__(self, *args, **kwargs):
+        raise MetadataDatabaseTouchedError("task code opened an Airflow metadata database session")
+
+
+@pytest.fixture
+def no_metadata_db(monkeypatch):
+    """Airflow's metadata database made unusable: creating its engine or a session fails the test.
+
+    Other databases (the MLflow store's SQLite) still work: only Airflow's URL is refused.
+    """
+    import sqlalchemy
+    import sqlalchemy.engine
+    from airflow import settings
+    from airflow.configuration import conf
+
+    forbidden = conf.get("database", "sql_alchemy_conn")
+    real_create_engine = sqlalchemy.create_engine
+
+    def guarded_create_engine(url, *args, **kwargs):
+        if str(url) == forbidden:
+            raise MetadataDatabaseTouchedError(f"task code created an engine for Airflow's metadata database ({forbidden})")
+        return real_create_engine(url, *args, **kwargs)
+
+    monkeypatch.setattr(sqlalchemy, "create_engine", guarded_create_engine)
+    monkeypatch.setattr(sqlalchemy.engine, "create_engine", guarded_create_engine)
+    for name in ("engine", "Session", "NonScopedSession"):
+        monkeypatch.setattr(settings, name, _NoDatabase(), raising=False)
+    return
+
+
 @pytest.fixture(autouse=True)
 def _restore_mlflow_uris():
     """MLflow keeps its tracking and registry URIs in module globals and in the environment;

@@ -1,2 +1,3 @@
--- MLflow's tracking and registry store, beside Airflow's metadata database.
+-- MLflow's tracking and registry store, and its basic-auth users, beside Airflow's metadata database.
 CREATE DATABASE mlflow OWNER airflow;
+CREATE DATABASE mlflow_auth OWNER airflow;

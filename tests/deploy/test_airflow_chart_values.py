@@ -117,3 +117,17 @@ def test_the_training_namespace_manifest_validates():
     (role,) = [d for d in docs if d["kind"] == "Role"]
     assert all("*" not in rule["verbs"] + rule["resources"] for rule in role["rules"])
     assert "secrets" not in {r for rule in role["rules"] for r in rule["resources"]}
+
+
+def test_the_mlflow_identity_job_validates_takes_secrets_from_kubernetes_and_is_restricted():
+    from mlops_airflow.utils.pod_security import restricted_violations
+
+    (job,) = yaml.safe_load_all((REPO_ROOT / "helm" / "airflow" / "mlflow-pipeline-identity.yaml").read_text())
+    kubernetes_validate.validate(job, "1.33", strict=True)
+    pod = job["spec"]["template"]
+    assert restricted_violations(pod) == []
+    (container,) = pod["spec"]["containers"]
+    assert container["command"][:4] == ["python", "-m", "mlops_airflow.mlflow_auth", "setup"]
+    secrets = {entry["name"] for entry in container["env"] if "valueFrom" in entry}
+    assert secrets == {"MLFLOW_AUTH_ADMIN_PASSWORD", "MLOPS_MLFLOW_PIPELINE_USER", "MLOPS_MLFLOW_PIPELINE_PASSWORD"}
+    assert not any("password" in str(entry.get("value", "")).lower() for entry in container["env"])

@@ -20,7 +20,7 @@ from mlops_airflow.specs import DockerServingSpec
 COMPOSE = REPO_ROOT / "docker-compose.yaml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
 # One-shot services: they exit, and the others wait for `service_completed_successfully`.
-NO_HEALTHCHECK = {"airflow-init"}
+NO_HEALTHCHECK = {"airflow-init", "mlflow-init"}
 AIRFLOW_SERVICES = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker", "airflow-init"}
 SECRET_WORDS = re.compile(r"password|secret|fernet|token|api_key", re.IGNORECASE)
 VARIABLE = re.compile(r"(?<!\$)\$\{([A-Z0-9_]+)(?::?([-?])([^}]*))?\}")
@@ -102,16 +102,20 @@ def test_no_secret_is_a_literal(raw):
         elif isinstance(node, str):
             yield path, node
 
+    def is_reference(text: str) -> bool:
+        """${VAR} (Compose fills it in from .env) or $${VAR} (the container's shell reads its environment)."""
+        return VARIABLE.fullmatch(text.strip()) is not None or re.fullmatch(r"\$\$\{[A-Z0-9_]+\}", text.strip()) is not None
+
     problems = []
     for path, value in walk(raw):
         key = path.rsplit(".", 1)[-1]
-        if SECRET_WORDS.search(key) and not key.endswith("_FILE") and not VARIABLE.fullmatch(value.strip()):
+        if SECRET_WORDS.search(key) and not key.endswith("_FILE") and not is_reference(value):
             problems.append(path)
         for found in re.finditer(r'"password":\s*"([^"]*)"', value):
-            if not VARIABLE.fullmatch(found.group(1)):
+            if not is_reference(found.group(1)):
                 problems.append(path)
         for found in re.finditer(r"://[^:/@\s]+:([^@\s]+)@", value):
-            if not VARIABLE.fullmatch(found.group(1)):
+            if not is_reference(found.group(1)):
                 problems.append(path)
     assert problems == [], problems
 
@@ -141,10 +145,30 @@ def test_services_reach_each_other_by_name(compose):
     for conn in ("AIRFLOW_CONN_MLFLOW_DEFAULT", "AIRFLOW_CONN_AIRFLOW_API"):
         connection = json.loads(env[conn])  # valid JSON once interpolated
         reachable(urlparse(connection["host"]).hostname, "airflow-worker")
-    mlflow_store = services["mlflow"]["command"][services["mlflow"]["command"].index("--backend-store-uri") + 1]
-    reachable(urlparse(mlflow_store).hostname, "mlflow")
-    assert (REPO_ROOT / "deploy/compose/postgres-init.sql").read_text().count("CREATE DATABASE mlflow") == 1
-    assert urlparse(mlflow_store).path == "/mlflow"
+    script = services["mlflow"]["command"][-1]
+    mlflow_store = re.search(r'--backend-store-uri "([^"]+)"', script).group(1)
+    auth_store = re.search(r"database_uri = (\S+)", script).group(1)
+    for store, database in ((mlflow_store, "mlflow"), (auth_store, "mlflow_auth")):
+        reachable(urlparse(store).hostname, "mlflow")
+        assert urlparse(store).path == f"/{database}"
+        assert f"CREATE DATABASE {database} OWNER airflow;" in (REPO_ROOT / "deploy/compose/postgres-init.sql").read_text()
+    reachable(urlparse(services["mlflow-init"]["entrypoint"][-1]).hostname, "mlflow-init")
+
+
+def test_mlflow_runs_with_basic_auth_and_the_pipeline_has_its_own_identity(compose):
+    services = compose["services"]
+    script = services["mlflow"]["command"][-1]
+    assert "mlflow server --app-name basic-auth" in script
+    assert "default_permission = READ" in script
+    env = environment(services["mlflow"])
+    assert env["MLFLOW_AUTH_CONFIG_PATH"] == "/tmp/basic_auth.ini"
+    assert services["mlflow-init"]["entrypoint"][:4] == ["python", "-m", "mlops_airflow.mlflow_auth", "setup"]
+    init_env = environment(services["mlflow-init"])
+    connection = json.loads(environment(services["airflow-worker"])["AIRFLOW_CONN_MLFLOW_DEFAULT"])
+    assert connection["login"] == init_env["MLOPS_MLFLOW_PIPELINE_USER"] != "admin"
+    assert connection["password"] == init_env["MLOPS_MLFLOW_PIPELINE_PASSWORD"]
+    for name in AIRFLOW_SERVICES:
+        assert services[name]["depends_on"]["mlflow-init"]["condition"] == "service_completed_successfully"
 
 
 def test_the_docker_serving_backend_finds_its_router_and_network(compose):

@@ -45,17 +45,21 @@ def dagbag(tmp_path, monkeypatch):
 
 
 @contextlib.contextmanager
-def running_mlflow_server(folder: Path):
-    """Start ``mlflow server`` on a free loopback port (SQLite + local artifacts under ``folder``); yield its URL."""
+def running_mlflow_server(folder: Path, *, app_name: str | None = None, env: dict[str, str] | None = None):
+    """Start ``mlflow server`` on a free loopback port (SQLite + local artifacts under ``folder``); yield its URL.
+
+    :param app_name: e.g. ``basic-auth`` (configure it through ``env``).
+    """
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})}
     command = [
         str(Path(sys.executable).parent / "mlflow"), "server",
         "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
         "--artifacts-destination", str(folder / "artifacts"),
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        *(["--app-name", app_name] if app_name else []),
     ]  # fmt: skip
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

@@ -24,7 +24,8 @@ from mlops_airflow.exceptions import TrackingServerUnavailableError
 from mlops_airflow.operators.evaluation import EvaluateChallengerOperator
 from mlops_airflow.operators.registry import PromoteChampionOperator
 
-pytestmark = pytest.mark.integration
+# Task code runs with Airflow's metadata database made unusable (the Task SDK rule).
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_metadata_db")]
 
 END = dt.date(2026, 4, 15)
 DAYS = 14
@@ -304,4 +305,29 @@ def test_a_promotion_that_fails_half_way_is_undone(world, monkeypatch, failing):
         assert tags["mlops.decision"] == "failed"
         assert "alias move undone" in tags["mlops.decision.reasons"]
     finally:
+        world.client.delete_registered_model_alias("churn", "previous_champion")
+
+
+def test_scoring_rollback_and_the_partition_sensor_need_no_metadata_db(world):
+    """The operators the table above does not run: a scored day, a manual rollback, a partition wait."""
+    if world.seed != SEEDS[0]:
+        pytest.skip("one seed is enough: nothing here depends on the data's seed")
+    import pandas as pd
+
+    from mlops_airflow.operators.registry import RestorePreviousChampionOperator
+    from mlops_airflow.operators.scoring import BatchScoreOperator
+    from mlops_airflow.sensors.partitions import PartitionSensor
+
+    day = END - dt.timedelta(days=1)
+    assert PartitionSensor(task_id="wait", base_uri=world.spec.data.uri, start=str(day)).poke(task_context()) is True
+    scored = BatchScoreOperator(task_id="score", spec_path=world.spec_path, partition_date=str(day)).execute(task_context())
+    assert scored["rows"] == ROWS_PER_DAY
+    assert len(pd.read_parquet(f"{world.spec.data.predictions_uri}/dt={day}/predictions.parquet")) == ROWS_PER_DAY
+    previous = world.register(world.fit({"max_iter": 1, "max_depth": 1}))
+    world.client.set_registered_model_alias("churn", "previous_champion", previous)
+    try:
+        RestorePreviousChampionOperator(task_id="restore", registered_model_name="churn").execute(task_context())
+        assert world.aliases() == {"champion": previous, "previous_champion": world.champion}
+    finally:
+        world.client.set_registered_model_alias("churn", "champion", world.champion)
         world.client.delete_registered_model_alias("churn", "previous_champion")

@@ -11,6 +11,7 @@ from airflow.sdk import BaseHook
 
 from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID
 from mlops_airflow.exceptions import TrackingServerUnavailableError
+from mlops_airflow.mlflow_auth import refuse_default_admin_password
 from mlops_airflow.tracking import tracking_server_problem
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ class MlflowHook(BaseHook):
         # The URIs are passed explicitly below, so they do not leak into the process environment.
         os.environ.update({k: v for k, v in self.get_env().items() if k.endswith(("_USERNAME", "_PASSWORD"))})
         uri = self.get_tracking_uri()
+        refuse_default_admin_password(uri)
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
     def get_conn(self) -> MlflowClient:
@@ -136,6 +138,7 @@ class MlflowHook(BaseHook):
         problem = tracking_server_problem(self.get_tracking_uri(), timeout)
         if problem:
             raise TrackingServerUnavailableError(problem)
+        refuse_default_admin_password(self.get_tracking_uri(), timeout=timeout)
 
     def get_run_params(self, run_id: str) -> dict[str, str]:
         return dict(self.client.get_run(run_id).data.params)
