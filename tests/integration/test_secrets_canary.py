@@ -1,0 +1,212 @@
+"""A canary secret in every connection the DAGs use must surface nowhere it could be read.
+
+The connections ``mlflow_default``, ``airflow_api`` and ``mlops_alerts`` carry canary
+passwords. The model DAGs run with ``dag.test()`` against a real MLflow store, the local
+serving backend, a fake Airflow REST API (for the backfill) and a fake alert webhook (for
+a run that fails on purpose). Then every place a secret could leak is searched: the task
+logs (everything written to stdout, stderr and the log handlers), XCom values, rendered
+template fields, DAG run confs, the training pod's spec, MLflow tags, params and
+artifacts, and every file the run left on disk. The positive controls check that the
+canaries did reach the services they are for, so the search is not vacuous.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from helpers import DATA_DAYS, DATA_END, REPO_ROOT, task_states
+
+pytestmark = pytest.mark.integration
+
+CANARY = "CANARY-d41d8cd98f"
+SECRETS = {conn: f"{CANARY}-{conn}" for conn in ("mlflow_default", "airflow_api", "mlops_alerts")}
+
+
+class FakeServices:
+    """Airflow's REST API (token, backfills) and an alert webhook, recording what they were sent."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        services = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _answer(self, status: int, body: dict) -> None:
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _record(self) -> dict:
+                length = int(self.headers.get("Content-Length") or 0)
+                entry = {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": self.rfile.read(length).decode()}
+                services.requests.append(entry)
+                return entry
+
+            def do_GET(self):
+                self._record()
+                self._answer(200, {"backfills": [], "total_entries": 0})
+
+            def do_POST(self):
+                entry = self._record()
+                if self.path == "/auth/token":
+                    return self._answer(201, {"access_token": "token-from-the-fake-api"})
+                if self.path == "/api/v2/backfills":
+                    body = json.loads(entry["body"])
+                    return self._answer(200, {"id": 1, **body})
+                return self._answer(200, {})  # the alert webhook
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def canary_connections(monkeypatch, mlflow_store):
+    services = FakeServices()
+    connections = {
+        "mlflow_default": {"conn_type": "http", "login": "mlops-pipeline", "password": SECRETS["mlflow_default"], "extra": {"tracking_uri": mlflow_store}},
+        "airflow_api": {"conn_type": "http", "host": services.url, "login": "admin", "password": SECRETS["airflow_api"]},
+        "mlops_alerts": {"conn_type": "http", "host": f"{services.url}/hooks/alerts", "password": SECRETS["mlops_alerts"]},
+    }
+    for conn_id, connection in connections.items():
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(connection))
+    yield services
+    services.close()
+
+
+def run(dagbag, dag_id: str, conf: dict):
+    dag_run = dagbag.dags[dag_id].test(run_conf=conf, logical_date=dt.datetime.combine(DATA_END, dt.time(), tzinfo=dt.UTC))
+    return str(getattr(dag_run.state, "value", dag_run.state)), task_states(dag_run), dag_run.run_id
+
+
+def metadata_rows(dag_ids: set[str]) -> dict[str, list[str]]:
+    """XCom values, rendered template fields and run confs of these DAGs, as text."""
+    from airflow.models import DagRun
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return {
+            "xcom": [f"{x.dag_id}.{x.task_id}.{x.key}={x.value!r}" for x in session.query(XComModel).filter(XComModel.dag_id.in_(dag_ids))],
+            "rendered": [
+                f"{r.dag_id}.{r.task_id}={json.dumps(r.rendered_fields, default=str)}"
+                for r in session.query(RenderedTaskInstanceFields).filter(RenderedTaskInstanceFields.dag_id.in_(dag_ids))
+            ],
+            "conf": [f"{r.dag_id}={json.dumps(r.conf, default=str)}" for r in session.query(DagRun).filter(DagRun.dag_id.in_(dag_ids))],
+        }
+
+
+def mlflow_text(tracking_uri: str) -> list[str]:
+    """Every tag and param of every run, model version and registered model."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri, tracking_uri)
+    found = []
+    for experiment in client.search_experiments():
+        for mlflow_run in client.search_runs([experiment.experiment_id]):
+            found.append(f"run {mlflow_run.info.run_id} params={mlflow_run.data.params} tags={mlflow_run.data.tags}")
+    for model in client.search_registered_models():
+        found.append(f"model {model.name} tags={model.tags}")
+        for version in client.search_model_versions(f"name = '{model.name}'"):
+            found.append(f"version {model.name}/{version.version} tags={version.tags}")
+    return found
+
+
+def files_containing(root: Path, needle: bytes) -> list[str]:
+    hits = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            try:
+                if needle in path.read_bytes():
+                    hits.append(str(path))
+            except OSError:
+                continue
+    return hits
+
+
+def test_the_canary_secrets_leak_nowhere(airflow_db, dagbag, churn_data, canary_connections, mlflow_store, tmp_path, capfd, caplog, monkeypatch):
+    from mlops_airflow.serving.local import default_state_dir
+
+    # retrain: every step of a release, and the backfill of a drift-started run (fake API).
+    drift = {
+        "onset": str(DATA_END - dt.timedelta(days=3)),
+        "backfill_start": str(DATA_END - dt.timedelta(days=3)),
+        "backfill_end": str(DATA_END - dt.timedelta(days=1)),
+    }
+    conf = {"window_end": str(DATA_END), "window_days": DATA_DAYS, "reason": "canary", "drift": drift}
+    state, tasks, _ = run(dagbag, "retrain_churn", conf)
+    assert state == "success", tasks
+    assert tasks["backfill_scores"] == "success"
+    # batch scoring with the new champion, then a rollback that fails (no previous champion): the alert goes out.
+    assert run(dagbag, "batch_score_churn", {"partition_date": str(DATA_END - dt.timedelta(days=2))})[0] == "success"
+    assert run(dagbag, "rollback_churn", {"reason": "canary"})[0] == "failed"
+
+    # Positive controls: each canary reached the service it is for.
+    sent = canary_connections.requests
+    token = next(r for r in sent if r["path"] == "/auth/token")
+    assert json.loads(token["body"])["password"] == SECRETS["airflow_api"]
+    alert = next(r for r in sent if r["path"] == "/hooks/alerts")
+    assert alert["headers"]["Authorization"] == f"Bearer {SECRETS['mlops_alerts']}"
+    assert "rollback_churn.restore_previous_champion failed" in json.loads(alert["body"])["text"]
+
+    # The pod a Kubernetes training run would start, built with the same connections.
+    import yaml
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "fake", "cluster": {"server": "https://127.0.0.1:6443"}}],
+                "users": [{"name": "fake", "user": {"token": "not-a-secret"}}],
+                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": "mlops"}}],
+                "current-context": "fake",
+            }
+        )
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("MLOPS_TRAINING_BACKEND", "kubernetes")
+    from kubernetes.client import ApiClient
+
+    from mlops_airflow.operators.training_pod import ModelTrainingPodOperator, training_pod_kwargs
+    from mlops_airflow.specs import load_spec
+
+    spec = load_spec(REPO_ROOT / "include" / "models" / "churn.yaml")
+    pod_operator = ModelTrainingPodOperator(
+        **training_pod_kwargs(spec), task_id="train_model", spec_path=spec.source, window_start="2026-01-01", window_end="2026-01-29"
+    )
+    pod = json.dumps(ApiClient().sanitize_for_serialization(pod_operator.build_pod_request_obj()))
+    from mlops_airflow.hooks.mlflow import MlflowHook
+
+    captured = capfd.readouterr()
+    places = {
+        "task logs": captured.out + captured.err + caplog.text,
+        "pod spec": pod,
+        "tracking URI given to pods": MlflowHook().get_tracking_uri(),
+        "MLflow tags and params": "\n".join(mlflow_text(mlflow_store)),
+        **{name: "\n".join(rows) for name, rows in metadata_rows({"retrain_churn", "batch_score_churn", "rollback_churn"}).items()},
+    }
+    assert places["task logs"], "the task logs were not captured"
+    assert places["xcom"], "no XCom was found to search"
+    leaks = {place: text.count(CANARY) for place, text in places.items() if CANARY in text}
+    # Files: MLflow artifacts (models, reports, decision records), serving state, predictions, data reports.
+    files = files_containing(tmp_path, CANARY.encode()) + files_containing(default_state_dir(), CANARY.encode())
+    print(f"\ncanary hits: {sum(leaks.values())} in {sorted(leaks) or 'no place'}; files: {len(files)}; places searched: {sorted(places)}")
+    assert leaks == {}
+    assert files == []
