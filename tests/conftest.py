@@ -212,6 +212,21 @@ def no_metadata_db(monkeypatch):
     return
 
 
+# Test folders whose tests run task code (operators, sensors) with the metadata database off.
+TASK_CODE_TEST_FOLDERS = (Path(__file__).parent / "unit" / "operators", Path(__file__).parent / "unit" / "sensors")
+
+
+@pytest.fixture(autouse=True)
+def _task_code_never_touches_the_metadata_db(request):
+    """Every operator and sensor unit test runs under ``no_metadata_db`` (the Task SDK rule).
+
+    (Done here rather than in conftest.py files of those folders: a second module named
+    ``conftest`` would shadow ``from conftest import ...`` in other test folders.)
+    """
+    if Path(str(request.node.path)).parent in TASK_CODE_TEST_FOLDERS:
+        request.getfixturevalue("no_metadata_db")
+
+
 @pytest.fixture(autouse=True)
 def _restore_mlflow_uris():
     """MLflow keeps its tracking and registry URIs in module globals and in the environment;

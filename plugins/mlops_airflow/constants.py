@@ -48,6 +48,9 @@ PARTITION_DATE_FORMAT = "%Y-%m-%d"
 
 DEFAULT_MLFLOW_CONN_ID = "mlflow_default"
 
+# A local training subprocess ends itself when this process (its task) is gone.
+TRAINING_PARENT_PID_ENV = "MLOPS_TRAINING_PARENT_PID"
+
 
 class Decision(enum.StrEnum):
     """The value of the ``mlops.decision`` version tag."""

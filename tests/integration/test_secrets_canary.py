@@ -180,7 +180,6 @@ def test_the_canary_secrets_leak_nowhere(airflow_db, dagbag, churn_data, canary_
             }
         )
     )
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     monkeypatch.setenv("MLOPS_TRAINING_BACKEND", "kubernetes")
     from kubernetes.client import ApiClient
 
@@ -189,7 +188,12 @@ def test_the_canary_secrets_leak_nowhere(airflow_db, dagbag, churn_data, canary_
 
     spec = load_spec(REPO_ROOT / "include" / "models" / "churn.yaml")
     pod_operator = ModelTrainingPodOperator(
-        **training_pod_kwargs(spec), task_id="train_model", spec_path=spec.source, window_start="2026-01-01", window_end="2026-01-29"
+        **training_pod_kwargs(spec),
+        task_id="train_model",
+        spec_path=spec.source,
+        window_start="2026-01-01",
+        window_end="2026-01-29",
+        config_file=str(kubeconfig),  # KUBECONFIG is read once, when kubernetes is first imported
     )
     pod = json.dumps(ApiClient().sanitize_for_serialization(pod_operator.build_pod_request_obj()))
     from mlops_airflow.hooks.mlflow import MlflowHook

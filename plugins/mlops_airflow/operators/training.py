@@ -21,7 +21,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 import mlops_airflow
-from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID, TAG_DAG_RUN, TAG_REASON, TrainingExitCode
+from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID, TAG_DAG_RUN, TAG_REASON, TRAINING_PARENT_PID_ENV, TrainingExitCode
 from mlops_airflow.exceptions import TrackingServerUnavailableError, TrainingFailedError
 from mlops_airflow.utils.task_args import as_date, load_task_spec
 
@@ -155,6 +155,7 @@ class LocalModelTrainingOperator(BaseOperator):
         env = {**os.environ, **MlflowHook(mlflow_conn_id=self.mlflow_conn_id).get_env()}
         package_root = str(Path(mlops_airflow.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        env[TRAINING_PARENT_PID_ENV] = str(os.getpid())  # the entrypoint ends itself if this task process dies
 
         with tempfile.TemporaryDirectory(prefix="mlops-train-") as folder:
             result_path = os.path.join(folder, "return.json")

@@ -12,9 +12,11 @@ import datetime as dt
 import logging
 import os
 import sys
+import threading
+import time
 from collections.abc import Sequence
 
-from mlops_airflow.constants import TrainingExitCode
+from mlops_airflow.constants import TRAINING_PARENT_PID_ENV, TrainingExitCode
 
 DEFAULT_RESULT_PATH = "/airflow/xcom/return.json"
 
@@ -48,9 +50,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+EXIT_PARENT_GONE = 143
+
+
+def exit_with_parent(parent_pid: int, poll: float = 0.2) -> None:
+    """End this process when ``parent_pid`` is no longer its parent (the task process was killed).
+
+    A local training subprocess must not outlive its task: a killed task's retry trains again,
+    and an orphan still running would register a second version.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll)
+        os._exit(EXIT_PARENT_GONE)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = parse_args(argv)
+    if os.environ.get(TRAINING_PARENT_PID_ENV):
+        exit_with_parent(int(os.environ[TRAINING_PARENT_PID_ENV]))
 
     from mlops_airflow.specs import ModelSpecError, load_spec, load_spec_text
     from mlops_airflow.training.train import TrainingError, TrainingRequest, train, write_result

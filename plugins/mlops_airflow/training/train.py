@@ -146,19 +146,24 @@ def _find_previous_result(client, request: TrainingRequest) -> TrainingResult | 
     experiment = client.get_experiment_by_name(request.spec.name)
     if experiment is None:
         return None
+    # Any status: a try killed after registering its version but before ending its run left
+    # it RUNNING (or, once MLflow notices, FAILED); its version is the one to reuse.
     runs = client.search_runs(
         [experiment.experiment_id],
-        filter_string=f"tags.`{TAG_IDEMPOTENCY_KEY}` = '{request.idempotency_key}' and attributes.status = 'FINISHED'",
+        filter_string=f"tags.`{TAG_IDEMPOTENCY_KEY}` = '{request.idempotency_key}'",
         order_by=["attributes.start_time DESC"],
-        max_results=1,
     )
-    if not runs:
+    found = None
+    for candidate in runs:
+        versions = client.search_model_versions(f"name = '{request.spec.registered_model_name}' and run_id = '{candidate.info.run_id}'")
+        if versions:
+            found = candidate, max(versions, key=lambda v: int(v.version))
+            break
+    if found is None:
         return None
-    run = runs[0]
-    versions = client.search_model_versions(f"name = '{request.spec.registered_model_name}' and run_id = '{run.info.run_id}'")
-    if not versions:
-        return None
-    version = max(versions, key=lambda v: int(v.version))
+    run, version = found
+    if run.info.status != "FINISHED":
+        client.set_terminated(run.info.run_id, "FINISHED")
     client.set_registered_model_alias(request.spec.registered_model_name, CHALLENGER_ALIAS, version.version)
     return TrainingResult(
         run_id=run.info.run_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import socket
 
 import pandas as pd
@@ -69,6 +70,17 @@ class TestTraining:
         assert json.loads(second.read_text())["reused"] is True
         assert json.loads(second.read_text())["version"] == json.loads(first.read_text())["version"]
         assert len(client.search_model_versions("name = 'churn'")) == 1
+
+    def test_a_try_killed_after_registering_is_reused_not_retrained(self, churn_data, small_spec_file, client, tmp_path):
+        """The killed try's run stayed RUNNING, but its version exists: the retry reuses it and ends the run."""
+        first, second = tmp_path / "a.json", tmp_path / "b.json"
+        assert main(train_args(small_spec_file, first, "--idempotency-key", "dag/run-9")) == 0
+        run_id = json.loads(first.read_text())["run_id"]
+        client.update_run(run_id, status="RUNNING")  # as a SIGKILL between register and end_run leaves it
+        assert main(train_args(small_spec_file, second, "--idempotency-key", "dag/run-9")) == 0
+        assert json.loads(second.read_text())["reused"] is True
+        assert len(client.search_model_versions("name = 'churn'")) == 1
+        assert client.get_run(run_id).info.status == "FINISHED"
 
     def test_same_data_and_seed_give_the_same_model_metrics(self, churn_data, small_spec_file, client, tmp_path):
         assert main(train_args(small_spec_file, tmp_path / "a.json", "--idempotency-key", "a")) == 0
@@ -142,3 +154,30 @@ def test_spec_from_the_environment(churn_data, small_spec_file, mlflow_store, tm
     assert json.loads((tmp_path / "r.json").read_text())["version"] == "1"
     assert main(train_args("env:NOT_SET_ANYWHERE", tmp_path / "r.json")) == TrainingExitCode.BAD_ARGUMENTS
     assert "NOT_SET_ANYWHERE is empty or not set" in capsys.readouterr().err
+
+
+def test_the_entrypoint_ends_when_its_task_process_is_gone(tmp_path):
+    """exit_with_parent: the child of a killed parent exits by itself instead of training on."""
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import os, subprocess, sys\n"
+        "child = subprocess.Popen([sys.executable, '-c', "
+        "'import os, time; from mlops_airflow.training.__main__ import exit_with_parent; "
+        "exit_with_parent(os.getppid(), poll=0.05); print(os.getpid(), flush=True); time.sleep(60)'], stdout=subprocess.PIPE, text=True)\n"
+        "print(child.stdout.readline().strip(), flush=True)\n"
+        "os._exit(0)\n"  # the parent dies at once, leaving its child behind
+    )
+    parent = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    orphan = int(parent.stdout.strip())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(orphan, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(orphan, 9)
+    pytest.fail("the orphaned entrypoint kept running after its parent died")

@@ -1,0 +1,177 @@
+"""Kill a task at a random point, run it again: the outputs are those of a clean run, with no debris.
+
+Each operator's ``execute()`` runs in a forked process (what a task process is) that is
+SIGKILLed after a seeded random delay within the operator's clean duration; then the same
+task runs again to completion. Afterwards: the outputs equal the clean run's, no partial
+file is left (writes go to a temporary path and are renamed), training registered exactly
+one model version for the DAG run, and no process the killed task started is still alive.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import signal
+import time
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from helpers import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+
+END = dt.date(2026, 5, 1)
+DAYS = 12
+SEED = 20261123
+KILL_POINTS = {"data_check": 21, "score": 21, "train": 8}  # 50 in all
+MARKER = f"MLOPS_KILL_TEST={uuid.uuid4().hex}"
+
+
+class KillWorld:
+    def __init__(self, root: Path, monkeypatch) -> None:
+        from mlops_airflow.synthetic import generate
+
+        self.root = root
+        self.uri = f"sqlite:///{root / 'mlflow.db'}"
+        monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "http", "extra": {"tracking_uri": self.uri}}))
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", self.uri)
+        # Processes the tasks start inherit this; any still alive after a kill and a re-run is an orphan.
+        key, value = MARKER.split("=")
+        monkeypatch.setenv(key, value)
+        monkeypatch.chdir(root)
+        raw = yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())
+        raw["data"].update(uri=str(root / "data" / "events"), predictions_uri=str(root / "data" / "predictions"))
+        raw["training"].update(window_days=10, validation_days=3, reference_sample_rows=300)
+        raw["training"]["estimator"] = {"kind": "hist_gradient_boosting", "params": {"max_iter": 20}}
+        self.spec_path = str(root / "churn.yaml")
+        Path(self.spec_path).write_text(yaml.safe_dump(raw))
+        generate(raw["data"]["uri"], END - dt.timedelta(days=DAYS), END, rows_per_day=300, seed=5)
+
+    def context(self, run_id: str) -> dict:
+        return {"dag_run": SimpleNamespace(dag_id="retrain_churn", run_id=run_id), "ti": SimpleNamespace(run_id=run_id, try_number=1)}
+
+    def operator(self, kind: str):
+        if kind == "data_check":
+            from mlops_airflow.operators.data_checks import DataContractCheckOperator
+
+            return DataContractCheckOperator(
+                task_id="check_training_data",
+                spec_path=self.spec_path,
+                interval_start=str(END - dt.timedelta(days=10)),
+                interval_end=str(END),
+                check_label=True,
+            )
+        if kind == "score":
+            from mlops_airflow.operators.scoring import BatchScoreOperator
+
+            return BatchScoreOperator(task_id="score_partition", spec_path=self.spec_path, partition_date=str(END - dt.timedelta(days=1)))
+        from mlops_airflow.operators.training import LocalModelTrainingOperator
+
+        return LocalModelTrainingOperator(task_id="train_model", spec_path=self.spec_path, window_start=str(END - dt.timedelta(days=10)), window_end=str(END))
+
+    def outputs(self, kind: str, run_id: str, result: dict) -> object:
+        """What a clean run and a killed-then-re-run task must agree on."""
+        if kind == "data_check":
+            report = json.loads(Path(result["report_uri"].removeprefix("file://")).read_text())
+            return {key: report[key] for key in ("passed", "rows", "rules_failed", "partitions", "rules")}
+        if kind == "score":
+            import pandas as pd
+
+            frame = pd.read_parquet(result["uri"].removeprefix("file://"))
+            return frame.to_dict(orient="list") | {"version": result["model_version"]}
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(self.uri, self.uri)
+        key = f"retrain_churn/{run_id}"
+        runs = client.search_runs([client.get_experiment_by_name("churn").experiment_id], filter_string=f"tags.`mlops.idempotency_key` = '{key}'")
+        versions = [str(v.version) for r in runs for v in client.search_model_versions(f"name = 'churn' and run_id = '{r.info.run_id}'")]
+        return {"versions_for_the_run": len(versions), "returned_is_registered": result["version"] in versions}
+
+
+def orphans() -> list[int]:
+    needle = MARKER.encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                stat = (entry / "stat").read_text()
+                if stat[stat.rindex(")") + 2] != "Z" and needle in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except (OSError, ValueError):
+                continue
+    return found
+
+
+def partial_files(root: Path) -> list[str]:
+    return [str(p) for p in root.rglob("*") if p.is_file() and (".tmp" in p.name or p.name.startswith(".tmp") or p.name.endswith(".partial"))]
+
+
+def run_killed(world: KillWorld, kind: str, run_id: str, delay: float) -> str:
+    """Fork, execute, SIGKILL after ``delay`` seconds; 'killed' or 'finished first'."""
+    pid = os.fork()
+    if pid == 0:  # the task process
+        code = 0
+        try:
+            world.operator(kind).execute(world.context(run_id))
+        except BaseException:
+            code = 1
+        os._exit(code)
+    deadline = time.monotonic() + delay
+    while time.monotonic() < deadline:
+        finished, _ = os.waitpid(pid, os.WNOHANG)
+        if finished:
+            return "finished first"
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return "killed"
+
+
+@pytest.fixture(scope="module")
+def kill_world(tmp_path_factory):
+    import mlflow
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        world = KillWorld(tmp_path_factory.mktemp("kill"), monkeypatch)
+        # The champion that scoring uses: one clean training run.
+        result = world.operator("train").execute(world.context("manual__champion"))
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(world.uri, world.uri).set_registered_model_alias("churn", "champion", result["version"])
+        yield world
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+
+
+@pytest.mark.parametrize("kind", list(KILL_POINTS))
+def test_killed_tasks_rerun_to_the_clean_result(kill_world, kind):
+    world = kill_world
+    started = time.monotonic()
+    clean = world.operator(kind).execute(world.context(f"manual__clean_{kind}"))
+    duration = time.monotonic() - started
+    expected = world.outputs(kind, f"manual__clean_{kind}", clean)
+    rng = random.Random(f"{SEED}-{kind}")
+    outcomes = {"killed": 0, "finished first": 0}
+    differences = []
+    for point in range(KILL_POINTS[kind]):
+        run_id = f"manual__kill_{kind}_{point}"
+        delay = rng.uniform(0.02, duration)
+        outcomes[run_killed(world, kind, run_id, delay)] += 1
+        result = world.operator(kind).execute(world.context(run_id))
+        got = world.outputs(kind, run_id, result)
+        want = expected if kind != "train" else {"versions_for_the_run": 1, "returned_is_registered": True}
+        if got != want:
+            differences.append((point, round(delay, 2), got))
+        deadline = time.monotonic() + 5  # a training child notices its task is gone within 0.2 s
+        while orphans() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert orphans() == [], f"{kind} kill point {point} ({delay:.2f} s) left processes behind"
+    print(f"\n{kind}: clean run {duration:.2f} s; {KILL_POINTS[kind]} kill points: {outcomes}; outputs differing from the clean run: {len(differences)}")
+    assert differences == []
+    assert partial_files(world.root) == []
+    assert outcomes["killed"] >= KILL_POINTS[kind] // 2, "most kill points must land while the task runs"
