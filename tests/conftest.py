@@ -227,6 +227,11 @@ def _task_code_never_touches_the_metadata_db(request):
         request.getfixturevalue("no_metadata_db")
 
 
+_MLFLOW_SESSION_ENV = {
+    key: os.environ.get(key) for key in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+}
+
+
 @pytest.fixture(autouse=True)
 def _restore_mlflow_uris():
     """MLflow keeps its tracking and registry URIs in module globals and in the environment;
@@ -251,6 +256,15 @@ def _restore_mlflow_uris():
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+    # The active experiment and credentials are process-wide too: back to the session's start.
+    for key, value in _MLFLOW_SESSION_ENV.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     modules = module_globals()
     if modules:
         modules[0]._tracking_uri, modules[1]._registry_uri = saved_globals
+        import mlflow.tracking.fluent as fluent
+
+        fluent._active_experiment_id = None

@@ -61,6 +61,9 @@ def secured(tmp_path_factory):
     folder = tmp_path_factory.mktemp("basic-auth")
     with running_mlflow_server(folder, app_name="basic-auth", env=auth_env(folder, ADMIN_PASSWORD)) as url, pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.chdir(folder)
+        # mlflow.set_tracking_uri writes these variables too; monkeypatch puts them back afterwards.
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        monkeypatch.setenv("MLFLOW_REGISTRY_URI", url)
         changes = ensure_pipeline_identity(
             url, admin_username="admin", admin_password=ADMIN_PASSWORD, username=PIPELINE[0], password=PIPELINE[1], models=["churn"]
         )
@@ -73,9 +76,10 @@ def secured(tmp_path_factory):
         with credentials(PIPELINE):
             mlflow.set_tracking_uri(url)
             mlflow.set_registry_uri(url)
-            mlflow.set_experiment("churn")
+            # Not mlflow.set_experiment: it would leave a process-wide active experiment behind.
+            experiment_id = mlflow.MlflowClient(url, url).get_experiment_by_name("churn").experiment_id
             model = LogisticRegression().fit(np.array([[0.0], [1.0]]), [0, 1])
-            with mlflow.start_run():
+            with mlflow.start_run(experiment_id=experiment_id):
                 info = mlflow.sklearn.log_model(model, name="model", pip_requirements=["scikit-learn"])
             for _ in range(2):
                 mlflow.register_model(info.model_uri, "churn")

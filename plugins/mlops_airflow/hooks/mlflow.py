@@ -81,9 +81,9 @@ class MlflowHook(BaseHook):
 
         # MLflow reads credentials only from the environment; a task process serves one task.
         # The URIs are passed explicitly below, so they do not leak into the process environment.
-        os.environ.update({k: v for k, v in self.get_env().items() if k.endswith(("_USERNAME", "_PASSWORD"))})
         uri = self.get_tracking_uri()
-        refuse_default_admin_password(uri)
+        refuse_default_admin_password(uri)  # before our credentials go anywhere near that server
+        os.environ.update({k: v for k, v in self.get_env().items() if k.endswith(("_USERNAME", "_PASSWORD"))})
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
     def get_conn(self) -> MlflowClient:
