@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, processes_with_env
 
 from mlops_airflow.embedded.stack import STACK_MARKER_ENV
 
@@ -24,17 +24,7 @@ def free_port() -> int:
 
 
 def our_processes(marker: str) -> list[int]:
-    needle = f"{STACK_MARKER_ENV}={marker}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-                if stat[stat.rindex(")") + 2] != "Z" and needle in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-            except (OSError, ValueError):
-                continue
-    return found
+    return processes_with_env(f"{STACK_MARKER_ENV}={marker}")
 
 
 def paused_try_event(dag_id: str, run_id: str, task_id: str) -> str:

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, processes_with_env
 
 pytestmark = pytest.mark.integration
 
@@ -94,17 +94,7 @@ class KillWorld:
 
 
 def orphans() -> list[int]:
-    needle = MARKER.encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                stat = (entry / "stat").read_text()
-                if stat[stat.rindex(")") + 2] != "Z" and needle in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-            except (OSError, ValueError):
-                continue
-    return found
+    return processes_with_env(MARKER)
 
 
 def partial_files(root: Path) -> list[str]:
