@@ -102,3 +102,38 @@ def processes_with_env(entry: str) -> list[int]:
             except (OSError, ValueError):
                 continue
     return found
+
+
+def partial_files(root) -> list[str]:
+    """Files under ``root`` that look half-written: temporary names that were never renamed."""
+    from pathlib import Path
+
+    return [str(p) for p in Path(root).rglob("*") if p.is_file() and (".tmp" in p.name or p.name.startswith(".tmp") or p.name.endswith(".partial"))]
+
+
+def run_killed(work, delay: float) -> str:
+    """Run ``work()`` in a forked process (what a task process is), SIGKILL it after ``delay`` seconds.
+
+    Returns ``"killed"``, or ``"finished first"`` when it ended before the kill.
+    """
+    import os
+    import signal
+    import time
+
+    pid = os.fork()
+    if pid == 0:  # the task process
+        code = 0
+        try:
+            work()
+        except BaseException:
+            code = 1
+        os._exit(code)
+    deadline = time.monotonic() + delay
+    while time.monotonic() < deadline:
+        finished, _ = os.waitpid(pid, os.WNOHANG)
+        if finished:
+            return "finished first"
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return "killed"

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import random
-import signal
 import time
 import uuid
 from pathlib import Path
@@ -21,7 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from helpers import REPO_ROOT, processes_with_env
+from helpers import REPO_ROOT, partial_files, processes_with_env, run_killed
 
 pytestmark = pytest.mark.integration
 
@@ -97,31 +95,6 @@ def orphans() -> list[int]:
     return processes_with_env(MARKER)
 
 
-def partial_files(root: Path) -> list[str]:
-    return [str(p) for p in root.rglob("*") if p.is_file() and (".tmp" in p.name or p.name.startswith(".tmp") or p.name.endswith(".partial"))]
-
-
-def run_killed(world: KillWorld, kind: str, run_id: str, delay: float) -> str:
-    """Fork, execute, SIGKILL after ``delay`` seconds; 'killed' or 'finished first'."""
-    pid = os.fork()
-    if pid == 0:  # the task process
-        code = 0
-        try:
-            world.operator(kind).execute(world.context(run_id))
-        except BaseException:
-            code = 1
-        os._exit(code)
-    deadline = time.monotonic() + delay
-    while time.monotonic() < deadline:
-        finished, _ = os.waitpid(pid, os.WNOHANG)
-        if finished:
-            return "finished first"
-        time.sleep(0.01)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    return "killed"
-
-
 @pytest.fixture(scope="module")
 def kill_world(tmp_path_factory):
     import mlflow
@@ -151,7 +124,7 @@ def test_killed_tasks_rerun_to_the_clean_result(kill_world, kind):
     for point in range(KILL_POINTS[kind]):
         run_id = f"manual__kill_{kind}_{point}"
         delay = rng.uniform(0.02, duration)
-        outcomes[run_killed(world, kind, run_id, delay)] += 1
+        outcomes[run_killed(lambda run_id=run_id: world.operator(kind).execute(world.context(run_id)), delay)] += 1
         result = world.operator(kind).execute(world.context(run_id))
         got = world.outputs(kind, run_id, result)
         want = expected if kind != "train" else {"versions_for_the_run": 1, "returned_is_registered": True}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import statistics
+import sys
 import threading
 import time
 import urllib.error
@@ -147,3 +148,45 @@ def test_a_killed_router_comes_back_on_the_live_colour_and_stop_all_ends_every_p
     groups = [state["proxy"]["pgid"], state["front"]["pgid"], *(entry["pgid"] for entry in state["colors"].values())]
     assert sorted(backend.stop_all()) == sorted(["toy-caddy", "toy-caddy-front", "toy-blue", "toy-green"])
     assert [pgid for pgid in groups if group_alive(pgid)] == []
+
+
+def test_a_process_started_but_never_recorded_is_ended_by_the_next_deploy_and_by_stop(tmp_path, models):
+    """A deploy killed between starting the model server and writing the state: the server wrote its own pid file."""
+    ports = LocalPorts(live=free_port(), admin=free_port(), blue=free_port(), green=free_port())
+    serving = LocalServingBackend(model="toy", state_dir=tmp_path / "serving", ports=ports)
+    try:
+        command = [sys.executable, "-m", "http.server", str(ports.blue), "--bind", "127.0.0.1"]
+        stray = serving._spawn("blue", command)  # started, as the killed try did, and never recorded
+        deadline = time.monotonic() + 10
+        while not serving._pid_file("blue").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert serving._load()["colors"] == {}
+        assert serving.deploy(Color.BLUE, "1", models["1"]) is True
+        assert stray.wait(timeout=30) is not None, "the next deploy must end the unrecorded server"
+        assert serving.wait_ready(Color.BLUE, timeout=120).ready  # and its port was free for the new one
+
+        other = serving._spawn("green", command[:3] + [str(ports.green), "--bind", "127.0.0.1"])
+        deadline = time.monotonic() + 10
+        while not serving._pid_file("green").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "toy-green" in serving.stop_all()
+        assert other.wait(timeout=30) is not None, "stop must end the unrecorded server too"
+    finally:
+        serving.stop_all()
+
+
+def test_a_stale_pid_file_never_stops_a_process_that_is_not_ours(tmp_path):
+    import subprocess
+
+    serving = LocalServingBackend(
+        model="toy", state_dir=tmp_path / "serving", ports=LocalPorts(live=free_port(), admin=free_port(), blue=free_port(), green=free_port())
+    )
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        serving._pid_file("blue").parent.mkdir(parents=True)
+        serving._pid_file("blue").write_text(str(bystander.pid))  # the pid was reused by someone else
+        serving.stop_all()
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()

