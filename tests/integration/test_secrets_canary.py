@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from helpers import DATA_DAYS, DATA_END, REPO_ROOT, task_states
+from helpers import DATA_DAYS, DATA_END, REPO_ROOT, register_champion_with_reference, task_states, write_drift_data, write_drift_spec
 
 pytestmark = pytest.mark.integration
 
@@ -198,19 +198,45 @@ def test_the_canary_secrets_leak_nowhere(airflow_db, dagbag, churn_data, canary_
     pod = json.dumps(ApiClient().sanitize_for_serialization(pod_operator.build_pod_request_obj()))
     from mlops_airflow.hooks.mlflow import MlflowHook
 
+    places = {
+        "pod spec": pod,
+        "tracking URI given to pods": MlflowHook().get_tracking_uri(),
+    }
+    assert_no_canary(places, {"retrain_churn", "batch_score_churn", "rollback_churn"}, [tmp_path, default_state_dir()], mlflow_store, capfd, caplog)
+
+
+def test_the_canary_secrets_leak_nowhere_in_the_drift_monitor(airflow_db, canary_connections, mlflow_store, tmp_path, capfd, caplog, monkeypatch):
+    """drift_monitor: the wait, the data check, the KS sensor, the gate, the trigger and the Evidently report."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    specs = tmp_path / "models"
+    specs.mkdir()
+    write_drift_spec(specs, tmp_path / "data", window_days=2)
+    write_drift_data(tmp_path / "data")
+    register_champion_with_reference(mlflow_store)
+    monkeypatch.setenv("MLOPS_SPECS_DIR", str(specs))
+    bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
+    assert bag.import_errors == {}
+    state, tasks, _ = run(bag, "drift_monitor_churn", {"window_end": str(DATA_END)})
+    assert (state, set(tasks.values())) == ("success", {"success"}), tasks
+    # The retrain it started carries the drift summary in its conf: searched too.
+    assert_no_canary({}, {"drift_monitor_churn", "retrain_churn"}, [tmp_path], mlflow_store, capfd, caplog)
+
+
+def assert_no_canary(places: dict[str, str], dag_ids: set[str], roots: list[Path], tracking_uri: str, capfd, caplog) -> None:
+    """Search the task logs, the metadata of ``dag_ids``, MLflow, the files under ``roots`` and ``places``."""
     captured = capfd.readouterr()
     places = {
         "task logs": captured.out + captured.err + caplog.text,
-        "pod spec": pod,
-        "tracking URI given to pods": MlflowHook().get_tracking_uri(),
-        "MLflow tags and params": "\n".join(mlflow_text(mlflow_store)),
-        **{name: "\n".join(rows) for name, rows in metadata_rows({"retrain_churn", "batch_score_churn", "rollback_churn"}).items()},
+        "MLflow tags and params": "\n".join(mlflow_text(tracking_uri)),
+        **{name: "\n".join(rows) for name, rows in metadata_rows(dag_ids).items()},
+        **places,
     }
     assert places["task logs"], "the task logs were not captured"
     assert places["xcom"], "no XCom was found to search"
     leaks = {place: text.count(CANARY) for place, text in places.items() if CANARY in text}
     # Files: MLflow artifacts (models, reports, decision records), serving state, predictions, data reports.
-    files = files_containing(tmp_path, CANARY.encode()) + files_containing(default_state_dir(), CANARY.encode())
+    files = [hit for root in roots for hit in files_containing(Path(root), CANARY.encode())]
     print(f"\ncanary hits: {sum(leaks.values())} in {sorted(leaks) or 'no place'}; files: {len(files)}; places searched: {sorted(places)}")
     assert leaks == {}
     assert files == []
