@@ -136,6 +136,22 @@ class AirflowClient:
         query = f"?run_type={urllib.parse.quote(run_type)}&limit=100" if run_type else "?limit=100"
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns{query}")["dag_runs"]
 
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        """A task's XCom value, or ``None`` when it pushed none."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/{task_id}/xcomEntries/{urllib.parse.quote(key, safe='')}"
+        try:
+            value = self._request("GET", path)["value"]
+        except AirflowApiError as err:
+            if err.status == 404:
+                return None
+            raise
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+        return value
+
     def backfills(self, dag_id: str) -> list[dict]:
         """Every backfill of ``dag_id``, newest first."""
         answer = self._request("GET", f"/api/v2/backfills?dag_id={urllib.parse.quote(dag_id, safe='')}&limit=100&order_by=-id")

@@ -48,6 +48,7 @@ class StackConfig:
     mlflow_port: int = 5500
     worker_log_port: int = 8793
     trigger_log_port: int = 8794
+    statsd_port: int = 8125
     serving_ports: LocalPorts = field(default_factory=LocalPorts)
     host: str = "127.0.0.1"
     airflow_start_timeout: float = 240.0
@@ -65,6 +66,7 @@ class StackConfig:
             mlflow_port=int(env.get("MLOPS_MLFLOW_PORT", "5500")),
             worker_log_port=int(env.get("MLOPS_WORKER_LOG_PORT", "8793")),
             trigger_log_port=int(env.get("MLOPS_TRIGGER_LOG_PORT", "8794")),
+            statsd_port=int(env.get("MLOPS_STATSD_PORT", "8125")),
             serving_ports=LocalPorts.from_env(dict(env)),
         )
 
@@ -83,6 +85,11 @@ class StackConfig:
     @property
     def data_root(self) -> Path:
         return self.state_dir / "data"
+
+    @property
+    def specs_dir(self) -> Path:
+        """The stack's copies of the model specs (see :meth:`EmbeddedStack.write_specs`)."""
+        return self.state_dir / "models"
 
     @property
     def log_dir(self) -> Path:
@@ -267,6 +274,11 @@ class EmbeddedStack:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "15",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            # Metrics (Airflow's and ours) go to statsd on loopback; `make demo` listens there.
+            "AIRFLOW__METRICS__STATSD_ON": "True",
+            "AIRFLOW__METRICS__STATSD_HOST": cfg.host,
+            "AIRFLOW__METRICS__STATSD_PORT": str(cfg.statsd_port),
+            "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
             "AIRFLOW_CONN_MLFLOW_DEFAULT": self.mlflow_connection(),
             "AIRFLOW_CONN_AIRFLOW_API": self.airflow_api_connection(),
             "MLOPS_DATA_ROOT": str(cfg.data_root),
@@ -275,7 +287,7 @@ class EmbeddedStack:
             "MLOPS_SERVING_ADMIN_PORT": str(cfg.serving_ports.admin),
             "MLOPS_SERVING_BLUE_PORT": str(cfg.serving_ports.blue),
             "MLOPS_SERVING_GREEN_PORT": str(cfg.serving_ports.green),
-            "MLOPS_SPECS_DIR": str(cfg.repo_root / "include" / "models"),
+            "MLOPS_SPECS_DIR": str(cfg.specs_dir),
             "NO_PROXY": "*",
         }
 
@@ -345,6 +357,7 @@ class EmbeddedStack:
         cfg = self.config
         for folder in (cfg.state_dir, cfg.airflow_home, cfg.mlflow_dir, cfg.data_root, cfg.log_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        self.write_specs()
         state = StackState.load(self.state_path)
         for service in self.services():
             running = state.services.get(service.name)
@@ -366,6 +379,26 @@ class EmbeddedStack:
                 raise StackError(f"{service.name} did not become healthy within {service.start_timeout:.0f} s; see {running.log}:\n{_tail(running.log)}")
             self.echo(f"{service.name}: healthy at {self._url(service.name)}")
         self.sync_pools()
+
+    def write_specs(self) -> None:
+        """Copy ``include/models/*.yaml`` for this stack, with the retrain schedule off.
+
+        On a laptop a weekly retrain that fires when its DAG is first unpaused trains on
+        whatever data happens to be there; here retrains are started by hand or by drift.
+        Everything else (drift monitor, batch scoring) keeps its schedule.
+        """
+        import yaml
+
+        cfg = self.config
+        cfg.specs_dir.mkdir(parents=True, exist_ok=True)
+        for source in sorted((cfg.repo_root / "include" / "models").glob("*.y*ml")):
+            raw = yaml.safe_load(source.read_text())
+            raw.setdefault("schedules", {})["retrain"] = None
+            header = f"# Written by the embedded stack from {source}; edit that file, not this one.\n# schedules.retrain is off here: retrains start by hand or by drift.\n"
+            target = cfg.specs_dir / source.name
+            temporary = target.with_suffix(".tmp")
+            temporary.write_text(header + yaml.safe_dump(raw, sort_keys=False))
+            temporary.replace(target)
 
     def sync_pools(self) -> None:
         """Create the pools of ``airflow_settings.yaml`` (the promotion pool among them) through the REST API."""

@@ -639,11 +639,10 @@ def _check_timestamps(window: _Window, column: str, interval_end: dt.datetime, c
     end_utc = interval_end if interval_end.tzinfo else interval_end.replace(tzinfo=dt.UTC)
     delay_hours = (end_utc - newest).total_seconds() / 3600
     passed = delay_hours <= contract.max_delay_hours
-    last_day = (window.days[-1].isoformat(),)
     message = f"timestamp.freshness: newest {column} is {newest.isoformat()}, {delay_hours:.1f} h before the interval end {end_utc.isoformat()} (max {limit})"
-    rules.append(
-        RuleResult("timestamp.freshness", passed, message, column=column, observed=round(delay_hours, 3), expected=limit, partitions=() if passed else last_day)
-    )
+    # Late data is the window's problem, not a partition's: no partition is blamed (and none quarantined),
+    # so the days that did arrive are still there when the late ones land.
+    rules.append(RuleResult("timestamp.freshness", passed, message, column=column, observed=round(delay_hours, 3), expected=limit))
 
 
 def row_hashes(table: pa.Table) -> np.ndarray:
