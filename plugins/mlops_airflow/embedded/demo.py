@@ -44,20 +44,25 @@ RUN_TIMEOUT = 900.0
 ONE_DAY = dt.timedelta(days=1)
 
 
+def stack_spec(config: StackConfig, model: str):
+    """The model's spec as the stack's tasks read it (the stack's spec copies, its data root)."""
+    import os
+
+    from mlops_airflow.specs import find_spec
+
+    os.environ["MLOPS_DATA_ROOT"] = str(config.data_root)
+    os.environ["MLOPS_SPECS_DIR"] = str(config.specs_dir)
+    return find_spec(config.specs_dir, model)
+
+
 def ensure_demo_data(
     config: StackConfig, model: str, start: dt.date, end: dt.date, *, drift_from: dt.date | None = None, echo: Callable[[str], None] = print
 ) -> str:
     """Write the partitions of ``[start, end)`` that are missing; from ``drift_from`` on they are drifted. Deterministic per day."""
-    import os
-
-    from mlops_airflow.dag_factory import specs_dir
     from mlops_airflow.partitions import days_between, list_partition_files, write_partition
-    from mlops_airflow.specs import find_spec
     from mlops_airflow.synthetic import DriftSettings, generate_day
 
-    os.environ["MLOPS_DATA_ROOT"] = str(config.data_root)
-    os.environ["MLOPS_SPECS_DIR"] = str(config.specs_dir)
-    spec = find_spec(specs_dir(), model)
+    spec = stack_spec(config, model)
     drift = DriftSettings(start=drift_from, features=DRIFTED_FEATURES) if drift_from else None
     missing = [d for d in days_between(start, end) if not list_partition_files(spec.data.uri, d)]
     if missing:
@@ -88,14 +93,12 @@ def version_tags(version: dict) -> dict[str, str]:
 
 def live_prediction(config: StackConfig, model: str, day: dt.date) -> tuple[str | None, str | None, int, float, Any]:
     """Score two rows of ``day`` through the live URL, as a client would: (colour, version, status, ms, answer)."""
-    from mlops_airflow.dag_factory import specs_dir
     from mlops_airflow.features import prepare_features
     from mlops_airflow.partitions import read_window
     from mlops_airflow.serving.local import LocalServingBackend
     from mlops_airflow.serving.smoke import payload, post
-    from mlops_airflow.specs import find_spec
 
-    spec = find_spec(specs_dir(), model)
+    spec = stack_spec(config, model)
     backend = LocalServingBackend(model=model, state_dir=config.serving_dir, ports=config.serving_ports)
     status = backend.status()
     if status.live is None:
@@ -337,9 +340,7 @@ class DemoStory:
         return finished["state"] == "success"
 
     def backfill_rescored(self) -> bool:
-        from mlops_airflow.dag_factory import specs_dir
         from mlops_airflow.partitions import days_between, read_window
-        from mlops_airflow.specs import find_spec
 
         client = self.client
         backfill = next(iter(client.backfills(self.batch_score)), None)
@@ -358,7 +359,7 @@ class DemoStory:
                 self.echo(f"the backfill's runs are still {sorted({r['state'] for r in runs.values()})} after {RUN_TIMEOUT:.0f} s")
                 return False
             time.sleep(3)
-        spec = find_spec(specs_dir(), self.model)
+        spec = stack_spec(self.config, self.model)
         ok = True
         for day in days:
             run = runs[day]
