@@ -136,6 +136,11 @@ class AirflowClient:
         query = f"?run_type={urllib.parse.quote(run_type)}&limit=100" if run_type else "?limit=100"
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns{query}")["dag_runs"]
 
+    def clear_failed(self, dag_id: str, run_id: str) -> list[dict]:
+        """Clear a run's failed tasks and those after them, so that they run again; the cleared task instances."""
+        body = {"dag_run_id": run_id, "only_failed": True, "include_downstream": True, "reset_dag_runs": True, "dry_run": False}
+        return self._request("POST", f"/api/v2/dags/{dag_id}/clearTaskInstances", body)["task_instances"]
+
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
         """A task's XCom value, or ``None`` when it pushed none."""
         path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/{task_id}/xcomEntries/{urllib.parse.quote(key, safe='')}"

@@ -75,6 +75,53 @@ def approval_is_asked_then_a_rejection_is_recorded(env: dict[str, str]) -> None:
     assert tags["mlops.decision.reasons"].startswith("approval rejected by admin")
 
 
+def a_bad_data_day_stops_only_the_runs_that_read_it(config, monkeypatch) -> None:
+    """A day arrives with values the contract forbids: its scoring stops with the report; other days score; fixed, it resumes."""
+    import datetime as dt
+    import json
+
+    import pyarrow as pa
+
+    from mlops_airflow.airflow_api import AirflowClient
+    from mlops_airflow.embedded.demo import registry_alias, stack_spec
+    from mlops_airflow.partitions import read_window, write_partition
+    from mlops_airflow.synthetic import generate_day
+
+    monkeypatch.setenv("MLOPS_DATA_ROOT", str(config.data_root))
+    monkeypatch.setenv("MLOPS_SPECS_DIR", str(config.specs_dir))
+    spec = stack_spec(config, "churn")
+    client = AirflowClient(config.airflow_url, "admin", config.admin_password())
+    today = dt.datetime.now(tz=dt.UTC).date()
+    bad_day, good_day = today, today - dt.timedelta(days=5)
+    frame = generate_day(bad_day, rows=2000)
+    frame.loc[:99, "region"] = "atlantis"  # not one of the contract's allowed regions
+    write_partition(pa.Table.from_pandas(frame, preserve_index=False), spec.data.uri, bad_day)
+
+    bad = client.trigger("batch_score_churn", conf={"partition_date": str(bad_day)})["dag_run_id"]
+    good = client.trigger("batch_score_churn", conf={"partition_date": str(good_day)})["dag_run_id"]
+    assert client.wait_for_run("batch_score_churn", good)["state"] == "success"
+    assert client.wait_for_run("batch_score_churn", bad)["state"] == "failed"
+    states = {t["task_id"]: t["state"] for t in client.task_instances("batch_score_churn", bad)}
+    assert (states["check_scoring_data"], states["score_partition"]) == ("failed", "upstream_failed")
+    # The report names the rule; the bad partition was moved aside, so nothing reads it by mistake.
+    reports = [
+        json.loads(path.read_text())
+        for path in (Path(config.data_root) / "churn" / "events" / "_reports" / "batch_score_churn").rglob("check_scoring_data.json")
+    ]
+    failed = [r for r in reports if not r["passed"]]
+    assert len(failed) == 1
+    assert any(rule["rule"] == "column.allowed_values" and not rule["passed"] for rule in failed[0]["rules"])
+    assert read_window(spec.data.uri, bad_day, bad_day + dt.timedelta(days=1)).frame.empty
+    assert not (Path(config.data_root) / "churn" / "predictions" / f"dt={bad_day}").exists()
+
+    # The data is fixed; the failed run is cleared and goes on from where it stopped.
+    write_partition(pa.Table.from_pandas(generate_day(bad_day, rows=2000), preserve_index=False), spec.data.uri, bad_day)
+    assert client.clear_failed("batch_score_churn", bad)
+    assert client.wait_for_run("batch_score_churn", bad)["state"] == "success"
+    scored = read_window(spec.data.predictions_uri, bad_day, bad_day + dt.timedelta(days=1)).frame
+    assert set(scored["model_version"]) == {str(registry_alias(config.mlflow_url, "churn", "champion")["version"])}
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_demo_closes_the_loop_and_stop_leaves_nothing(tmp_path, monkeypatch):
     state = tmp_path / "state"
@@ -117,6 +164,7 @@ def test_demo_closes_the_loop_and_stop_leaves_nothing(tmp_path, monkeypatch):
         from mlops_airflow.embedded.stack import StackConfig
 
         the_story_happened(StackConfig.from_env(REPO_ROOT, environ=env), monkeypatch)
+        a_bad_data_day_stops_only_the_runs_that_read_it(StackConfig.from_env(REPO_ROOT, environ=env), monkeypatch)
         approval_is_asked_then_a_rejection_is_recorded(env)
 
         again = subprocess.run([*command, "up"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
