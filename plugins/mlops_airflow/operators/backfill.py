@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -49,17 +50,31 @@ class BackfillScoresOperator(BaseOperator):
     The backfill covers the logical dates from the drift onset to the drift window's last
     day and reprocesses runs that already completed, so the days the old model scored are
     scored again by the new champion. A backfill of that DAG over the same days that
-    already exists is not created twice. When the API refuses (for example while another
-    backfill of the DAG is running), the task fails with the API's answer and retries.
+    already exists is not created twice. An API that answers 503 (busy for a moment; on
+    SQLite, "database is locked") is asked again, up to ``unavailable_attempts`` times with
+    doubling delays. When the API refuses otherwise (for example while another backfill of
+    the DAG is running), the task fails with the API's answer and Airflow retries it.
 
     :param batch_score_dag_id: the DAG to backfill.
     :param airflow_conn_id: an HTTP connection to the Airflow API server, with login and password.
+    :param unavailable_attempts: how many times to ask an API that answers 503.
+    :param unavailable_delay: seconds before the second attempt; doubled for each one after.
     """
 
-    def __init__(self, *, batch_score_dag_id: str, airflow_conn_id: str = DEFAULT_AIRFLOW_API_CONN_ID, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        batch_score_dag_id: str,
+        airflow_conn_id: str = DEFAULT_AIRFLOW_API_CONN_ID,
+        unavailable_attempts: int = 5,
+        unavailable_delay: float = 2.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.batch_score_dag_id = batch_score_dag_id
         self.airflow_conn_id = airflow_conn_id
+        self.unavailable_attempts = unavailable_attempts
+        self.unavailable_delay = unavailable_delay
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_airflow.airflow_api import AirflowApiError
@@ -74,15 +89,26 @@ class BackfillScoresOperator(BaseOperator):
         if end < start:
             raise AirflowFailException(f"backfill_end {end} is before backfill_start {start}")
         client = airflow_client(self.airflow_conn_id)
-        try:
-            existing = next((b for b in client.backfills(self.batch_score_dag_id) if same_window(b, start, end)), None)
-            if existing is not None:
-                self.log.info("Backfill %s of %s over %s..%s exists already; not creating another", existing["id"], self.batch_score_dag_id, start, end)
-                return {"backfill_id": existing["id"], "from_date": str(start), "to_date": str(end), "created": False}
-            backfill = client.create_backfill(self.batch_score_dag_id, start.isoformat(), end.isoformat())
-        except AirflowApiError as err:
-            raise MlopsError(f"Airflow's API refused the backfill of {self.batch_score_dag_id} over {start}..{end}: {err}") from err
-        except OSError as err:
-            raise MlopsError(f"Airflow's API at connection {self.airflow_conn_id!r} is unreachable: {err}") from err
+        attempt = 1
+        while True:
+            try:
+                return self._find_or_create(client, start, end)
+            except AirflowApiError as err:
+                if err.status != 503 or attempt >= self.unavailable_attempts:
+                    raise MlopsError(f"Airflow's API refused the backfill of {self.batch_score_dag_id} over {start}..{end}: {err}") from err
+                # 503: busy for a moment (on SQLite, "database is locked"); nothing was created, so ask again.
+                delay = self.unavailable_delay * 2 ** (attempt - 1)
+                self.log.warning("Airflow's API is unavailable (attempt %d of %d), asking again in %.0f s: %s", attempt, self.unavailable_attempts, delay, err)
+                time.sleep(delay)
+                attempt += 1
+            except OSError as err:
+                raise MlopsError(f"Airflow's API at connection {self.airflow_conn_id!r} is unreachable: {err}") from err
+
+    def _find_or_create(self, client: AirflowClient, start: dt.date, end: dt.date) -> dict[str, Any]:
+        existing = next((b for b in client.backfills(self.batch_score_dag_id) if same_window(b, start, end)), None)
+        if existing is not None:
+            self.log.info("Backfill %s of %s over %s..%s exists already; not creating another", existing["id"], self.batch_score_dag_id, start, end)
+            return {"backfill_id": existing["id"], "from_date": str(start), "to_date": str(end), "created": False}
+        backfill = client.create_backfill(self.batch_score_dag_id, start.isoformat(), end.isoformat())
         self.log.info("Backfill %s of %s over %s..%s created", backfill["id"], self.batch_score_dag_id, start, end)
         return {"backfill_id": backfill["id"], "from_date": str(start), "to_date": str(end), "created": True}

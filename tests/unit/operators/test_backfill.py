@@ -18,6 +18,7 @@ DRIFT = {"backfill_start": "2026-02-26", "backfill_end": "2026-02-28", "onset": 
 class FakeAirflowApi(BaseHTTPRequestHandler):
     backfills: list[dict] = []
     refuse: bool = False
+    busy: int = 0  # answer this many backfill requests with 503, as Airflow on a locked SQLite does
     tokens: list[str] = []
 
     def _reply(self, status, body):
@@ -40,6 +41,9 @@ class FakeAirflowApi(BaseHTTPRequestHandler):
         if self.headers.get("Authorization") != "Bearer token-1":
             return self._reply(401, {"detail": "no token"})
         if self.path == "/api/v2/backfills":
+            if type(self).busy:
+                type(self).busy -= 1
+                return self._reply(503, {"detail": "Database is locked. Backfill creation is not supported on SQLite under concurrent access."})
             if type(self).refuse:
                 return self._reply(409, {"detail": "There is already a running backfill for dag batch_score_churn"})
             body = self._body()
@@ -62,7 +66,7 @@ class FakeAirflowApi(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def api(monkeypatch):
-    FakeAirflowApi.backfills, FakeAirflowApi.refuse = [], False
+    FakeAirflowApi.backfills, FakeAirflowApi.refuse, FakeAirflowApi.busy = [], False, 0
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeAirflowApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     connection = {"conn_type": "http", "host": "127.0.0.1", "port": server.server_port, "login": "pipeline", "password": "s3cret"}
@@ -71,8 +75,10 @@ def api(monkeypatch):
     server.shutdown()
 
 
-def run(drift):
-    return BackfillScoresOperator(task_id="backfill_scores", batch_score_dag_id="batch_score_churn").execute({"params": {"drift": drift}})
+def run(drift, **kwargs):
+    return BackfillScoresOperator(task_id="backfill_scores", batch_score_dag_id="batch_score_churn", unavailable_delay=0.01, **kwargs).execute(
+        {"params": {"drift": drift}}
+    )
 
 
 def test_one_backfill_per_drift_window(api):
@@ -105,3 +111,18 @@ def test_an_unreachable_api_is_retryable(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": 9, "login": "a", "password": "b"}))
     with pytest.raises(MlopsError, match="unreachable"):
         run(DRIFT)
+
+
+def test_a_busy_api_is_asked_again_within_the_task(api):
+    api.busy = 3
+    assert run(DRIFT)["created"] is True
+    assert len(api.backfills) == 1
+    assert api.busy == 0
+
+
+def test_an_api_busy_for_too_long_fails_the_try_saying_why(api):
+    api.busy = 10
+    with pytest.raises(MlopsError, match="503.*Database is locked"):
+        run(DRIFT, unavailable_attempts=3)
+    assert api.backfills == []
+    assert api.busy == 7  # three attempts, then Airflow's retry takes over
