@@ -122,6 +122,7 @@ def run_killed(work, delay: float) -> str:
 
     pid = os.fork()
     if pid == 0:  # the task process
+        _own_tqdm_lock()
         code = 0
         try:
             work()
@@ -137,3 +138,22 @@ def run_killed(work, delay: float) -> str:
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     return "killed"
+
+
+def _own_tqdm_lock() -> None:
+    """Give a forked child its own tqdm lock.
+
+    tqdm's lock is a ``multiprocessing.RLock``: a semaphore shared with the parent across
+    ``fork``. A child killed while it holds it (MLflow shows a progress bar for every
+    download) would leave the parent blocked forever on its next download. A real task
+    process starts fresh and has its own.
+    """
+    import sys
+
+    if "tqdm" not in sys.modules:
+        return
+    from tqdm.std import TqdmDefaultWriteLock, tqdm
+
+    if hasattr(TqdmDefaultWriteLock, "mp_lock"):
+        del TqdmDefaultWriteLock.mp_lock
+    tqdm.set_lock(TqdmDefaultWriteLock())
