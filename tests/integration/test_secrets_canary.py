@@ -218,7 +218,9 @@ def test_the_canary_secrets_leak_nowhere_in_the_drift_monitor(airflow_db, canary
     bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
     assert bag.import_errors == {}
     state, tasks, _ = run(bag, "drift_monitor_churn", {"window_end": str(DATA_END)})
-    assert (state, set(tasks.values())) == ("success", {"success"}), tasks
+    # trigger_retrain skips when an earlier test of the session already made that drift window's run.
+    trigger = tasks.pop("trigger_retrain")
+    assert (state, set(tasks.values()), trigger in ("success", "skipped")) == ("success", {"success"}, True), tasks
     # The retrain it started carries the drift summary in its conf: searched too.
     assert_no_canary({}, {"drift_monitor_churn", "retrain_churn"}, [tmp_path], mlflow_store, capfd, caplog)
 
