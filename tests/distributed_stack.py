@@ -24,24 +24,25 @@ REDIS = "redis://127.0.0.1:6379"
 WORKERS = ("worker1", "worker2")
 
 
-def create_database(name: str) -> None:
+def _postgres_admin(statement: str) -> None:
+    """One statement on the machine's Postgres, outside a transaction (CREATE/DROP DATABASE need that)."""
     import psycopg2
 
     connection = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
     connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    connection.close()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        connection.close()
+
+
+def create_database(name: str) -> None:
+    _postgres_admin(f'CREATE DATABASE "{name}"')
 
 
 def drop_database(name: str) -> None:
-    import psycopg2
-
-    connection = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    connection.close()
+    _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class DistributedStack(EmbeddedStack):
@@ -126,15 +127,8 @@ class DistributedStack(EmbeddedStack):
         """Stop one service's process group, then start it again and wait until it is healthy."""
         from mlops_airflow.embedded.stack import StackState
 
-        state = StackState.load(self.state_path)
-        running = state.services[name]
-        self._stop_group(name, running)
-        service = self.service(name)
-        running = self._start(service)
-        state.services[name] = running
-        state.save(self.state_path)
-        if not self._wait_healthy(service, running, timeout=service.start_timeout):
-            raise RuntimeError(f"{name} did not come back; see {running.log}")
+        self._stop_group(name, StackState.load(self.state_path).services[name])
+        self.start(name)
 
     def kill(self, name: str) -> None:
         """SIGKILL a service's whole process group: the machine it runs on died."""
