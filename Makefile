@@ -9,6 +9,12 @@ BOOTSTRAP := .local/bootstrap
 # Use the uv on PATH if there is one; otherwise install a pinned uv from PyPI under .local/.
 UV := $(or $(shell command -v uv 2>/dev/null),$(BOOTSTRAP)/bin/uv)
 PYTEST_ARGS ?=
+# Test files run in this many worker processes (0: one process, no xdist).
+TEST_WORKERS ?= 3
+# Some environments set this; without bytecode caches every Airflow task, test worker and
+# model server compiles Airflow, MLflow and scikit-learn from source (imports took 11.9 s
+# instead of 5.4 s here). Caches are written once, on first import.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: help setup demo up stop status test lint format bench clean requirements
 
@@ -38,8 +44,8 @@ lint: setup ## ruff: lint (Airflow rules, banned heavy imports) and formatting
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint ## lint, then the whole test suite
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+test: lint ## lint, then the whole test suite (TEST_WORKERS=0 for one process)
+	$(VENV)/bin/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 bench: setup ## benchmarks, side by side as ratios (installs the comparison libraries first)
 	$(UV) sync --locked --group bench

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+import socket
 from pathlib import Path
 from types import SimpleNamespace
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+CHURN_SPEC = REPO_ROOT / "include" / "models" / "churn.yaml"
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
 
 # The window every test that trains uses: 21 days of small partitions ending here.
 DATA_END = dt.date(2026, 3, 1)
@@ -33,9 +45,93 @@ class FakeTaskInstance:
         return self.xcoms.get(task_ids)
 
 
-def task_context(xcoms: dict | None = None, run_id: str = "manual__test", user: str | None = "alice", try_number: int = 1) -> dict:
-    """A minimal task context: ``ti`` with XComs, and the ``dag_run``'s triggering user."""
-    return {"ti": FakeTaskInstance(xcoms or {}, run_id, try_number), "dag_run": SimpleNamespace(triggering_user_name=user, run_id=run_id)}
+def task_context(
+    xcoms: dict | None = None,
+    run_id: str = "manual__test",
+    user: str | None = "alice",
+    try_number: int = 1,
+    *,
+    dag_id: str = "retrain_churn",
+    task_id: str = "promote_champion",
+    params: dict | None = None,
+) -> dict:
+    """A minimal task context: ``ti`` with XComs, the ``dag_run``'s triggering user, and ``params``."""
+    return {
+        "ti": FakeTaskInstance(xcoms or {}, run_id, try_number, dag_id=dag_id, task_id=task_id),
+        "dag_run": SimpleNamespace(triggering_user_name=user, run_id=run_id, dag_id=dag_id),
+        "params": dict(params or {}),
+    }
+
+
+def churn_spec_raw() -> dict:
+    """The demo spec (include/models/churn.yaml), parsed into plain data to change for a test."""
+    import yaml
+
+    return yaml.safe_load(CHURN_SPEC.read_text())
+
+
+def write_spec(raw: dict, folder: Path, name: str = "churn.yaml") -> Path:
+    """``raw`` written as a spec file in ``folder``; its path."""
+    import yaml
+
+    path = Path(folder) / name
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def quick_spec(raw: dict) -> dict:
+    """``raw`` changed to release fast in dag.test(): no drain delay, a short smoke burst with a loose latency gate.
+
+    The gate is loose because a busy 2-core machine answers a burst slowly; the golden rows and the
+    error rate are still checked exactly. Latency is measured by the benchmarks, never asserted here.
+    """
+    raw["serving"].update(drain_seconds=0, ready_timeout_seconds=180)
+    raw["serving"]["smoke"].update(burst_requests=10, max_p95_ms=30_000)
+    return raw
+
+
+@contextlib.contextmanager
+def running_mlflow_server(folder: Path, *, app_name: str | None = None, env: dict[str, str] | None = None):
+    """Start ``mlflow server`` on a free loopback port (SQLite + local artifacts under ``folder``); yield its URL.
+
+    :param app_name: e.g. ``basic-auth`` (configure it through ``env``).
+    """
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import pytest
+
+    port = free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})}
+    command = [
+        str(Path(sys.executable).parent / "mlflow"), "server",
+        "--backend-store-uri", f"sqlite:///{Path(folder) / 'server.db'}",
+        "--artifacts-destination", str(Path(folder) / "artifacts"),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        *(["--app-name", app_name] if app_name else []),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"mlflow server exited with {process.returncode} before answering")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        os.killpg(process.pid, 9)
+        pytest.fail("mlflow server did not answer /health within 90 s")
+    try:
+        yield url
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)
 
 
 DRIFT_START = DATA_END - dt.timedelta(days=3)  # drifted days: the last three of the drift fixtures' data

@@ -29,6 +29,24 @@ SPECS_DIR_ENV = "MLOPS_SPECS_DIR"
 _RUN_DAY = "(data_interval_start or dag_run.run_after) | ds"
 _RUN_END = "(data_interval_end or dag_run.run_after) | ds"
 DEFAULT_RETRIES = 2
+# The first retry's delay; later ones double (exponential backoff) up to 30 minutes.
+# Test and demo stacks shorten it through the environment of the scheduler that parses the DAGs.
+RETRY_DELAY_ENV = "MLOPS_RETRY_DELAY_SECONDS"
+DEFAULT_RETRY_DELAY = dt.timedelta(minutes=2)
+
+
+def retry_delay() -> dt.timedelta:
+    """``$MLOPS_RETRY_DELAY_SECONDS`` (a positive number of seconds) if set, else 2 minutes."""
+    raw = os.environ.get(RETRY_DELAY_ENV, "").strip()
+    if not raw:
+        return DEFAULT_RETRY_DELAY
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ValueError(f"{RETRY_DELAY_ENV}={raw!r} is not a number of seconds") from None
+    if not seconds > 0:
+        raise ValueError(f"{RETRY_DELAY_ENV}={raw!r} must be a positive number of seconds")
+    return dt.timedelta(seconds=seconds)
 
 
 def specs_dir() -> Path:
@@ -61,7 +79,7 @@ def _default_args(spec: ModelSpec) -> dict:
     return {
         "owner": spec.owner,
         "retries": DEFAULT_RETRIES,
-        "retry_delay": dt.timedelta(minutes=2),
+        "retry_delay": retry_delay(),
         "retry_exponential_backoff": True,
         "max_retry_delay": dt.timedelta(minutes=30),
         # Every failed try posts to the alert webhook (connection mlops_alerts); never raises.

@@ -52,7 +52,7 @@ def secured(tmp_path_factory):
     import mlflow
     import mlflow.sklearn
     import numpy as np
-    from conftest import running_mlflow_server
+    from helpers import running_mlflow_server
     from mlflow.server.auth.client import AuthServiceClient
     from sklearn.linear_model import LogisticRegression
 

@@ -121,8 +121,7 @@ def test_batch_score_skips_without_a_champion(airflow_db, dagbag, churn_data, re
 def test_retrain_promotes_a_first_model_then_rejects_a_worse_one(airflow_db, churn_data, registry, tmp_path, monkeypatch):
     import yaml
     from airflow.dag_processing.dagbag import DagBag
-    from conftest import quick_spec
-    from helpers import REPO_ROOT
+    from helpers import REPO_ROOT, quick_spec
 
     raw = quick_spec(yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text()))
     monkeypatch.setenv("MLOPS_SPECS_DIR", str(tmp_path / "models"))
@@ -211,8 +210,7 @@ def test_bad_day_in_the_window_stops_training_and_is_quarantined(airflow_db, dag
 def test_a_release_whose_smoke_test_fails_is_rolled_back(airflow_db, churn_data, registry, tmp_path, monkeypatch):
     import yaml
     from airflow.dag_processing.dagbag import DagBag
-    from conftest import quick_spec
-    from helpers import REPO_ROOT
+    from helpers import REPO_ROOT, quick_spec
 
     from mlops_airflow.serving.local import LocalServingBackend
 

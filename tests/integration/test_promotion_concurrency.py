@@ -148,7 +148,7 @@ def registry_on_server(tmp_path_factory):
     import mlflow
     import mlflow.sklearn
     import numpy as np
-    from conftest import running_mlflow_server
+    from helpers import running_mlflow_server
     from sklearn.linear_model import LogisticRegression
 
     folder = tmp_path_factory.mktemp("concurrency")

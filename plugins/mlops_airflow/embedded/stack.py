@@ -381,20 +381,22 @@ class EmbeddedStack:
         self.sync_pools()
 
     def write_specs(self) -> None:
-        """Copy ``include/models/*.yaml`` for this stack, with the retrain schedule off.
+        """Copy ``include/models/*.yaml`` for this stack, changed as its profile says.
 
-        On a laptop a weekly retrain that fires when its DAG is first unpaused trains on
-        whatever data happens to be there; here retrains are started by hand or by drift.
-        Everything else (drift monitor, batch scoring) keeps its schedule.
+        The ``demo`` profile (the default) turns the weekly retrain off: retrains start by
+        hand or by drift; drift monitoring and batch scoring keep their schedules. See
+        :mod:`mlops_airflow.embedded.profiles`.
         """
         import yaml
 
+        from mlops_airflow.embedded.profiles import apply_profile, profile_name
+
         cfg = self.config
+        profile = profile_name(os.environ)
         cfg.specs_dir.mkdir(parents=True, exist_ok=True)
         for source in sorted((cfg.repo_root / "include" / "models").glob("*.y*ml")):
-            raw = yaml.safe_load(source.read_text())
-            raw.setdefault("schedules", {})["retrain"] = None
-            header = f"# Written by the embedded stack from {source}; edit that file, not this one.\n# schedules.retrain is off here: retrains start by hand or by drift.\n"
+            raw = apply_profile(profile, yaml.safe_load(source.read_text()))
+            header = f"# Written by the embedded stack from {source} (profile {profile}); edit that file, not this one.\n"
             target = cfg.specs_dir / source.name
             temporary = target.with_suffix(".tmp")
             temporary.write_text(header + yaml.safe_dump(raw, sort_keys=False))

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 DEFAULT_AIRFLOW_API_CONN_ID = "airflow_api"
 
 
+# Answers after which the same request is asked again.
+SERVER_ERRORS = frozenset({500, 502, 503, 504})
+
+
 def airflow_client(conn_id: str) -> AirflowClient:
     """A REST API client from an Airflow connection: host (with scheme and port), login, password."""
     from airflow.sdk import BaseHook
@@ -50,14 +54,15 @@ class BackfillScoresOperator(BaseOperator):
     The backfill covers the logical dates from the drift onset to the drift window's last
     day and reprocesses runs that already completed, so the days the old model scored are
     scored again by the new champion. A backfill of that DAG over the same days that
-    already exists is not created twice. An API that answers 503 (busy for a moment; on
-    SQLite, "database is locked") is asked again, up to ``unavailable_attempts`` times with
-    doubling delays. When the API refuses otherwise (for example while another backfill of
+    already exists is not created twice. An API that answers with a server error (502, 503
+    or 504: busy or restarting; 500: on SQLite, "database is locked" can surface as
+    "Database error") is asked again, up to ``unavailable_attempts`` times with doubling
+    delays: the find-or-create is idempotent, so a second ask never makes a second backfill. When the API refuses otherwise (for example while another backfill of
     the DAG is running), the task fails with the API's answer and Airflow retries it.
 
     :param batch_score_dag_id: the DAG to backfill.
     :param airflow_conn_id: an HTTP connection to the Airflow API server, with login and password.
-    :param unavailable_attempts: how many times to ask an API that answers 503.
+    :param unavailable_attempts: how many times to ask an API that answers with a server error.
     :param unavailable_delay: seconds before the second attempt; doubled for each one after.
     """
 
@@ -94,9 +99,9 @@ class BackfillScoresOperator(BaseOperator):
             try:
                 return self._find_or_create(client, start, end)
             except AirflowApiError as err:
-                if err.status != 503 or attempt >= self.unavailable_attempts:
+                if err.status not in SERVER_ERRORS or attempt >= self.unavailable_attempts:
                     raise MlopsError(f"Airflow's API refused the backfill of {self.batch_score_dag_id} over {start}..{end}: {err}") from err
-                # 503: busy for a moment (on SQLite, "database is locked"); nothing was created, so ask again.
+                # Busy or failing for a moment; asking again finds a backfill this attempt may have created.
                 delay = self.unavailable_delay * 2 ** (attempt - 1)
                 self.log.warning("Airflow's API is unavailable (attempt %d of %d), asking again in %.0f s: %s", attempt, self.unavailable_attempts, delay, err)
                 time.sleep(delay)

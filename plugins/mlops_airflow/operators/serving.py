@@ -9,6 +9,7 @@ protocol; the spec's ``serving.backend`` picks the backend.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -214,6 +215,12 @@ class RollbackReleaseOperator(_ServingOperator):
         return {"color": restored_color, "champion": restored_alias}
 
 
+# A drain shorter than this is waited in the worker: a deferral whose trigger fires within
+# seconds can race Airflow's own bookkeeping of the deferral (seen on Airflow 3.3 as a failed
+# try), and a worker slot held for under a minute costs less than a trigger round-trip.
+MIN_DEFERRED_DRAIN = dt.timedelta(seconds=60)
+
+
 class ScaleDownPreviousOperator(_ServingOperator):
     """After the drain delay (deferred: no worker slot while waiting), stop the colour that served before."""
 
@@ -226,10 +233,13 @@ class ScaleDownPreviousOperator(_ServingOperator):
         if release["action"] == ALREADY_LIVE or not release.get("previous_color"):
             self.log.info("Nothing to scale down")
             return
-        if self.drain.total_seconds() > 0:
+        if self.drain >= MIN_DEFERRED_DRAIN:
             from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 
             self.defer(trigger=DateTimeTrigger(moment=dt.datetime.now(dt.UTC) + self.drain), method_name="execute_complete")
+        if self.drain.total_seconds() > 0:
+            self.log.info("Draining %s for %.0f s before scaling it down", release["previous_color"], self.drain.total_seconds())
+            time.sleep(self.drain.total_seconds())
         self.execute_complete(context)
 
     def execute_complete(self, context: Context, event: Any = None) -> None:

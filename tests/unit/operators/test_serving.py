@@ -176,3 +176,16 @@ class TestScaleDownPreviousOperator:
             operator(ScaleDownPreviousOperator, drain=dt.timedelta(minutes=5)).execute(task_context({"deploy_idle_color": release}))
         assert deferred.value.method_name == "execute_complete"
         assert backend.calls == []
+
+    def test_a_drain_under_a_minute_is_waited_in_the_worker(self, registry, backend, monkeypatch):
+        import datetime as dt
+
+        from mlops_airflow.operators import serving
+
+        waited = []
+        monkeypatch.setattr(serving.time, "sleep", waited.append)
+        release = {"action": "deployed", "color": "green", "version": "2", "previous_color": "blue", "previous_version": "1"}
+        backend.live, backend.versions = Color.GREEN, {Color.BLUE: "1", Color.GREEN: "2"}
+        operator(serving.ScaleDownPreviousOperator, drain=dt.timedelta(seconds=2)).execute(task_context({"deploy_idle_color": release}))
+        assert waited == [2.0]
+        assert backend.calls == [("scale_down", Color.BLUE)]
