@@ -12,7 +12,9 @@ import tempfile
 import threading
 from pathlib import Path
 
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, free_port
+
+pytest_plugins = ("suite_policy",)
 
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="mlops-airflow-tests-"))
 
@@ -32,17 +34,11 @@ os.environ.update(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # Serving processes that tests start (model servers, Caddy) live here, on free ports.
 os.environ.update(
     {
         "MLOPS_SERVING_STATE_DIR": str(SESSION_DIR / "serving"),
-        **{f"MLOPS_SERVING_{name}_PORT": str(_free_port()) for name in ("LIVE", "ADMIN", "BLUE", "GREEN")},
+        **{f"MLOPS_SERVING_{name}_PORT": str(free_port()) for name in ("LIVE", "ADMIN", "BLUE", "GREEN")},
     }
 )
 for _name in ("MLOPS_TRAINING_BACKEND", "MLOPS_SERVING_BACKEND", "AIRFLOW_CONN_MLFLOW_DEFAULT"):
@@ -106,7 +102,9 @@ def mlflow_store(tmp_path, monkeypatch) -> str:
     """A fresh MLflow tracking + registry store (SQLite, local artifacts), also as ``mlflow_default``."""
     import json
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    from helpers import fresh_mlflow_db
+
+    uri = fresh_mlflow_db(tmp_path / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "http", "extra": {"tracking_uri": uri}}))
     monkeypatch.chdir(tmp_path)  # local artifacts land under ./mlruns of the test's folder

@@ -210,11 +210,12 @@ def partial_files(root) -> list[str]:
 def run_killed(work, delay: float) -> str:
     """Run ``work()`` in a forked process (what a task process is), SIGKILL it after ``delay`` seconds.
 
-    Returns ``"killed"``, or ``"finished first"`` when it ended before the kill.
+    Returns ``"killed"``, or ``"finished first"`` when it ended before the kill. A task process
+    that raised before the kill fails the test: its traceback is printed by the child.
     """
-    import os
     import signal
     import time
+    import traceback
 
     pid = os.fork()
     if pid == 0:  # the task process
@@ -223,17 +224,60 @@ def run_killed(work, delay: float) -> str:
         try:
             work()
         except BaseException:
+            traceback.print_exc()
             code = 1
         os._exit(code)
     deadline = time.monotonic() + delay
     while time.monotonic() < deadline:
-        finished, _ = os.waitpid(pid, os.WNOHANG)
+        finished, status = os.waitpid(pid, os.WNOHANG)
         if finished:
+            if os.waitstatus_to_exitcode(status) != 0:
+                raise AssertionError(f"the task process failed on its own before the kill at {delay:.2f} s (its traceback is above)")
             return "finished first"
         time.sleep(0.01)
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     return "killed"
+
+
+class KillPlan:
+    """Where to kill a task: seeded random moments within its clean duration, until enough kills land.
+
+    ``wanted`` kills must land while the task runs; a moment that comes after the task
+    finished is replaced by another, up to three tries per wanted kill. The moments are
+    fractions of the clean run's duration below 0.8 (the re-run of a task killed after
+    its last write proves nothing new). The seed is the session's (``MLOPS_TEST_SEED``):
+    each run kills at other moments, and a failure names the seed that replays it.
+    """
+
+    def __init__(self, name: str, wanted: int) -> None:
+        import random
+
+        from sampling import session_seed
+
+        self.name, self.wanted = name, wanted
+        self.rng = random.Random(f"{session_seed()}-{name}")
+        self.outcomes = {"killed": 0, "finished first": 0}
+
+    def moments(self, duration: float):
+        """Delays in seconds, one per try, until ``wanted`` kills landed (record each outcome)."""
+        while self.outcomes["killed"] < self.wanted and sum(self.outcomes.values()) < 3 * self.wanted:
+            yield max(0.02, self.rng.uniform(0.0, 0.8) * duration)
+
+    def record(self, outcome: str) -> None:
+        self.outcomes[outcome] += 1
+
+    def describe(self) -> str:
+        from sampling import replay_hint
+
+        return f"{self.name}: {self.wanted} kills wanted, outcomes {self.outcomes}; {replay_hint()}"
+
+
+def kill_plan(name: str, *, full: int, sampled: int) -> KillPlan:
+    """``sampled`` kill points for ``name`` in a normal run, ``full`` with ``MLOPS_TEST_FULL=1``."""
+    from sampling import sampled as sample
+
+    return KillPlan(name, len(sample(range(full), sampled)))
 
 
 def _own_tqdm_lock() -> None:
@@ -253,3 +297,44 @@ def _own_tqdm_lock() -> None:
     if hasattr(TqdmDefaultWriteLock, "mp_lock"):
         del TqdmDefaultWriteLock.mp_lock
     tqdm.set_lock(TqdmDefaultWriteLock())
+
+
+_MLFLOW_TEMPLATE: Path | None = None
+
+
+def fresh_mlflow_db(path: Path, artifact_root: Path | None = None) -> str:
+    """A new MLflow SQLite store at ``path``, copied from one this process migrated once; its URI.
+
+    Migrating a store takes a second or more; a copy takes milliseconds. The copy is the store
+    MLflow itself makes (default experiment 0 included), with experiment 0's artifacts under
+    ``artifact_root`` (default: ``mlruns`` beside the file), as if it had been created there.
+    """
+    import shutil
+    import sqlite3
+    import tempfile
+
+    global _MLFLOW_TEMPLATE
+    if _MLFLOW_TEMPLATE is None:
+        from mlflow.tracking import MlflowClient
+
+        template = Path(tempfile.mkdtemp(prefix="mlflow-template-")) / "mlflow.db"
+        MlflowClient(tracking_uri=f"sqlite:///{template}").search_experiments()  # runs the migrations
+        _MLFLOW_TEMPLATE = template
+    path = Path(path)
+    shutil.copyfile(_MLFLOW_TEMPLATE, path)
+    root = Path(artifact_root) if artifact_root is not None else path.parent / "mlruns"
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", (str(root / "0"),))
+    return f"sqlite:///{path}"
+
+
+def alias_version(client, model: str, alias: str) -> str | None:
+    """The version ``alias`` points at, or ``None`` when it is not set; any other error (a dead server) is raised."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(model, alias).version)
+    except MlflowException as err:
+        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") and "not found" in str(err):
+            return None
+        raise

@@ -6,12 +6,53 @@ Shared by the embedded and the distributed end-to-end tests.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from mlops_airflow.embedded.stack import StackConfig
 
+# The end-to-end stacks' settings: a retry 3 s after a failed try instead of 2 minutes, and the
+# quick workload profile (a 1 s drain, a loose smoke latency gate; see embedded/profiles.py).
+E2E_SETTINGS = {"MLOPS_EMBEDDED_PROFILE": "quick", "MLOPS_RETRY_DELAY_SECONDS": "3"}
+STORY_DAGS = ("retrain_churn", "drift_monitor_churn", "batch_score_churn")
+FAILED_TRY_STATES = {"failed", "up_for_retry", "upstream_failed"}
 
-def the_story_happened(config: StackConfig, monkeypatch) -> dict:
-    """Every step's outcome, read back through Airflow's REST API, MLflow and the live URL."""
+
+class FailedTry(NamedTuple):
+    dag_id: str
+    run_id: str
+    task_id: str
+    try_number: int
+    state: str
+
+    @property
+    def task(self) -> str:
+        return f"{self.dag_id}/{self.task_id}"
+
+
+def failed_tries(client, dag_ids=STORY_DAGS) -> list[FailedTry]:
+    """Every try that failed, in every run of ``dag_ids``.
+
+    A retried task that then succeeded still shows here: where no fault was injected, every
+    task must succeed at its first try (a hidden retry costs minutes in production).
+    """
+    found = []
+    for dag_id in dag_ids:
+        for run in client.dag_runs(dag_id):
+            for task in client.task_instances(dag_id, run["dag_run_id"]):
+                if task["try_number"] <= 1 and task["state"] not in FAILED_TRY_STATES:
+                    continue
+                for attempt in client.task_tries(dag_id, run["dag_run_id"], task["task_id"]):
+                    if attempt["state"] in FAILED_TRY_STATES:
+                        found.append(FailedTry(dag_id, run["dag_run_id"], task["task_id"], attempt["try_number"], attempt["state"]))
+    return sorted(found)
+
+
+def the_story_happened(config: StackConfig, monkeypatch, *, faults: set[str] = frozenset()) -> dict:
+    """Every step's outcome, read back through Airflow's REST API, MLflow and the live URL.
+
+    :param faults: ``"dag/task"`` of the tasks a fault was injected into; every other task
+        succeeded at its first try.
+    """
     import datetime as dt
     import json
 
@@ -70,4 +111,8 @@ def the_story_happened(config: StackConfig, monkeypatch) -> dict:
     monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", json.dumps({"conn_type": "http", "host": config.airflow_url, "login": "admin", "password": password}))
     again = BackfillScoresOperator(task_id="backfill_scores", batch_score_dag_id="batch_score_churn").execute({"params": {"drift": drift_run["conf"]["drift"]}})
     assert (again["backfill_id"], again["created"]) == (backfill["id"], False)
-    return {"client": client, "first": first, "drift_run": drift_run, "champion": champion, "previous": previous}
+    # No task failed a try, but where a fault was injected (the failed tries that are, are returned).
+    failed = failed_tries(client)
+    unexpected = [attempt for attempt in failed if attempt.task not in faults]
+    assert unexpected == [], f"tries failed where no fault was injected: {unexpected}"
+    return {"client": client, "first": first, "drift_run": drift_run, "champion": champion, "previous": previous, "failed_tries": failed}

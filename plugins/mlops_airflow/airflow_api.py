@@ -132,6 +132,11 @@ class AirflowClient:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances"
         return self._request("GET", path)["task_instances"]
 
+    def task_tries(self, dag_id: str, run_id: str, task_id: str) -> list[dict]:
+        """Every try of one task instance so far (earlier tries and the current one), each with its state."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/{task_id}/tries"
+        return self._request("GET", path)["task_instances"]
+
     def dag_runs(self, dag_id: str, *, run_type: str | None = None) -> list[dict]:
         query = f"?run_type={urllib.parse.quote(run_type)}&limit=100" if run_type else "?limit=100"
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns{query}")["dag_runs"]

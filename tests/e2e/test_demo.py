@@ -4,25 +4,18 @@ Airflow's REST API, MLflow and the live URL; then an approval, `make up` again, 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT, processes_with_env
-from story_checks import the_story_happened
+from helpers import REPO_ROOT, free_port, processes_with_env
+from story_checks import E2E_SETTINGS, the_story_happened
 
 from mlops_airflow.embedded.stack import STACK_MARKER_ENV
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def our_processes(marker: str) -> list[int]:
@@ -122,6 +115,7 @@ def a_bad_data_day_stops_only_the_runs_that_read_it(config, monkeypatch) -> None
     assert set(scored["model_version"]) == {str(registry_alias(config.mlflow_url, "churn", "champion")["version"])}
 
 
+@pytest.mark.timeout(1200)
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_demo_closes_the_loop_and_stop_leaves_nothing(tmp_path, monkeypatch):
     state = tmp_path / "state"
@@ -134,10 +128,11 @@ def test_demo_closes_the_loop_and_stop_leaves_nothing(tmp_path, monkeypatch):
         MLOPS_TRIGGER_LOG_PORT=str(free_port()),
         MLOPS_STATSD_PORT=str(free_port()),
         **{f"MLOPS_SERVING_{name}_PORT": str(free_port()) for name in ("LIVE", "ADMIN", "BLUE", "GREEN")},
+        **E2E_SETTINGS,
     )
     command = [sys.executable, "-m", "mlops_airflow.embedded"]
     try:
-        demo = subprocess.run([*command, "demo"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1500, check=False)
+        demo = subprocess.run([*command, "demo"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
         print(demo.stdout)
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
         out = demo.stdout

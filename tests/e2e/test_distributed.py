@@ -18,20 +18,14 @@ from pathlib import Path
 
 import pytest
 from distributed_stack import WORKERS, DistributedStack
-from helpers import REPO_ROOT, processes_with_env
-from story_checks import the_story_happened
+from helpers import REPO_ROOT, free_port, processes_with_env
+from story_checks import E2E_SETTINGS, the_story_happened
 
 from mlops_airflow.airflow_api import AirflowApiError
 from mlops_airflow.embedded.stack import STACK_MARKER_ENV, StackConfig
 from mlops_airflow.serving.local_ports import LocalPorts
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def services_reachable() -> bool:
@@ -50,6 +44,7 @@ class FaultInjector(threading.Thread):
         super().__init__(daemon=True)
         self.stack = stack
         self.log: list[str] = []
+        self.in_flight: set[str] = set()  # "dag/task" of every task running when a fault struck
         self.error: BaseException | None = None
         self.done = threading.Event()
 
@@ -58,6 +53,14 @@ class FaultInjector(threading.Thread):
 
         password = self.stack.config.admin_password()
         return AirflowClient(self.stack.config.airflow_url, "admin", password) if password else None
+
+    def running_tasks(self) -> set[str]:
+        client = self.client()
+        found = set()
+        for dag_id in ("retrain_churn", "drift_monitor_churn", "batch_score_churn"):
+            for run in client.dag_runs(dag_id):
+                found |= {f"{dag_id}/{t['task_id']}" for t in client.task_instances(dag_id, run["dag_run_id"]) if t["state"] in ("running", "queued")}
+        return found
 
     def worker_of(self, pid: int) -> str | None:
         """The worker whose process tree holds ``pid`` (the task's process)."""
@@ -98,11 +101,13 @@ class FaultInjector(threading.Thread):
             worker = next((self.worker_of(t["pid"]) for t in running if t.get("pid")), None)
             if worker:
                 time.sleep(1)  # into the training
+                self.in_flight |= self.running_tasks()
                 self.stack.kill(worker)
                 self.log.append(f"killed {worker} while train_model ran (try {running[0]['try_number']})")
                 self.stack.start(worker)
                 self.log.append(f"started {worker} again")
                 time.sleep(5)
+                self.in_flight |= self.running_tasks()
                 self.stack.restart("scheduler")
                 self.log.append("restarted the scheduler")
                 return
@@ -110,6 +115,7 @@ class FaultInjector(threading.Thread):
         raise TimeoutError("no train_model ran on a worker within 900 s")
 
 
+@pytest.mark.timeout(1200)
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 @pytest.mark.skipif(not services_reachable(), reason="needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379")
 def test_the_loop_survives_a_dead_worker_and_a_scheduler_restart_on_celery(tmp_path, monkeypatch):
@@ -131,6 +137,8 @@ def test_the_loop_survives_a_dead_worker_and_a_scheduler_restart_on_celery(tmp_p
     ports = {"scheduler_health": free_port(), "dag_processor_dummy": free_port(), **{name: free_port() for name in WORKERS}}
     for name in [n for n in os.environ if n.startswith(("AIRFLOW", "MLFLOW_", "MLOPS_"))]:
         monkeypatch.delenv(name)
+    for name, value in E2E_SETTINGS.items():
+        monkeypatch.setenv(name, value)
     stack = DistributedStack(config, ports=ports)
     faults = FaultInjector(stack)
     try:
@@ -145,8 +153,10 @@ def test_the_loop_survives_a_dead_worker_and_a_scheduler_restart_on_celery(tmp_p
         assert len(faults.log) == 3, faults.log
         assert result.ok, result
 
-        found = the_story_happened(config, monkeypatch)
+        found = the_story_happened(config, monkeypatch, faults=faults.in_flight)
         client = found["client"]
+        # The check of first tries sees the killed one.
+        assert any(a.task_id == "train_model" and a.run_id == found["first"]["dag_run_id"] for a in found["failed_tries"]), found["failed_tries"]
         first_train = next(t for t in client.task_instances("retrain_churn", found["first"]["dag_run_id"]) if t["task_id"] == "train_model")
         assert first_train["try_number"] >= 2, "the killed try must have been retried"
         # One model version per retrain run, whatever the faults did.

@@ -2,7 +2,9 @@
 
 Each operator's ``execute()`` runs in a forked process (what a task process is) that is
 SIGKILLed after a seeded random delay within the operator's clean duration; then the same
-task runs again to completion. Afterwards: the outputs equal the clean run's, no partial
+task runs again to completion. A normal run samples a few kill points per task with the
+session's seed (``MLOPS_TEST_SEED``, printed at the end of the run and in any failure), so
+every run kills at other moments; ``MLOPS_TEST_FULL=1`` runs all of them. Afterwards: the outputs equal the clean run's, no partial
 file is left (writes go to a temporary path and are renamed), training registered exactly
 one model version for the DAG run, and no process the killed task started is still alive.
 """
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import random
 import time
 import uuid
 from pathlib import Path
@@ -19,14 +20,15 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from helpers import REPO_ROOT, partial_files, processes_with_env, run_killed
+from helpers import REPO_ROOT, kill_plan, partial_files, processes_with_env, run_killed
 
 pytestmark = pytest.mark.integration
 
 END = dt.date(2026, 5, 1)
 DAYS = 12
-SEED = 20261123
-KILL_POINTS = {"data_check": 21, "score": 21, "train": 8}  # 50 in all
+# Kill points per task: all of them with MLOPS_TEST_FULL=1 (50), a seeded sample otherwise (11).
+KILL_POINTS = {"data_check": 21, "score": 21, "train": 8}
+SAMPLED_KILL_POINTS = {"data_check": 4, "score": 4, "train": 3}
 MARKER = f"MLOPS_KILL_TEST={uuid.uuid4().hex}"
 
 
@@ -118,13 +120,11 @@ def test_killed_tasks_rerun_to_the_clean_result(kill_world, kind):
     clean = world.operator(kind).execute(world.context(f"manual__clean_{kind}"))
     duration = time.monotonic() - started
     expected = world.outputs(kind, f"manual__clean_{kind}", clean)
-    rng = random.Random(f"{SEED}-{kind}")
-    outcomes = {"killed": 0, "finished first": 0}
+    plan = kill_plan(kind, full=KILL_POINTS[kind], sampled=SAMPLED_KILL_POINTS[kind])
     differences = []
-    for point in range(KILL_POINTS[kind]):
+    for point, delay in enumerate(plan.moments(duration)):
         run_id = f"manual__kill_{kind}_{point}"
-        delay = rng.uniform(0.02, duration)
-        outcomes[run_killed(lambda run_id=run_id: world.operator(kind).execute(world.context(run_id)), delay)] += 1
+        plan.record(run_killed(lambda run_id=run_id: world.operator(kind).execute(world.context(run_id)), delay))
         result = world.operator(kind).execute(world.context(run_id))
         got = world.outputs(kind, run_id, result)
         want = expected if kind != "train" else {"versions_for_the_run": 1, "returned_is_registered": True}
@@ -133,8 +133,8 @@ def test_killed_tasks_rerun_to_the_clean_result(kill_world, kind):
         deadline = time.monotonic() + 5  # a training child notices its task is gone within 0.2 s
         while orphans() and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert orphans() == [], f"{kind} kill point {point} ({delay:.2f} s) left processes behind"
-    print(f"\n{kind}: clean run {duration:.2f} s; {KILL_POINTS[kind]} kill points: {outcomes}; outputs differing from the clean run: {len(differences)}")
-    assert differences == []
+        assert orphans() == [], f"{kind} kill point {point} ({delay:.2f} s) left processes behind; {plan.describe()}"
+    print(f"\n{kind}: clean run {duration:.2f} s; {plan.describe()}; outputs differing from the clean run: {len(differences)}")
+    assert differences == [], plan.describe()
     assert partial_files(world.root) == []
-    assert outcomes["killed"] >= KILL_POINTS[kind] // 2, "most kill points must land while the task runs"
+    assert plan.outcomes["killed"] == plan.wanted, f"kills must land while the task runs; {plan.describe()}"
