@@ -62,6 +62,15 @@ def _stop_serving_processes():
         LocalServingBackend(model=state_file.stem, state_dir=state_file.parent).stop_all()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _airflow_configuration_read():
+    """Airflow sets up logging when its configuration is first read, which drops the handler that
+    caplog installed for the test running then: read it before any test captures logs."""
+    from airflow.sdk import conf
+
+    conf.get("api", "base_url", fallback="")
+
+
 @pytest.fixture(scope="session")
 def session_dir() -> Path:
     return SESSION_DIR

@@ -8,12 +8,12 @@ from an image it does not have answers 404, as the Engine does, until the image 
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
+
+from fake_http import FakeServer, JsonHandler
 
 API_VERSION = "1.45"
 
@@ -35,26 +35,14 @@ class FakeEngine:
         return [(r["method"], r["path"]) for r in self.requests if r["path"] not in ("/_ping", "/version") and (not methods or r["method"] in methods)]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     engine: FakeEngine
-
-    def log_message(self, *args):
-        pass
-
-    def _send(self, status: int, body=None, content_type: str = "application/json") -> None:
-        payload = body if isinstance(body, bytes) else json.dumps(body if body is not None else {}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
 
     def _handle(self, method: str) -> None:
         url = urlparse(self.path)
         path = re.sub(r"^/v[0-9.]+", "", url.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
-        length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length) or b"null") if length else None
+        body = self.body()
         engine = self.engine
         with engine.lock:
             engine.requests.append({"method": method, "path": path, "query": query, "body": body})
@@ -62,18 +50,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, engine: FakeEngine, method: str, path: str, query: dict, body) -> None:
         if path == "/_ping":
-            return self._send(200, b"OK", "text/plain")
+            return self.reply(200, b"OK", "text/plain")
         if path == "/version":
-            return self._send(200, {"ApiVersion": API_VERSION, "Version": "27.0.0", "MinAPIVersion": "1.24", "Os": "linux"})
+            return self.reply(200, {"ApiVersion": API_VERSION, "Version": "27.0.0", "MinAPIVersion": "1.24", "Os": "linux"})
         if method == "POST" and path == "/images/create":
             engine.images.add(f"{query['fromImage']}:{query.get('tag', 'latest')}")
-            return self._send(200, b'{"status":"Downloaded newer image"}\n')
+            return self.reply(200, b'{"status":"Downloaded newer image"}\n')
         if method == "POST" and path == "/containers/create":
             name = query["name"]
             if body["Image"] not in engine.images:
-                return self._send(404, {"message": f"No such image: {body['Image']}"})
+                return self.reply(404, {"message": f"No such image: {body['Image']}"})
             if name in engine.containers:
-                return self._send(409, {"message": f'Conflict. The container name "/{name}" is already in use'})
+                return self.reply(409, {"message": f'Conflict. The container name "/{name}" is already in use'})
             engine.containers[name] = {
                 "Id": uuid.uuid4().hex,
                 "Name": f"/{name}",
@@ -82,13 +70,13 @@ class _Handler(BaseHTTPRequestHandler):
                 "State": {"Status": "created", "Running": False, "ExitCode": 0},
                 "inspects": 0,
             }
-            return self._send(201, {"Id": engine.containers[name]["Id"], "Warnings": []})
+            return self.reply(201, {"Id": engine.containers[name]["Id"], "Warnings": []})
         match = re.fullmatch(r"/containers/([^/]+)(?:/(json|start|stop|logs))?", path)
         if not match:
-            return self._send(404, {"message": f"page not found: {method} {path}"})
+            return self.reply(404, {"message": f"page not found: {method} {path}"})
         container = engine.find(match.group(1))
         if container is None:
-            return self._send(404, {"message": f"No such container: {match.group(1)}"})
+            return self.reply(404, {"message": f"No such container: {match.group(1)}"})
         action = match.group(2)
         name = container["Name"].lstrip("/")
         if method == "GET" and action == "json":
@@ -99,19 +87,19 @@ class _Handler(BaseHTTPRequestHandler):
                     state["Health"] = {"Status": "unhealthy"}
                 else:
                     state["Health"] = {"Status": "healthy" if container["inspects"] > engine.healthy_after else "starting"}
-            return self._send(200, {k: v for k, v in container.items() if k != "inspects"})
+            return self.reply(200, {k: v for k, v in container.items() if k != "inspects"})
         if method == "POST" and action == "start":
             container["State"] = {"Status": "running", "Running": True, "ExitCode": 0, "Health": {"Status": "starting"}}
-            return self._send(204, b"")
+            return self.reply(204, b"")
         if method == "POST" and action == "stop":
             container["State"] = {"Status": "exited", "Running": False, "ExitCode": 0}
-            return self._send(204, b"")
+            return self.reply(204, b"")
         if method == "GET" and action == "logs":
-            return self._send(200, f"{name}: model server log\n".encode(), "text/plain")
+            return self.reply(200, f"{name}: model server log\n".encode(), "text/plain")
         if method == "DELETE" and action is None:
             del engine.containers[name]
-            return self._send(204, b"")
-        return self._send(405, {"message": f"{method} {path} is not faked"})
+            return self.reply(204, b"")
+        return self.reply(405, {"message": f"{method} {path} is not faked"})
 
     def do_GET(self):
         self._handle("GET")
@@ -123,21 +111,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle("DELETE")
 
 
-class FakeDockerServer:
+class FakeDockerServer(FakeServer):
+    """``engine`` served on a loopback port; ``url`` is what docker-py's ``base_url`` takes."""
+
     def __init__(self, engine: FakeEngine) -> None:
-        handler = type("Handler", (_Handler,), {"engine": engine})
         self.engine = engine
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(_Handler, engine=engine)
 
     @property
     def url(self) -> str:
-        return f"tcp://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> FakeDockerServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return f"tcp://127.0.0.1:{self.port}"

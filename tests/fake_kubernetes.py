@@ -12,11 +12,11 @@ colour whose Deployment was not ready at that moment.
 from __future__ import annotations
 
 import copy
-import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
+
+from fake_http import FakeServer, JsonHandler
 
 from mlops_airflow.serving.kubernetes import rollout_ready
 
@@ -134,22 +134,8 @@ class FakeCluster:
         return self.objects[("Service", self.live_service)]["spec"]["selector"].get("color")
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     cluster: FakeCluster
-
-    def log_message(self, *args):  # keep test output quiet
-        pass
-
-    def _send(self, status: int, body: dict) -> None:
-        payload = json.dumps(body).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-        except OSError:  # the client gave up (a timeout fault)
-            pass
 
     def _route(self):
         parts = urlparse(self.path).path.strip("/").split("/")
@@ -167,14 +153,14 @@ class _Handler(BaseHTTPRequestHandler):
             cluster.requests.append({"verb": verb, "group": group, "resource": resource, "name": name})
             fault = cluster.faults.get(index)
             if fault == "500":
-                self._send(500, {"kind": "Status", "code": 500, "reason": "InternalError"})
+                self.reply(500, {"kind": "Status", "code": 500, "reason": "InternalError"})
                 return
             if fault == "conflict" and ("Service", cluster.live_service) in cluster.objects:
                 cluster.concurrent_write()
             delay = cluster.fault_delay if fault == "timeout_before" else 0.0
         if delay:
             time.sleep(delay)
-            return self._send(504, {"kind": "Status", "code": 504})
+            return self.reply(504, {"kind": "Status", "code": 504})
         with cluster.lock:
             if kind is None or (kind, name) not in cluster.objects:
                 status, answer = 404, {"kind": "Status", "code": 404, "reason": "NotFound"}
@@ -187,14 +173,13 @@ class _Handler(BaseHTTPRequestHandler):
                 status, answer = cluster.patch(kind, name, body or {})
         if fault == "timeout_after":
             time.sleep(cluster.fault_delay)  # applied, but the client stops waiting first
-        self._send(status, answer)
+        self.reply(status, answer)
 
     def do_GET(self):
         self._handle("get")
 
     def do_PATCH(self):
-        length = int(self.headers.get("Content-Length", 0))
-        self._handle("patch", json.loads(self.rfile.read(length)))
+        self._handle("patch", self.body())
 
     def do_POST(self):
         self._handle("create")
@@ -206,23 +191,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle("delete")
 
 
-class FakeKubernetesServer:
+class FakeKubernetesServer(FakeServer):
     """Run a :class:`FakeCluster` on a loopback port; ``url`` is its API server address."""
 
     def __init__(self, cluster: FakeCluster) -> None:
-        handler = type("Handler", (_Handler,), {"cluster": cluster})
         self.cluster = cluster
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> FakeKubernetesServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(_Handler, cluster=cluster)

@@ -338,3 +338,17 @@ def alias_version(client, model: str, alias: str) -> str | None:
         if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") and "not found" in str(err):
             return None
         raise
+
+
+def delete_dag_runs(dag_id: str, *run_ids: str) -> None:
+    """Delete runs from this session's Airflow database (their task instances go with them).
+
+    For tests that must not depend on what an earlier test of the session left there, e.g. a
+    retrain run for the same drift window, with which a trigger would skip.
+    """
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete
+
+    with create_session() as session:  # ON DELETE CASCADE takes the task instances
+        session.execute(delete(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id.in_(run_ids)))

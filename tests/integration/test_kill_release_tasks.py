@@ -13,14 +13,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from fake_airflow_api import FakeAirflowApi
 from helpers import (
     DATA_END,
     DRIFT_START,
@@ -42,46 +41,6 @@ KILL_POINTS = {"promote": 8, "deploy": 5, "switch": 5, "detect_drift": 5, "decid
 SAMPLED_KILL_POINTS = {"promote": 3, "deploy": 2, "switch": 2, "detect_drift": 2, "decide_retrain": 2, "drift_report": 2, "backfill": 2}  # 15
 MARKER = f"MLOPS_KILL_RELEASE_TEST={uuid.uuid4().hex}"
 SUMMARY_KEYS_THAT_VARY = {"checked_at"}
-
-
-class FakeBackfillApi:
-    """Airflow's REST API for backfills, slow enough (0.2 s an answer) for kills to land between calls."""
-
-    def __init__(self) -> None:
-        self.backfills: list[dict] = []
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _answer(self, status: int, body: dict) -> None:
-                time.sleep(0.2)
-                payload = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def do_GET(self):
-                self._answer(200, {"backfills": list(reversed(api.backfills)), "total_entries": len(api.backfills)})
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-                if self.path == "/auth/token":
-                    return self._answer(201, {"access_token": "token"})
-                backfill = {"id": len(api.backfills) + 1, "dag_id": body["dag_id"], "from_date": body["from_date"], "to_date": body["to_date"]}
-                api.backfills.append(backfill)  # created before the answer is sent: a kill now leaves it behind
-                return self._answer(200, backfill)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class TaskInstance:
@@ -113,8 +72,9 @@ class ReleaseWorld:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", self.uri)
         for name in ("LIVE", "ADMIN", "BLUE", "GREEN"):
             monkeypatch.setenv(f"MLOPS_SERVING_{name}_PORT", str(free_port()))
-        self.api = FakeBackfillApi()
-        monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", json.dumps({"conn_type": "http", "host": self.api.url, "login": "admin", "password": "kill-test"}))
+        # Slow enough (0.2 s an answer) for kills to land between calls, and after a creation before its answer.
+        self.api = FakeAirflowApi(login="admin", password="kill-test", answer_delay=0.2)
+        monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", self.api.connection())
         key, value = MARKER.split("=")
         monkeypatch.setenv(key, value)  # every process a task starts inherits it
         monkeypatch.chdir(root)
@@ -290,7 +250,7 @@ class ReleaseWorld:
                 "reports": len(reports),
                 "non_empty": all(a.file_size > 1000 for a in reports),
             }
-        window = [b for b in self.api.backfills if (b["from_date"], b["to_date"]) == (self.summary["backfill_start"], self.summary["backfill_end"])]
+        window = [b for b in self.api.backfills if (b["from_date"][:10], b["to_date"][:10]) == (self.summary["backfill_start"], self.summary["backfill_end"])]
         return {"backfills_for_the_window": len(window), "returned_is_it": [b["id"] for b in window] == [result["backfill_id"]]}
 
 

@@ -7,7 +7,6 @@ colour switches ten times; no request may fail.
 from __future__ import annotations
 
 import json
-import socket
 import statistics
 import sys
 import threading
@@ -16,6 +15,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from helpers import free_port
 
 from mlops_airflow.serving.base import Color, ColorNotReadyError, LiveColorError, SwitchOutcome
 from mlops_airflow.serving.local import LocalPorts, LocalServingBackend, group_alive
@@ -23,12 +23,6 @@ from mlops_airflow.serving.local import LocalPorts, LocalServingBackend, group_a
 pytestmark = pytest.mark.integration
 
 ROWS = {"dataframe_split": {"columns": ["x1", "x2"], "data": [[0.1, 0.2], [0.9, 0.8]]}}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def predict(url: str, timeout: float = 5.0) -> tuple[int, float, dict | None]:
@@ -41,6 +35,16 @@ def predict(url: str, timeout: float = 5.0) -> tuple[int, float, dict | None]:
         return err.code, time.perf_counter() - started, None
     except OSError:
         return 0, time.perf_counter() - started, None
+
+
+def wait_for(condition, what: str, timeout: float = 30.0):
+    """Poll ``condition`` until it returns something true; that value. Fails the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:.0f} s")
+        time.sleep(0.02)
+    return value
 
 
 @pytest.fixture(scope="module")
@@ -102,24 +106,27 @@ def test_no_request_fails_during_ten_switchovers(backend, models):
             status, latency, _ = predict(backend.live_url())
             results.append((status, latency))
 
+    def answered(count: int):
+        return lambda: len(results) >= count
+
     clients = [threading.Thread(target=client, daemon=True) for _ in range(6)]
+    started = time.monotonic()
     for thread in clients:
         thread.start()
-    time.sleep(1.0)
+    wait_for(answered(50), "the clients' first 50 answers")
     switch_times = []
-    started = time.monotonic()
     for _ in range(10):
         target = backend.status().live.other
         began = time.perf_counter()
         assert backend.switch(target) is SwitchOutcome.SWITCHED
         switch_times.append(time.perf_counter() - began)
-        time.sleep(0.7)
-    elapsed = time.monotonic() - started
+        wait_for(answered(len(results) + 50), f"50 answers after the switch to {target}")  # traffic through the new colour
     stop.set()
     for thread in clients:
         thread.join(timeout=10)
+    elapsed = time.monotonic() - started
     failed = [s for s, _ in results if s != 200]
-    rate = len(results) / (elapsed + 1.0)
+    rate = len(results) / elapsed
     latencies = sorted(latency for _, latency in results)
     print(
         f"\nlocal switchovers: {len(results)} requests at {rate:.0f}/s, failed {len(failed)}, "
@@ -138,7 +145,7 @@ def test_a_killed_router_comes_back_on_the_live_colour_and_stop_all_ends_every_p
     assert live is not None
     state = json.loads(backend.state_file.read_text())
     os.killpg(state["proxy"]["pgid"], signal.SIGKILL)
-    time.sleep(0.5)
+    wait_for(lambda: not group_alive(state["proxy"]["pgid"]), "the killed router's exit", timeout=10)
     assert predict(backend.live_url())[0] == 502  # the front is up, the router is not
     backend.ensure_proxy()
     assert backend.proxy_color() is live
@@ -157,18 +164,14 @@ def test_a_process_started_but_never_recorded_is_ended_by_the_next_deploy_and_by
     try:
         command = [sys.executable, "-m", "http.server", str(ports.blue), "--bind", "127.0.0.1"]
         stray = serving._spawn("blue", command)  # started, as the killed try did, and never recorded
-        deadline = time.monotonic() + 10
-        while not serving._pid_file("blue").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(serving._pid_file("blue").exists, "the stray server's pid file", timeout=10)
         assert serving._load()["colors"] == {}
         assert serving.deploy(Color.BLUE, "1", models["1"]) is True
         assert stray.wait(timeout=30) is not None, "the next deploy must end the unrecorded server"
         assert serving.wait_ready(Color.BLUE, timeout=120).ready  # and its port was free for the new one
 
         other = serving._spawn("green", command[:3] + [str(ports.green), "--bind", "127.0.0.1"])
-        deadline = time.monotonic() + 10
-        while not serving._pid_file("green").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(serving._pid_file("green").exists, "the second stray server's pid file", timeout=10)
         assert "toy-green" in serving.stop_all()
         assert other.wait(timeout=30) is not None, "stop must end the unrecorded server too"
     finally:

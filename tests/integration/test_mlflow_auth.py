@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import urllib.error
+import urllib.request
 from contextlib import contextmanager
 
 import pytest
+from fake_http import FakeServer, JsonHandler
 
 pytestmark = pytest.mark.integration
 
 ADMIN_PASSWORD = "admin-password-for-tests"
 PIPELINE = ("mlops-pipeline", "pipeline-password-for-tests")
 VIEWER = ("viewer", "viewer-password-for-tests")
-ATTEMPTS = 20
+# Each attempt is one authenticated request (~1.5 s on a busy machine: the server hashes the
+# password every time). The server's answer depends only on who asks for what, so more
+# repeats of the same request add nothing; two move the alias to each version once.
+ATTEMPTS = 2
 
 
 def auth_env(folder, admin_password: str) -> dict[str, str]:
@@ -149,7 +156,19 @@ def test_the_pipeline_cannot_delete_its_model(secured):
     assert info.value.error_code == "PERMISSION_DENIED"
 
 
-class LegacyAuthServer:
+class _LegacyAuthHandler(JsonHandler):
+    legacy: LegacyAuthServer
+
+    def do_GET(self):
+        self.legacy.requests.append(self.path)
+        ok = self.path.startswith("/api/2.0/mlflow/users/get") and self.headers.get("Authorization") == _basic("admin", "password1234")
+        if ok:
+            self.reply(200, {"user": {"id": 1, "is_admin": True, "username": "admin"}})
+        else:
+            self.reply(401, {"error_code": "UNAUTHENTICATED"})
+
+
+class LegacyAuthServer(FakeServer):
     """Stands in for an MLflow server from before 3.x's fix: its basic-auth app still takes admin / password1234.
 
     Current MLflow refuses to start with that password and rejects logins with it, so the
@@ -157,48 +176,23 @@ class LegacyAuthServer:
     """
 
     def __init__(self) -> None:
-        import base64
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        expected = "Basic " + base64.b64encode(b"admin:password1234").decode()
         self.requests: list[str] = []
-        server = self
+        super().__init__(_LegacyAuthHandler, legacy=self)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
 
-            def do_GET(self):
-                server.requests.append(self.path)
-                ok = self.path.startswith("/api/2.0/mlflow/users/get") and self.headers.get("Authorization") == expected
-                body = b'{"user": {"id": 1, "is_admin": true, "username": "admin"}}' if ok else b'{"error_code": "UNAUTHENTICATED"}'
-                self.send_response(200 if ok else 401)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
-
-    def close(self) -> None:
-        self.http.shutdown()
-        self.http.server_close()
+def _basic(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
 def test_a_server_with_the_default_admin_password_is_refused(monkeypatch):
     from mlops_airflow.hooks.mlflow import MlflowHook
     from mlops_airflow.mlflow_auth import InsecureMlflowServerError
 
-    legacy = LegacyAuthServer()
-    try:
+    with LegacyAuthServer() as legacy:
         monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "http", "host": legacy.url, "login": PIPELINE[0], "password": PIPELINE[1]}))
         with pytest.raises(InsecureMlflowServerError, match="still accepts MLflow's default password for its admin user 'admin'"):
             MlflowHook().client  # noqa: B018 - the guard runs before the first call
         assert legacy.requests == ["/api/2.0/mlflow/users/get?username=admin"]  # nothing else was sent
-    finally:
-        legacy.close()
 
 
 def test_current_mlflow_refuses_the_legacy_password_itself(secured):
@@ -206,4 +200,8 @@ def test_current_mlflow_refuses_the_legacy_password_itself(secured):
     from mlops_airflow.mlflow_auth import refuse_default_admin_password
 
     url, _ = secured
-    refuse_default_admin_password(url)
+    request = urllib.request.Request(f"{url}/api/2.0/mlflow/users/get?username=admin", headers={"Authorization": _basic("admin", "password1234")})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 401
+    refuse_default_admin_password(url)  # so the guard lets this server pass: it raises nothing

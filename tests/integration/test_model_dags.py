@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import DATA_DAYS, DATA_END, task_states
+from helpers import DATA_DAYS, DATA_END, REPO_ROOT, alias_version, churn_spec_raw, quick_spec, task_states, write_spec
 
 from mlops_airflow.serving.base import Color
 
@@ -27,10 +27,6 @@ def registry(mlflow_store):
 def run(dagbag, dag_id, conf):
     dag_run = dagbag.dags[dag_id].test(run_conf=conf, logical_date=dt.datetime.combine(DATA_END, dt.time(), tzinfo=dt.UTC))
     return str(getattr(dag_run.state, "value", dag_run.state)), task_states(dag_run), dag_run
-
-
-def alias_version(registry, alias):
-    return str(registry.get_model_version_by_alias("churn", alias).version)
 
 
 RETRAIN_TASKS = ("check_training_data", "train_model", "evaluate_challenger", "approve_promotion", "promote_champion")
@@ -57,7 +53,7 @@ def test_retrain_promotes_then_score_then_roll_back(airflow_db, dagbag, churn_da
     # retrain: trains for real, evaluates, and promotes the first model on the minimums alone.
     state, tasks, _ = run(dagbag, "retrain_churn", {"window_end": str(DATA_END), "window_days": DATA_DAYS, "reason": "integration test"})
     assert (state, tasks) == ("success", RELEASED)
-    assert alias_version(registry, "challenger") == alias_version(registry, "champion") == "1"
+    assert alias_version(registry, "churn", "challenger") == alias_version(registry, "churn", "champion") == "1"
     (version,) = registry.search_model_versions("name = 'churn'")
     training_run = registry.get_run(version.run_id)
     assert training_run.data.tags["mlops.reason"] == "integration test"
@@ -98,7 +94,7 @@ def test_retrain_promotes_then_score_then_roll_back(airflow_db, dagbag, churn_da
     state, tasks, _ = run(dagbag, "rollback_churn", {"reason": "bad release"})
     assert (state, tasks) == ("success", {"restore_previous_champion": "success", **dict.fromkeys(RELEASE_TASKS, "success"), "rollback_release": "skipped"})
     assert (backend.status().live, backend.status().live_version) == ("blue", "1")
-    assert (alias_version(registry, "champion"), alias_version(registry, "previous_champion")) == ("1", "2")
+    assert (alias_version(registry, "churn", "champion"), alias_version(registry, "churn", "previous_champion")) == ("1", "2")
 
     # Exactly the documented metrics reached statsd under Airflow's prefix, and nothing else of ours.
     assert sent_metrics(statsd) == {
@@ -119,24 +115,22 @@ def test_batch_score_skips_without_a_champion(airflow_db, dagbag, churn_data, re
 
 
 def test_retrain_promotes_a_first_model_then_rejects_a_worse_one(airflow_db, churn_data, registry, tmp_path, monkeypatch):
-    import yaml
     from airflow.dag_processing.dagbag import DagBag
-    from helpers import REPO_ROOT, quick_spec
 
-    raw = quick_spec(yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text()))
+    raw = quick_spec(churn_spec_raw())
     monkeypatch.setenv("MLOPS_SPECS_DIR", str(tmp_path / "models"))
     (tmp_path / "models").mkdir()
 
     def retrain_with(estimator):
         raw["training"]["estimator"] = estimator
-        (tmp_path / "models" / "churn.yaml").write_text(yaml.safe_dump(raw))
+        write_spec(raw, tmp_path / "models")
         bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
         assert bag.import_errors == {}
         return run(bag, "retrain_churn", {"window_end": str(DATA_END), "window_days": DATA_DAYS})
 
     state, tasks, _ = retrain_with({"kind": "hist_gradient_boosting", "params": {"max_iter": 100}})
     assert (state, tasks["promote_champion"]) == ("success", "success")
-    assert alias_version(registry, "champion") == "1"
+    assert alias_version(registry, "churn", "champion") == "1"
 
     # A stump: worse beyond the non-inferiority margin. Not promoted, and the run is still a success.
     state, tasks, _ = retrain_with({"kind": "hist_gradient_boosting", "params": {"max_iter": 1, "max_depth": 1}})
@@ -146,10 +140,9 @@ def test_retrain_promotes_a_first_model_then_rejects_a_worse_one(airflow_db, chu
         **dict.fromkeys((*RELEASE_TASKS, "rollback_release", "promote_champion", "backfill_scores"), "skipped"),
     }
     assert (state, tasks) == ("success", expected)
-    assert alias_version(registry, "challenger") == "2"
-    assert alias_version(registry, "champion") == "1"
-    with pytest.raises(Exception, match="previous_champion"):
-        registry.get_model_version_by_alias("churn", "previous_champion")
+    assert alias_version(registry, "churn", "challenger") == "2"
+    assert alias_version(registry, "churn", "champion") == "1"
+    assert alias_version(registry, "churn", "previous_champion") is None
     rejected = registry.get_model_version("churn", "2")
     assert rejected.tags["mlops.decision"] == "rejected"
     assert rejected.tags["mlops.decision.compared_with"] == "1"
@@ -208,19 +201,17 @@ def test_bad_day_in_the_window_stops_training_and_is_quarantined(airflow_db, dag
 
 
 def test_a_release_whose_smoke_test_fails_is_rolled_back(airflow_db, churn_data, registry, tmp_path, monkeypatch):
-    import yaml
     from airflow.dag_processing.dagbag import DagBag
-    from helpers import REPO_ROOT, quick_spec
 
     from mlops_airflow.serving.local import LocalServingBackend
 
-    raw = quick_spec(yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text()))
+    raw = quick_spec(churn_spec_raw())
     monkeypatch.setenv("MLOPS_SPECS_DIR", str(tmp_path / "models"))
     (tmp_path / "models").mkdir()
 
     def retrain(**smoke):
         raw["serving"]["smoke"].update(smoke)
-        (tmp_path / "models" / "churn.yaml").write_text(yaml.safe_dump(raw))
+        write_spec(raw, tmp_path / "models")
         return run(DagBag(dag_folder=str(REPO_ROOT / "dags")), "retrain_churn", {"window_end": str(DATA_END), "window_days": DATA_DAYS})
 
     state, tasks, _ = retrain()
@@ -239,5 +230,5 @@ def test_a_release_whose_smoke_test_fails_is_rolled_back(airflow_db, churn_data,
     )
     # Live traffic never left v1, and the registry agrees with it again.
     assert (backend.status().live, backend.status().live_version) == ("blue", "1")
-    assert (alias_version(registry, "champion"), alias_version(registry, "previous_champion")) == ("1", "2")
+    assert (alias_version(registry, "churn", "champion"), alias_version(registry, "churn", "previous_champion")) == ("1", "2")
     assert "release failed" in registry.get_model_version("churn", "2").tags["mlops.serving.rolled_back"]

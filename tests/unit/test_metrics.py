@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 import pytest
@@ -41,11 +42,20 @@ def test_counter_and_gauge_go_out_under_airflows_prefix(statsd):
     assert statsd(2) == ["mlops.promotion.churn.challenger.roc_auc:0.8125|g", "mlops.promotion.churn.promoted:1|c"]
 
 
-def test_off_by_default_and_never_raises(monkeypatch):
+def test_off_by_default_and_never_raises(monkeypatch, caplog):
+    from mlops_airflow import metrics
+
+    monkeypatch.delenv("AIRFLOW__METRICS__STATSD_ON", raising=False)
+    assert metrics._client() is None  # nothing is sent unless Airflow's [metrics] statsd_on is set
     monkeypatch.setenv("AIRFLOW__METRICS__STATSD_ON", "True")
     monkeypatch.setenv("AIRFLOW__METRICS__STATSD_HOST", "host.invalid")
-    incr(PROMOTION_PROMOTED, model="churn")  # an unresolvable host is logged, not raised
-    gauge(DRIFT_P_VALUE, 1.0, model="churn", feature="age")
+    with caplog.at_level(logging.WARNING, logger=metrics.log.name):
+        incr(PROMOTION_PROMOTED, model="churn")  # an unresolvable host is logged, not raised
+        gauge(DRIFT_P_VALUE, 1.0, model="churn", feature="age")
+    assert [r.getMessage() for r in caplog.records if r.name == metrics.log.name] == [
+        "Could not send metric mlops.promotion.churn.promoted",
+        "Could not send metric mlops.drift.churn.age.p_value",
+    ]
 
 
 def test_timings_of_a_burst(statsd):

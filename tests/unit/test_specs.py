@@ -1,25 +1,17 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pytest
-import yaml
+from helpers import CHURN_SPEC, churn_spec_raw, write_spec
 
 from mlops_airflow.constants import TrainingBackend
 from mlops_airflow.specs import ModelSpecError, expand_env, find_spec, load_spec, load_specs, parse_spec
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEMO_SPEC = REPO_ROOT / "include" / "models" / "churn.yaml"
-
-
-def demo_raw() -> dict:
-    return yaml.safe_load(DEMO_SPEC.read_text())
-
 
 def with_change(path: str, value) -> dict:
     """The demo spec with one dotted field set (``value=...`` deletes it)."""
-    raw = demo_raw()
+    raw = churn_spec_raw()
     *parents, leaf = path.split(".")
     node = raw
     for key in parents:
@@ -34,7 +26,7 @@ def with_change(path: str, value) -> dict:
 class TestLoadSpec:
     def test_demo_spec_loads(self, monkeypatch):
         monkeypatch.setenv("MLOPS_DATA_ROOT", "/srv/data")
-        spec = load_spec(DEMO_SPEC)
+        spec = load_spec(CHURN_SPEC)
         assert spec.name == "churn"
         assert spec.data.uri == "file:///srv/data/churn/events"
         assert spec.features.columns == (
@@ -55,14 +47,14 @@ class TestLoadSpec:
 
     def test_load_specs_reads_the_folder_sorted(self, tmp_path):
         for name in ("zeta", "alpha"):
-            raw = demo_raw()
+            raw = churn_spec_raw()
             raw["name"] = name
-            (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(raw))
+            write_spec(raw, tmp_path, f"{name}.yaml")
         assert [s.name for s in load_specs(tmp_path)] == ["alpha", "zeta"]
         assert find_spec(tmp_path, "zeta").name == "zeta"
 
     def test_file_name_must_match(self, tmp_path):
-        (tmp_path / "other.yaml").write_text(DEMO_SPEC.read_text())
+        (tmp_path / "other.yaml").write_text(CHURN_SPEC.read_text())
         with pytest.raises(ModelSpecError, match=r"other\.yaml: name: must match the file name 'other'"):
             load_spec(tmp_path / "other.yaml")
 
@@ -142,26 +134,26 @@ class TestValidation:
 
     def test_backend_override_from_environment(self, monkeypatch):
         monkeypatch.setenv("MLOPS_TRAINING_BACKEND", "docker")
-        assert parse_spec(demo_raw(), source="s").training.backend is TrainingBackend.DOCKER
+        assert parse_spec(churn_spec_raw(), source="s").training.backend is TrainingBackend.DOCKER
         monkeypatch.setenv("MLOPS_TRAINING_BACKEND", "slurm")
         with pytest.raises(ModelSpecError, match="MLOPS_TRAINING_BACKEND='slurm'"):
-            parse_spec(demo_raw(), source="s")
+            parse_spec(churn_spec_raw(), source="s")
 
     def test_docker_serving_section(self, monkeypatch):
         monkeypatch.setenv("MLOPS_SERVING_BACKEND", "docker")
-        serving = parse_spec(demo_raw(), source="s").serving
+        serving = parse_spec(churn_spec_raw(), source="s").serving
         assert serving.backend == "docker"
         assert (serving.docker.network, serving.docker.live_port, serving.docker.router_host) == ("mlops-serving", 8000, "serving-router")
 
     def test_optional_fields_may_be_left_out(self):
-        raw = demo_raw()
+        raw = churn_spec_raw()
         for key in ("description", "owner", "tags", "schedules"):
             del raw[key]
         spec = parse_spec(raw, source="s")
         assert (spec.description, spec.owner, spec.tags) == ("", "ml-platform", ())
 
     def test_promotion_defaults(self):
-        raw = demo_raw()
+        raw = churn_spec_raw()
         del raw["promotion"]
         promotion = parse_spec(raw, source="s").promotion
         assert (promotion.primary_metric, promotion.comparison, promotion.margin) == ("roc_auc", "non_inferiority", 0.0)
@@ -170,7 +162,7 @@ class TestValidation:
         assert promotion.pool == "mlops_promotion"
 
     def test_drift_defaults(self):
-        raw = demo_raw()
+        raw = churn_spec_raw()
         del raw["drift"]
         drift = parse_spec(raw, source="s").drift
         assert (drift.features, drift.window_days, drift.alpha, drift.min_effect, drift.min_samples) == ((), 1, 0.05, 0.1, 500)

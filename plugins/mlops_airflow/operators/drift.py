@@ -17,6 +17,7 @@ from mlops_airflow.constants import (
     RETRAIN_DAG_PREFIX,
     TAG_DRIFT_LAST_TRIGGER,
 )
+from mlops_airflow.exceptions import MlopsError
 from mlops_airflow.partitions import parse_day
 from mlops_airflow.utils.task_args import load_task_spec
 
@@ -54,6 +55,23 @@ def cooldown_reason(
     return None
 
 
+def last_run_state(ti: Any, dag_id: str, run_id: str) -> str | None:
+    """The state of the retrain run the gate last triggered; ``None`` when Airflow no longer has it.
+
+    Any other error (the execution API down or failing) fails the try, so that Airflow asks
+    again later: taken for "no run", it would let an overlapping retrain start.
+    """
+    from airflow.sdk.exceptions import AirflowRuntimeError
+
+    try:
+        return ti.get_dagrun_state(dag_id=dag_id, run_id=run_id)
+    except AirflowRuntimeError as err:
+        detail = err.error.detail if isinstance(err.error.detail, dict) else {}
+        if detail.get("status_code") == 404:  # the run was deleted
+            return None
+        raise MlopsError(f"cannot read the state of {dag_id} run {run_id}, which the last drift trigger started: {err}") from err
+
+
 class DriftRetrainGateOperator(BaseOperator):
     """
     Turn the drift sensor's summary into the retrain to trigger, unless the cooldown says no.
@@ -87,12 +105,7 @@ class DriftRetrainGateOperator(BaseOperator):
         tags = hook.get_registered_model_tags(spec.registered_model_name) or {}
         last = json.loads(tags[TAG_DRIFT_LAST_TRIGGER]) if TAG_DRIFT_LAST_TRIGGER in tags else None
         retrain_dag_id = f"{RETRAIN_DAG_PREFIX}{spec.name}"
-        last_state = None
-        if last:
-            try:
-                last_state = context["ti"].get_dagrun_state(dag_id=retrain_dag_id, run_id=last["run_id"])
-            except Exception:  # the run was deleted, or the API does not know it
-                last_state = None
+        last_state = last_run_state(context["ti"], retrain_dag_id, last["run_id"]) if last else None
         reason = cooldown_reason(last, summary, cooldown=dt.timedelta(hours=spec.drift.cooldown_hours), now=dt.datetime.now(dt.UTC), last_run_state=last_state)
         if reason:
             raise AirflowSkipException(f"not starting a retrain for the drift since {summary['onset']}: {reason}")

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 
 from mlops_airflow.embedded.stack import EmbeddedStack, RunningService, Service, StackConfig, StackError, StackState, _http_ok, group_members
 
@@ -20,12 +21,6 @@ import http.server, subprocess, sys
 subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), http.server.SimpleHTTPRequestHandler).serve_forever()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class FakeStack(EmbeddedStack):

@@ -9,6 +9,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowSkipException
 from helpers import DATA_END, register_champion_with_reference, task_context, write_drift_data, write_drift_spec
 
+from mlops_airflow.exceptions import MlopsError
 from mlops_airflow.operators.drift import DriftReportOperator, DriftRetrainGateOperator, cooldown_reason
 
 NOW = dt.datetime(2026, 3, 2, 12, tzinfo=dt.UTC)
@@ -53,7 +54,14 @@ class FakeTi:
         return self.summary
 
     def get_dagrun_state(self, dag_id, run_id):
-        return self.run_states[run_id]
+        """As the Task SDK answers: the state, or the API server's error (404 for a run it does not have)."""
+        from airflow.sdk.exceptions import AirflowRuntimeError, ErrorType
+        from airflow.sdk.execution_time.comms import ErrorResponse
+
+        answer = self.run_states.get(run_id, 404)
+        if isinstance(answer, int):
+            raise AirflowRuntimeError(ErrorResponse(error=ErrorType.API_SERVER_ERROR, detail={"status_code": answer, "message": "Server error"}))
+        return answer
 
 
 def gate_context(summary, run_states=None):
@@ -83,6 +91,11 @@ def test_the_gate_records_the_trigger_and_then_holds_the_next_overlapping_window
         gate.execute(gate_context(next_day, {"drift__2026-02-26__2026-03-01": "running"}))
     # The same window again (a repeated alarm) passes: the trigger itself is idempotent.
     assert gate.execute(gate_context(SUMMARY, {"drift__2026-02-26__2026-03-01": "running"}))["run_id"] == SUMMARY["retrain_run_id"]
+    # A run Airflow no longer has is not running (the cooldown still holds); an API that fails fails the try.
+    with pytest.raises(AirflowSkipException, match="cooldown"):
+        gate.execute(gate_context(next_day, {}))
+    with pytest.raises(MlopsError, match="cannot read the state of retrain_churn run drift__2026-02-26__2026-03-01.*500"):
+        gate.execute(gate_context(next_day, {"drift__2026-02-26__2026-03-01": 500}))
 
 
 def test_the_report_is_logged_on_the_champions_run(tmp_path, mlflow_store):

@@ -12,7 +12,7 @@ from mlops_airflow.operators.training import LocalModelTrainingOperator, raise_f
 
 class TestRaiseForExitCode:
     def test_ok(self):
-        raise_for_exit_code(0, [])
+        assert raise_for_exit_code(0, ["training finished"]) is None  # success: nothing raised
 
     @pytest.mark.parametrize(
         ("code", "error"),

@@ -5,22 +5,21 @@ from __future__ import annotations
 import copy
 import datetime
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 from urllib.parse import parse_qs, urlparse
 
 import kubernetes_validate
 import pytest
 import yaml
-from helpers import REPO_ROOT
+from fake_http import FakeServer, JsonHandler
+from helpers import CHURN_SPEC
 from kubernetes.client import ApiClient
 
 from mlops_airflow.specs import load_spec_text
 from mlops_airflow.utils.pod_security import restricted_violations
 
-SPEC_PATH = REPO_ROOT / "include" / "models" / "churn.yaml"
+SPEC_PATH = CHURN_SPEC
 K8S_VERSION = "1.33"
 
 
@@ -101,7 +100,12 @@ class TestPodSpec:
     def test_validates_against_the_kubernetes_schema(self, gpu_spec, kubeconfig):
         config = kubeconfig("https://127.0.0.1:1")
         pod = {"apiVersion": "v1", "kind": "Pod", **pod_dict(make_operator(gpu_spec, config_file=config))}
-        kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+        assert kubernetes_validate.validate(pod, K8S_VERSION, strict=True) == K8S_VERSION  # raises on any violation
+        # The check is not vacuous: one field the schema does not know fails it.
+        misspelt = copy.deepcopy(pod)
+        misspelt["spec"]["containers"][0]["securityContxt"] = misspelt["spec"]["containers"][0].pop("securityContext")
+        with pytest.raises(kubernetes_validate.ValidationError, match="securityContxt"):
+            kubernetes_validate.validate(misspelt, K8S_VERSION, strict=True)
 
     def test_meets_the_restricted_pod_security_standard(self, gpu_spec, kubeconfig):
         config = kubeconfig("https://127.0.0.1:1")
@@ -140,25 +144,14 @@ class TestPodSpec:
             operator.build_pod_request_obj()
 
 
-class FakeKubernetes(BaseHTTPRequestHandler):
+class FakeKubernetes(JsonHandler):
     """The handful of core/v1 calls KubernetesPodOperator makes, with pods kept in memory.
 
-    ``state`` (class attribute) holds the pods and counts the POSTs; ``behaviour`` is
+    ``state`` (given by the server) holds the pods and counts the POSTs; ``behaviour`` is
     ``unschedulable`` (pods never leave Pending) or ``succeed`` (pods finish after a few reads).
     """
 
-    state: dict = {}
-
-    def log_message(self, *args):  # keep test output quiet
-        pass
-
-    def _send(self, status: int, body) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+    state: dict
 
     def _pods(self):
         return self.state.setdefault("pods", {})
@@ -232,60 +225,51 @@ class FakeKubernetes(BaseHTTPRequestHandler):
                         ok &= labels.get(key.strip()) == value.strip()
                 if ok:
                     items.append(self._pod_view(pod))
-            return self._send(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
+            return self.reply(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
         if url.path.endswith("/events"):
-            return self._send(200, {"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": []})
+            return self.reply(200, {"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": []})
         if parts[-1] == "log":
-            body = b"training finished\n"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            return None
+            return self.reply(200, b"training finished\n", "text/plain")
         pod = self._pods().get(parts[-1])
         if pod is None:
-            return self._send(404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404})
-        return self._send(200, self._pod_view(pod))
+            return self.reply(404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404})
+        return self.reply(200, self._pod_view(pod))
 
     def do_POST(self):
-        length = int(self.headers.get("Content-Length", 0))
-        pod = json.loads(self.rfile.read(length))
+        pod = self.body()
         pod["metadata"].setdefault("namespace", "mlops")
         self._pods()[pod["metadata"]["name"]] = pod
         self.state["posts"] = self.state.get("posts", 0) + 1
-        return self._send(201, self._pod_view(pod))
+        return self.reply(201, self._pod_view(pod))
 
     def do_PATCH(self):
         name = urlparse(self.path).path.strip("/").split("/")[-1]
-        length = int(self.headers.get("Content-Length", 0))
-        patch = json.loads(self.rfile.read(length))
+        patch = self.body()
         pod = self._pods().get(name)
         if pod is None:
-            return self._send(404, {"kind": "Status", "code": 404})
+            return self.reply(404, {"kind": "Status", "code": 404})
         pod["metadata"].setdefault("labels", {}).update((patch.get("metadata") or {}).get("labels") or {})
-        return self._send(200, self._pod_view(pod))
+        return self.reply(200, self._pod_view(pod))
 
     def do_DELETE(self):
         name = urlparse(self.path).path.strip("/").split("/")[-1]
         self._pods().pop(name, None)
         self.state["deletes"] = self.state.get("deletes", 0) + 1
-        return self._send(200, {"kind": "Status", "status": "Success"})
+        return self.reply(200, {"kind": "Status", "status": "Success"})
 
 
 @pytest.fixture
 def fake_cluster(kubeconfig):
-    FakeKubernetes.state = {"behaviour": "succeed"}
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeKubernetes)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    FakeKubernetes.state["config"] = kubeconfig(f"http://127.0.0.1:{server.server_address[1]}")
-    yield FakeKubernetes.state
-    server.shutdown()
-    server.server_close()
+    state = {"behaviour": "succeed"}
+    with FakeServer(FakeKubernetes, state=state) as server:
+        state["config"] = kubeconfig(server.url)
+        yield state
 
 
 def task_context(operator, try_number: int):
+    """The context KubernetesPodOperator reads: ``helpers.task_context`` lacks what it needs
+    (``ti.map_index``, ``ti.start_date`` and ``ti.xcom_push`` for its pod labels and XComs,
+    ``context["run_id"]`` and ``context["dag"]``), and the task id is the operator's."""
     ti = SimpleNamespace(
         dag_id="retrain_churn",
         task_id=operator.task_id,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import urllib.request
 
 import pytest
 from fake_docker import FakeDockerServer, FakeEngine
+from helpers import free_port
 
 from mlops_airflow.serving.base import Color, ColorNotReadyError, LiveColorError, SwitchOutcome
 from mlops_airflow.serving.docker import LABEL_VERSION, DockerServingBackend, DockerServingError
@@ -17,12 +17,6 @@ from mlops_airflow.specs import DockerServingSpec
 
 IMAGE = "registry.example.com/mlops-airflow/model-server:0.1.0"
 MLFLOW_ENV = {"MLFLOW_TRACKING_URI": "http://mlflow:5000"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

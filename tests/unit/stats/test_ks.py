@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sampling import replay_hint, sampled
 from scipy.stats import false_discovery_control, ks_2samp
 
 from mlops_airflow.stats.ks import DriftInputError, benjamini_hochberg, ks_2samp_columns
@@ -38,15 +39,30 @@ def _finite(values: np.ndarray) -> np.ndarray:
     return values[np.isfinite(values)]
 
 
-def test_agrees_with_scipy_on_1200_column_pairs():
-    rng = np.random.default_rng(20261122)
+CORPUS_SEED = 20261122
+CORPUS_SIZE = 1200
+LARGE = 2  # _column_pair's kind whose scipy p-value (asymptotic, n up to 40,000) costs ~40 ms a pair
+
+
+def corpus_cases() -> list[int]:
+    """The corpus cases a run checks: every small, equal-size, tied, integer and non-finite one; 20 of the 200 large ones.
+
+    The large pairs all take the same asymptotic path (their D is checked the same way as the
+    others'); a different 20 each run, so that runs cover all of them.
+    """
+    large = [case for case in range(CORPUS_SIZE) if case % 6 == LARGE]
+    return sorted([case for case in range(CORPUS_SIZE) if case % 6 != LARGE] + sampled(large, 20, salt="ks-corpus"))
+
+
+def test_agrees_with_scipy_on_a_corpus_of_column_pairs():
     checked = mismatched_d = worst_p = fast_tails = 0
     methods = set()
-    for start in range(0, 1200, 4):
-        pairs = [_column_pair(rng, start + offset) for offset in range(4)]
+    cases = corpus_cases()
+    for start in range(0, len(cases), 4):
+        pairs = [_column_pair(np.random.default_rng([CORPUS_SEED, case]), case) for case in cases[start : start + 4]]
         rows = max(max(len(a), len(b)) for a, b in pairs)
-        reference = np.full((rows, 4), np.nan)
-        current = np.full((rows, 4), np.nan)
+        reference = np.full((rows, len(pairs)), np.nan)
+        current = np.full((rows, len(pairs)), np.nan)
         for column, (a, b) in enumerate(pairs):
             reference[: len(a), column], current[: len(b), column] = a, b
         if any(len(_finite(a)) == 0 or len(_finite(b)) == 0 for a, b in pairs):
@@ -58,31 +74,59 @@ def test_agrees_with_scipy_on_1200_column_pairs():
             mismatched_d += result.statistic[column] != expected.statistic
             mismatched_d += fast.statistic[column] != expected.statistic
             worst_p = max(worst_p, abs(result.pvalue[column] - expected.pvalue))
-            assert abs(fast.pvalue[column] - expected.pvalue) <= fast.pvalue_error[column] + 1e-12
+            assert abs(fast.pvalue[column] - expected.pvalue) <= fast.pvalue_error[column] + 1e-12, f"case {cases[start + column]}; {replay_hint()}"
             methods.add(result.method[column])
             fast_tails += fast.pvalue_error[column] > 0
             checked += 1
-    assert checked >= 1000
-    assert mismatched_d == 0  # bit for bit
-    assert worst_p <= 1e-9
+    print(f"\nKS corpus: {checked} column pairs checked ({replay_hint()})")
+    assert checked >= 900
+    assert mismatched_d == 0, replay_hint()  # bit for bit
+    assert worst_p <= 1e-9, replay_hint()
     assert methods == {"exact", "asymp"}
-    assert fast_tails > 0  # the corpus reaches the closed-form tail
+    assert fast_tails > 0, replay_hint()  # the corpus reaches the closed-form tail
+
+
+# The closed-form tail's error grid: effective sample sizes n x tail depths n d^2 (d the statistic).
+TAIL_NS = tuple(int(n) for n in np.unique(np.geomspace(10_001, 3_000_000, 14).astype(int)))
+TAIL_DEPTHS = tuple(float(x) for x in np.geomspace(2.2 * (1 + 1e-9), 400, 25))
+# scipy's kstwo.sf costs up to 2 s a point for n between these; outside them it is milliseconds.
+SLOW_NS = (30_000, 1_000_000)
+
+
+def tail_grid() -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """The grid points every run checks, and those it samples from.
+
+    Always: every depth at the cheap sizes, and at every size the tail's entry (n d^2 = 2.2,
+    where the closed form is furthest from scipy) and its far end. The remaining points of
+    the slow sizes, where |error| x n is smaller and nearly the same for every n, are sampled.
+    """
+    always, sampled_from = [], []
+    for n in TAIL_NS:
+        for index, depth in enumerate(TAIL_DEPTHS):
+            edge = index in (0, len(TAIL_DEPTHS) - 1)
+            (always if edge or not SLOW_NS[0] < n < SLOW_NS[1] else sampled_from).append((n, depth))
+    return always, sampled_from
 
 
 def test_the_closed_form_tail_is_within_its_bound_of_scipy():
-    """On a dense grid of effective sample sizes and statistics across the whole fast tail."""
+    """On a grid of effective sample sizes and statistics across the whole fast tail."""
     from scipy.stats import kstwo
 
     from mlops_airflow.stats.ks import FAST_TAIL_MIN_N, TAIL_ERROR_PER_N, _asymp_pvalue
 
-    worst = 0.0
-    for n in np.unique(np.geomspace(FAST_TAIL_MIN_N + 1, 3_000_000, 14).astype(int)):
-        for d in np.sqrt(np.geomspace(2.2 * (1 + 1e-9), 400, 25) / n):
-            fast, bound = _asymp_pvalue(2 * n, 2 * n, d, fast_tail=True)  # effective n = n
-            assert bound == TAIL_ERROR_PER_N / n
-            worst = max(worst, abs(fast - kstwo.sf(d, n)) * n)
-    print(f"\nclosed-form tail: worst |p - scipy| x n = {worst:.4f} (bound {TAIL_ERROR_PER_N})")
-    assert worst <= TAIL_ERROR_PER_N
+    always, sampled_from = tail_grid()
+    assert TAIL_NS[0] == FAST_TAIL_MIN_N + 1  # the grid starts where the closed form does
+    points = always + sampled(sampled_from, 12, salt="ks-tail")
+    worst, where = 0.0, None
+    for n, depth in points:
+        d = np.sqrt(depth / n)
+        fast, bound = _asymp_pvalue(2 * n, 2 * n, d, fast_tail=True)  # effective n = n
+        assert bound == TAIL_ERROR_PER_N / n
+        error = abs(fast - kstwo.sf(d, n)) * n
+        if error > worst:
+            worst, where = error, (n, depth)
+    print(f"\nclosed-form tail: worst |p - scipy| x n = {worst:.4f} at (n, n d^2) = {where}, {len(points)} points (bound {TAIL_ERROR_PER_N})")
+    assert worst <= TAIL_ERROR_PER_N, f"at (n, n d^2) = {where}; {replay_hint()}"
 
 
 def test_decisions_with_fast_p_values_equal_decisions_with_scipys():

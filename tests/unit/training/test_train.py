@@ -5,11 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import socket
 
 import pandas as pd
 import pytest
-from helpers import DATA_DAYS, DATA_END
+from helpers import DATA_DAYS, DATA_END, free_port
 
 from mlops_airflow.constants import CHALLENGER_ALIAS, REFERENCE_SAMPLE_ARTIFACT, TrainingExitCode
 from mlops_airflow.training.__main__ import main
@@ -126,9 +125,7 @@ class TestBadInput:
         assert "MLFLOW_TRACKING_URI is not set" in capsys.readouterr().err
 
     def test_unreachable_tracking_server(self, small_spec_file, tmp_path, monkeypatch, capsys):
-        with socket.socket() as sock:  # a loopback port that nothing listens on
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = free_port()  # nothing listens there
         monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
         assert main(train_args(small_spec_file, tmp_path / "r.json")) == TrainingExitCode.TRACKING_UNREACHABLE
         assert f"cannot reach MLflow at http://127.0.0.1:{port}" in capsys.readouterr().err

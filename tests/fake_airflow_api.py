@@ -1,0 +1,120 @@
+"""A stand-in for Airflow's REST API v2 as the backfill task uses it: a token, then backfills.
+
+The real API is exercised by the end-to-end tests; this one answers in milliseconds and
+misbehaves on request, the ways Airflow does:
+
+- ``busy``: answer this many backfill creations with 503 "Database is locked..." and
+  create nothing (Airflow on SQLite under concurrent writes);
+- ``broken_after_create``: create this many backfills and then answer 500 "Database error"
+  (Airflow on SQLite: the backfill was committed, the answer was lost);
+- ``refuse``: answer every creation with 409 (another backfill of the DAG is running);
+- ``delay``: seconds before a request is acted on;
+- ``answer_delay``: seconds between acting on a request and answering it (a client killed
+  then has had its backfill created but never heard so).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from fake_http import FakeServer, JsonHandler
+
+LOCKED = "Database is locked. Backfill creation is not supported on SQLite under concurrent access."
+
+
+class _ApiHandler(JsonHandler):
+    api: FakeAirflowApi
+
+    def reply(self, status: int, body: Any = None, content_type: str = "application/json") -> None:
+        time.sleep(self.api.answer_delay)  # the stand-in's latency, not a wait for an event
+        super().reply(status, body, content_type)
+
+    def _authorised(self) -> bool:
+        if self.headers.get("Authorization") == f"Bearer {self.api.token}":
+            return True
+        self.reply(401, {"detail": "Not authenticated"})
+        return False
+
+    def _record(self) -> Any:
+        body = self.body()
+        with self.api.lock:
+            self.api.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body})
+        time.sleep(self.api.delay)  # the stand-in's latency, not a wait for an event
+        return body
+
+    def do_POST(self) -> None:
+        api, body = self.api, self._record()
+        if self.path == "/auth/token":
+            if (body or {}).get("username") != api.login or (body or {}).get("password") != api.password:
+                return self.reply(401, {"detail": "Invalid credentials"})
+            return self.reply(201, {"access_token": api.token})
+        if not self._authorised():
+            return None
+        if self.path != "/api/v2/backfills":
+            return self.reply(404, {"detail": "Not Found"})
+        with api.lock:
+            if api.busy:
+                api.busy -= 1
+                return self.reply(503, {"detail": LOCKED})
+            if api.refuse:
+                return self.reply(409, {"detail": f"There is already a running backfill for dag {body['dag_id']}"})
+            backfill = {
+                "id": len(api.backfills) + 1,
+                "dag_id": body["dag_id"],
+                "from_date": f"{body['from_date']}T00:00:00Z",
+                "to_date": f"{body['to_date']}T00:00:00Z",
+                "reprocess_behavior": body.get("reprocess_behavior"),
+                "max_active_runs": body.get("max_active_runs"),
+            }
+            api.backfills.append(backfill)  # committed before the answer: a lost answer leaves it behind
+            if api.broken_after_create:
+                api.broken_after_create -= 1
+                return self.reply(500, {"detail": "Database error"})
+        return self.reply(200, backfill)
+
+    def do_GET(self) -> None:
+        api = self.api
+        self._record()
+        if not self._authorised():
+            return None
+        url = urlparse(self.path)
+        if url.path != "/api/v2/backfills":
+            return self.reply(404, {"detail": "Not Found"})
+        dag_id = parse_qs(url.query).get("dag_id", [None])[0]
+        with api.lock:
+            found = [b for b in reversed(api.backfills) if dag_id is None or b["dag_id"] == dag_id]  # newest first
+        return self.reply(200, {"backfills": found, "total_entries": len(found)})
+
+
+class FakeAirflowApi(FakeServer):
+    """Airflow's token endpoint and backfills, on a free loopback port; every request is kept in ``requests``.
+
+    :param login: the user ``POST /auth/token`` accepts.
+    :param password: that user's password.
+    :param delay: seconds before a request is acted on.
+    :param answer_delay: seconds after a request was acted on, before its answer.
+    """
+
+    def __init__(self, *, login: str = "pipeline", password: str = "s3cret", delay: float = 0.0, answer_delay: float = 0.0) -> None:
+        self.login, self.password, self.delay, self.answer_delay = login, password, delay, answer_delay
+        self.token = f"token-{uuid.uuid4().hex}"
+        self.backfills: list[dict[str, Any]] = []
+        self.requests: list[dict[str, Any]] = []
+        self.busy = 0
+        self.broken_after_create = 0
+        self.refuse = False
+        self.lock = threading.Lock()
+        super().__init__(_ApiHandler, api=self)
+
+    def creations(self) -> int:
+        """How many times a backfill creation was asked for, whatever the answer."""
+        return sum(1 for r in self.requests if r["method"] == "POST" and r["path"] == "/api/v2/backfills")
+
+    def connection(self, **overrides: Any) -> str:
+        """This API as an Airflow connection, the JSON for an ``AIRFLOW_CONN_<ID>`` variable; ``overrides`` replace fields."""
+        return json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": self.port, "login": self.login, "password": self.password, **overrides})
