@@ -96,14 +96,12 @@ def churn_data(churn_spec):
 @pytest.fixture
 def small_spec_file(tmp_path, churn_spec):
     """A copy of the churn spec with a short window and a fast estimator, for training tests."""
-    import yaml
+    from helpers import churn_spec_raw, write_spec
 
-    raw = yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())
+    raw = churn_spec_raw()
     raw["training"].update(window_days=DATA_DAYS, validation_days=5, reference_sample_rows=500)
     raw["training"]["estimator"] = {"kind": "hist_gradient_boosting", "params": {"max_iter": 30}}
-    path = tmp_path / "churn.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return write_spec(raw, tmp_path)
 
 
 @pytest.fixture
@@ -227,8 +225,8 @@ TASK_CODE_TEST_FOLDERS = (Path(__file__).parent / "unit" / "operators", Path(__f
 def _task_code_never_touches_the_metadata_db(request):
     """Every operator and sensor unit test runs under ``no_metadata_db`` (the Task SDK rule).
 
-    (Done here rather than in conftest.py files of those folders: a second module named
-    ``conftest`` would shadow ``from conftest import ...`` in other test folders.)
+    (Done here by path rather than in conftest.py files of those folders, so that the rule
+    cannot be lost by moving a test file into another folder's conftest.)
     """
     if Path(str(request.node.path)).parent in TASK_CODE_TEST_FOLDERS:
         request.getfixturevalue("no_metadata_db")

@@ -5,6 +5,7 @@ Shared by the embedded and the distributed end-to-end tests.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import NamedTuple
 
@@ -25,8 +26,8 @@ class FailedTry(NamedTuple):
     state: str
 
     @property
-    def task(self) -> str:
-        return f"{self.dag_id}/{self.task_id}"
+    def instance(self) -> tuple[str, str, str]:
+        return (self.dag_id, self.run_id, self.task_id)
 
 
 def failed_tries(client, dag_ids=STORY_DAGS) -> list[FailedTry]:
@@ -47,11 +48,11 @@ def failed_tries(client, dag_ids=STORY_DAGS) -> list[FailedTry]:
     return sorted(found)
 
 
-def the_story_happened(config: StackConfig, monkeypatch, *, faults: set[str] = frozenset()) -> dict:
+def the_story_happened(config: StackConfig, monkeypatch, *, faults: Collection[tuple[str, str, str]] = ()) -> dict:
     """Every step's outcome, read back through Airflow's REST API, MLflow and the live URL.
 
-    :param faults: ``"dag/task"`` of the tasks a fault was injected into; every other task
-        succeeded at its first try.
+    :param faults: ``(dag_id, run_id, task_id)`` of the task instances a fault struck while they
+        ran; every other task succeeded at its first try.
     """
     import datetime as dt
     import json
@@ -113,6 +114,6 @@ def the_story_happened(config: StackConfig, monkeypatch, *, faults: set[str] = f
     assert (again["backfill_id"], again["created"]) == (backfill["id"], False)
     # No task failed a try, but where a fault was injected (the failed tries that are, are returned).
     failed = failed_tries(client)
-    unexpected = [attempt for attempt in failed if attempt.task not in faults]
+    unexpected = [attempt for attempt in failed if attempt.instance not in set(faults)]
     assert unexpected == [], f"tries failed where no fault was injected: {unexpected}"
     return {"client": client, "first": first, "drift_run": drift_run, "champion": champion, "previous": previous, "failed_tries": failed}

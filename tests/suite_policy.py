@@ -4,11 +4,14 @@ Loaded from tests/conftest.py (``pytest_plugins``), so it applies to ``make test
 ``pytest`` run in this checkout.
 
 - **Order.** ``make test`` spreads whole files over worker processes (``--dist loadfile``);
-  a worker takes the next file from one queue. The two end-to-end tests take the longest
-  (minutes each, mostly waiting on a scheduler), so they start first, on workers of their
-  own, each with one short file queued behind it; the heaviest other files come next, so
-  the run does not end with one worker still busy on a long file. Every worker sorts its
-  collection the same way, which xdist requires.
+  a worker takes the next file from one queue, and xdist queues a second file behind the
+  first on every worker that has two tests or fewer left. The two end-to-end tests take the
+  longest (minutes each, mostly waiting on a scheduler), so they start first, on workers of
+  their own; the remaining workers start on the heaviest other files; one short file waits
+  behind each end-to-end test; the rest follow, heaviest first, so the run does not end with
+  one worker still busy on a long file. Every worker sorts its collection the same way,
+  which xdist requires; xdist's own largest-file-first order (``--loadscope-reorder``) is
+  turned off for this one.
 - **Skips.** Under ``CI=true`` a skipped test or module fails the run unless its node id is
   in :data:`CI_ALLOWED_SKIPS`, with the reason. Outside CI a skip keeps its message.
 - **Summary.** The run ends with its wall time and the seed of the sampled tests (pytest's
@@ -40,7 +43,14 @@ HEAVY_NEXT = (
     "tests/integration/test_training_mlflow_server.py",
     "tests/integration/test_promotion_candidates.py",
 )
-FILE_ORDER = {path: rank for rank, path in enumerate(LONG_FIRST + QUICK_BEHIND_LONG + HEAVY_NEXT)}
+
+
+def file_order(workers: int) -> dict[str, int]:
+    """Rank of each named file for ``workers`` worker processes (unnamed files come after, in collection order)."""
+    starting = HEAVY_NEXT[: max(0, workers - len(LONG_FIRST))]
+    order = LONG_FIRST + starting + QUICK_BEHIND_LONG + HEAVY_NEXT[len(starting) :]
+    return {path: rank for rank, path in enumerate(order)}
+
 
 # node id (or module path) -> why it may skip under CI. Keep this empty unless a test truly
 # cannot run on CI's machine; a skip elsewhere fails the run.
@@ -76,15 +86,11 @@ def pytest_runtest_logreport(report) -> None:
 _lines: dict[str, list[str]] = {}
 
 
-def _file_rank(item: pytest.Item) -> tuple[int, int]:
-    path = item.nodeid.split("::", 1)[0]
-    return (FILE_ORDER.get(path, len(FILE_ORDER)), 0)
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if hasattr(config, "workerinput"):  # every worker alike; the sort is stable within a file
-        items.sort(key=_file_rank)
+        ranks = file_order(int(config.workerinput["workercount"]))
+        items.sort(key=lambda item: ranks.get(item.nodeid.split("::", 1)[0], len(ranks)))
 
 
 def _allowed(nodeid: str) -> bool:

@@ -25,12 +25,16 @@ from mlops_airflow.specs import ModelSpec, load_specs
 SPECS_DIR_ENV = "MLOPS_SPECS_DIR"
 
 # The run's window, rendered at run time: a manual run's Params win; a scheduled run uses its
-# data interval; a manual run without a logical date uses the day it was asked to run.
-_RUN_DAY = "(data_interval_start or dag_run.run_after) | ds"
-_RUN_END = "(data_interval_end or dag_run.run_after) | ds"
+# data interval. A run triggered without a logical date (the UI's form left empty, or
+# `"logical_date": null` through the REST API) has no data interval, and its context has no
+# data_interval_* keys at all: such a run ends its window on the day it was asked to run, so
+# its one day is the day before, the latest complete one.
+_RUN_DAY = "(data_interval_start | default(none) or dag_run.run_after - macros.timedelta(days=1)) | ds"
+_RUN_END = "(data_interval_end | default(none) or dag_run.run_after) | ds"
+_NO_INTERVAL = "without one (triggered with no logical date),"
 DEFAULT_RETRIES = 2
 # The first retry's delay; later ones double (exponential backoff) up to 30 minutes.
-# Test and demo stacks shorten it through the environment of the scheduler that parses the DAGs.
+# Test stacks shorten it through the environment of the DAG processor, which parses the DAGs.
 RETRY_DELAY_ENV = "MLOPS_RETRY_DELAY_SECONDS"
 DEFAULT_RETRY_DELAY = dt.timedelta(minutes=2)
 
@@ -195,7 +199,7 @@ def build_retrain_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
                 type=["null", "string"],
                 format="date",
                 title="Window end",
-                description="Day after the last day of training data (YYYY-MM-DD). Empty: the run's data interval end.",
+                description=f"Day after the last day of training data (YYYY-MM-DD). Empty: the run's data interval end; {_NO_INTERVAL} the day the run was asked for.",
             ),
             "window_days": Param(
                 None,
@@ -300,7 +304,7 @@ def build_drift_monitor_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
                 type=["null", "string"],
                 format="date",
                 title="Window end",
-                description=f"Day after the current window (YYYY-MM-DD); the window is the {drift.window_days} day(s) before it. Empty: the run's data interval end.",
+                description=f"Day after the current window (YYYY-MM-DD); the window is the {drift.window_days} day(s) before it. Empty: the run's data interval end; {_NO_INTERVAL} the day the run was asked for.",
             ),
         },
     ) as dag:
@@ -351,7 +355,11 @@ def build_batch_score_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
         **_common(spec, "scoring", doc_md),
         params={
             "partition_date": Param(
-                None, type=["null", "string"], format="date", title="Partition date", description="Day to score. Empty: the run's data interval start."
+                None,
+                type=["null", "string"],
+                format="date",
+                title="Partition date",
+                description=f"Day to score. Empty: the run's data interval start; {_NO_INTERVAL} the day before the run was asked for.",
             )
         },
     ) as dag:

@@ -153,3 +153,31 @@ def test_drift_monitor_waits_deferred_and_triggers_one_retrain_per_window(dagbag
         retrain = dagbag.dags[f"retrain_{spec.name}"]
         assert retrain.get_task("backfill_scores").upstream_task_ids == {"verify_live"}
         assert "drift" in retrain.params
+
+
+def test_a_run_without_a_logical_date_renders_the_latest_complete_day(dagbag):
+    """What the UI's trigger form sends with the date left empty (``"logical_date": null``): the run
+    has no data interval and its context no ``data_interval_*`` keys; Param defaults are used."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.execution_time import macros
+
+    asked = dt.datetime(2026, 3, 10, 15, 30, tzinfo=dt.UTC)
+    rendered = {}
+    for dag_id, dag in dagbag.dags.items():
+        context = {
+            "params": {name: dag.params[name] for name in dag.params},
+            "dag_run": SimpleNamespace(run_after=asked, run_id="manual__2026-03-10T15:30:00+00:00", conf={}, logical_date=None),
+            "macros": macros,
+            "dag": dag,
+        }
+        env = dag.get_template_env()
+        for task in dag.tasks:
+            fields = {name: getattr(task, name) for name in task.template_fields if "data_interval" in str(getattr(task, name))}
+            if fields:
+                rendered[f"{dag_id}.{task.task_id}"] = {name: task.render_template(value, context, env) for name, value in fields.items()}
+    assert rendered["batch_score_churn.wait_for_partition"]["start"] == "2026-03-09"
+    assert rendered["batch_score_churn.check_scoring_data"] == {"interval_start": "2026-03-09", "interval_end": "2026-03-10"}
+    assert rendered["retrain_churn.check_training_data"]["interval_end"] == "2026-03-10"
+    assert rendered["drift_monitor_churn.detect_drift"]["window_end"] == "2026-03-10"
+    assert rendered["drift_monitor_churn.check_current_data"] == {"interval_start": "2026-03-09", "interval_end": "2026-03-10"}

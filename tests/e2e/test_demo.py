@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers import REPO_ROOT, free_port, processes_with_env
-from story_checks import E2E_SETTINGS, the_story_happened
+from story_checks import E2E_SETTINGS, failed_tries, the_story_happened
 
 from mlops_airflow.embedded.stack import STACK_MARKER_ENV
 
@@ -68,8 +68,11 @@ def approval_is_asked_then_a_rejection_is_recorded(env: dict[str, str]) -> None:
     assert tags["mlops.decision.reasons"].startswith("approval rejected by admin")
 
 
-def a_bad_data_day_stops_only_the_runs_that_read_it(config, monkeypatch) -> None:
-    """A day arrives with values the contract forbids: its scoring stops with the report; other days score; fixed, it resumes."""
+def a_bad_data_day_stops_only_the_runs_that_read_it(config, monkeypatch) -> str:
+    """A day arrives with values the contract forbids: its scoring stops with the report; other days score; fixed, it resumes.
+
+    Returns the bad day's run id.
+    """
     import datetime as dt
     import json
 
@@ -113,6 +116,7 @@ def a_bad_data_day_stops_only_the_runs_that_read_it(config, monkeypatch) -> None
     assert client.wait_for_run("batch_score_churn", bad)["state"] == "success"
     scored = read_window(spec.data.predictions_uri, bad_day, bad_day + dt.timedelta(days=1)).frame
     assert set(scored["model_version"]) == {str(registry_alias(config.mlflow_url, "churn", "champion")["version"])}
+    return bad
 
 
 @pytest.mark.timeout(1200)
@@ -156,11 +160,17 @@ def test_demo_closes_the_loop_and_stop_leaves_nothing(tmp_path, monkeypatch):
         assert "the loop closed" in out
         assert "(user admin, password " in out
         assert our_processes(str(state)), "the stack should keep running after the demo"
+        from mlops_airflow.airflow_api import AirflowClient
         from mlops_airflow.embedded.stack import StackConfig
 
-        the_story_happened(StackConfig.from_env(REPO_ROOT, environ=env), monkeypatch)
-        a_bad_data_day_stops_only_the_runs_that_read_it(StackConfig.from_env(REPO_ROOT, environ=env), monkeypatch)
+        config = StackConfig.from_env(REPO_ROOT, environ=env)
+        the_story_happened(config, monkeypatch)
+        bad_run = a_bad_data_day_stops_only_the_runs_that_read_it(config, monkeypatch)
         approval_is_asked_then_a_rejection_is_recorded(env)
+        # The first-try check again, over the bad-data day and the approval: only the bad day's run failed, and the check sees it.
+        failed = failed_tries(AirflowClient(config.airflow_url, "admin", config.admin_password()))
+        assert [a for a in failed if a.run_id != bad_run] == []
+        assert ("batch_score_churn", bad_run, "check_scoring_data") in [a.instance for a in failed]
 
         again = subprocess.run([*command, "up"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
         assert again.returncode == 0, again.stderr

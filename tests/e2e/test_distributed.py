@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from distributed_stack import WORKERS, DistributedStack
 from helpers import REPO_ROOT, free_port, processes_with_env
-from story_checks import E2E_SETTINGS, the_story_happened
+from story_checks import E2E_SETTINGS, STORY_DAGS, the_story_happened
 
 from mlops_airflow.airflow_api import AirflowApiError
 from mlops_airflow.embedded.stack import STACK_MARKER_ENV, StackConfig
@@ -44,7 +44,7 @@ class FaultInjector(threading.Thread):
         super().__init__(daemon=True)
         self.stack = stack
         self.log: list[str] = []
-        self.in_flight: set[str] = set()  # "dag/task" of every task running when a fault struck
+        self.in_flight: set[tuple[str, str, str]] = set()  # (dag, run, task) of every task instance running when a fault struck
         self.error: BaseException | None = None
         self.done = threading.Event()
 
@@ -54,12 +54,13 @@ class FaultInjector(threading.Thread):
         password = self.stack.config.admin_password()
         return AirflowClient(self.stack.config.airflow_url, "admin", password) if password else None
 
-    def running_tasks(self) -> set[str]:
+    def running_tasks(self) -> set[tuple[str, str, str]]:
         client = self.client()
         found = set()
-        for dag_id in ("retrain_churn", "drift_monitor_churn", "batch_score_churn"):
+        for dag_id in STORY_DAGS:
             for run in client.dag_runs(dag_id):
-                found |= {f"{dag_id}/{t['task_id']}" for t in client.task_instances(dag_id, run["dag_run_id"]) if t["state"] in ("running", "queued")}
+                tasks = client.task_instances(dag_id, run["dag_run_id"])
+                found |= {(dag_id, run["dag_run_id"], t["task_id"]) for t in tasks if t["state"] in ("running", "queued", "scheduled")}
         return found
 
     def worker_of(self, pid: int) -> str | None:

@@ -16,11 +16,9 @@ import json
 import time
 import uuid
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-import yaml
-from helpers import REPO_ROOT, kill_plan, partial_files, processes_with_env, run_killed
+from helpers import churn_spec_raw, fresh_mlflow_db, kill_plan, partial_files, processes_with_env, run_killed, task_context, write_spec
 
 pytestmark = pytest.mark.integration
 
@@ -37,23 +35,22 @@ class KillWorld:
         from mlops_airflow.synthetic import generate
 
         self.root = root
-        self.uri = f"sqlite:///{root / 'mlflow.db'}"
+        self.uri = fresh_mlflow_db(root / "mlflow.db")
         monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "http", "extra": {"tracking_uri": self.uri}}))
         monkeypatch.setenv("MLFLOW_TRACKING_URI", self.uri)
         # Processes the tasks start inherit this; any still alive after a kill and a re-run is an orphan.
         key, value = MARKER.split("=")
         monkeypatch.setenv(key, value)
         monkeypatch.chdir(root)
-        raw = yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())
+        raw = churn_spec_raw()
         raw["data"].update(uri=str(root / "data" / "events"), predictions_uri=str(root / "data" / "predictions"))
         raw["training"].update(window_days=10, validation_days=3, reference_sample_rows=300)
         raw["training"]["estimator"] = {"kind": "hist_gradient_boosting", "params": {"max_iter": 20}}
-        self.spec_path = str(root / "churn.yaml")
-        Path(self.spec_path).write_text(yaml.safe_dump(raw))
+        self.spec_path = str(write_spec(raw, root))
         generate(raw["data"]["uri"], END - dt.timedelta(days=DAYS), END, rows_per_day=300, seed=5)
 
     def context(self, run_id: str) -> dict:
-        return {"dag_run": SimpleNamespace(dag_id="retrain_churn", run_id=run_id), "ti": SimpleNamespace(run_id=run_id, try_number=1)}
+        return task_context(run_id=run_id)
 
     def operator(self, kind: str):
         if kind == "data_check":

@@ -16,7 +16,6 @@ import os
 import time
 import uuid
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from fake_airflow_api import FakeAirflowApi
@@ -25,10 +24,12 @@ from helpers import (
     DRIFT_START,
     alias_version,
     free_port,
+    fresh_mlflow_db,
     kill_plan,
     partial_files,
     processes_with_env,
     run_killed,
+    task_context,
     write_drift_data,
     write_drift_spec,
 )
@@ -43,23 +44,6 @@ MARKER = f"MLOPS_KILL_RELEASE_TEST={uuid.uuid4().hex}"
 SUMMARY_KEYS_THAT_VARY = {"checked_at"}
 
 
-class TaskInstance:
-    """What the operators read and write through ``context["ti"]``."""
-
-    def __init__(self, run_id: str, try_number: int, task_id: str, xcoms: dict) -> None:
-        self.dag_id, self.run_id, self.try_number, self.task_id = "retrain_churn", run_id, try_number, task_id
-        self.xcoms, self.pushed = xcoms, {}
-
-    def xcom_pull(self, task_ids):
-        return self.xcoms.get(task_ids)
-
-    def xcom_push(self, key, value):
-        self.pushed[key] = value
-
-    def get_dagrun_state(self, dag_id, run_id):
-        return "success"
-
-
 class ReleaseWorld:
     """Two trained versions (v1 before the drift, v2 after), local serving on free ports, a fake backfill API."""
 
@@ -67,7 +51,7 @@ class ReleaseWorld:
         from mlops_airflow.operators.training import LocalModelTrainingOperator
 
         self.root = root
-        self.uri = f"sqlite:///{root / 'mlflow.db'}"
+        self.uri = fresh_mlflow_db(root / "mlflow.db")
         monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "http", "extra": {"tracking_uri": self.uri}}))
         monkeypatch.setenv("MLFLOW_TRACKING_URI", self.uri)
         for name in ("LIVE", "ADMIN", "BLUE", "GREEN"):
@@ -82,7 +66,7 @@ class ReleaseWorld:
         self.spec_path = write_drift_spec(root, root / "data", window_days=2, cooldown_hours=24)
         import yaml
 
-        raw = yaml.safe_load(Path(self.spec_path).read_text())
+        raw = yaml.safe_load(Path(self.spec_path).read_text())  # the drift spec, changed for training
         raw["training"].update(window_days=6, validation_days=2, reference_sample_rows=600)
         raw["training"]["estimator"] = {"kind": "hist_gradient_boosting", "params": {"max_iter": 20}}
         raw["serving"]["drain_seconds"] = 0
@@ -106,8 +90,7 @@ class ReleaseWorld:
         return MlflowClient(self.uri, self.uri)
 
     def context(self, run_id: str, task_id: str, try_number: int = 1, xcoms: dict | None = None, params: dict | None = None) -> dict:
-        ti = TaskInstance(run_id, try_number, task_id, xcoms or {})
-        return {"ti": ti, "dag_run": SimpleNamespace(dag_id="retrain_churn", run_id=run_id, triggering_user_name="kill-test"), "params": params or {}}
+        return task_context(xcoms, run_id=run_id, user="kill-test", try_number=try_number, task_id=task_id, params=params)
 
     def set_aliases(self, **aliases: str | None) -> None:
         for alias, version in aliases.items():

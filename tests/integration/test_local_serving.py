@@ -98,13 +98,14 @@ def test_no_request_fails_during_ten_switchovers(backend, models):
         backend.deploy(Color.BLUE, "1", models["1"])
         backend.wait_ready(Color.BLUE, timeout=90)
         backend.switch(Color.BLUE)
-    results: list[tuple[int, float]] = []
+    results: list[tuple[int, float, float]] = []  # status, sent, answered (perf_counter)
     stop = threading.Event()
 
     def client():
         while not stop.is_set():
-            status, latency, _ = predict(backend.live_url())
-            results.append((status, latency))
+            sent = time.perf_counter()
+            status, _, _ = predict(backend.live_url())
+            results.append((status, sent, time.perf_counter()))
 
     def answered(count: int):
         return lambda: len(results) >= count
@@ -114,26 +115,29 @@ def test_no_request_fails_during_ten_switchovers(backend, models):
     for thread in clients:
         thread.start()
     wait_for(answered(50), "the clients' first 50 answers")
-    switch_times = []
+    switches = []  # (began, ended)
     for _ in range(10):
         target = backend.status().live.other
         began = time.perf_counter()
         assert backend.switch(target) is SwitchOutcome.SWITCHED
-        switch_times.append(time.perf_counter() - began)
+        switches.append((began, time.perf_counter()))
         wait_for(answered(len(results) + 50), f"50 answers after the switch to {target}")  # traffic through the new colour
     stop.set()
     for thread in clients:
         thread.join(timeout=10)
     elapsed = time.monotonic() - started
-    failed = [s for s, _ in results if s != 200]
-    rate = len(results) / elapsed
-    latencies = sorted(latency for _, latency in results)
+    failed = [status for status, _, _ in results if status != 200]
+    latencies = sorted(answered_at - sent for _, sent, answered_at in results)
+    switch_times = [ended - began for began, ended in switches]
     print(
-        f"\nlocal switchovers: {len(results)} requests at {rate:.0f}/s, failed {len(failed)}, "
+        f"\nlocal switchovers: {len(results)} requests at {len(results) / elapsed:.0f}/s, failed {len(failed)}, "
         f"switch time median {statistics.median(switch_times) * 1000:.1f} ms max {max(switch_times) * 1000:.1f} ms, "
         f"p95 latency {latencies[int(0.95 * len(latencies))] * 1000:.1f} ms"
     )
-    assert rate >= 100, f"the client reached only {rate:.0f} requests/s"
+    # Every switch happened under traffic: some request was on its way while the route changed.
+    # (Throughput is a benchmark's business, not a test's: this machine is shared.)
+    quiet = [i for i, (began, ended) in enumerate(switches) if not any(sent < ended and answered_at > began for _, sent, answered_at in results)]
+    assert quiet == [], f"no request was in flight during switches {quiet}"
     assert failed == []
 
 

@@ -10,6 +10,7 @@ import urllib.request
 from contextlib import contextmanager
 
 import pytest
+import sampling
 from fake_http import FakeServer, JsonHandler
 
 pytestmark = pytest.mark.integration
@@ -20,7 +21,7 @@ VIEWER = ("viewer", "viewer-password-for-tests")
 # Each attempt is one authenticated request (~1.5 s on a busy machine: the server hashes the
 # password every time). The server's answer depends only on who asks for what, so more
 # repeats of the same request add nothing; two move the alias to each version once.
-ATTEMPTS = 2
+ATTEMPTS = 20 if sampling.full() else 2  # MLOPS_TEST_FULL=1: the 20 attempts this test made before
 
 
 def auth_env(folder, admin_password: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ import fake_models
 import mlflow
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-from helpers import alias_version, churn_spec_raw, task_context, write_spec
+from helpers import alias_version, churn_spec_raw, fresh_mlflow_db, task_context, write_spec
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
@@ -40,7 +40,7 @@ class World:
         from mlops_airflow.synthetic import generate
 
         self.root, self.seed = root, seed
-        self.uri = f"sqlite:///{root / 'mlflow.db'}"
+        self.uri = fresh_mlflow_db(root / "mlflow.db")
         monkeypatch.setenv("MLFLOW_TRACKING_URI", self.uri)
         monkeypatch.setenv("MLFLOW_REGISTRY_URI", self.uri)
         monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "http", "extra": {"tracking_uri": self.uri}}))

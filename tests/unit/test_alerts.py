@@ -65,7 +65,7 @@ def test_a_failing_webhook_never_raises_returns_in_time_and_the_alert_is_logged(
         if webhook:
             webhook.close()
     print(f"\nalert callback, webhook {mode}: returned in {took * 1000:.0f} ms")
-    assert took < 2 + 1.0  # the timeout plus scheduling slack; never the webhook's 60 s hang
+    assert took < 2 + 5.0  # the timeout plus slack for a loaded machine; never the webhook's 60 s hang
     assert "FAILURE ALERT (not delivered" in caplog.text
     assert "retrain_churn.promote_champion failed" in caplog.text
     assert TOKEN not in caplog.text

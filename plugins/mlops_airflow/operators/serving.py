@@ -222,7 +222,11 @@ MIN_DEFERRED_DRAIN = dt.timedelta(seconds=60)
 
 
 class ScaleDownPreviousOperator(_ServingOperator):
-    """After the drain delay (deferred: no worker slot while waiting), stop the colour that served before."""
+    """After the drain delay, stop the colour that served before.
+
+    A drain of :data:`MIN_DEFERRED_DRAIN` or more is deferred (no worker slot while waiting);
+    a shorter one is waited in the worker.
+    """
 
     def __init__(self, *, drain: dt.timedelta, **kwargs: Any) -> None:
         super().__init__(**kwargs)

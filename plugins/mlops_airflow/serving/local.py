@@ -31,7 +31,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -45,6 +44,7 @@ from mlops_airflow.serving.local_ports import SERVING_STATE_DIR_ENV, LocalPorts
 _ROUTE = "/config/apps/http/servers/router/routes/0/handle/0/upstreams"
 _REQUEST_BUFFER_BYTES = 16 * 1024 * 1024  # a retried request's body is replayed from here
 _MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux
+_SHORT_SOCKET_DIR = Path("/tmp")  # noqa: S108 - one short directory every process of the machine agrees on
 _PROCESS_ENV = "MLOPS_SERVING_PROCESS"
 
 
@@ -171,12 +171,17 @@ class LocalServingBackend:
 
     @property
     def router_socket(self) -> Path:
-        """The Unix socket between front and router; in the state dir when the path fits."""
+        """The Unix socket between front and router; in the state dir when the path fits.
+
+        Otherwise a short name derived from that path in ``/tmp``: not ``$TMPDIR``, which
+        differs between the workers and tasks that share one serving state (each Celery
+        worker of the distributed test has its own), and can be too long itself.
+        """
         path = self.state_dir / f"{self.model}-router.sock"
         if len(str(path)) <= _MAX_SOCKET_PATH:
             return path
         digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
-        return Path(tempfile.gettempdir()) / f"mlops-airflow-{digest}.sock"
+        return _SHORT_SOCKET_DIR / f"mlops-airflow-{digest}.sock"
 
     def _router_config(self, color: Color | None) -> dict[str, Any]:
         if color is None:

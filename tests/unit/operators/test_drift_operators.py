@@ -43,31 +43,10 @@ def test_cooldown(previous, state, blocked):
     assert (reason is None) if blocked is None else (blocked in reason)
 
 
-class FakeTi:
-    def __init__(self, summary, run_states=None):
-        self.summary, self.run_states, self.pushed = summary, run_states or {}, {}
-
-    def xcom_push(self, key, value):
-        self.pushed[key] = value
-
-    def xcom_pull(self, task_ids):
-        return self.summary
-
-    def get_dagrun_state(self, dag_id, run_id):
-        """As the Task SDK answers: the state, or the API server's error (404 for a run it does not have)."""
-        from airflow.sdk.exceptions import AirflowRuntimeError, ErrorType
-        from airflow.sdk.execution_time.comms import ErrorResponse
-
-        answer = self.run_states.get(run_id, 404)
-        if isinstance(answer, int):
-            raise AirflowRuntimeError(ErrorResponse(error=ErrorType.API_SERVER_ERROR, detail={"status_code": answer, "message": "Server error"}))
-        return answer
-
-
 def gate_context(summary, run_states=None):
-    context = task_context(run_id="scheduled__2026-03-01")
-    context["ti"] = FakeTi(summary, run_states)
-    return context
+    return task_context(
+        {"detect_drift": summary}, run_id="scheduled__2026-03-01", task_id="decide_retrain", dag_id="drift_monitor_churn", run_states=run_states
+    )
 
 
 def test_the_gate_records_the_trigger_and_then_holds_the_next_overlapping_window(tmp_path, mlflow_store):
