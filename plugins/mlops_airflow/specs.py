@@ -8,9 +8,10 @@ names the file and the dotted path of the offending field.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,32 @@ import yaml
 from mlops_airflow.constants import TrainingBackend
 
 # DNS-1123 label friendly, so `<name>-preview` still fits Kubernetes' 63 characters.
-_NAME_PATTERN = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
+_NAME_PATTERN = re.compile(r"[a-z]([a-z0-9-]{0,38}[a-z0-9])?")
 _ENV_PATTERN = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 _CRON_PRESETS = ("@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually")
 _URI_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+# ${VAR} may name these variables only: a spec is serialized into every DAG, so it must not
+# be able to pull any other value of a worker's environment into it.
+ENV_ALLOWED = re.compile(r"MLOPS_[A-Z0-9_]+")
+# Jinja syntax: a spec's strings reach templated operator fields, where it would be rendered.
+_TEMPLATE_SYNTAX = re.compile(r"\{\{|\{%|\{#")
+# What a spec file may be: YAML is parsed before anything is validated, so its size, nesting
+# and aliases (which expand a few lines into gigabytes) are limited first.
+MAX_SPEC_BYTES = 256 * 1024
+MAX_NESTING = 16
+# Upper bounds of numeric fields (the README's spec table lists them).
+MAX_DAYS = 3650
+MAX_ROWS = 1_000_000_000
+MAX_SEED = 2**32 - 1
+DAY_SECONDS = 24 * 3600
+WEEK_MINUTES = 7 * 24 * 60
+YEAR_HOURS = 365 * 24
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: error messages never carry a whole hostile value."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 15]}... ({len(text)} chars)"
 
 
 class ModelSpecError(ValueError):
@@ -286,13 +309,13 @@ class _Section:
     def string(self, key: str, default: str | None = None, *, required: bool = False) -> Any:
         value = self._get(key, default, required)
         if value is not None and (not isinstance(value, str) or not value.strip()):
-            self.fail(key, f"must be a non-empty string, got {value!r}")
+            self.fail(key, f"must be a non-empty string, got {shown(value)}")
         return value
 
     def integer(self, key: str, default: int | None = None, *, minimum: int | None = None, maximum: int | None = None, required: bool = False) -> Any:
         value = self._get(key, default, required)
         if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(key, f"must be an integer, got {value!r}")
+            self.fail(key, f"must be an integer, got {shown(value)}")
         if minimum is not None and value < minimum:
             self.fail(key, f"must be >= {minimum}, got {value}")
         if maximum is not None and value > maximum:
@@ -303,7 +326,7 @@ class _Section:
         choices = tuple(choices)
         value = self.string(key, default, required=default is None)
         if value not in choices:
-            self.fail(key, f"must be one of {list(choices)}, got {value!r}")
+            self.fail(key, f"must be one of {list(choices)}, got {shown(value)}")
         return value
 
     def number(self, key: str, default: float | None = None, *, minimum: float | None = None, maximum: float | None = None) -> Any:
@@ -311,7 +334,9 @@ class _Section:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
-            self.fail(key, f"must be a number, got {value!r}")
+            self.fail(key, f"must be a number, got {shown(value)}")
+        if not math.isfinite(value):
+            self.fail(key, f"must be a finite number, got {value}")
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
             self.fail(key, f"must be within [{minimum}, {maximum}], got {value}")
         return value
@@ -319,13 +344,13 @@ class _Section:
     def boolean(self, key: str, default: bool) -> bool:
         value = self._get(key, default, False)
         if not isinstance(value, bool):
-            self.fail(key, f"must be true or false, got {value!r}")
+            self.fail(key, f"must be true or false, got {shown(value)}")
         return value
 
     def string_list(self, key: str, *, required: bool = False) -> tuple[str, ...]:
         value = self._get(key, [], required)
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            self.fail(key, f"must be a list of strings, got {value!r}")
+            self.fail(key, f"must be a list of strings, got {shown(value)}")
         duplicates = sorted({v for v in value if value.count(v) > 1})
         if duplicates:
             self.fail(key, f"lists {duplicates} more than once")
@@ -342,9 +367,9 @@ class _Section:
         return _Section(self.source, ".".join(p for p in (self.path, key) if p), raw)
 
     def finish(self) -> None:
-        unknown = sorted(set(self.raw) - self.seen)
+        unknown = sorted(map(str, set(self.raw) - self.seen))
         if unknown:
-            self.fail(unknown[0], f"unknown field; expected one of {sorted(self.seen)}")
+            self.fail(shown(unknown[0], 40).strip("'"), f"unknown field; expected one of {sorted(self.seen)}")
 
 
 def expand_env(value: str, *, source: str, field_path: str, environ: Mapping[str, str] | None = None) -> str:
@@ -353,6 +378,8 @@ def expand_env(value: str, *, source: str, field_path: str, environ: Mapping[str
 
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group("name"), match.group("default")
+        if not ENV_ALLOWED.fullmatch(name):
+            raise ModelSpecError(source, field_path, f"${{{name}}}: only variables named MLOPS_* may be used in a spec")
         if name in environ and environ[name] != "":
             return environ[name]
         if default is not None:
@@ -395,10 +422,11 @@ def _cron(section: _Section, key: str, default: str | None) -> str | None:
 
 def parse_spec(raw: Any, *, source: str) -> ModelSpec:
     """Validate one spec document and build a :class:`ModelSpec`."""
+    _refuse_templates(raw, source)
     top = _Section(source, "", raw)
     name = top.string("name", required=True)
-    if not _NAME_PATTERN.match(name):
-        top.fail("name", f"must be lowercase letters, digits and '-', start with a letter, at most 40 characters; got {name!r}")
+    if not _NAME_PATTERN.fullmatch(name):
+        top.fail("name", f"must be lowercase letters, digits and '-', start with a letter, at most 40 characters; got {shown(name)}")
 
     data_section = top.section("data")
     data_uri = _uri(data_section, "uri")
@@ -448,6 +476,18 @@ def parse_spec(raw: Any, *, source: str) -> ModelSpec:
     undeclared = [c for c in required if contract.column(c) is None]
     if undeclared:
         raise ModelSpecError(source, "contract.columns", f"must declare every feature, the target and the timestamp; missing {undeclared}")
+    for column in features.numeric:
+        if contract.column(column).dtype not in ("int", "float"):
+            raise ModelSpecError(
+                source, f"contract.columns.{column}.dtype", f"must be int or float for a numeric feature, got {contract.column(column).dtype!r}"
+            )
+    for column in features.categorical:
+        if contract.column(column).dtype not in ("string", "int", "bool"):
+            raise ModelSpecError(
+                source, f"contract.columns.{column}.dtype", f"must be string, int or bool for a categorical feature, got {contract.column(column).dtype!r}"
+            )
+    if contract.column(target.column).dtype != "int":
+        raise ModelSpecError(source, f"contract.columns.{target.column}.dtype", "must be 'int' for target.column (class labels are integers)")
     if contract.column(data.timestamp_column).dtype != "timestamp":
         raise ModelSpecError(source, f"contract.columns.{data.timestamp_column}.dtype", "must be 'timestamp' for data.timestamp_column")
 
@@ -492,7 +532,7 @@ def _parse_training(section: _Section) -> TrainingSpec:
         compute_section.fail("tolerations", "must be a list of Kubernetes toleration mappings")
     compute = ComputeSpec(
         image=compute_section.string("image"),
-        gpus=compute_section.integer("gpus", 0, minimum=0),
+        gpus=compute_section.integer("gpus", 0, minimum=0, maximum=16),
         cpu=str(compute_section._get("cpu", "1", False)),
         memory=compute_section.string("memory", "2Gi"),
         node_selector={str(k): str(v) for k, v in compute_section.mapping("node_selector").items()},
@@ -501,14 +541,14 @@ def _parse_training(section: _Section) -> TrainingSpec:
         namespace=compute_section.string("namespace", "mlops"),
         service_account=compute_section.string("service_account", "mlops-training"),
         mlflow_credentials_secret=compute_section.string("mlflow_credentials_secret", "mlflow-pipeline-credentials"),
-        schedule_timeout_seconds=compute_section.integer("schedule_timeout_seconds", 600, minimum=10),
+        schedule_timeout_seconds=compute_section.integer("schedule_timeout_seconds", 600, minimum=10, maximum=DAY_SECONDS),
     )
     compute_section.finish()
     if backend != TrainingBackend.LOCAL.value and not compute.image:
         compute_section.fail("image", f"is required for the {backend!r} training backend")
 
-    window_days = section.integer("window_days", 28, minimum=2)
-    validation_days = section.integer("validation_days", 7, minimum=1)
+    window_days = section.integer("window_days", 28, minimum=2, maximum=MAX_DAYS)
+    validation_days = section.integer("validation_days", 7, minimum=1, maximum=MAX_DAYS)
     if validation_days >= window_days:
         section.fail("validation_days", f"must be smaller than window_days ({window_days}), got {validation_days}")
     spec = TrainingSpec(
@@ -516,10 +556,10 @@ def _parse_training(section: _Section) -> TrainingSpec:
         window_days=window_days,
         validation_days=validation_days,
         estimator=estimator,
-        seed=section.integer("seed", 42, minimum=0),
-        reference_sample_rows=section.integer("reference_sample_rows", 5000, minimum=100),
+        seed=section.integer("seed", 42, minimum=0, maximum=MAX_SEED),
+        reference_sample_rows=section.integer("reference_sample_rows", 5000, minimum=100, maximum=1_000_000),
         compute=compute,
-        timeout_minutes=section.integer("timeout_minutes", 60, minimum=1),
+        timeout_minutes=section.integer("timeout_minutes", 60, minimum=1, maximum=WEEK_MINUTES),
     )
     section.finish()
     return spec
@@ -569,11 +609,11 @@ def _parse_contract(section: _Section) -> DataContract:
 
     rows_section = section.section("rows", required=False)
     rows = RowCountContract(
-        minimum=rows_section.integer("min_per_partition", 1, minimum=0),
-        maximum=rows_section.integer("max_per_partition", None, minimum=1) if rows_section.raw.get("max_per_partition") is not None else None,
-        min_ratio_to_trailing_mean=rows_section.number("min_ratio_to_trailing_mean", None, minimum=0.0),
-        max_ratio_to_trailing_mean=rows_section.number("max_ratio_to_trailing_mean", None, minimum=0.0),
-        trailing_days=rows_section.integer("trailing_days", 7, minimum=1),
+        minimum=rows_section.integer("min_per_partition", 1, minimum=0, maximum=MAX_ROWS),
+        maximum=rows_section.integer("max_per_partition", None, minimum=1, maximum=MAX_ROWS) if rows_section.raw.get("max_per_partition") is not None else None,
+        min_ratio_to_trailing_mean=rows_section.number("min_ratio_to_trailing_mean", None, minimum=0.0, maximum=1000.0),
+        max_ratio_to_trailing_mean=rows_section.number("max_ratio_to_trailing_mean", None, minimum=0.0, maximum=1000.0),
+        trailing_days=rows_section.integer("trailing_days", 7, minimum=1, maximum=MAX_DAYS),
     )
     if rows.maximum is not None and rows.maximum < rows.minimum:
         rows_section.fail("max_per_partition", f"({rows.maximum}) is smaller than min_per_partition ({rows.minimum})")
@@ -583,7 +623,7 @@ def _parse_contract(section: _Section) -> DataContract:
         columns=columns,
         rows=rows,
         extra_columns=section.choice("extra_columns", ("forbid", "allow"), default="forbid"),
-        max_delay_hours=section.number("max_delay_hours", None, minimum=0.0),
+        max_delay_hours=section.number("max_delay_hours", None, minimum=0.0, maximum=YEAR_HOURS),
         max_duplicate_fraction=float(section.number("max_duplicate_fraction", 0.0, minimum=0.0, maximum=1.0)),
         require_all_partitions=section.boolean("require_all_partitions", True),
         on_failure=section.choice("on_failure", ON_FAILURE_ACTIONS, default="fail"),
@@ -608,8 +648,8 @@ def _thresholds(section: _Section, key: str, *, lower_is_better: bool) -> dict[s
         if (name in LOWER_IS_BETTER) != lower_is_better:
             better, other = ("higher", "minimums") if lower_is_better else ("lower", "maximums")
             section.fail(f"{key}.{name}", f"{better} is better for {name}: give its threshold under {section.path}.{other}")
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            section.fail(f"{key}.{name}", f"must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            section.fail(f"{key}.{name}", f"must be a finite number, got {shown(value)}")
     return {str(k): float(v) for k, v in raw.items()}
 
 
@@ -620,7 +660,7 @@ def _parse_promotion(section: _Section, training: TrainingSpec, features: Featur
     minimums = _thresholds(section, "minimums", lower_is_better=False)
     maximums = _thresholds(section, "maximums", lower_is_better=True)
     metrics = tuple(dict.fromkeys([primary, *metrics, *minimums, *maximums]))  # every gated metric is computed
-    evaluation_days = section.integer("evaluation_days", training.validation_days, minimum=1)
+    evaluation_days = section.integer("evaluation_days", training.validation_days, minimum=1, maximum=MAX_DAYS)
     if evaluation_days > training.validation_days:
         # Older days were fit on: a model scored on its own training rows looks better than it is.
         section.fail("evaluation_days", f"must be at most training.validation_days ({training.validation_days}), got {evaluation_days}")
@@ -628,8 +668,8 @@ def _parse_promotion(section: _Section, training: TrainingSpec, features: Featur
     not_categorical = [c for c in segments if c not in features.categorical]
     if not_categorical:
         section.fail("segments", f"must name categorical features {list(features.categorical)}; got {not_categorical}")
-    margin = section.number("margin", defaults.margin, minimum=0.0)
-    max_regression = section.number("max_segment_regression", None, minimum=0.0)
+    margin = section.number("margin", defaults.margin, minimum=0.0, maximum=1.0)
+    max_regression = section.number("max_segment_regression", None, minimum=0.0, maximum=1.0)
     if segments and max_regression is None:
         section.fail("max_segment_regression", "is required when segments are listed")
     spec = PromotionSpec(
@@ -641,13 +681,13 @@ def _parse_promotion(section: _Section, training: TrainingSpec, features: Featur
         comparison=section.choice("comparison", COMPARISONS, default=defaults.comparison),
         margin=float(margin),
         confidence=float(section.number("confidence", defaults.confidence, minimum=0.5, maximum=0.999)),
-        bootstrap_resamples=section.integer("bootstrap_resamples", defaults.bootstrap_resamples, minimum=100),
-        seed=section.integer("seed", training.seed, minimum=0),
+        bootstrap_resamples=section.integer("bootstrap_resamples", defaults.bootstrap_resamples, minimum=100, maximum=100_000),
+        seed=section.integer("seed", training.seed, minimum=0, maximum=MAX_SEED),
         segments=segments,
         max_segment_regression=None if max_regression is None else float(max_regression),
-        min_segment_rows=section.integer("min_segment_rows", defaults.min_segment_rows, minimum=1),
+        min_segment_rows=section.integer("min_segment_rows", defaults.min_segment_rows, minimum=1, maximum=MAX_ROWS),
         require_approval=section.boolean("require_approval", False),
-        approval_timeout_hours=float(section.number("approval_timeout_hours", defaults.approval_timeout_hours, minimum=0.01)),
+        approval_timeout_hours=float(section.number("approval_timeout_hours", defaults.approval_timeout_hours, minimum=0.01, maximum=30 * 24)),
         pool=section.string("pool", defaults.pool),
     )
     section.finish()
@@ -664,22 +704,22 @@ def _parse_serving(section: _Section) -> ServingSpec:
         backend = override
     smoke_section = section.section("smoke", required=False)
     smoke = SmokeSpec(
-        golden_rows=smoke_section.integer("golden_rows", SmokeSpec.golden_rows, minimum=1),
-        burst_requests=smoke_section.integer("burst_requests", SmokeSpec.burst_requests, minimum=1),
-        max_p95_ms=float(smoke_section.number("max_p95_ms", SmokeSpec.max_p95_ms, minimum=1.0)),
+        golden_rows=smoke_section.integer("golden_rows", SmokeSpec.golden_rows, minimum=1, maximum=10_000),
+        burst_requests=smoke_section.integer("burst_requests", SmokeSpec.burst_requests, minimum=1, maximum=10_000),
+        max_p95_ms=float(smoke_section.number("max_p95_ms", SmokeSpec.max_p95_ms, minimum=1.0, maximum=600_000.0)),
         max_error_rate=float(smoke_section.number("max_error_rate", SmokeSpec.max_error_rate, minimum=0.0, maximum=1.0)),
-        tolerance=float(smoke_section.number("tolerance", SmokeSpec.tolerance, minimum=0.0)),
+        tolerance=float(smoke_section.number("tolerance", SmokeSpec.tolerance, minimum=0.0, maximum=1.0)),
     )
     smoke_section.finish()
     k8s = section.section("kubernetes", required=False)
     spec = ServingSpec(
         backend=backend,
-        drain_seconds=section.integer("drain_seconds", defaults.drain_seconds, minimum=0),
-        ready_timeout_seconds=section.integer("ready_timeout_seconds", defaults.ready_timeout_seconds, minimum=1),
+        drain_seconds=section.integer("drain_seconds", defaults.drain_seconds, minimum=0, maximum=DAY_SECONDS),
+        ready_timeout_seconds=section.integer("ready_timeout_seconds", defaults.ready_timeout_seconds, minimum=1, maximum=DAY_SECONDS),
         smoke=smoke,
         namespace=k8s.string("namespace", defaults.namespace),
-        replicas=k8s.integer("replicas", defaults.replicas, minimum=1),
-        port=k8s.integer("port", defaults.port, minimum=1),
+        replicas=k8s.integer("replicas", defaults.replicas, minimum=1, maximum=100),
+        port=k8s.integer("port", defaults.port, minimum=1, maximum=65535),
         kubernetes_conn_id=k8s.string("conn_id", defaults.kubernetes_conn_id),
         docker=_parse_docker_serving(section.section("docker", required=False)),
     )
@@ -709,8 +749,8 @@ def _parse_drift(section: _Section, features: FeatureSpec) -> DriftSpec:
     unknown = [c for c in chosen if c not in features.columns]
     if unknown:
         section.fail("features", f"must name features of the spec {list(features.columns)}; got {unknown}")
-    window_days = section.integer("window_days", defaults.window_days, minimum=1)
-    lookback_days = section.integer("lookback_days", defaults.lookback_days, minimum=1)
+    window_days = section.integer("window_days", defaults.window_days, minimum=1, maximum=MAX_DAYS)
+    lookback_days = section.integer("lookback_days", defaults.lookback_days, minimum=1, maximum=MAX_DAYS)
     if lookback_days < window_days:
         section.fail("lookback_days", f"must be at least window_days ({window_days}), got {lookback_days}")
     alpha = section.number("alpha", defaults.alpha, minimum=1e-6, maximum=0.5)
@@ -720,10 +760,10 @@ def _parse_drift(section: _Section, features: FeatureSpec) -> DriftSpec:
         lookback_days=lookback_days,
         alpha=float(alpha),
         min_effect=float(section.number("min_effect", defaults.min_effect, minimum=0.0, maximum=1.0)),
-        min_samples=section.integer("min_samples", defaults.min_samples, minimum=1),
-        check_interval_minutes=section.integer("check_interval_minutes", defaults.check_interval_minutes, minimum=1),
-        timeout_minutes=section.integer("timeout_minutes", defaults.timeout_minutes, minimum=0),
-        cooldown_hours=float(section.number("cooldown_hours", defaults.cooldown_hours, minimum=0.0)),
+        min_samples=section.integer("min_samples", defaults.min_samples, minimum=1, maximum=MAX_ROWS),
+        check_interval_minutes=section.integer("check_interval_minutes", defaults.check_interval_minutes, minimum=1, maximum=24 * 60),
+        timeout_minutes=section.integer("timeout_minutes", defaults.timeout_minutes, minimum=0, maximum=WEEK_MINUTES),
+        cooldown_hours=float(section.number("cooldown_hours", defaults.cooldown_hours, minimum=0.0, maximum=YEAR_HOURS)),
         report=section.boolean("report", defaults.report),
     )
     section.finish()
@@ -751,20 +791,64 @@ def _parse_schedules(section: _Section) -> ScheduleSpec:
 
 # libyaml's safe loader when PyYAML was built with it (every wheel is): DAG files load every
 # spec at parse time, and the pure-Python loader took ~40 ms of a ~100 ms parse.
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseSafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _safe_load(text: str) -> Any:
-    return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a safe loader
+class _SpecLoader(_BaseSafeLoader):  # type: ignore[misc,valid-type]
+    """A safe loader that refuses a key given twice in one mapping (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"found the key {shown(key, 40)} twice in one mapping", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _parse_yaml(text: str | bytes, source: str) -> Any:
+    """The YAML document of a spec, after the checks that must come before it is built."""
+    size = len(text.encode() if isinstance(text, str) else text)
+    if size > MAX_SPEC_BYTES:
+        raise ModelSpecError(source, "<file>", f"is {size} bytes; a spec may have at most {MAX_SPEC_BYTES}")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ModelSpecError(source, "<file>", f"is not UTF-8 text (byte {err.start}: {err.reason})") from err
+    try:
+        depth = 0
+        for event in yaml.parse(text, Loader=_BaseSafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise ModelSpecError(source, "<file>", f"uses a YAML anchor or alias (line {event.start_mark.line + 1}); write the values out")
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise ModelSpecError(source, "<file>", f"nests more than {MAX_NESTING} levels deep (line {event.start_mark.line + 1})")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        return yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as err:
+        raise ModelSpecError(source, "<file>", f"is not valid YAML: {shown(str(err), 300)}") from err
+
+
+def _refuse_templates(value: Any, source: str, path: str = "") -> None:
+    """No spec string may carry Jinja syntax: it would be rendered in a templated field."""
+    if isinstance(value, str) and _TEMPLATE_SYNTAX.search(value):
+        raise ModelSpecError(source, path or "<top level>", f"must not contain template syntax ('{{{{', '{{%', '{{#'), got {shown(value)}")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _refuse_templates(key, source, path)
+            _refuse_templates(item, source, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_templates(item, source, f"{path}[{index}]")
 
 
 def load_spec_text(text: str, *, source: str) -> ModelSpec:
     """Validate a spec handed over as YAML text (a pod gets its spec in an environment variable)."""
-    try:
-        raw = _safe_load(text)
-    except yaml.YAMLError as err:
-        raise ModelSpecError(source, "<file>", f"is not valid YAML: {err}") from err
-    return parse_spec(raw, source=source)
+    return parse_spec(_parse_yaml(text, source), source=source)
 
 
 def load_spec(path: str | os.PathLike[str]) -> ModelSpec:
@@ -772,14 +856,12 @@ def load_spec(path: str | os.PathLike[str]) -> ModelSpec:
     path = Path(path)
     source = str(path)
     try:
-        raw = _safe_load(path.read_text(encoding="utf-8"))
+        content = path.read_bytes()
     except OSError as err:
         raise ModelSpecError(source, "<file>", f"cannot be read: {err.strerror or err}") from err
-    except yaml.YAMLError as err:
-        raise ModelSpecError(source, "<file>", f"is not valid YAML: {err}") from err
-    spec = parse_spec(raw, source=source)
+    spec = parse_spec(_parse_yaml(content, source), source=source)
     if path.stem != spec.name:
-        raise ModelSpecError(source, "name", f"must match the file name {path.stem!r}, got {spec.name!r}")
+        raise ModelSpecError(source, "name", f"must match the file name {path.stem!r}, got {shown(spec.name)}")
     return spec
 
 

@@ -133,6 +133,7 @@ def test_demo_closes_the_loop_and_stop_leaves_nothing(tmp_path, monkeypatch):
         MLOPS_STATSD_PORT=str(free_port()),
         **{f"MLOPS_SERVING_{name}_PORT": str(free_port()) for name in ("LIVE", "ADMIN", "BLUE", "GREEN")},
         **E2E_SETTINGS,
+        MLOPS_STACK_OWNER_PID=str(os.getpid()),  # the stack ends with this test process, however it ends
     )
     command = [sys.executable, "-m", "mlops_airflow.embedded"]
     try:

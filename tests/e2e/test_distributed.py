@@ -140,6 +140,7 @@ def test_the_loop_survives_a_dead_worker_and_a_scheduler_restart_on_celery(tmp_p
         monkeypatch.delenv(name)
     for name, value in E2E_SETTINGS.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MLOPS_STACK_OWNER_PID", str(os.getpid()))  # the stack ends with this test process, however it ends
     stack = DistributedStack(config, ports=ports)
     faults = FaultInjector(stack)
     try:

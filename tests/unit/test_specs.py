@@ -98,7 +98,7 @@ class TestValidation:
             pytest.param("promotion.metrics", ["roc_auc", "gini"], "promotion.metrics", "unknown metrics ['gini']", id="unknown-metric"),
             pytest.param("promotion.minimums", {"log_loss": 0.5}, "promotion.minimums.log_loss", "promotion.maximums", id="floor-on-a-loss"),
             pytest.param("promotion.maximums", {"roc_auc": 0.9}, "promotion.maximums.roc_auc", "promotion.minimums", id="ceiling-on-auc"),
-            pytest.param("promotion.minimums", {"roc_auc": "high"}, "promotion.minimums.roc_auc", "must be a number", id="threshold-not-number"),
+            pytest.param("promotion.minimums", {"roc_auc": "high"}, "promotion.minimums.roc_auc", "must be a finite number", id="threshold-not-number"),
             pytest.param("promotion.evaluation_days", 8, "promotion.evaluation_days", "at most training.validation_days (7)", id="eval-on-fit-days"),
             pytest.param("promotion.segments", ["tenure_months"], "promotion.segments", "categorical features", id="numeric-segment"),
             pytest.param("promotion.max_segment_regression", ..., "promotion.max_segment_regression", "required when segments", id="segments-no-limit"),
@@ -183,11 +183,15 @@ class TestValidation:
 
 class TestExpandEnv:
     def test_set_variable_wins_over_default(self):
-        assert expand_env("${ROOT:-/d}/x", source="s", field_path="f", environ={"ROOT": "/r"}) == "/r/x"
+        assert expand_env("${MLOPS_ROOT:-/d}/x", source="s", field_path="f", environ={"MLOPS_ROOT": "/r"}) == "/r/x"
 
     def test_default_when_unset_or_empty(self):
-        assert expand_env("${ROOT:-/d}/x", source="s", field_path="f", environ={"ROOT": ""}) == "/d/x"
+        assert expand_env("${MLOPS_ROOT:-/d}/x", source="s", field_path="f", environ={"MLOPS_ROOT": ""}) == "/d/x"
 
     def test_unset_without_default_is_an_error(self):
-        with pytest.raises(ModelSpecError, match=r"s: data.uri: environment variable ROOT is not set"):
-            expand_env("${ROOT}/x", source="s", field_path="data.uri", environ={})
+        with pytest.raises(ModelSpecError, match=r"s: data.uri: environment variable MLOPS_ROOT is not set"):
+            expand_env("${MLOPS_ROOT}/x", source="s", field_path="data.uri", environ={})
+
+    def test_only_mlops_variables_may_be_named(self):
+        with pytest.raises(ModelSpecError, match=r"s: data.uri: \$\{AWS_SECRET_ACCESS_KEY\}: only variables named MLOPS_\* may be used"):
+            expand_env("s3://b/${AWS_SECRET_ACCESS_KEY}", source="s", field_path="data.uri", environ={"AWS_SECRET_ACCESS_KEY": "x"})

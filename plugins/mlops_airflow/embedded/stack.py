@@ -218,6 +218,7 @@ class EmbeddedStack:
 
     def __init__(self, config: StackConfig, *, echo: Callable[[str], None] = print) -> None:
         self.config = config
+        self._started: dict[str, subprocess.Popen] = {}
         self.echo = echo
         self.state_path = config.state_dir / STATE_FILE
 
@@ -358,6 +359,9 @@ class EmbeddedStack:
         for folder in (cfg.state_dir, cfg.airflow_home, cfg.mlflow_dir, cfg.data_root, cfg.log_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self.write_specs()
+        from mlops_airflow.embedded.watchdog import ensure_watchdog
+
+        ensure_watchdog(cfg)  # a stack started by a test ends with the test process, however it ends
         state = StackState.load(self.state_path)
         for service in self.services():
             running = state.services.get(service.name)
@@ -437,14 +441,24 @@ class EmbeddedStack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, ended as a whole by `down`
             )
+        self._started[service.name] = process
         return RunningService(name=service.name, pid=process.pid, pgid=process.pid, log=str(log_path), port=service.port)
+
+    def _leader_running(self, running: RunningService) -> bool:
+        """Whether the process this object started for ``running`` has not exited.
+
+        Between fork and exec a new process still carries our environment, not the stack's
+        marker, so the marker check alone would take a slow start for an early exit.
+        """
+        process = self._started.get(running.name)
+        return process is not None and process.pid == running.pid and process.poll() is None
 
     def _wait_healthy(self, service: Service, running: RunningService, *, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if service.is_healthy():
                 return True
-            if not group_members(running.pgid, self.config.marker):
+            if not group_members(running.pgid, self.config.marker) and not self._leader_running(running):
                 raise StackError(f"{service.name} exited during start-up; see {running.log}:\n{_tail(running.log)}")
             time.sleep(1.0)
         return False

@@ -98,6 +98,27 @@ class TestEmbeddedStack:
             with pytest.raises(StackError, match=f"port {config.airflow_port} .* taken by a program this stack did not start"):
                 FakeStack(config).up()
 
+    def test_a_service_not_yet_showing_the_marker_is_waited_for(self, config, monkeypatch):
+        """Between fork and exec a new process carries the parent's environment, not the stack's marker
+        (seen under load as "exited during start-up" with an empty log)."""
+        from mlops_airflow.embedded import stack as stack_module
+
+        real, calls = stack_module.group_members, []
+
+        def not_exec_yet(pgid, marker):
+            calls.append(pgid)
+            return [] if len(calls) == 1 else real(pgid, marker)
+
+        monkeypatch.setattr(stack_module, "group_members", not_exec_yet)
+        stack = FakeStack(config)
+        try:
+            stack.up()
+            assert calls, "the start-up check looked for the group while the service was not up yet"
+            assert stack.status() == {"web": "healthy"}
+        finally:
+            monkeypatch.setattr(stack_module, "group_members", real)
+            stack.down(timeout=10)
+
     def test_service_that_dies_points_at_its_log(self, config):
         stack = FakeStack(config, script="import sys; print('boom: bad config'); sys.exit(3)")
         with pytest.raises(StackError, match=r"web exited during start-up; see .*web\.log:\nboom: bad config"):
@@ -120,3 +141,46 @@ def test_mlflow_runs_without_its_job_runner(config):
     (mlflow,) = [s for s in EmbeddedStack(config).services() if s.name == "mlflow"]
     assert mlflow.env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     assert "--backend-store-uri" in mlflow.command
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"])
+def test_a_stack_owned_by_a_process_ends_when_that_process_ends(config, monkeypatch, how):
+    from mlops_airflow.embedded.watchdog import OWNER_ENV
+
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    monkeypatch.setenv(OWNER_ENV, str(owner.pid))
+    stack = FakeStack(config)
+    try:
+        stack.up()
+        members = group_members(StackState.load(stack.state_path).services["web"].pgid, config.marker)
+        assert members
+        owner.send_signal(how)
+        owner.wait()
+        deadline = time.monotonic() + 30
+        while (any(alive(pid) for pid in members) or stack.state_path.exists()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(alive(pid) for pid in members), f"the stack outlived its owner ({how.name})"
+        assert not stack.state_path.exists(), "the watchdog stops the stack as `make stop` does, state included"
+    finally:
+        owner.kill()
+        stack.down(timeout=5)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_the_watchdog_leaves_with_a_stack_stopped_first(config, monkeypatch):
+    from mlops_airflow.embedded.watchdog import OWNER_ENV, PID_FILE
+
+    monkeypatch.setenv(OWNER_ENV, str(os.getpid()))
+    stack = FakeStack(config)
+    try:
+        stack.up()
+        stack.up()  # a second `up` keeps the one watchdog
+        watchdog = int((config.state_dir / PID_FILE).read_text())
+        assert alive(watchdog)
+    finally:
+        stack.down(timeout=5)
+    deadline = time.monotonic() + 10
+    while alive(watchdog) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(watchdog)
