@@ -13,11 +13,32 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CHURN_SPEC = REPO_ROOT / "include" / "models" / "churn.yaml"
 
 
+# Ports handed out by free_port: a block of its own for every xdist worker, below the kernel's
+# ephemeral range (32768-60999 on Linux), where port-0 binds of any process land. With port 0
+# here, two workers could be handed the same free port, and one worker's model server then
+# answered another's readiness checks.
+_PORT_BLOCK_START, _PORT_BLOCK_SIZE = 20_000, 2_000
+_next_port_offset: list[int] = []
+
+
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on loopback that nothing listens on now, and that no other test process is handed."""
+    import random
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    block = _PORT_BLOCK_START + (int(worker[2:]) % 6 if worker[2:].isdigit() else 0) * _PORT_BLOCK_SIZE
+    if not _next_port_offset:  # a random start, so that two test sessions at once rarely meet
+        _next_port_offset.append(random.randrange(_PORT_BLOCK_SIZE))
+    for _ in range(_PORT_BLOCK_SIZE):
+        port = block + _next_port_offset[0] % _PORT_BLOCK_SIZE
+        _next_port_offset[0] += 1  # never the same port twice in one process
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {block}..{block + _PORT_BLOCK_SIZE - 1}")
 
 
 # The window every test that trains uses: 21 days of small partitions ending here.

@@ -1,6 +1,6 @@
 """The local serving backend with real processes: two MLflow scoring servers behind Caddy.
 
-A client sends at least 100 requests per second through the live URL while the live
+Six clients keep requests in flight through the live URL while the live
 colour switches ten times; no request may fail.
 """
 

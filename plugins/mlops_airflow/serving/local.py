@@ -349,6 +349,12 @@ class LocalServingBackend:
             return False
         self._stop_named(str(color), entry.get("pgid"))
         port = self.ports.of(color)
+        if _port_open(self.host, port):
+            # Another program (another model's colour, another stack) listens there: a server of ours
+            # could not bind, and until it gave up the other one would answer our readiness checks.
+            raise ColorNotReadyError(
+                f"refusing to deploy {self.model} v{version} onto {color}: port {port} on {self.host} is taken by a process this backend did not start"
+            )
         mlflow = str(Path(sys.executable).parent / "mlflow")
         command = [mlflow, "models", "serve", "--model-uri", model_uri, "--env-manager", "local", "--host", self.host, "--port", str(port)]
         process = self._spawn(color, command, self.env)
