@@ -148,7 +148,13 @@ def test_mlflow_runs_without_its_job_runner(config):
 def test_a_stack_owned_by_a_process_ends_when_that_process_ends(config, monkeypatch, how):
     from mlops_airflow.embedded.watchdog import OWNER_ENV
 
-    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    # SIGINT's default action back: a process started from an xdist worker inherits it ignored.
+    owner = subprocess.Popen(
+        [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGINT, signal.default_int_handler); print('ready', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert owner.stdout.readline() == "ready\n"
     monkeypatch.setenv(OWNER_ENV, str(owner.pid))
     stack = FakeStack(config)
     try:
@@ -156,7 +162,7 @@ def test_a_stack_owned_by_a_process_ends_when_that_process_ends(config, monkeypa
         members = group_members(StackState.load(stack.state_path).services["web"].pgid, config.marker)
         assert members
         owner.send_signal(how)
-        owner.wait()
+        owner.wait(timeout=30)
         deadline = time.monotonic() + 30
         while (any(alive(pid) for pid in members) or stack.state_path.exists()) and time.monotonic() < deadline:
             time.sleep(0.2)
