@@ -29,8 +29,8 @@ SPECS_DIR_ENV = "MLOPS_SPECS_DIR"
 # `"logical_date": null` through the REST API) has no data interval, and its context has no
 # data_interval_* keys at all: such a run ends its window on the day it was asked to run, so
 # its one day is the day before, the latest complete one.
-_RUN_DAY = "(data_interval_start | default(none) or dag_run.run_after - macros.timedelta(days=1)) | ds"
 _RUN_END = "(data_interval_end | default(none) or dag_run.run_after) | ds"
+_RUN_DAY = f"macros.ds_add({_RUN_END}, -1)"  # the day before the window end: a complete one, also for a zero-length interval
 _NO_INTERVAL = "without one (triggered with no logical date),"
 DEFAULT_RETRIES = 2
 # The first retry's delay; later ones double (exponential backoff) up to 30 minutes.

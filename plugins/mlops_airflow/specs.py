@@ -38,6 +38,7 @@ MAX_NESTING = 16
 MAX_DAYS = 3650
 MAX_ROWS = 1_000_000_000
 MAX_SEED = 2**32 - 1
+MAX_INTEGER = 10**15  # any integer a spec holds; larger ones do not even convert to float exactly
 DAY_SECONDS = 24 * 3600
 WEEK_MINUTES = 7 * 24 * 60
 YEAR_HOURS = 365 * 24
@@ -317,9 +318,9 @@ class _Section:
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(key, f"must be an integer, got {shown(value)}")
         if minimum is not None and value < minimum:
-            self.fail(key, f"must be >= {minimum}, got {value}")
+            self.fail(key, f"must be >= {minimum}, got {shown(value)}")
         if maximum is not None and value > maximum:
-            self.fail(key, f"must be <= {maximum}, got {value}")
+            self.fail(key, f"must be <= {maximum}, got {shown(value)}")
         return value
 
     def choice(self, key: str, choices: Iterable[str], default: str | None = None) -> str:
@@ -335,8 +336,10 @@ class _Section:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(key, f"must be a number, got {shown(value)}")
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             self.fail(key, f"must be a finite number, got {value}")
+        if isinstance(value, int) and abs(value) > MAX_INTEGER:
+            self.fail(key, f"must be within [{minimum}, {maximum}], got {shown(value)}")
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
             self.fail(key, f"must be within [{minimum}, {maximum}], got {value}")
         return value
@@ -408,15 +411,15 @@ def _cron(section: _Section, key: str, default: str | None) -> str | None:
         return None  # an explicit null turns the schedule off
     value = section._get(key, default, False)
     if not isinstance(value, str):
-        section.fail(key, f"must be a cron expression, a preset such as '@daily', or null; got {value!r}")
+        section.fail(key, f"must be a cron expression, a preset such as '@daily', or null; got {shown(value)}")
     if value.startswith("@"):
         if value not in _CRON_PRESETS:
-            section.fail(key, f"must be a cron expression or one of {list(_CRON_PRESETS)}; got {value!r}")
+            section.fail(key, f"must be a cron expression or one of {list(_CRON_PRESETS)}; got {shown(value)}")
     else:
         from croniter import croniter  # light, and only needed for non-preset schedules
 
         if not croniter.is_valid(value):
-            section.fail(key, f"is not a valid cron expression: {value!r}")
+            section.fail(key, f"is not a valid cron expression: {shown(value)}")
     return value
 
 
@@ -455,16 +458,16 @@ def parse_spec(raw: Any, *, source: str) -> ModelSpec:
     target_column = target_section.string("column", required=True)
     classes = target_section._get("classes", [0, 1], False)
     if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
-        target_section.fail("classes", f"must be a list of at least two integer class labels, got {classes!r}")
+        target_section.fail("classes", f"must be a list of at least two integer class labels, got {shown(classes)}")
     if len(set(classes)) != len(classes):
-        target_section.fail("classes", f"lists a class more than once: {classes!r}")
+        target_section.fail("classes", f"lists a class more than once: {shown(classes)}")
     target = TargetSpec(column=target_column, classes=tuple(classes))
     target_section.finish()
 
     reserved = {target.column: "target.column", data.timestamp_column: "data.timestamp_column"}
     for column, owner in reserved.items():
         if column in features.columns:
-            features_section.fail("", f"column {column!r} is the {owner} and cannot also be a feature")
+            features_section.fail("", f"column {shown(column)} is the {owner} and cannot also be a feature")
 
     training = _parse_training(top.section("training"))
     schedules = _parse_schedules(top.section("schedules", required=False))
@@ -486,8 +489,8 @@ def parse_spec(raw: Any, *, source: str) -> ModelSpec:
             raise ModelSpecError(
                 source, f"contract.columns.{column}.dtype", f"must be string, int or bool for a categorical feature, got {contract.column(column).dtype!r}"
             )
-    if contract.column(target.column).dtype != "int":
-        raise ModelSpecError(source, f"contract.columns.{target.column}.dtype", "must be 'int' for target.column (class labels are integers)")
+    if contract.column(target.column).dtype not in ("int", "bool"):
+        raise ModelSpecError(source, f"contract.columns.{target.column}.dtype", "must be int or bool for target.column (class labels are integers)")
     if contract.column(data.timestamp_column).dtype != "timestamp":
         raise ModelSpecError(source, f"contract.columns.{data.timestamp_column}.dtype", "must be 'timestamp' for data.timestamp_column")
 
@@ -516,7 +519,7 @@ def _parse_training(section: _Section) -> TrainingSpec:
     override = os.environ.get("MLOPS_TRAINING_BACKEND")
     if override:
         if override not in {b.value for b in TrainingBackend}:
-            raise ModelSpecError(section.source, "training.backend", f"MLOPS_TRAINING_BACKEND={override!r} is not a known backend")
+            raise ModelSpecError(section.source, "training.backend", f"MLOPS_TRAINING_BACKEND={shown(override)} is not a known backend")
         backend = override
 
     estimator_section = section.section("estimator")
@@ -545,7 +548,7 @@ def _parse_training(section: _Section) -> TrainingSpec:
     )
     compute_section.finish()
     if backend != TrainingBackend.LOCAL.value and not compute.image:
-        compute_section.fail("image", f"is required for the {backend!r} training backend")
+        compute_section.fail("image", f"is required for the {shown(backend)} training backend")
 
     window_days = section.integer("window_days", 28, minimum=2, maximum=MAX_DAYS)
     validation_days = section.integer("validation_days", 7, minimum=1, maximum=MAX_DAYS)
@@ -581,7 +584,7 @@ def _parse_column(section: _Section, name: str) -> ColumnContract:
     allowed = section._get("allowed", None, False)
     if allowed is not None:
         if not isinstance(allowed, list) or not allowed:
-            section.fail("allowed", f"must be a non-empty list, got {allowed!r}")
+            section.fail("allowed", f"must be a non-empty list, got {shown(allowed)}")
         kinds = {"string": str, "int": int, "bool": bool}
         if dtype not in kinds or not all(isinstance(v, kinds[dtype]) and (dtype == "bool" or not isinstance(v, bool)) for v in allowed):
             section.fail("allowed", f"must list {dtype} values (allowed values apply to string, int and bool columns)")
@@ -648,7 +651,7 @@ def _thresholds(section: _Section, key: str, *, lower_is_better: bool) -> dict[s
         if (name in LOWER_IS_BETTER) != lower_is_better:
             better, other = ("higher", "minimums") if lower_is_better else ("lower", "maximums")
             section.fail(f"{key}.{name}", f"{better} is better for {name}: give its threshold under {section.path}.{other}")
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, int | float) or abs(value) > MAX_INTEGER or not math.isfinite(value):
             section.fail(f"{key}.{name}", f"must be a finite number, got {shown(value)}")
     return {str(k): float(v) for k, v in raw.items()}
 
@@ -700,7 +703,7 @@ def _parse_serving(section: _Section) -> ServingSpec:
     override = os.environ.get("MLOPS_SERVING_BACKEND")
     if override:
         if override not in SERVING_BACKENDS:
-            raise ModelSpecError(section.source, "serving.backend", f"MLOPS_SERVING_BACKEND={override!r} is not one of {list(SERVING_BACKENDS)}")
+            raise ModelSpecError(section.source, "serving.backend", f"MLOPS_SERVING_BACKEND={shown(override)} is not one of {list(SERVING_BACKENDS)}")
         backend = override
     smoke_section = section.section("smoke", required=False)
     smoke = SmokeSpec(
@@ -776,9 +779,9 @@ def _parse_schedules(section: _Section) -> ScheduleSpec:
         try:
             start = dt.date.fromisoformat(start)
         except ValueError:
-            section.fail("start_date", f"must be a date (YYYY-MM-DD), got {start!r}")
+            section.fail("start_date", f"must be a date (YYYY-MM-DD), got {shown(start)}")
     if isinstance(start, dt.datetime) or not isinstance(start, dt.date):
-        section.fail("start_date", f"must be a date (YYYY-MM-DD), got {start!r}")
+        section.fail("start_date", f"must be a date (YYYY-MM-DD), got {shown(start)}")
     spec = ScheduleSpec(
         start_date=start,
         retrain=_cron(section, "retrain", "0 3 * * 1"),
@@ -801,7 +804,9 @@ class _SpecLoader(_BaseSafeLoader):  # type: ignore[misc,valid-type]
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
-            if isinstance(key, Hashable) and key in seen:
+            if not isinstance(key, Hashable):
+                raise yaml.constructor.ConstructorError(None, None, "a mapping key must be a plain value", key_node.start_mark)
+            if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"found the key {shown(key, 40)} twice in one mapping", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
@@ -809,7 +814,9 @@ class _SpecLoader(_BaseSafeLoader):  # type: ignore[misc,valid-type]
 
 def _parse_yaml(text: str | bytes, source: str) -> Any:
     """The YAML document of a spec, after the checks that must come before it is built."""
-    size = len(text.encode() if isinstance(text, str) else text)
+    if isinstance(text, str):  # from an environment variable: undecodable bytes arrive as surrogates
+        text = text.encode("utf-8", errors="surrogateescape")
+    size = len(text)
     if size > MAX_SPEC_BYTES:
         raise ModelSpecError(source, "<file>", f"is {size} bytes; a spec may have at most {MAX_SPEC_BYTES}")
     if isinstance(text, bytes):
@@ -831,6 +838,8 @@ def _parse_yaml(text: str | bytes, source: str) -> Any:
         return yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as err:
         raise ModelSpecError(source, "<file>", f"is not valid YAML: {shown(str(err), 300)}") from err
+    except (ValueError, OverflowError) as err:  # e.g. an integer literal of thousands of digits
+        raise ModelSpecError(source, "<file>", f"holds a value YAML cannot build: {shown(str(err), 200)}") from err
 
 
 def _refuse_templates(value: Any, source: str, path: str = "") -> None:
@@ -861,7 +870,7 @@ def load_spec(path: str | os.PathLike[str]) -> ModelSpec:
         raise ModelSpecError(source, "<file>", f"cannot be read: {err.strerror or err}") from err
     spec = parse_spec(_parse_yaml(content, source), source=source)
     if path.stem != spec.name:
-        raise ModelSpecError(source, "name", f"must match the file name {path.stem!r}, got {shown(spec.name)}")
+        raise ModelSpecError(source, "name", f"must match the file name {shown(path.stem)}, got {shown(spec.name)}")
     return spec
 
 
@@ -880,4 +889,4 @@ def find_spec(directory: str | os.PathLike[str], name: str) -> ModelSpec:
         candidate = Path(directory) / f"{name}{suffix}"
         if candidate.exists():
             return load_spec(candidate)
-    raise ModelSpecError(str(directory), "<directory>", f"has no spec for model {name!r}")
+    raise ModelSpecError(str(directory), "<directory>", f"has no spec for model {shown(name)}")

@@ -131,7 +131,7 @@ class ReleaseWorld:
         for pid in processes_with_env(MARKER):
             try:
                 if os.getpgid(pid) not in known:
-                    command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:120].decode()
+                    command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:300].decode()
                     found.append(f"{pid} (group {os.getpgid(pid)}): {command}")
             except (ProcessLookupError, OSError):
                 continue

@@ -182,6 +182,48 @@ def test_a_process_started_but_never_recorded_is_ended_by_the_next_deploy_and_by
         serving.stop_all()
 
 
+def test_a_router_a_killed_switch_started_is_adopted_even_when_it_answers_before_its_pid_file_was_read(tmp_path, monkeypatch):
+    """Found by the kill test (switch killed at 0.13 s): the re-run looked for the stray router's pid file before
+    the router's wrapper had written it, then found the router answering, used it, and never recorded it."""
+    ports = LocalPorts(live=free_port(), admin=free_port(), blue=free_port(), green=free_port())
+    serving = LocalServingBackend(model="toy", state_dir=tmp_path / "serving", ports=ports)
+    try:
+        stray = serving._start_caddy("caddy", serving._router_config(None))  # started by the killed try, never recorded
+        wait_for(lambda: serving.router_socket.exists(), "the stray router", timeout=30)
+        real, calls = serving._adopt_unrecorded_proxies, []
+
+        def too_early():  # the first look comes before the pid file exists
+            calls.append(1)
+            if len(calls) > 1:
+                real()
+
+        monkeypatch.setattr(serving, "_adopt_unrecorded_proxies", too_early)
+        serving.ensure_proxy()
+        assert serving._load()["proxy"]["pgid"] == stray.pid
+        assert "toy-caddy" in serving.stop_all()
+        assert stray.wait(timeout=30) is not None
+    finally:
+        serving.stop_all()
+
+
+def test_a_second_front_beside_the_recorded_one_is_ended(tmp_path):
+    """Also found by the kill test: Caddy listens with SO_REUSEPORT, so a front a killed switch started ran beside
+    the re-run's, its pid file overwritten. Processes of ours that the state does not record are ended."""
+    ports = LocalPorts(live=free_port(), admin=free_port(), blue=free_port(), green=free_port())
+    serving = LocalServingBackend(model="toy", state_dir=tmp_path / "serving", ports=ports)
+    try:
+        first = serving._start_caddy("caddy-front", serving._front_config())
+        wait_for(lambda: serving._spawned_group("caddy-front") == first.pid, "the first front's pid file", timeout=30)
+        second = serving._start_caddy("caddy-front", serving._front_config())  # its pid file replaces the first's
+        wait_for(lambda: serving._spawned_group("caddy-front") == second.pid, "the second front's pid file", timeout=30)
+        serving.ensure_proxy()
+        assert serving._load()["front"]["pgid"] == second.pid
+        assert first.wait(timeout=30) is not None, "the unrecorded front must be ended"
+        assert second.poll() is None
+    finally:
+        serving.stop_all()
+
+
 def test_a_stale_pid_file_never_stops_a_process_that_is_not_ours(tmp_path):
     import subprocess
 

@@ -111,6 +111,12 @@ def cases():
     )
     yield "deep-list", BASE + "extra: " + "[" * 10_000 + "]" * 10_000 + "\n", "<file>"
     yield "deep-mapping", BASE + "extra:" + "".join(f"\n{'  ' * (i + 1)}k{i}:" for i in range(40)) + " 1\n", "<file>"
+    # Values YAML itself cannot build, or that do not fit a float.
+    yield "unhashable-key", BASE + "? [a, b]\n: 1\n", "<file>"
+    yield "set-key", BASE + "? !!set {a: null}\n: 1\n", "<file>"
+    yield "5000-digit-integer", BASE + f"extra: {'1' * 5000}\n", "<file>"
+    yield "400-digit-margin", text_of(changed("promotion.margin", 10**400)), "promotion.margin"
+    yield "400-digit-threshold", text_of(changed("promotion.minimums.roc_auc", 10**400)), "promotion.minimums.roc_auc"
     # Bytes that are not UTF-8.
     yield "latin-1", BASE.replace("Customer churn classifier", "Clientes que se van \u2014 caf\u00e9").encode("latin-1", errors="replace"), "<file>"
     yield "binary", b"\xff\xfe\x00\x01" * 100, "<file>"
@@ -170,3 +176,12 @@ def test_the_spec_and_legitimate_edge_values_load(tmp_path, monkeypatch):
     unchanged = copy.deepcopy(churn_spec_raw())
     (tmp_path / "churn.yaml").write_text(text_of(unchanged))
     assert load_spec(tmp_path / "churn.yaml").name == "churn"
+
+
+def test_spec_text_from_the_environment_that_is_not_utf8_is_refused():
+    """A pod gets its spec as an environment variable: undecodable bytes arrive as surrogates."""
+    from mlops_airflow.specs import load_spec_text
+
+    text = BASE.encode().replace(b"Customer", b"Cust\xffomer").decode("utf-8", errors="surrogateescape")
+    with pytest.raises(ModelSpecError, match="MLOPS_MODEL_SPEC: <file>: is not UTF-8 text"):
+        load_spec_text(text, source="MLOPS_MODEL_SPEC")

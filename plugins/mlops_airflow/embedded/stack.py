@@ -167,7 +167,7 @@ def _http_ok(url: str, timeout: float = 3.0) -> tuple[bool, bytes]:
 
 
 # Inherited settings that would point the stack at someone else's state.
-_FOREIGN_SETTINGS = ("AIRFLOW_HOME", "AIRFLOW__DATABASE__", "AIRFLOW__CORE__UNIT_TEST_MODE", "AIRFLOW_CONN_", "MLFLOW_TRACKING_")
+_FOREIGN_SETTINGS = ("AIRFLOW_HOME", "AIRFLOW__DATABASE__", "AIRFLOW__CORE__UNIT_TEST_MODE", "AIRFLOW_CONN_", "MLFLOW_TRACKING_", "MLOPS_STACK_OWNER_PID")
 
 
 def inherited_env() -> dict[str, str]:
@@ -472,8 +472,10 @@ class EmbeddedStack:
             if self._stop_group(name, state.services[name], timeout=timeout):
                 stopped.append(name)
         stopped += self.stop_serving()
-        if self.state_path.exists():
-            self.state_path.unlink()
+        self.state_path.unlink(missing_ok=True)  # the watchdog may be stopping it at the same moment
+        from mlops_airflow.embedded.watchdog import stop_watchdog
+
+        stop_watchdog(self.config)
         return stopped
 
     def stop_serving(self) -> list[str]:

@@ -4,7 +4,7 @@
 ``MLOPS_STACK_OWNER_PID`` set (the test suite sets it to the test process) gets one of these:
 it polls the owner every second and, once the owner has ended (normally, or by SIGINT,
 SIGTERM or SIGKILL), stops every process group the stack recorded and the serving processes,
-as ``make stop`` would. It exits by itself when the stack is stopped first. ``make demo`` and
+as ``make stop`` would. Stopping the stack first ends its watchdog too. ``make demo`` and
 ``make up`` leave the variable unset: their stack is meant to outlive the command.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -39,20 +40,37 @@ def process_alive(pid: int) -> bool:
 
 
 def watch(owner: int, state_dir: Path, *, poll: float = 1.0) -> bool:
-    """Wait while ``owner`` runs; then stop the stack if it still runs. Whether it stopped it."""
-    state_file = state_dir / STATE_FILE
-    started = False  # the watchdog starts before the stack records its first service
+    """Wait while ``owner`` runs; then stop the stack if it still runs. Whether it stopped it.
+
+    ``down`` ends the watchdog of a stack it stops, so a later ``up`` starts a fresh one.
+    """
     while process_alive(owner):
-        if state_file.exists():
-            started = True
-        elif started:
-            return False  # stopped already
         time.sleep(poll)
-    if not state_file.exists():
+    if not (state_dir / STATE_FILE).exists():
         return False
     stopped = EmbeddedStack(StackConfig(repo_root=Path.cwd(), state_dir=state_dir), echo=print).down(timeout=20)
     print(f"owner {owner} ended; stopped {', '.join(stopped) or 'nothing'}", flush=True)
     return True
+
+
+def _recorded(config: StackConfig) -> tuple[int, int] | None:
+    """``(watchdog pid, owner pid)`` of this stack's running watchdog, if one runs."""
+    try:
+        pid, owner = (int(part) for part in (config.state_dir / PID_FILE).read_text().split())
+        if process_alive(pid) and b"mlops_airflow.embedded.watchdog" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return pid, owner
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def stop_watchdog(config: StackConfig) -> None:
+    """End this stack's watchdog (``down`` calls this: the stack it watched is gone)."""
+    recorded = _recorded(config)
+    if recorded and recorded[0] != os.getpid():  # the watchdog's own `down` leaves it to end by itself
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(recorded[0], signal.SIGTERM)
+    (config.state_dir / PID_FILE).unlink(missing_ok=True)
 
 
 def ensure_watchdog(config: StackConfig, environ: dict[str, str] | None = None) -> int | None:
@@ -63,12 +81,12 @@ def ensure_watchdog(config: StackConfig, environ: dict[str, str] | None = None) 
         return None
     if not raw.isdigit():
         raise ValueError(f"{OWNER_ENV}={raw!r} is not a process id")
-    pid_file = config.state_dir / PID_FILE
-    with contextlib.suppress(OSError, ValueError):
-        running = int(pid_file.read_text())
-        if process_alive(running) and b"mlops_airflow.embedded.watchdog" in Path(f"/proc/{running}/cmdline").read_bytes():
-            return running
-    env = {k: v for k, v in inherited_env().items() if k not in (STACK_MARKER_ENV, OWNER_ENV)}  # `down` never counts it as the stack's
+    recorded = _recorded(config)
+    if recorded and recorded[1] == int(raw):
+        return recorded[0]
+    if recorded:  # watching another owner: this one is the stack's owner now
+        stop_watchdog(config)
+    env = {k: v for k, v in inherited_env().items() if k != STACK_MARKER_ENV}  # `down` never counts it as the stack's
     config.log_dir.mkdir(parents=True, exist_ok=True)
     with open(config.log_dir / "watchdog.log", "ab") as log:
         process = subprocess.Popen(
@@ -80,15 +98,14 @@ def ensure_watchdog(config: StackConfig, environ: dict[str, str] | None = None) 
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a signal to the owner's process group does not reach it
         )
-    pid_file.write_text(str(process.pid))
+    (config.state_dir / PID_FILE).write_text(f"{process.pid} {raw}")
     return process.pid
 
 
 def main(argv: list[str]) -> int:
     owner, state_dir = int(argv[0]), Path(argv[1])
     watch(owner, state_dir)
-    with contextlib.suppress(FileNotFoundError):
-        (state_dir / PID_FILE).unlink()
+    (state_dir / PID_FILE).unlink(missing_ok=True)
     return 0
 
 

@@ -238,6 +238,29 @@ class LocalServingBackend:
             state["front"] = {"pid": process.pid, "pgid": process.pid}
             self._save(state)
             self._wait(process, "caddy-front", lambda: _port_open(self.host, self.ports.live), timeout)
+        # A Caddy that a killed task started may have answered above before its pid file was
+        # there to adopt it (the wrapper writes it just before exec): a process that answers
+        # has written it, so look again. And since Caddy listens with SO_REUSEPORT, a front the
+        # killed task started can run beside the one started here, its pid file overwritten:
+        # any process of ours under these names that the state does not record is ended.
+        self._adopt_unrecorded_proxies()
+        state = self._load()
+        for key, name in (("proxy", "caddy"), ("front", "caddy-front")):
+            for pgid in self._groups_named(name) - {(state.get(key) or {}).get("pgid")}:
+                stop_group(pgid)
+
+    def _groups_named(self, name: str) -> set[int]:
+        """Process groups of live processes this backend started as ``name`` (their environment says so; Linux /proc)."""
+        needle = f"{_PROCESS_ENV}={self._identity(name)}".encode()
+        groups = set()
+        for entry in Path("/proc").glob("[0-9]*"):
+            try:
+                stat = (entry / "stat").read_text()
+                if stat[stat.rindex(")") + 2] != "Z" and needle in (entry / "environ").read_bytes().split(b"\0"):
+                    groups.add(os.getpgid(int(entry.name)))
+            except (OSError, ValueError):
+                continue
+        return groups
 
     def _adopt_unrecorded_proxies(self) -> None:
         """A task killed between starting Caddy and recording it: record the running process its pid file names."""
@@ -349,6 +372,10 @@ class LocalServingBackend:
             return False
         self._stop_named(str(color), entry.get("pgid"))
         port = self.ports.of(color)
+        # The server just stopped may take a moment to let go of its port.
+        deadline = time.monotonic() + 10
+        while _port_open(self.host, port) and time.monotonic() < deadline:
+            time.sleep(0.2)
         if _port_open(self.host, port):
             # Another program (another model's colour, another stack) listens there: a server of ours
             # could not bind, and until it gave up the other one would answer our readiness checks.

@@ -181,12 +181,15 @@ def test_the_watchdog_leaves_with_a_stack_stopped_first(config, monkeypatch):
     stack = FakeStack(config)
     try:
         stack.up()
+        first = (config.state_dir / PID_FILE).read_text()
         stack.up()  # a second `up` keeps the one watchdog
-        watchdog = int((config.state_dir / PID_FILE).read_text())
-        assert alive(watchdog)
+        assert (config.state_dir / PID_FILE).read_text() == first
+        watchdog, owner = map(int, first.split())
+        assert (alive(watchdog), owner) == (True, os.getpid())
     finally:
         stack.down(timeout=5)
     deadline = time.monotonic() + 10
     while alive(watchdog) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not alive(watchdog)
+    assert not alive(watchdog), "`down` ends the watchdog of the stack it stopped"
+    assert not (config.state_dir / PID_FILE).exists()
