@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -119,10 +120,16 @@ def a_bad_data_day_stops_only_the_runs_that_read_it(config, monkeypatch) -> str:
     return bad
 
 
-@pytest.mark.timeout(1200)
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
-def test_demo_closes_the_loop_and_stop_leaves_nothing(tmp_path, monkeypatch):
-    state = tmp_path / "state"
+class SchedulerCrashedOnSqlite(RuntimeError):
+    """The embedded scheduler died of Airflow's SQLite race (issue 17: the embedded default needs Postgres)."""
+
+
+# What Airflow's scheduler logs when a backfill created through the API deletes a run it is
+# filling with task instances (SQLite, a single writer): it dies, and standalone does not restart it.
+SQLITE_CRASH_SIGNATURE = "sqlalchemy.orm.exc.ObjectDeletedError: Instance '<DagRun"
+
+
+def demo_env(state: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW_", "MLOPS_"))}
     env.update(
         MLOPS_STATE_DIR=str(state),
@@ -135,9 +142,48 @@ def test_demo_closes_the_loop_and_stop_leaves_nothing(tmp_path, monkeypatch):
         **E2E_SETTINGS,
         MLOPS_STACK_OWNER_PID=str(os.getpid()),  # the stack ends with this test process, however it ends
     )
+    return env
+
+
+def run_demo(command: list[str], env: dict[str, str], state: Path) -> subprocess.CompletedProcess:
+    """`make demo`'s command; ends it early, raising, when the scheduler died of the SQLite race (and only then)."""
+    log = state / "logs" / "airflow.log"
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        demo = subprocess.Popen([*command, "demo"], cwd=REPO_ROOT, env=env, stdout=out, stderr=err, text=True)
+        deadline = time.monotonic() + 900
+        while demo.poll() is None and time.monotonic() < deadline:
+            if log.exists() and SQLITE_CRASH_SIGNATURE in log.read_text(errors="replace"):
+                demo.kill()
+                demo.wait()
+                raise SchedulerCrashedOnSqlite(f"{SQLITE_CRASH_SIGNATURE}... in {log}")
+            time.sleep(5)
+        if demo.poll() is None:
+            demo.kill()
+        demo.wait()
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(demo.args, demo.returncode, out.read(), err.read())
+
+
+@pytest.mark.timeout(1200)
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_demo_closes_the_loop_and_stop_leaves_nothing(tmp_path, monkeypatch):
     command = [sys.executable, "-m", "mlops_airflow.embedded"]
+    for attempt in (1, 2):
+        state = tmp_path / f"state{attempt}"
+        env = demo_env(state)
+        try:
+            demo = run_demo(command, env, state)
+            break
+        except SchedulerCrashedOnSqlite as crash:
+            subprocess.run([*command, "down"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+            if attempt == 2:
+                raise AssertionError(f"Airflow's scheduler died on SQLite twice: {crash}") from crash
+            print(f"\nWARNING: attempt 1 of the demo lost its scheduler to Airflow's known SQLite race ({crash}); running it again\n")
+        except BaseException:
+            subprocess.run([*command, "down"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+            raise
     try:
-        demo = subprocess.run([*command, "demo"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
         print(demo.stdout)
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
         out = demo.stdout
@@ -179,4 +225,5 @@ def test_demo_closes_the_loop_and_stop_leaves_nothing(tmp_path, monkeypatch):
     finally:
         stop = subprocess.run([*command, "down"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert stop.returncode == 0, stop.stderr
-    assert our_processes(str(state)) == []
+    for attempt_state in sorted(tmp_path.glob("state*")):
+        assert our_processes(str(attempt_state)) == [], attempt_state
