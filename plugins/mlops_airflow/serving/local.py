@@ -226,6 +226,8 @@ class LocalServingBackend:
         if _http("GET", f"{self._admin}/config/")[0] != 200:
             state = self._load()
             live = Color(state["live"]) if state.get("live") else None
+            for pgid in self._groups_named("caddy"):  # a router a killed task started, not answering yet: it would race ours for the socket
+                stop_group(pgid)
             self.router_socket.unlink(missing_ok=True)  # left behind by a router that was killed
             process = self._start_caddy("caddy", self._router_config(live))
             state = self._load()
@@ -233,6 +235,8 @@ class LocalServingBackend:
             self._save(state)
             self._wait(process, "caddy", lambda: _http("GET", f"{self._admin}/config/")[0] == 200, timeout)
         if not _port_open(self.host, self.ports.live):
+            for pgid in self._groups_named("caddy-front"):  # likewise a front still starting
+                stop_group(pgid)
             process = self._start_caddy("caddy-front", self._front_config())
             state = self._load()
             state["front"] = {"pid": process.pid, "pgid": process.pid}
