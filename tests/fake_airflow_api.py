@@ -1,4 +1,4 @@
-"""A stand-in for Airflow's REST API v2 as the backfill task uses it: a token, then backfills.
+"""A stand-in for Airflow's REST API v2 as our tasks use it: a token, backfills, human-in-the-loop records.
 
 The real API is exercised by the end-to-end tests; this one answers in milliseconds and
 misbehaves on request, the ways Airflow does:
@@ -8,6 +8,8 @@ misbehaves on request, the ways Airflow does:
 - ``broken_after_create``: create this many backfills and then answer 500 "Database error"
   (Airflow on SQLite: the backfill was committed, the answer was lost);
 - ``refuse``: answer every creation with 409 (another backfill of the DAG is running);
+- ``reject_tokens``: answer every request that needs a token with 401, fresh tokens too
+  (a token signed with another key, or a user whose rights were taken away);
 - ``delay``: seconds before a request is acted on;
 - ``answer_delay``: seconds between acting on a request and answering it (a client killed
   then has had its backfill created but never heard so).
@@ -16,14 +18,18 @@ misbehaves on request, the ways Airflow does:
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 from fake_http import FakeServer, JsonHandler
 
+XCOM_PATH = re.compile(r"/api/v2/dags/(?P<dag_id>[^/]+)/dagRuns/(?P<run_id>[^/]+)/taskInstances/(?P<task_id>[^/]+)/xcomEntries/(?P<key>[^/]+)")
+DAG_RUNS_PATH = re.compile(r"/api/v2/dags/(?P<dag_id>[^/]+)/dagRuns")
+HITL_PATH = re.compile(r"/api/v2/dags/(?P<dag_id>[^/]+)/dagRuns/(?P<run_id>[^/]+)/taskInstances/(?P<task_id>[^/]+)/-1/hitlDetails")
 LOCKED = "Database is locked. Backfill creation is not supported on SQLite under concurrent access."
 
 
@@ -35,7 +41,7 @@ class _ApiHandler(JsonHandler):
         super().reply(status, body, content_type)
 
     def _authorised(self) -> bool:
-        if self.headers.get("Authorization") == f"Bearer {self.api.token}":
+        if self.headers.get("Authorization") == f"Bearer {self.api.token}" and not self.api.reject_tokens:
             return True
         self.reply(401, {"detail": "Not authenticated"})
         return False
@@ -83,6 +89,27 @@ class _ApiHandler(JsonHandler):
         if not self._authorised():
             return None
         url = urlparse(self.path)
+        xcom = XCOM_PATH.fullmatch(url.path)
+        if xcom and xcom["key"] == "return_value":
+            with api.lock:
+                value = api.xcoms.get((unquote(xcom["dag_id"]), unquote(xcom["run_id"]), xcom["task_id"]))
+            return self.reply(200, {"key": "return_value", "value": value}) if value is not None else self.reply(404, {"detail": "XCom entry not found"})
+        hitl = HITL_PATH.fullmatch(url.path)
+        if hitl:
+            with api.lock:
+                detail = api.hitl.get((unquote(hitl["dag_id"]), unquote(hitl["run_id"]), hitl["task_id"]))
+            return self.reply(200, detail) if detail is not None else self.reply(404, {"detail": "No HITL detail"})
+        runs = DAG_RUNS_PATH.fullmatch(url.path)
+        if runs:
+            query = parse_qs(url.query)
+            states, low, high = set(query.get("state", [])), query["logical_date_gte"][0], query["logical_date_lte"][0]
+            with api.lock:
+                found = [
+                    dict(r)
+                    for r in api.dag_runs
+                    if r["dag_id"] == unquote(runs["dag_id"]) and (not states or r["state"] in states) and low <= r["logical_date"] <= high
+                ]
+            return self.reply(200, {"dag_runs": found, "total_entries": len(found)})
         if url.path != "/api/v2/backfills":
             return self.reply(404, {"detail": "Not Found"})
         dag_id = parse_qs(url.query).get("dag_id", [None])[0]
@@ -104,6 +131,13 @@ class FakeAirflowApi(FakeServer):
         self.login, self.password, self.delay, self.answer_delay = login, password, delay, answer_delay
         self.token = f"token-{uuid.uuid4().hex}"
         self.backfills: list[dict[str, Any]] = []
+        # DAG runs as ``GET /dags/{dag_id}/dagRuns`` lists them: dag_id, dag_run_id, logical_date (ISO, Z), state
+        self.dag_runs: list[dict[str, Any]] = []
+        # (dag_id, run_id, task_id) -> the human-in-the-loop record GET .../hitlDetails answers
+        self.hitl: dict[tuple[str, str, str], dict[str, Any]] = {}
+        # (dag_id, run_id, task_id) -> the return value GET .../xcomEntries/return_value answers
+        self.xcoms: dict[tuple[str, str, str], Any] = {}
+        self.reject_tokens = False
         self.requests: list[dict[str, Any]] = []
         self.busy = 0
         self.broken_after_create = 0

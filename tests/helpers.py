@@ -392,6 +392,20 @@ def alias_version(client, model: str, alias: str) -> str | None:
         raise
 
 
+def mark_promoted(client, model: str, version: str | int, *, dag_run: str = "retrain_churn/manual__test") -> None:
+    """Write the decision record a promotion leaves on a version (what lets it be deployed and score), as tags."""
+    tags = {
+        "mlops.decision": "promoted",
+        "mlops.decision.reasons": "all gates passed",
+        "mlops.decision.dag_run": dag_run,
+        "mlops.decision.by": "airflow (gates)",
+        "mlops.decision.at": "2026-03-01T00:00:00+00:00",
+        "mlops.decision.forced": "false",
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(model, str(version), key, value)
+
+
 def delete_dag_runs(dag_id: str, *run_ids: str) -> None:
     """Delete runs from this session's Airflow database (their task instances go with them).
 
@@ -404,3 +418,36 @@ def delete_dag_runs(dag_id: str, *run_ids: str) -> None:
 
     with create_session() as session:  # ON DELETE CASCADE takes the task instances
         session.execute(delete(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id.in_(run_ids)))
+
+
+def listening_beyond_loopback(pids: list[int]) -> list[str]:
+    """TCP sockets that ``pids`` listen on at an address other than loopback, as "pid command address:port" (Linux /proc)."""
+    import ipaddress
+
+    def address(hex_address: str) -> tuple[ipaddress._BaseAddress, int]:
+        host, port = hex_address.split(":")
+        raw = bytes.fromhex(host)
+        # /proc/net/tcp* prints each 32-bit word of the address in host (little-endian) order.
+        ordered = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+        return ipaddress.ip_address(ordered), int(port, 16)
+
+    listening: dict[str, str] = {}  # socket inode -> address
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A":  # LISTEN
+                    ip, port = address(fields[1])
+                    mapped = getattr(ip, "ipv4_mapped", None)
+                    if not (ip.is_loopback or (mapped is not None and mapped.is_loopback)):
+                        listening[fields[9]] = f"{ip}:{port}"
+    found = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:[") and target[8:-1] in listening:
+                        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:80]
+                        found.append(f"{pid} {command} {listening[target[8:-1]]}")
+    return found

@@ -110,7 +110,9 @@ def the_story_happened(config: StackConfig, monkeypatch, *, faults: Collection[t
 
     # The backfill task again, against the same API: the existing backfill is found, not doubled.
     monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", json.dumps({"conn_type": "http", "host": config.airflow_url, "login": "admin", "password": password}))
-    again = BackfillScoresOperator(task_id="backfill_scores", batch_score_dag_id="batch_score_churn").execute({"params": {"drift": drift_run["conf"]["drift"]}})
+    again = BackfillScoresOperator(task_id="backfill_scores", batch_score_dag_id="batch_score_churn", drift_monitor_dag_id="drift_monitor_churn").execute(
+        {"params": {"drift": drift_run["conf"]["drift"]}}
+    )
     assert (again["backfill_id"], again["created"]) == (backfill["id"], False)
     # No task failed a try, but where a fault was injected (the failed tries that are, are returned).
     failed = failed_tries(client)

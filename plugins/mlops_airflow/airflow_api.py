@@ -36,7 +36,7 @@ class AirflowClient:
         self.timeout = timeout
         self._token: str | None = None
 
-    def _request(self, method: str, path: str, body: Any = None, *, authenticated: bool = True) -> Any:
+    def _request(self, method: str, path: str, body: Any = None, *, authenticated: bool = True, refreshed: bool = False) -> Any:
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if authenticated:
@@ -46,9 +46,9 @@ class AirflowClient:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - our own base URL
                 payload = response.read()
         except urllib.error.HTTPError as err:
-            if err.code == 401 and authenticated and self._token is not None:
-                self._token = None  # expired: fetch a new token once
-                return self._request(method, path, body)
+            if err.code == 401 and authenticated and not refreshed:
+                self._token = None  # expired: fetch a new token, once; a fresh token refused too is a 401
+                return self._request(method, path, body, refreshed=True)
             raise AirflowApiError(err.code, method, path, err.read().decode(errors="replace")) from err
         return json.loads(payload) if payload else None
 
@@ -83,6 +83,16 @@ class AirflowClient:
         """Answer a human-in-the-loop task (what *Required actions* in the UI does)."""
         path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/{task_id}/-1/hitlDetails"
         return self._request("PATCH", path, {"chosen_options": options})
+
+    def hitl_detail(self, dag_id: str, run_id: str, task_id: str) -> dict | None:
+        """The human-in-the-loop record of a task instance (its current try), or ``None`` when it has none."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/{task_id}/-1/hitlDetails"
+        try:
+            return self._request("GET", path)
+        except AirflowApiError as err:
+            if err.status == 404:
+                return None
+            raise
 
     def get_dag(self, dag_id: str) -> dict | None:
         try:
@@ -140,6 +150,19 @@ class AirflowClient:
     def dag_runs(self, dag_id: str, *, run_type: str | None = None) -> list[dict]:
         query = f"?run_type={urllib.parse.quote(run_type)}&limit=100" if run_type else "?limit=100"
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns{query}")["dag_runs"]
+
+    def runs_in_flight(self, dag_id: str, first_day: str, last_day: str) -> list[dict]:
+        """Queued or running runs of ``dag_id`` whose logical date falls on ``first_day``..``last_day`` (YYYY-MM-DD)."""
+        query = urllib.parse.urlencode(
+            [
+                ("state", "queued"),
+                ("state", "running"),
+                ("logical_date_gte", f"{first_day}T00:00:00Z"),
+                ("logical_date_lte", f"{last_day}T23:59:59.999999Z"),
+                ("limit", "100"),
+            ]
+        )
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?{query}")["dag_runs"]
 
     def clear_failed(self, dag_id: str, run_id: str) -> list[dict]:
         """Clear a run's failed tasks and those after them, so that they run again; the cleared task instances."""

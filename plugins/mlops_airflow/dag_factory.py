@@ -173,7 +173,8 @@ def _release_tasks(spec: ModelSpec):
     switch = SwitchTrafficOperator(task_id="switch_traffic", spec_path=spec.source)
     verify = VerifyLiveOperator(task_id="verify_live", spec_path=spec.source)
     drain = ScaleDownPreviousOperator(task_id="scale_down_previous", spec_path=spec.source, drain=dt.timedelta(seconds=serving.drain_seconds))
-    rollback = RollbackReleaseOperator(task_id="rollback_release", spec_path=spec.source, trigger_rule="one_failed")
+    # Moves aliases: through the promotion pool, like every alias move (and under the registry lock).
+    rollback = RollbackReleaseOperator(task_id="rollback_release", spec_path=spec.source, trigger_rule="one_failed", pool=spec.promotion.pool)
     deploy >> smoke >> switch >> verify >> drain
     [deploy, smoke, switch, verify] >> rollback
     return deploy, rollback
@@ -260,9 +261,11 @@ def build_retrain_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
             window_end=window_end,
             challenger_version="{{ ti.xcom_pull(task_ids='train_model')['version'] }}",
         )
+        # A spec that requires approval cannot be overridden by a run's conf; a run can ask for it.
+        require_approval = f"{{{{ params.require_approval or {spec.promotion.require_approval} }}}}"
         approve = PromotionApprovalOperator(
             task_id="approve_promotion",
-            require_approval=f"{{{{ params.require_approval or {spec.promotion.require_approval} }}}}",
+            require_approval=require_approval,
             force_promote="{{ params.force_promote }}",
             response_timeout=dt.timedelta(hours=spec.promotion.approval_timeout_hours),
         )
@@ -270,6 +273,8 @@ def build_retrain_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
             task_id="promote_champion",
             spec_path=spec.source,
             window_end=window_end,
+            require_approval=require_approval,
+            four_eyes=spec.promotion.four_eyes,
             force_promote="{{ params.force_promote }}",
             reason="{{ params.reason }}",
             pool=spec.promotion.pool,
@@ -277,7 +282,12 @@ def build_retrain_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
         check >> train >> evaluate >> approve >> promote
         deploy, _ = _release_tasks(spec)
         promote >> deploy
-        backfill = BackfillScoresOperator(task_id="backfill_scores", batch_score_dag_id=f"{BATCH_SCORE_DAG_PREFIX}{spec.name}")
+        backfill = BackfillScoresOperator(
+            task_id="backfill_scores",
+            batch_score_dag_id=f"{BATCH_SCORE_DAG_PREFIX}{spec.name}",
+            drift_monitor_dag_id=f"{DRIFT_MONITOR_DAG_PREFIX}{spec.name}",
+            max_backfill_days=spec.drift.max_backfill_days,
+        )
         dag.get_task("verify_live") >> backfill
     return dag
 
@@ -382,7 +392,9 @@ def build_rollback_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
         **_common(spec, "rollback", doc_md),
         params={"reason": Param("", type="string", title="Reason", description="Why the rollback was needed.")},
     ) as dag:
-        restore = RestorePreviousChampionOperator(task_id="restore_previous_champion", registered_model_name=spec.registered_model_name)
+        restore = RestorePreviousChampionOperator(
+            task_id="restore_previous_champion", registered_model_name=spec.registered_model_name, pool=spec.promotion.pool
+        )
         deploy, _ = _release_tasks(spec)
         restore >> deploy
     return dag

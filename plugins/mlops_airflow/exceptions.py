@@ -9,11 +9,19 @@ in pods that should not pay for importing Airflow.
 
 from __future__ import annotations
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
 class MlopsError(AirflowException):
     """A transient fault talking to an external system; safe to retry."""
+
+
+class UnsafeModelVersionError(AirflowFailException):
+    """A model version not in the one format we load (skops, the package's trusted types); refused before any of it runs."""
+
+
+class UnservableVersionError(AirflowFailException):
+    """A version without the promotion record that lets it serve (deploy, switch, batch scoring); refused."""
 
 
 class TrackingServerUnavailableError(MlopsError):

@@ -7,6 +7,7 @@ what an auditor reads later (the JSON artifact): who decided, on what evidence, 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -30,21 +31,61 @@ _MAX_TAG = 4000
 AUTOMATIC = "airflow (gates)"
 
 
+APPROVE_OPTION = "Approve"
+
+
 @dataclass(frozen=True)
 class Approval:
-    """What the approval task handed over. ``required=False``: nobody was asked."""
+    """
+    A person's answer to the approval task, as Airflow's human-in-the-loop record holds it.
+
+    ``required=False``: nobody had to be asked. ``answered``: a person chose an option (a
+    default applied at the timeout is not an answer). Built by :meth:`from_hitl` from the
+    record itself, never from a task's XCom: an XCom can be written through the API and a
+    task can be marked success without anyone answering.
+    """
 
     required: bool
     approved: bool | None = None
     by: str | None = None
     at: str | None = None
     timed_out: bool = False
+    answered: bool = False
+    option: str | None = None
+    by_id: str | None = None
 
     @classmethod
-    def from_xcom(cls, value: dict[str, Any] | None) -> Approval:
-        if not value:
-            return cls(required=False)
-        return cls(**{k: value.get(k) for k in ("required", "approved", "by", "at")}, timed_out=bool(value.get("timed_out")))
+    def not_required(cls) -> Approval:
+        return cls(required=False)
+
+    @classmethod
+    def from_hitl(cls, detail: Mapping[str, Any] | None) -> Approval:
+        """
+        From ``GET .../taskInstances/{task_id}/-1/hitlDetails`` (``None``: no record).
+
+        Only an answer a person gave counts: ``response_received`` with a responding user.
+        The timeout's default (no user) is a timeout; no record or no response is no answer.
+        """
+        if not detail or not detail.get("response_received"):
+            return cls(required=True)
+        user = detail.get("responded_by_user") or {}
+        options = detail.get("chosen_options") or []
+        at = detail.get("responded_at")
+        if not (user.get("name") or user.get("id")):
+            return cls(required=True, approved=False, at=at, timed_out=True, option=", ".join(options) or None)
+        return cls(
+            required=True,
+            approved=options == [APPROVE_OPTION],
+            by=user.get("name") or user.get("id"),
+            by_id=user.get("id"),
+            at=at,
+            answered=True,
+            option=", ".join(options) or None,
+        )
+
+    def given_by(self, user: str | None) -> bool:
+        """Whether ``user`` (a user name or id) gave this answer."""
+        return bool(user) and user in {self.by, self.by_id}
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,11 +99,14 @@ class Verdict:
     forced: bool = False
 
 
-def decide(report: dict[str, Any], approval: Approval, *, force: bool = False, force_reason: str = "", user: str | None = None) -> Verdict:
+def decide(
+    report: dict[str, Any], approval: Approval, *, force: bool = False, force_reason: str = "", user: str | None = None, four_eyes: bool = False
+) -> Verdict:
     """
     The final word. The gates propose; ``force_promote`` overrides a "no" (with its reason and
-    its user on record); a required approval that did not say yes, a rejection or a timeout,
-    always means no.
+    its user on record); a required approval without a person's "Approve" (a rejection, a
+    timeout, no answer at all) always means no. ``four_eyes``: the approver must not be
+    ``user``, who triggered (or forced) the run.
     """
     gates_say_yes = report["decision"] == PROMOTE
     reasons = list(report["reasons"])
@@ -75,10 +119,16 @@ def decide(report: dict[str, Any], approval: Approval, *, force: bool = False, f
     if approval.required and (gates_say_yes or forced):
         if approval.timed_out:
             return Verdict(False, ("no approval before the timeout", *reasons), "approval timeout", forced)
+        if not approval.answered:
+            return Verdict(False, ("approval required but no answer is recorded: answer the approval task, do not mark it", *reasons), "no approval", forced)
         if not approval.approved:
-            return Verdict(False, (f"approval rejected by {approval.by or 'unknown user'}", *reasons), approval.by or "unknown user", forced)
-        reasons.append(f"approved by {approval.by or 'unknown user'}")
-        by = approval.by or by
+            return Verdict(False, (f"approval rejected by {approval.by}", *reasons), str(approval.by), forced)
+        if four_eyes and approval.given_by(user):
+            return Verdict(
+                False, (f"four-eyes rule: {approval.by} approved a run they triggered; another person must approve", *reasons), str(approval.by), forced
+            )
+        reasons.append(f"approved by {approval.by} at {approval.at}")
+        by = str(approval.by)
     return Verdict(gates_say_yes or forced, tuple(reasons), by, forced)
 
 
@@ -99,6 +149,30 @@ def decision_tags(report: dict[str, Any], verdict: Verdict, decision: Decision, 
     if decision is Decision.PROMOTED:
         tags[TAG_DECISION_PREVIOUS_CHAMPION] = previous_champion or "none"
     return {k: v[:_MAX_TAG] for k, v in tags.items()}
+
+
+def serving_refusal(tags: Mapping[str, str]) -> str | None:
+    """
+    Why a version may not serve (be deployed, switched to, or batch score), or ``None`` when it may.
+
+    A version serves when its recorded decision is ``promoted`` with the record a promotion writes
+    (the run that decided, who, when; a forced one also why). A version that a rollback restores
+    was promoted before and still carries that record. An alias moved by hand carries none.
+    """
+    decision = tags.get(TAG_DECISION)
+    if decision is None:
+        return f"it has no promotion decision on record ({TAG_DECISION} is not set; was the alias moved by hand?)"
+    if decision == Decision.PROMOTING:
+        return f"its promotion has not finished ({TAG_DECISION}={decision!r}); the promotion's retry completes it"
+    if decision != Decision.PROMOTED:
+        return f"its recorded decision is {decision!r}, not {str(Decision.PROMOTED)!r}"
+    needed = [TAG_DECISION_DAG_RUN, TAG_DECISION_BY, TAG_DECISION_AT]
+    if tags.get(TAG_DECISION_FORCED) == "true":
+        needed.append(TAG_DECISION_REASONS)
+    missing = [tag for tag in needed if not tags.get(tag)]
+    if missing:
+        return f"its {str(Decision.PROMOTED)!r} decision lacks its record ({', '.join(missing)})"
+    return None
 
 
 def decision_record(

@@ -36,6 +36,7 @@ MAX_SPEC_BYTES = 256 * 1024
 MAX_NESTING = 16
 # Upper bounds of numeric fields (the README's spec table lists them).
 MAX_DAYS = 3650
+MAX_BACKFILL_DAYS = 366  # one batch-score run a day: a year of runs is the most a drift may start
 MAX_ROWS = 1_000_000_000
 MAX_SEED = 2**32 - 1
 MAX_INTEGER = 10**15  # any integer a spec holds; larger ones do not even convert to float exactly
@@ -193,6 +194,7 @@ class PromotionSpec:
     min_segment_rows: int = 100
     require_approval: bool = False
     approval_timeout_hours: float = 24.0
+    four_eyes: bool = False
     pool: str = "mlops_promotion"
 
 
@@ -217,7 +219,8 @@ class DockerServingSpec:
     image: str = "mlops-airflow:local"  # an image with MLflow and the model's dependencies
     network: str = "mlops-serving"  # the Docker network the containers, the router and the workers share
     base_url: str = "unix://var/run/docker.sock"
-    router_admin_url: str = "http://serving-router:2019"
+    # The router's admin API: unix:/path (a socket only the router and the workers mount) or http(s)://host:port.
+    router_admin_url: str = "unix:/run/serving-router/admin.sock"
     router_host: str = "serving-router"
     live_port: int = 8000  # this model's live port on the router (one per model)
     container_port: int = 8080
@@ -250,6 +253,7 @@ class DriftSpec:
     timeout_minutes: int = 50  # no drift by then: the run ends skipped (0: check once, never wait)
     cooldown_hours: float = 24.0  # no new trigger for an overlapping window this soon after the last
     report: bool = True  # an Evidently HTML report of the drifted window, logged to MLflow
+    max_backfill_days: int = 31  # the longest re-scoring backfill a drift may start (at least lookback_days)
 
 
 @dataclass(frozen=True)
@@ -690,6 +694,7 @@ def _parse_promotion(section: _Section, training: TrainingSpec, features: Featur
         max_segment_regression=None if max_regression is None else float(max_regression),
         min_segment_rows=section.integer("min_segment_rows", defaults.min_segment_rows, minimum=1, maximum=MAX_ROWS),
         require_approval=section.boolean("require_approval", False),
+        four_eyes=section.boolean("four_eyes", False),
         approval_timeout_hours=float(section.number("approval_timeout_hours", defaults.approval_timeout_hours, minimum=0.01, maximum=30 * 24)),
         pool=section.string("pool", defaults.pool),
     )
@@ -731,13 +736,33 @@ def _parse_serving(section: _Section) -> ServingSpec:
     return spec
 
 
+def _admin_address(section: _Section, key: str, default: str) -> str:
+    """``unix:/absolute/path`` or ``http(s)://host[:port]`` with no path."""
+    import urllib.parse
+
+    value = section.string(key, default)
+    if value.startswith("unix:"):
+        if not value[len("unix:") :].startswith("/"):
+            section.fail(key, f"must be unix:/absolute/path or http(s)://host:port, got {shown(value)}")
+        return value
+    try:
+        parsed = urllib.parse.urlsplit(value)
+        ok = parsed.scheme in {"http", "https"} and bool(parsed.hostname) and parsed.path in {"", "/"} and not parsed.query
+        parsed.port  # noqa: B018 - raises on a port that is not a number or out of range
+    except ValueError:
+        ok = False
+    if not ok:
+        section.fail(key, f"must be unix:/absolute/path or http(s)://host:port, got {shown(value)}")
+    return value.rstrip("/")
+
+
 def _parse_docker_serving(section: _Section) -> DockerServingSpec:
     defaults = DockerServingSpec()
     spec = DockerServingSpec(
         image=section.string("image", defaults.image),
         network=section.string("network", defaults.network),
         base_url=section.string("base_url", defaults.base_url),
-        router_admin_url=section.string("router_admin_url", defaults.router_admin_url),
+        router_admin_url=_admin_address(section, "router_admin_url", defaults.router_admin_url),
         router_host=section.string("router_host", defaults.router_host),
         live_port=section.integer("live_port", defaults.live_port, minimum=1, maximum=65535),
         container_port=section.integer("container_port", defaults.container_port, minimum=1, maximum=65535),
@@ -756,6 +781,10 @@ def _parse_drift(section: _Section, features: FeatureSpec) -> DriftSpec:
     lookback_days = section.integer("lookback_days", defaults.lookback_days, minimum=1, maximum=MAX_DAYS)
     if lookback_days < window_days:
         section.fail("lookback_days", f"must be at least window_days ({window_days}), got {lookback_days}")
+    max_backfill_days = section.integer("max_backfill_days", defaults.max_backfill_days, minimum=1, maximum=MAX_BACKFILL_DAYS)
+    if max_backfill_days < lookback_days:
+        # A drift's backfill runs from its onset, which lies up to lookback_days back.
+        section.fail("max_backfill_days", f"must be at least lookback_days ({lookback_days}), got {max_backfill_days}")
     alpha = section.number("alpha", defaults.alpha, minimum=1e-6, maximum=0.5)
     spec = DriftSpec(
         features=chosen,
@@ -768,6 +797,7 @@ def _parse_drift(section: _Section, features: FeatureSpec) -> DriftSpec:
         timeout_minutes=section.integer("timeout_minutes", defaults.timeout_minutes, minimum=0, maximum=WEEK_MINUTES),
         cooldown_hours=float(section.number("cooldown_hours", defaults.cooldown_hours, minimum=0.0, maximum=YEAR_HOURS)),
         report=section.boolean("report", defaults.report),
+        max_backfill_days=max_backfill_days,
     )
     section.finish()
     return spec

@@ -127,6 +127,24 @@ def test_every_promotion_pool_is_declared_in_the_local_settings(specs):
         assert pools.get(spec.promotion.pool) == 1, f"{spec.name}: pool {spec.promotion.pool!r} must be declared with one slot in {SETTINGS_FILE}"
 
 
+def test_every_alias_move_goes_through_the_promotion_pool(dagbag, specs):
+    """Promotions and rollbacks move the same aliases: one slot for all of them (and the registry lock inside)."""
+    for spec in specs:
+        moves = {
+            f"retrain_{spec.name}": ("promote_champion", "rollback_release"),
+            f"rollback_{spec.name}": ("restore_previous_champion", "rollback_release"),
+        }
+        for dag_id, task_ids in moves.items():
+            for task_id in task_ids:
+                assert dagbag.dags[dag_id].get_task(task_id).pool == spec.promotion.pool, f"{dag_id}.{task_id}"
+
+
+def test_drift_backfills_are_bounded_by_the_spec(dagbag, specs):
+    for spec in specs:
+        backfill = dagbag.dags[f"retrain_{spec.name}"].get_task("backfill_scores")
+        assert (backfill.max_backfill_days, backfill.drift_monitor_dag_id) == (spec.drift.max_backfill_days, f"drift_monitor_{spec.name}")
+
+
 def test_rollback_is_manual_only(dagbag, specs):
     for spec in specs:
         from airflow.sdk.definitions.timetables.simple import NullTimetable

@@ -116,6 +116,29 @@ def test_the_training_namespace_manifest_validates():
     assert "secrets" not in {r for rule in role["rules"] for r in rule["resources"]}
 
 
+def test_training_pods_accept_nothing_and_reach_only_dns_mlflow_and_object_storage():
+    from urllib.parse import urlsplit
+
+    from mlops_airflow.operators.training_pod import training_pod_kwargs
+
+    (policy,) = [d for d in yaml.safe_load_all(NAMESPACE_MANIFEST.read_text()) if d["kind"] == "NetworkPolicy"]
+    kubernetes_validate.validate(policy, "1.33", strict=True)
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    for spec in load_specs(REPO_ROOT / "include" / "models"):
+        assert selector.items() <= training_pod_kwargs(spec)["labels"].items()  # it selects the training pods
+        assert policy["metadata"]["namespace"] == spec.training.compute.namespace
+    assert sorted(policy["spec"]["policyTypes"]) == ["Egress", "Ingress"]
+    assert policy["spec"]["ingress"] == []  # no connection in
+    opened = {(port["protocol"], port["port"]) for rule in policy["spec"]["egress"] for port in rule["ports"]}
+    tracking = urlsplit(yaml.safe_load((REPO_ROOT / "helm" / "model-serving" / "values.yaml").read_text())["mlflow"]["trackingUri"])
+    assert opened == {("UDP", 53), ("TCP", 53), ("TCP", tracking.port), ("TCP", 443)}
+    (dns, mlflow, storage) = policy["spec"]["egress"]
+    assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+    assert "namespaceSelector" not in mlflow["to"][0]  # the MLflow server in the training namespace only
+    (block,) = storage["to"]
+    assert "169.254.0.0/16" in block["ipBlock"]["except"]  # never the cloud metadata service
+
+
 def test_the_mlflow_identity_job_validates_takes_secrets_from_kubernetes_and_is_restricted():
     from mlops_airflow.utils.pod_security import restricted_violations
 

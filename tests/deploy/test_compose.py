@@ -178,17 +178,28 @@ def test_the_docker_serving_backend_finds_its_router_and_network(compose):
     assert compose["networks"]["serving"]["name"] == defaults.network
     for name in ("airflow-worker", "serving-router", "mlflow"):
         assert "serving" in networks(services[name]), name
-    assert urlparse(defaults.router_admin_url).hostname == defaults.router_host == "serving-router"
     router = json.loads((REPO_ROOT / "deploy/compose/serving-router.json").read_text())
-    assert router["admin"]["listen"].endswith(f":{urlparse(defaults.router_admin_url).port}")
-    assert f"{defaults.router_host}:{urlparse(defaults.router_admin_url).port}" in router["admin"]["origins"]
     assert router["apps"]["http"]["servers"] == {}
     assert f"{defaults.live_port}:{defaults.live_port}" in services["serving-router"]["ports"]
-    assert "2019" not in " ".join(services["serving-router"]["ports"]), "the router's admin API must not be published"
     worker_env = environment(services["airflow-worker"])
     assert worker_env["MLOPS_SERVING_BACKEND"] == "docker"
     assert "/var/run/docker.sock:/var/run/docker.sock" in services["airflow-worker"]["volumes"]
     assert defaults.image == compose["x-airflow-common"]["image"]
+
+
+def test_the_routers_admin_api_is_a_socket_only_the_router_and_the_workers_reach(compose):
+    """Whoever reaches the admin API re-routes live traffic: not the scoring containers on the serving network, not the host."""
+    defaults = DockerServingSpec()
+    router = json.loads((REPO_ROOT / "deploy/compose/serving-router.json").read_text())
+    socket_path = defaults.router_admin_url.removeprefix("unix:")
+    assert defaults.router_admin_url.startswith("unix:/")
+    listen, _, mode = router["admin"]["listen"].partition("|")
+    assert (listen, mode) == (f"unix/{socket_path}", "0660")
+    folder = socket_path.rsplit("/", 1)[0]
+    mounting = sorted(name for name, service in compose["services"].items() if any(str(v).split(":")[1:2] == [folder] for v in service.get("volumes", [])))
+    assert mounting == ["airflow-worker", "serving-router"]
+    assert "serving-router-admin" in compose["volumes"]
+    assert not any(":" in str(p) and str(p).rsplit(":", 1)[-1] == "2019" for p in compose["services"]["serving-router"].get("ports", []))
 
 
 def test_statsd_exporter_prometheus_and_grafana_are_wired(compose):

@@ -50,7 +50,18 @@ def test_every_rendered_manifest_validates(helm):
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
     kinds = sorted(doc["kind"] for doc in docs)
     assert kinds == sorted(
-        ["ServiceAccount", "Deployment", "Deployment", "Service", "Service", "Role", "RoleBinding", "PodDisruptionBudget", "PodDisruptionBudget"]
+        [
+            "ServiceAccount",
+            "Deployment",
+            "Deployment",
+            "Service",
+            "Service",
+            "NetworkPolicy",
+            "Role",
+            "RoleBinding",
+            "PodDisruptionBudget",
+            "PodDisruptionBudget",
+        ]
     )
     assert {doc["metadata"]["namespace"] for doc in docs} == {NAMESPACE}
 
@@ -74,6 +85,24 @@ def test_a_weakened_pod_is_caught(helm):
     assert restricted_violations(pod)
 
 
+def test_model_servers_are_reachable_on_the_serving_port_only(helm):
+    docs = render(helm, "containerPort=9000")
+    (policy,) = by_kind(docs, "NetworkPolicy").values()
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    for deployment in by_kind(docs, "Deployment").values():
+        assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 9000}]}]  # from anywhere, to that port only
+
+
+def test_network_policy_sources_are_configurable(helm):
+    docs = render(helm, "networkPolicy.ingressFrom[0].namespaceSelector.matchLabels.team=web")
+    (policy,) = by_kind(docs, "NetworkPolicy").values()
+    kubernetes_validate.validate(policy, K8S_VERSION, strict=True)
+    assert policy["spec"]["ingress"][0]["from"] == [{"namespaceSelector": {"matchLabels": {"team": "web"}}}]
+    assert by_kind(render(helm, "networkPolicy.enabled=false"), "NetworkPolicy") == {}
+
+
 def test_role_is_exactly_what_the_switch_needs(helm):
     docs = render(helm, "switcher.serviceAccount=airflow-worker", "switcher.namespace=airflow")
     (role,) = by_kind(docs, "Role").values()
@@ -89,8 +118,10 @@ def test_the_chart_and_the_python_manifests_agree(helm):
     python = serving_manifests(
         model="fraud", namespace=NAMESPACE, image="x", tracking_uri="http://mlflow", switcher_service_account="airflow-worker", switcher_namespace="airflow"
     )
-    for kind in ("Deployment", "Service", "ServiceAccount", "Role"):
+    for kind in ("Deployment", "Service", "ServiceAccount", "Role", "NetworkPolicy"):
         assert set(by_kind(chart, kind)) == set(by_kind(python, kind)), kind
+    for name, policy in by_kind(python, "NetworkPolicy").items():
+        assert by_kind(chart, "NetworkPolicy")[name]["spec"] == policy["spec"]
     for name, service in by_kind(python, "Service").items():
         assert by_kind(chart, "Service")[name]["spec"]["selector"] == service["spec"]["selector"]
     for name, deployment in by_kind(chart, "Deployment").items():
@@ -98,6 +129,11 @@ def test_the_chart_and_the_python_manifests_agree(helm):
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         assert container["name"] == CONTAINER
         assert VERSION_ANNOTATION in deployment["spec"]["template"]["metadata"]["annotations"]
+        # The same safe model server with the same environment (pickle off, nothing else of the worker's).
+        (python_container,) = by_kind(python, "Deployment")[name]["spec"]["template"]["spec"]["containers"]
+        assert (container["command"], container.get("args")) == (python_container["command"], python_container.get("args"))
+        assert {e["name"] for e in container["env"]} == {e["name"] for e in python_container["env"]}
+        assert {"name": "MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "value": "false"} in container["env"]
 
 
 def test_the_serving_backend_releases_onto_what_the_chart_renders(helm):
@@ -113,7 +149,7 @@ def test_the_serving_backend_releases_onto_what_the_chart_renders(helm):
         configuration.host = server.url
         backend = KubernetesServingBackend(model="churn", namespace=NAMESPACE, api_client=client.ApiClient(configuration), replicas=2)
         assert backend.status().live is Color.BLUE  # the chart's default live colour, not yet ready
-        assert backend.deploy(Color.GREEN, "1", "models:/churn/1") is True
+        assert backend.deploy(Color.GREEN, "1", "models:/churn/1", estimator_kind="hist_gradient_boosting") is True
         assert backend.wait_ready(Color.GREEN, timeout=10, poll=0.01).ready
         assert backend.switch(Color.GREEN) is SwitchOutcome.SWITCHED
         assert (backend.status().live, backend.status().live_version) == (Color.GREEN, "1")

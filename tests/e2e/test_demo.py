@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT, free_port, processes_with_env
+from helpers import REPO_ROOT, free_port, listening_beyond_loopback, processes_with_env
 from story_checks import E2E_SETTINGS, failed_tries, the_story_happened
 
 from mlops_airflow.embedded.stack import STACK_MARKER_ENV
@@ -207,6 +207,8 @@ def test_demo_closes_the_loop_and_stop_leaves_nothing(tmp_path, monkeypatch):
         assert "the loop closed" in out
         assert "(user admin, password " in out
         assert our_processes(str(state)), "the stack should keep running after the demo"
+        # Nothing the stack runs (Airflow's log servers bound every interface) listens beyond loopback.
+        assert listening_beyond_loopback(our_processes(str(state))) == []
         from mlops_airflow.airflow_api import AirflowClient
         from mlops_airflow.embedded.stack import StackConfig
 

@@ -133,7 +133,7 @@ def test_the_loop_survives_a_dead_worker_and_a_scheduler_restart_on_celery(tmp_p
         worker_log_port=free_port(),
         trigger_log_port=free_port(),
         statsd_port=free_port(),
-        serving_ports=LocalPorts(live=free_port(), admin=free_port(), blue=free_port(), green=free_port()),
+        serving_ports=LocalPorts(live=free_port(), blue=free_port(), green=free_port()),
     )
     ports = {"scheduler_health": free_port(), "dag_processor_dummy": free_port(), **{name: free_port() for name in WORKERS}}
     for name in [n for n in os.environ if n.startswith(("AIRFLOW", "MLFLOW_", "MLOPS_"))]:

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import churn_spec_raw, fresh_mlflow_db, kill_plan, partial_files, processes_with_env, run_killed, task_context, write_spec
+from helpers import churn_spec_raw, fresh_mlflow_db, kill_plan, mark_promoted, partial_files, processes_with_env, run_killed, task_context, write_spec
 
 pytestmark = pytest.mark.integration
 
@@ -104,6 +104,7 @@ def kill_world(tmp_path_factory):
         result = world.operator("train").execute(world.context("manual__champion"))
         from mlflow.tracking import MlflowClient
 
+        mark_promoted(MlflowClient(world.uri, world.uri), "churn", result["version"])  # scoring serves promoted versions only
         MlflowClient(world.uri, world.uri).set_registered_model_alias("churn", "champion", result["version"])
         yield world
         mlflow.set_tracking_uri(None)

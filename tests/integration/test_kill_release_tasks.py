@@ -26,6 +26,7 @@ from helpers import (
     free_port,
     fresh_mlflow_db,
     kill_plan,
+    mark_promoted,
     partial_files,
     processes_with_env,
     run_killed,
@@ -78,6 +79,7 @@ class ReleaseWorld:
             )
             self.versions[label] = operator.execute(self.context(f"manual__{label}", "train_model"))["version"]
         self.v1, self.v2 = self.versions["before_drift"], self.versions["after_drift"]
+        mark_promoted(self.client, "churn", self.v1)  # deploy serves promoted versions only
         self.set_aliases(champion=self.v1)
         self.report = self.evaluate()
 
@@ -157,6 +159,7 @@ class ReleaseWorld:
                 path.unlink()
             self.set_aliases(champion=self.v1)
         elif kind == "switch":
+            mark_promoted(self.client, "churn", self.v2)  # switch serves promoted versions only; "promote" resets v2's record
             backend = self.backend()
             from mlops_airflow.serving.base import Color
             from mlops_airflow.serving.local import group_alive, stop_group
@@ -199,8 +202,9 @@ class ReleaseWorld:
         if kind == "drift_report":
             report = DriftReportOperator(task_id="render_drift_report", spec_path=self.spec_path, sensor_task_id="detect_drift")
             return report.execute(self.context(run_id, "render_drift_report", try_number, {"detect_drift": summary}))
-        operator = BackfillScoresOperator(task_id="backfill_scores", batch_score_dag_id="batch_score_churn")
-        return operator.execute(self.context(run_id, "backfill_scores", try_number, params={"drift": summary}))
+        operator = BackfillScoresOperator(task_id="backfill_scores", batch_score_dag_id="batch_score_churn", drift_monitor_dag_id="drift_monitor_churn")
+        drift = {**summary, "monitor_run_id": "manual__summary"}  # the run whose sensor recorded it (the fake API's XCom)
+        return operator.execute(self.context(run_id, "backfill_scores", try_number, params={"drift": drift}))
 
     def outputs(self, kind: str, run_id: str, result) -> object:
         """What a clean run and a killed-then-re-run task must agree on (the run id aside)."""
@@ -224,7 +228,13 @@ class ReleaseWorld:
             return {key: value for key, value in result.items() if key not in SUMMARY_KEYS_THAT_VARY}
         if kind == "decide_retrain":
             record = json.loads(self.client.get_registered_model("churn").tags[TAG_DRIFT_LAST_TRIGGER])
-            return {"result": result, "recorded": {key: record[key] for key in ("run_id", "onset", "window_end")}}
+            drift = dict(result["conf"]["drift"])
+            monitor_run = drift.pop("monitor_run_id")  # names the run: compared on its own
+            return {
+                "result": {**result, "conf": {**result["conf"], "drift": drift}},
+                "monitor_run_is_this_run": monitor_run == run_id,
+                "recorded": {key: record[key] for key in ("run_id", "onset", "window_end")},
+            }
         if kind == "drift_report":
             champion_run = self.client.get_model_version("churn", self.v1).run_id
             reports = [a for a in self.client.list_artifacts(champion_run, "drift") if run_id.replace(":", "_") in a.path]
@@ -245,6 +255,7 @@ def release_world(tmp_path_factory):
         world = ReleaseWorld(tmp_path_factory.mktemp("kill-release"), monkeypatch)
         world.summary = world.drift_summary()
         assert world.summary["drifted_features"], "the drift fixture must drift"
+        world.api.xcoms[("drift_monitor_churn", "manual__summary", "detect_drift")] = world.summary  # the drift record the backfill checks
         yield world
         world.backend().stop_all()
         world.api.close()
@@ -257,8 +268,8 @@ def prepare_switch(world: ReleaseWorld) -> None:
     from mlops_airflow.serving.base import Color
 
     backend = world.backend()
-    backend.deploy(Color.BLUE, world.v1, f"models:/churn/{world.v1}")
-    backend.deploy(Color.GREEN, world.v2, f"models:/churn/{world.v2}")
+    backend.deploy(Color.BLUE, world.v1, f"models:/churn/{world.v1}", estimator_kind="hist_gradient_boosting")
+    backend.deploy(Color.GREEN, world.v2, f"models:/churn/{world.v2}", estimator_kind="hist_gradient_boosting")
     for color in Color:
         backend.wait_ready(color, timeout=120)
     backend.switch(Color.BLUE)

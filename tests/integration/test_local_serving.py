@@ -66,7 +66,7 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory):
-    ports = LocalPorts(live=free_port(), admin=free_port(), blue=free_port(), green=free_port())
+    ports = LocalPorts(live=free_port(), blue=free_port(), green=free_port())
     serving = LocalServingBackend(model="toy", state_dir=tmp_path_factory.mktemp("serving"), ports=ports)
     yield serving
     serving.stop_all()
@@ -74,15 +74,15 @@ def backend(tmp_path_factory):
 
 def test_deploy_switch_and_guards(backend, models):
     assert backend.status().live is None
-    assert backend.deploy(Color.BLUE, "1", models["1"]) is True
+    assert backend.deploy(Color.BLUE, "1", models["1"], estimator_kind="logistic_regression") is True
     backend.wait_ready(Color.BLUE, timeout=90)
-    assert backend.deploy(Color.BLUE, "1", models["1"]) is False  # already running it
+    assert backend.deploy(Color.BLUE, "1", models["1"], estimator_kind="logistic_regression") is False  # already running it
     with pytest.raises(ColorNotReadyError):
         backend.switch(Color.GREEN)
     assert backend.switch(Color.BLUE) is SwitchOutcome.SWITCHED
     assert backend.switch(Color.BLUE) is SwitchOutcome.ALREADY_LIVE
     with pytest.raises(LiveColorError):
-        backend.deploy(Color.BLUE, "2", models["2"])
+        backend.deploy(Color.BLUE, "2", models["2"], estimator_kind="logistic_regression")
     status, _, body = predict(backend.live_url())
     assert (status, body["predictions"]) == (200, [0, 1])
     # A new backend object (a restarted task or stack) reads the same truth.
@@ -92,10 +92,10 @@ def test_deploy_switch_and_guards(backend, models):
 
 
 def test_no_request_fails_during_ten_switchovers(backend, models):
-    backend.deploy(Color.GREEN, "2", models["2"])
+    backend.deploy(Color.GREEN, "2", models["2"], estimator_kind="logistic_regression")
     backend.wait_ready(Color.GREEN, timeout=90)
     if backend.status().live is None:
-        backend.deploy(Color.BLUE, "1", models["1"])
+        backend.deploy(Color.BLUE, "1", models["1"], estimator_kind="logistic_regression")
         backend.wait_ready(Color.BLUE, timeout=90)
         backend.switch(Color.BLUE)
     results: list[tuple[int, float, float]] = []  # status, sent, answered (perf_counter)
@@ -163,14 +163,14 @@ def test_a_killed_router_comes_back_on_the_live_colour_and_stop_all_ends_every_p
 
 def test_a_process_started_but_never_recorded_is_ended_by_the_next_deploy_and_by_stop(tmp_path, models):
     """A deploy killed between starting the model server and writing the state: the server wrote its own pid file."""
-    ports = LocalPorts(live=free_port(), admin=free_port(), blue=free_port(), green=free_port())
+    ports = LocalPorts(live=free_port(), blue=free_port(), green=free_port())
     serving = LocalServingBackend(model="toy", state_dir=tmp_path / "serving", ports=ports)
     try:
         command = [sys.executable, "-m", "http.server", str(ports.blue), "--bind", "127.0.0.1"]
         stray = serving._spawn("blue", command)  # started, as the killed try did, and never recorded
         wait_for(serving._pid_file("blue").exists, "the stray server's pid file", timeout=10)
         assert serving._load()["colors"] == {}
-        assert serving.deploy(Color.BLUE, "1", models["1"]) is True
+        assert serving.deploy(Color.BLUE, "1", models["1"], estimator_kind="logistic_regression") is True
         assert stray.wait(timeout=30) is not None, "the next deploy must end the unrecorded server"
         assert serving.wait_ready(Color.BLUE, timeout=120).ready  # and its port was free for the new one
 
@@ -185,7 +185,7 @@ def test_a_process_started_but_never_recorded_is_ended_by_the_next_deploy_and_by
 def test_a_router_a_killed_switch_started_is_adopted_even_when_it_answers_before_its_pid_file_was_read(tmp_path, monkeypatch):
     """Found by the kill test (switch killed at 0.13 s): the re-run looked for the stray router's pid file before
     the router's wrapper had written it, then found the router answering, used it, and never recorded it."""
-    ports = LocalPorts(live=free_port(), admin=free_port(), blue=free_port(), green=free_port())
+    ports = LocalPorts(live=free_port(), blue=free_port(), green=free_port())
     serving = LocalServingBackend(model="toy", state_dir=tmp_path / "serving", ports=ports)
     try:
         stray = serving._start_caddy("caddy", serving._router_config(None))  # started by the killed try, never recorded
@@ -209,7 +209,7 @@ def test_a_router_a_killed_switch_started_is_adopted_even_when_it_answers_before
 def test_a_second_front_beside_the_recorded_one_is_ended(tmp_path):
     """Also found by the kill test: Caddy listens with SO_REUSEPORT, so a front a killed switch started ran beside
     the re-run's, its pid file overwritten. Processes of ours that the state does not record are ended."""
-    ports = LocalPorts(live=free_port(), admin=free_port(), blue=free_port(), green=free_port())
+    ports = LocalPorts(live=free_port(), blue=free_port(), green=free_port())
     serving = LocalServingBackend(model="toy", state_dir=tmp_path / "serving", ports=ports)
     try:
         first = serving._start_caddy("caddy-front", serving._front_config())
@@ -227,9 +227,7 @@ def test_a_second_front_beside_the_recorded_one_is_ended(tmp_path):
 def test_a_stale_pid_file_never_stops_a_process_that_is_not_ours(tmp_path):
     import subprocess
 
-    serving = LocalServingBackend(
-        model="toy", state_dir=tmp_path / "serving", ports=LocalPorts(live=free_port(), admin=free_port(), blue=free_port(), green=free_port())
-    )
+    serving = LocalServingBackend(model="toy", state_dir=tmp_path / "serving", ports=LocalPorts(live=free_port(), blue=free_port(), green=free_port()))
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
     try:
         serving._pid_file("blue").parent.mkdir(parents=True)

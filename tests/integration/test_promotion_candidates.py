@@ -15,7 +15,7 @@ import fake_models
 import mlflow
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-from helpers import alias_version, churn_spec_raw, fresh_mlflow_db, task_context, write_spec
+from helpers import alias_version, churn_spec_raw, fresh_mlflow_db, mark_promoted, task_context, write_spec
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
@@ -38,8 +38,13 @@ class World:
 
     def __init__(self, root: Path, seed: int, monkeypatch):
         from mlops_airflow.synthetic import generate
+        from mlops_airflow.training import estimators
 
         self.root, self.seed = root, seed
+        # The doubles of fake_models are reviewed types here: the package loads them (skops, its own list).
+        monkeypatch.setitem(
+            estimators.TRUSTED_TYPES, "hist_gradient_boosting", (*estimators.TRUSTED_TYPES["hist_gradient_boosting"], *fake_models.TRUSTED_TYPES)
+        )
         self.uri = fresh_mlflow_db(root / "mlflow.db")
         monkeypatch.setenv("MLFLOW_TRACKING_URI", self.uri)
         monkeypatch.setenv("MLFLOW_REGISTRY_URI", self.uri)
@@ -63,6 +68,7 @@ class World:
         self.x_fit, self.y_fit = self.fit_rows()
         self.champion_pipeline = self.fit({"max_iter": 100})
         self.champion = self.register(self.champion_pipeline)
+        mark_promoted(self.client, "churn", self.champion)  # the record of the promotion that made it champion
         self.client.set_registered_model_alias("churn", "champion", self.champion)
 
     def write_spec(self, **promotion) -> str:
@@ -86,30 +92,24 @@ class World:
         )
         return pipeline.fit(self.x_fit if x is None else x, self.y_fit)
 
-    def register(self, model, *, x=None, python_model=False) -> str:
-        """Log a model in a run that records the fit window, as training does, and register it."""
+    def register(self, model, *, x=None) -> str:
+        """Log a model in a run that records the fit window, as training does (skops), and register it."""
         import mlflow.sklearn
+
+        from mlops_airflow.training.estimators import TRUSTED_TYPES
 
         example = (self.x_fit if x is None else x).head(5)
         with mlflow.start_run():
             mlflow.log_params({"window_start": str(END - dt.timedelta(days=DAYS)), "validation_start": str(END - dt.timedelta(days=VALIDATION_DAYS))})
-            if python_model:
-                output = model.predict(None, example)
-                info = mlflow.pyfunc.log_model(
-                    name="model", python_model=model, signature=infer_signature(example, output), input_example=example, pip_requirements=["mlflow"]
-                )
-            else:
-                from mlops_airflow.training.estimators import TRUSTED_TYPES
-
-                info = mlflow.sklearn.log_model(
-                    model,
-                    name="model",
-                    signature=infer_signature(example, model.predict_proba(example)),
-                    pyfunc_predict_fn="predict_proba",
-                    skops_trusted_types=list(TRUSTED_TYPES["hist_gradient_boosting"]),
-                    # Explicit requirements: inferring them loads the model in a subprocess (~10 s).
-                    pip_requirements=mlflow.sklearn.get_default_pip_requirements(),
-                )
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=infer_signature(example, model.predict_proba(example)),
+                pyfunc_predict_fn="predict_proba",
+                skops_trusted_types=list(TRUSTED_TYPES["hist_gradient_boosting"]),
+                # Explicit requirements: inferring them loads the model in a subprocess (~10 s).
+                pip_requirements=mlflow.sklearn.get_default_pip_requirements(),
+            )
         return str(mlflow.register_model(info.model_uri, "churn").version)
 
     def aliases(self) -> dict[str, str | None]:
@@ -146,11 +146,11 @@ def worse(world):
 
 
 def nan_metric(world):
-    return world.register(fake_models.NanProbabilities(), python_model=True)
+    return world.register(fake_models.NanProbabilities())
 
 
 def missing_class(world):
-    return world.register(fake_models.OneColumn(), python_model=True)
+    return world.register(fake_models.OneColumn())
 
 
 def signature_mismatch(world):
@@ -163,7 +163,7 @@ def signature_mismatch(world):
 
 
 def segment_regression(world):
-    return world.register(fake_models.SegmentSaboteur(world.champion_pipeline, "contract", "two-year"), python_model=True)
+    return world.register(fake_models.SegmentSaboteur(world.champion_pipeline, "contract", "two-year"))
 
 
 def better_everywhere_but_broken_tracking(world):
@@ -321,3 +321,84 @@ def test_scoring_rollback_and_the_partition_sensor_need_no_metadata_db(world):
     finally:
         world.client.set_registered_model_alias("churn", "champion", world.champion)
         world.client.delete_registered_model_alias("churn", "previous_champion")
+
+
+def hitl(option: str | None, user: str | None = "bob", *, received: bool = True) -> dict:
+    """A human-in-the-loop record as ``GET .../hitlDetails`` answers it; ``user=None``: the timeout's default."""
+    return {
+        "response_received": received,
+        "chosen_options": [option] if option else None,
+        "responded_by_user": {"id": user, "name": user} if user else None,
+        "responded_at": "2026-04-15T10:00:00Z" if received else None,
+    }
+
+
+FORGED_APPROVAL = {"required": True, "approved": True, "by": "mallory", "at": "2026-04-15T10:00:00Z", "timed_out": False}
+APPROVAL_CASES = [
+    # (what Airflow's record holds, approval XCom, four_eyes, outcome, reason)
+    pytest.param(None, None, False, "skipped", "no answer is recorded", id="task-marked-success-no-record"),
+    pytest.param(hitl(None, None, received=False), None, False, "skipped", "no answer is recorded", id="asked-never-answered"),
+    pytest.param(None, FORGED_APPROVAL, False, "skipped", "no answer is recorded", id="forged-approval-xcom"),
+    pytest.param(None, {"required": False}, False, "skipped", "no answer is recorded", id="forged-not-required-xcom"),
+    pytest.param(hitl("Reject", None), None, False, "skipped", "no approval before the timeout", id="timeout-default"),
+    pytest.param(hitl("Reject", "bob"), FORGED_APPROVAL, False, "skipped", "approval rejected by bob", id="rejected"),
+    pytest.param(hitl("Approve", "alice"), None, True, "skipped", "four-eyes rule: alice approved a run they triggered", id="four-eyes-own-run"),
+    pytest.param(hitl("Approve", "bob"), None, True, "promoted", "approved by bob at 2026-04-15T10:00:00Z", id="approved-by-another"),
+]
+
+
+@pytest.mark.parametrize("world", [SEEDS[0]], ids=[f"seed{SEEDS[0]}"], indirect=True)  # nothing here depends on the data's seed
+def test_a_required_approval_is_read_from_airflows_record_never_from_an_xcom(world, monkeypatch):
+    """Issue: an approval task marked success (or a forged XCom) was read as "approval not required"."""
+    from fake_airflow_api import FakeAirflowApi
+
+    better = world.register(world.fit({"max_iter": 100}))
+    world.client.set_registered_model_alias("churn", "challenger", better)
+    report = EvaluateChallengerOperator(task_id="evaluate_challenger", spec_path=world.spec_path, window_end=str(END)).execute(task_context())
+    assert report["decision"] == "promote", report["reasons"]
+    with FakeAirflowApi() as api:
+        monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", api.connection())
+        for n, case in enumerate(APPROVAL_CASES):
+            record, xcom, four_eyes, outcome, reason = case.values
+            run_id = f"manual__approval{n}"
+            api.hitl.clear()
+            if record is not None:
+                api.hitl[("retrain_churn", run_id, "approve_promotion")] = record
+            promote = PromoteChampionOperator(
+                task_id="promote_champion", spec_path=world.spec_path, window_end=str(END), require_approval="True", four_eyes=four_eyes
+            )
+            xcoms = {"evaluate_challenger": report} | ({"approve_promotion": xcom} if xcom else {})
+            try:
+                try:
+                    promote.execute(task_context(xcoms, run_id=run_id, user="alice"))
+                    got = "promoted"
+                except AirflowSkipException:
+                    got = "skipped"
+                tags = world.client.get_model_version("churn", better).tags
+                assert (case.id, got, reason in tags["mlops.decision.reasons"]) == (case.id, outcome, True), tags["mlops.decision.reasons"]
+                expected = (
+                    {"champion": better, "previous_champion": world.champion}
+                    if outcome == "promoted"
+                    else {"champion": world.champion, "previous_champion": None}
+                )
+                assert world.aliases() == expected, case.id
+                if outcome == "promoted":
+                    assert tags["mlops.decision.by"] == "bob"
+            finally:
+                world.client.set_registered_model_alias("churn", "champion", world.champion)
+                world.client.delete_registered_model_alias("churn", "previous_champion") if world.aliases()["previous_champion"] else None
+        # Each record was read for its own run and task.
+        asked = [r["path"] for r in api.requests if r["method"] == "GET"]
+        assert asked[0] == "/api/v2/dags/retrain_churn/dagRuns/manual__approval0/taskInstances/approve_promotion/-1/hitlDetails"
+        assert len(asked) == len(APPROVAL_CASES)
+
+
+@pytest.mark.parametrize("world", [SEEDS[0]], ids=[f"seed{SEEDS[0]}"], indirect=True)
+def test_an_approval_that_cannot_be_read_moves_nothing_and_is_retried(world, monkeypatch):
+    from mlops_airflow.exceptions import MlopsError
+
+    better = world.register(world.fit({"max_iter": 100}))
+    monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": 9, "login": "a", "password": "b"}))
+    with pytest.raises(MlopsError, match="cannot read the approval record of 'approve_promotion' through connection 'airflow_api'"):
+        world.promote(better, require_approval="True")
+    assert world.aliases() == {"champion": world.champion, "previous_champion": None}

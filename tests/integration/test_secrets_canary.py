@@ -116,6 +116,9 @@ def test_the_canary_secrets_leak_nowhere(airflow_db, dagbag, churn_data, canary_
         "backfill_start": str(DATA_END - dt.timedelta(days=3)),
         "backfill_end": str(DATA_END - dt.timedelta(days=1)),
     }
+    # The drift monitor run that recorded these days, as the backfill reads it back through the (fake) API.
+    canary_connections.api.xcoms[("drift_monitor_churn", "scheduled__canary", "detect_drift")] = dict(drift)
+    drift["monitor_run_id"] = "scheduled__canary"
     conf = {"window_end": str(DATA_END), "window_days": DATA_DAYS, "reason": "canary", "drift": drift}
     state, tasks, _ = run(dagbag, "retrain_churn", conf)
     assert state == "success", tasks

@@ -67,6 +67,7 @@ TOO_LARGE = {
     "drift.check_interval_minutes": 10**6,
     "drift.timeout_minutes": 10**9,
     "drift.cooldown_hours": 1e9,
+    "drift.max_backfill_days": 73_050,  # 1900-01-01..2100-01-01: tens of thousands of batch-score runs
 }
 
 

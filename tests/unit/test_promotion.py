@@ -22,10 +22,11 @@ def report(decision="promote"):
 
 
 NOT_ASKED = Approval(required=False)
-APPROVED = Approval(required=True, approved=True, by="bob")
-REJECTED = Approval(required=True, approved=False, by="carol")
+APPROVED = Approval(required=True, approved=True, by="bob", at="t", answered=True, option="Approve")
+APPROVED_BY_ALICE = Approval(required=True, approved=True, by="alice", at="t", answered=True, option="Approve")
+REJECTED = Approval(required=True, approved=False, by="carol", answered=True, option="Reject")
 TIMED_OUT = Approval(required=True, approved=False, timed_out=True)
-NOTHING_TO_APPROVE = Approval(required=True, approved=None)
+NOT_ANSWERED = Approval(required=True)
 
 
 @pytest.mark.parametrize(
@@ -38,7 +39,17 @@ NOTHING_TO_APPROVE = Approval(required=True, approved=None)
         pytest.param("promote", REJECTED, False, False, "carol", "approval rejected by carol", id="approval-rejected"),
         pytest.param("promote", TIMED_OUT, False, False, "approval timeout", "no approval before the timeout", id="approval-timeout"),
         pytest.param("reject", REJECTED, True, False, "carol", "approval rejected by carol", id="forced-but-rejected"),
-        pytest.param("reject", NOTHING_TO_APPROVE, False, False, AUTOMATIC, "non-inferiority roc_auc: d", id="no-and-nobody-asked"),
+        pytest.param("reject", NOT_ANSWERED, False, False, AUTOMATIC, "non-inferiority roc_auc: d", id="no-and-nobody-asked"),
+        pytest.param(
+            "promote",
+            NOT_ANSWERED,
+            False,
+            False,
+            "no approval",
+            "approval required but no answer is recorded: answer the approval task, do not mark it",
+            id="no-answer-recorded",
+        ),
+        pytest.param("promote", APPROVED_BY_ALICE, False, True, "alice", "all gates passed", id="own-approval-without-four-eyes"),
     ],
 )
 def test_decide(decision, approval, force, promote, by, first_reason):
@@ -47,10 +58,44 @@ def test_decide(decision, approval, force, promote, by, first_reason):
     assert verdict.forced is (force and decision == "reject")
 
 
-def test_approval_from_xcom():
-    assert Approval.from_xcom(None) == NOT_ASKED
-    assert Approval.from_xcom({"required": False}) == NOT_ASKED
-    assert Approval.from_xcom({"required": True, "approved": True, "by": "bob", "at": "t", "timed_out": False}) == Approval(True, True, "bob", "t")
+@pytest.mark.parametrize("force", [False, True])
+def test_four_eyes_refuses_an_approval_by_the_user_who_triggered_or_forced(force):
+    verdict = decide(report("reject" if force else "promote"), APPROVED_BY_ALICE, force=force, force_reason="r", user="alice", four_eyes=True)
+    assert (verdict.promote, verdict.reasons[0]) == (False, "four-eyes rule: alice approved a run they triggered; another person must approve")
+    assert decide(report(), APPROVED, user="alice", four_eyes=True).promote is True
+
+
+def record(**fields):
+    return {"response_received": True, "chosen_options": ["Approve"], "responded_by_user": {"id": "7", "name": "bob"}, "responded_at": "t"} | fields
+
+
+@pytest.mark.parametrize(
+    ("detail", "expected"),
+    [
+        pytest.param(None, NOT_ANSWERED, id="no-record"),
+        pytest.param({"response_received": False, "chosen_options": None, "responded_by_user": None}, NOT_ANSWERED, id="not-answered"),
+        pytest.param(
+            record(responded_by_user=None, chosen_options=["Reject"]), Approval(True, False, at="t", timed_out=True, option="Reject"), id="timeout-default"
+        ),
+        pytest.param(
+            record(responded_by_user=None, chosen_options=["Approve"]),
+            Approval(True, False, at="t", timed_out=True, option="Approve"),
+            id="approve-default-is-no",
+        ),
+        pytest.param(record(), Approval(True, True, "bob", "t", answered=True, option="Approve", by_id="7"), id="approved"),
+        pytest.param(record(chosen_options=["Reject"]), Approval(True, False, "bob", "t", answered=True, option="Reject", by_id="7"), id="rejected"),
+        pytest.param(
+            record(chosen_options=["Approve", "Reject"]), Approval(True, False, "bob", "t", answered=True, option="Approve, Reject", by_id="7"), id="both"
+        ),
+    ],
+)
+def test_approval_from_airflows_record(detail, expected):
+    assert Approval.from_hitl(detail) == expected
+
+
+def test_four_eyes_compares_user_name_and_id():
+    approval = Approval.from_hitl(record())
+    assert (approval.given_by("bob"), approval.given_by("7"), approval.given_by("alice"), approval.given_by(None)) == (True, True, False, False)
 
 
 def test_tags_are_short_strings_naming_gates_window_and_run():
@@ -67,6 +112,50 @@ def test_tags_are_short_strings_naming_gates_window_and_run():
 def test_a_rejection_names_no_previous_champion():
     tags = decision_tags(report("reject"), decide(report("reject"), NOT_ASKED), Decision.REJECTED, dag_run="d", previous_champion=None)
     assert "mlops.decision.previous_champion" not in tags
+
+
+def _servable(tags):
+    from mlops_airflow.promotion import serving_refusal
+
+    return serving_refusal(tags)
+
+
+def test_what_a_promotion_records_lets_the_version_serve():
+    promoted = decision_tags(report(), decide(report(), NOT_ASKED), Decision.PROMOTED, dag_run="retrain_churn/manual__1", previous_champion=None)
+    forced = decision_tags(
+        report("reject"),
+        decide(report("reject"), NOT_ASKED, force=True, force_reason="hotfix", user="ann"),
+        Decision.PROMOTED,
+        dag_run="d",
+        previous_champion="1",
+    )
+    assert forced["mlops.decision.forced"] == "true"
+    assert (_servable(promoted), _servable(forced)) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("tags", "reason"),
+    [
+        pytest.param({}, "no promotion decision on record", id="alias-moved-by-hand"),
+        pytest.param({"mlops.decision": "rejected"}, "recorded decision is 'rejected'", id="rejected"),
+        pytest.param({"mlops.decision": "invalid"}, "recorded decision is 'invalid'", id="invalid"),
+        pytest.param({"mlops.decision": "promoting", "mlops.decision.dag_run": "d"}, "has not finished", id="half-way"),
+        pytest.param({"mlops.decision": "promoted"}, "lacks its record (mlops.decision.dag_run, mlops.decision.by, mlops.decision.at)", id="bare-tag"),
+        pytest.param(
+            {
+                "mlops.decision": "promoted",
+                "mlops.decision.dag_run": "d",
+                "mlops.decision.by": "ann",
+                "mlops.decision.at": "t",
+                "mlops.decision.forced": "true",
+            },
+            "lacks its record (mlops.decision.reasons)",
+            id="forced-without-why",
+        ),
+    ],
+)
+def test_a_version_without_a_promotion_record_may_not_serve(tags, reason):
+    assert reason in (_servable(tags) or "")
 
 
 def test_record_carries_the_whole_evaluation():

@@ -113,9 +113,21 @@ class TestValidation:
             pytest.param("drift.min_effect", 1.5, "drift.min_effect", "must be within", id="drift-effect"),
             pytest.param("drift.min_samples", 0, "drift.min_samples", ">= 1", id="drift-samples"),
             pytest.param("drift.cooldown", 3, "drift.cooldown", "unknown field", id="drift-typo"),
+            pytest.param("drift.max_backfill_days", 0, "drift.max_backfill_days", ">= 1", id="drift-no-backfill"),
+            pytest.param("drift.max_backfill_days", 367, "drift.max_backfill_days", "<= 366", id="drift-backfill-over-a-year"),
+            pytest.param("drift.max_backfill_days", 6, "drift.max_backfill_days", "at least lookback_days (7)", id="drift-backfill-below-lookback"),
+            pytest.param("drift.max_backfill_days", "31", "drift.max_backfill_days", "integer", id="drift-backfill-not-integer"),
             pytest.param("serving.backend", "swarm", "serving.backend", "must be one of", id="unknown-serving-backend"),
             pytest.param("serving.docker.live_port", 70000, "serving.docker.live_port", "<= 65535", id="docker-port-too-high"),
             pytest.param("serving.docker.colour", "blue", "serving.docker.colour", "unknown field", id="docker-typo"),
+            pytest.param(
+                "serving.docker.router_admin_url", "unix:run/admin.sock", "serving.docker.router_admin_url", "unix:/absolute/path", id="admin-socket-relative"
+            ),
+            pytest.param("serving.docker.router_admin_url", "ftp://router:2019", "serving.docker.router_admin_url", "http(s)://host:port", id="admin-not-http"),
+            pytest.param(
+                "serving.docker.router_admin_url", "http://router:99999", "serving.docker.router_admin_url", "http(s)://host:port", id="admin-bad-port"
+            ),
+            pytest.param("serving.docker.router_admin_url", "http://router:2019/config", "serving.docker.router_admin_url", "host:port", id="admin-with-path"),
         ],
     )
     def test_error_names_the_field(self, path, value, field, message):
@@ -166,6 +178,12 @@ class TestValidation:
         del raw["drift"]
         drift = parse_spec(raw, source="s").drift
         assert (drift.features, drift.window_days, drift.alpha, drift.min_effect, drift.min_samples) == ((), 1, 0.05, 0.1, 500)
+        assert drift.max_backfill_days == 31
+
+    def test_max_backfill_days_may_equal_lookback_days(self):
+        raw = with_change("drift.lookback_days", 60)
+        raw["drift"]["max_backfill_days"] = 60
+        assert parse_spec(raw, source="s").drift.max_backfill_days == 60
 
     def test_every_gated_metric_is_computed(self):
         raw = with_change("promotion.metrics", ["accuracy"])

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -25,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlops_airflow.model_loading import SAFE_MODEL_ENV
 from mlops_airflow.serving.local_ports import SERVING_STATE_DIR_ENV, LocalPorts
 
 STACK_MARKER_ENV = "MLOPS_EMBEDDED_STACK"
@@ -129,6 +131,7 @@ class Service:
     is_healthy: Callable[[], bool]
     start_timeout: float
     cwd: Path
+    path_first: tuple[Path, ...] = ()  # folders searched before this venv's for the commands it starts
 
 
 @dataclass
@@ -285,7 +288,6 @@ class EmbeddedStack:
             "MLOPS_DATA_ROOT": str(cfg.data_root),
             SERVING_STATE_DIR_ENV: str(cfg.serving_dir),
             "MLOPS_SERVING_LIVE_PORT": str(cfg.serving_ports.live),
-            "MLOPS_SERVING_ADMIN_PORT": str(cfg.serving_ports.admin),
             "MLOPS_SERVING_BLUE_PORT": str(cfg.serving_ports.blue),
             "MLOPS_SERVING_GREEN_PORT": str(cfg.serving_ports.green),
             "MLOPS_SPECS_DIR": str(cfg.specs_dir),
@@ -322,6 +324,7 @@ class EmbeddedStack:
             name="airflow",
             command=[str(bin_dir / "airflow"), "standalone"],
             env=self.airflow_env(),
+            path_first=(self.components_bin_dir,),
             port=cfg.airflow_port,
             is_healthy=self.airflow_healthy,
             start_timeout=cfg.airflow_start_timeout,
@@ -359,6 +362,7 @@ class EmbeddedStack:
         for folder in (cfg.state_dir, cfg.airflow_home, cfg.mlflow_dir, cfg.data_root, cfg.log_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self.write_specs()
+        self.write_components_shim()
         from mlops_airflow.embedded.watchdog import ensure_watchdog
 
         ensure_watchdog(cfg)  # a stack started by a test ends with the test process, however it ends
@@ -419,16 +423,46 @@ class EmbeddedStack:
             client.ensure_pool(pool.name, pool.slots, pool.description)
         self.echo(f"airflow: pools {', '.join(f'{p.name} ({p.slots})' for p in pools)}")
 
+    @property
+    def components_bin_dir(self) -> Path:
+        """Where ``up`` writes the ``airflow`` that starts ``airflow standalone``'s components; see :meth:`write_components_shim`."""
+        return self.config.state_dir / "bin"
+
+    def write_components_shim(self) -> None:
+        """An ``airflow`` that starts ``airflow standalone``'s components without log servers.
+
+        Standalone runs its scheduler and triggerer as ``airflow scheduler`` / ``airflow
+        triggerer`` from PATH, and each would start a log server that Airflow binds to every
+        interface (any host that reaches this machine could read task logs). Here every log
+        is a file the API server reads from the same disk, so no log server is needed: this
+        ``airflow`` adds ``--skip-serve-logs`` to those two and runs this venv's for the rest.
+        """
+        folder = self.components_bin_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        real = Path(sys.executable).parent / "airflow"
+        script = (
+            "#!/bin/sh\n"
+            "# Written by the embedded stack (mlops_airflow.embedded.stack.components_bin_dir).\n"
+            f'case "$1" in scheduler|triggerer) exec {shlex.quote(str(real))} "$@" --skip-serve-logs ;; esac\n'
+            f'exec {shlex.quote(str(real))} "$@"\n'
+        )
+        shim = folder / "airflow"
+        temporary = shim.with_suffix(".tmp")
+        temporary.write_text(script)
+        temporary.chmod(0o755)
+        temporary.replace(shim)
+
     def _url(self, name: str) -> str:
         return self.config.airflow_url if name == "airflow" else self.config.mlflow_url
 
     def _start(self, service: Service) -> RunningService:
         log_path = self.config.log_dir / f"{service.name}.log"
         # Standalone starts its components as `airflow ...` from PATH: this venv's, first.
-        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        path = os.pathsep.join([*map(str, service.path_first), str(Path(sys.executable).parent), os.environ.get("PATH", "")])
         # SPT_NOENV: setproctitle (Airflow's components use it) would otherwise overwrite
         # /proc/<pid>/environ, and with it the marker that tells `down` the process is ours.
-        env = {**inherited_env(), **service.env, "PATH": path, "SPT_NOENV": "1", STACK_MARKER_ENV: self.config.marker}
+        # MLflow's pickle loaders are off in every process of the stack (tasks start from Airflow's).
+        env = {**inherited_env(), **service.env, **SAFE_MODEL_ENV, "PATH": path, "SPT_NOENV": "1", STACK_MARKER_ENV: self.config.marker}
         service.cwd.mkdir(parents=True, exist_ok=True)
         self.echo(f"{service.name}: starting (log: {log_path})")
         with open(log_path, "ab") as log:

@@ -26,7 +26,8 @@ class MlflowHook(BaseHook):
     The connection gives the server: ``extra.tracking_uri`` when set (any MLflow URI,
     ``sqlite:///...`` included), else ``<schema or http>://<host>:<port>``. Login and
     password become MLflow's basic-auth credentials; they are handed to the client through
-    the environment and never logged.
+    the environment and never logged. ``extra.lock_secret`` (else the password) keys the
+    seal of the registry lock (:mod:`mlops_airflow.utils.registry_lock`).
 
     :param mlflow_conn_id: Airflow connection id of the MLflow server.
     :param tracking_uri: explicit tracking URI; beats the connection.
@@ -75,6 +76,17 @@ class MlflowHook(BaseHook):
                 env["MLFLOW_TRACKING_PASSWORD"] = conn.password
         return env
 
+    def get_lock_secret(self) -> str:
+        """The key that seals the registry lock: the connection's ``extra.lock_secret``, else its password.
+
+        Deployments that share a registry share it. Empty with an explicit tracking URI or a
+        connection without either: the seal then tells our locks only from hand-made ones.
+        """
+        if self._tracking_uri is not None:
+            return ""
+        conn = self.connection
+        return str((conn.extra_dejson or {}).get("lock_secret") or conn.password or "")
+
     @cached_property
     def client(self) -> MlflowClient:
         from mlflow.tracking import MlflowClient
@@ -100,13 +112,56 @@ class MlflowHook(BaseHook):
                 return None
             raise
 
-    def load_pyfunc(self, model_uri: str):
-        """Load ``model_uri`` (``models:/<name>/<version>``) as a pyfunc model from this server."""
-        import mlflow.pyfunc
+    def get_model_version(self, name: str, version: str | int) -> ModelVersion:
+        return self.client.get_model_version(name, str(version))
 
+    def estimator_kind(self, run_id: str | None, default: str) -> str:
+        """The estimator kind a version's run was trained as; it picks the package's trusted types (``default`` without a run)."""
+        from mlops_airflow.model_loading import estimator_kind
+
+        return estimator_kind(self.get_run_params(run_id) if run_id else {}, default)
+
+    def load_model(self, name: str, version: str | int, *, estimator_kind: str):
+        """
+        Load version ``version`` of ``name`` safely, as a pyfunc model: skops only, with the package's trusted types.
+
+        The MLmodel is read first; a version in any other format (pickle, cloudpickle, a custom
+        pyfunc) is refused before anything of it is deserialised, and the skops file is loaded
+        with the types the package trusts for ``estimator_kind``, never the model's own list.
+
+        :raises UnsafeModelVersionError: naming the version and the reason (no retry).
+        """
+        from mlops_airflow.model_loading import load_model_dir
+
+        return self._with_model_dir(name, version, estimator_kind, load_model_dir)
+
+    def check_model(self, name: str, version: str | int, *, estimator_kind: str) -> None:
+        """What :meth:`load_model` checks, without loading: a version a model server may load. Same errors."""
+        from mlops_airflow.model_loading import inspect_model_dir
+
+        self._with_model_dir(name, version, estimator_kind, inspect_model_dir)
+
+    def _with_model_dir(self, name: str, version: str | int, estimator_kind: str, action):
+        import tempfile
+
+        import mlflow.artifacts
+
+        from mlops_airflow.exceptions import UnsafeModelVersionError
+        from mlops_airflow.model_loading import UnsafeModelError, trusted_types
+
+        what = f"{name} v{version}"
+        try:
+            trusted = trusted_types(estimator_kind)
+        except UnsafeModelError as err:
+            raise UnsafeModelVersionError(f"refusing to load {what}: {err}") from err
         self.client  # noqa: B018 - exports the connection's credentials
-        with self._fluent_uris():
-            return mlflow.pyfunc.load_model(model_uri)
+        uri = self.get_tracking_uri()
+        with tempfile.TemporaryDirectory(prefix="mlops-model-") as folder, self._fluent_uris():
+            path = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=folder, tracking_uri=uri, registry_uri=uri)
+            try:
+                return action(path, what=what, trusted=trusted)
+            except UnsafeModelError as err:
+                raise UnsafeModelVersionError(f"refusing to load {err}") from err
 
     @contextmanager
     def _fluent_uris(self):

@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_airflow.exceptions import MlopsError
 from mlops_airflow.partitions import parse_day
+from mlops_airflow.specs import DriftSpec
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -45,12 +46,32 @@ def same_window(backfill: dict[str, Any], start: dt.date, end: dt.date) -> bool:
     return parse_day(backfill["from_date"]) == start and parse_day(backfill["to_date"]) == end
 
 
+def drift_window(drift: dict[str, Any], max_days: int) -> tuple[dt.date, dt.date]:
+    """The days a drift Param asks to re-score, refused when malformed, reversed or longer than ``max_days``."""
+    try:
+        start, end = parse_day(drift["backfill_start"]), parse_day(drift["backfill_end"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise AirflowFailException(f"the drift Param has no valid backfill_start/backfill_end: {err}") from err
+    if end < start:
+        raise AirflowFailException(f"backfill_end {end} is before backfill_start {start}")
+    days = (end - start).days + 1
+    if days > max_days:
+        raise AirflowFailException(
+            f"the drift Param asks to re-score {start}..{end}, {days} days; drift.max_backfill_days allows {max_days}: not creating that backfill"
+        )
+    return start, end
+
+
 class BackfillScoresOperator(BaseOperator):
     """
     Backfill ``batch_score_<model>`` over the drifted days, once, through Airflow's REST API.
 
     Runs after a successful switch in a ``retrain_<model>`` run that drift triggered (its
     ``drift`` Param holds the summary); any other run has nothing to re-score and skips.
+    A run's conf can say anything, so the days are taken only when they are what the drift
+    monitor run named in the Param (``monitor_run_id``) recorded (its sensor's XCom, read
+    through the API), and when they number at most ``max_backfill_days``; otherwise the task
+    fails naming both.
     The backfill covers the logical dates from the drift onset to the drift window's last
     day and reprocesses runs that already completed, so the days the old model scored are
     scored again by the new champion. A backfill of that DAG over the same days that
@@ -61,22 +82,38 @@ class BackfillScoresOperator(BaseOperator):
     the DAG is running), the task fails with the API's answer and Airflow retries it.
 
     :param batch_score_dag_id: the DAG to backfill.
+    :param drift_monitor_dag_id: the DAG whose runs record the drift (``drift_monitor_<model>``).
+    :param max_backfill_days: the most days one backfill may cover (the spec's ``drift.max_backfill_days``).
+    :param drift_sensor_task_id: the drift monitor's task whose XCom is the drift summary.
     :param airflow_conn_id: an HTTP connection to the Airflow API server, with login and password.
     :param unavailable_attempts: how many times to ask an API that answers with a server error.
     :param unavailable_delay: seconds before the second attempt; doubled for each one after.
+    :param in_flight_timeout: how long to wait for runs of the window that are queued or running
+        (a backfill would leave them alone, with the old model's scores) before failing the try.
+    :param in_flight_poll: seconds between two looks at those runs.
     """
 
     def __init__(
         self,
         *,
         batch_score_dag_id: str,
+        drift_monitor_dag_id: str,
+        max_backfill_days: int = DriftSpec.max_backfill_days,
+        drift_sensor_task_id: str = "detect_drift",
         airflow_conn_id: str = DEFAULT_AIRFLOW_API_CONN_ID,
         unavailable_attempts: int = 5,
         unavailable_delay: float = 2.0,
+        in_flight_timeout: float = 900.0,
+        in_flight_poll: float = 5.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.in_flight_timeout = in_flight_timeout
+        self.in_flight_poll = in_flight_poll
         self.batch_score_dag_id = batch_score_dag_id
+        self.drift_monitor_dag_id = drift_monitor_dag_id
+        self.max_backfill_days = max_backfill_days
+        self.drift_sensor_task_id = drift_sensor_task_id
         self.airflow_conn_id = airflow_conn_id
         self.unavailable_attempts = unavailable_attempts
         self.unavailable_delay = unavailable_delay
@@ -87,16 +124,17 @@ class BackfillScoresOperator(BaseOperator):
         drift = context["params"].get("drift")
         if not drift:
             raise AirflowSkipException("not a drift-triggered run: there are no drifted days to re-score")
-        try:
-            start, end = parse_day(drift["backfill_start"]), parse_day(drift["backfill_end"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise AirflowFailException(f"the drift Param has no valid backfill_start/backfill_end: {err}") from err
-        if end < start:
-            raise AirflowFailException(f"backfill_end {end} is before backfill_start {start}")
+        start, end = drift_window(drift, self.max_backfill_days)
+        monitor_run_id = drift.get("monitor_run_id")
+        if not monitor_run_id or not isinstance(monitor_run_id, str):
+            raise AirflowFailException(
+                f"the drift Param asks to re-score {start}..{end} but names no {self.drift_monitor_dag_id} run (monitor_run_id) that recorded that drift"
+            )
         client = airflow_client(self.airflow_conn_id)
         attempt = 1
         while True:
             try:
+                self._check_recorded(client, monitor_run_id, start, end)
                 return self._find_or_create(client, start, end)
             except AirflowApiError as err:
                 if err.status not in SERVER_ERRORS or attempt >= self.unavailable_attempts:
@@ -109,11 +147,45 @@ class BackfillScoresOperator(BaseOperator):
             except OSError as err:
                 raise MlopsError(f"Airflow's API at connection {self.airflow_conn_id!r} is unreachable: {err}") from err
 
+    def _check_recorded(self, client: AirflowClient, monitor_run_id: str, start: dt.date, end: dt.date) -> None:
+        """Refuse days other than those the drift monitor run recorded."""
+        record = client.xcom(self.drift_monitor_dag_id, monitor_run_id, self.drift_sensor_task_id)
+        where = f"{self.drift_monitor_dag_id} run {monitor_run_id!r} ({self.drift_sensor_task_id})"
+        if not isinstance(record, dict):
+            raise AirflowFailException(f"the drift Param asks to re-score {start}..{end}, but {where} recorded no drift")
+        recorded = (str(record.get("backfill_start"))[:100], str(record.get("backfill_end"))[:100])
+        if recorded != (start.isoformat(), end.isoformat()):
+            raise AirflowFailException(
+                f"the drift Param asks to re-score {start}..{end}, but {where} recorded the drifted days {recorded[0]}..{recorded[1]}: not creating that backfill"
+            )
+
+    def _wait_for_runs_in_flight(self, client: AirflowClient, start: dt.date, end: dt.date) -> None:
+        """
+        Wait until no run of the window is queued or running.
+
+        A backfill reprocesses completed runs and leaves one in flight alone: a scheduled
+        run still scoring one of these days with the old champion would keep the old
+        model's predictions (seen under load in the demo: two days re-scored, the third not).
+        """
+        deadline = time.monotonic() + self.in_flight_timeout
+        while True:
+            busy = client.runs_in_flight(self.batch_score_dag_id, start.isoformat(), end.isoformat())
+            if not busy:
+                return
+            names = ", ".join(sorted(r["dag_run_id"] for r in busy))
+            if time.monotonic() >= deadline:
+                raise MlopsError(
+                    f"runs of {self.batch_score_dag_id} over {start}..{end} are still in flight after {self.in_flight_timeout:.0f} s ({names}); retry"
+                )
+            self.log.info("Waiting for %s to finish before backfilling %s..%s, so that the backfill scores those days again", names, start, end)
+            time.sleep(self.in_flight_poll)
+
     def _find_or_create(self, client: AirflowClient, start: dt.date, end: dt.date) -> dict[str, Any]:
         existing = next((b for b in client.backfills(self.batch_score_dag_id) if same_window(b, start, end)), None)
         if existing is not None:
             self.log.info("Backfill %s of %s over %s..%s exists already; not creating another", existing["id"], self.batch_score_dag_id, start, end)
             return {"backfill_id": existing["id"], "from_date": str(start), "to_date": str(end), "created": False}
+        self._wait_for_runs_in_flight(client, start, end)
         backfill = client.create_backfill(self.batch_score_dag_id, start.isoformat(), end.isoformat())
         self.log.info("Backfill %s of %s over %s..%s created", backfill["id"], self.batch_score_dag_id, start, end)
         return {"backfill_id": backfill["id"], "from_date": str(start), "to_date": str(end), "created": True}

@@ -81,7 +81,7 @@ class DriftRetrainGateOperator(BaseOperator):
     records this window on the registered model (tag ``mlops.drift.last_trigger``) and
     pushes ``run_id`` and ``conf`` (XCom keys) for ``TriggerDagRunOperator``: the run id is
     deterministic per drift window, and the conf sets the retrain's ``window_end``,
-    ``reason`` and ``drift`` Params.
+    ``reason`` and ``drift`` Params (the summary, with this run's id as ``monitor_run_id``).
 
     :param spec_path: path of the model spec YAML.
     :param sensor_task_id: the drift sensor, whose XCom is the summary.
@@ -121,7 +121,8 @@ class DriftRetrainGateOperator(BaseOperator):
         conf = {
             "window_end": summary["window_end"],
             "reason": f"drift in {features} since {summary['onset']} (window {summary['window_start']}..{summary['window_end']})",
-            "drift": summary,
+            # The run whose sensor recorded this drift: the backfill re-scores only the days it recorded.
+            "drift": {**summary, "monitor_run_id": context["dag_run"].run_id},
         }
         self.log.info("Triggering %s run %s: %s", retrain_dag_id, record["run_id"], conf["reason"])
         # Under their own keys too, so the trigger takes them natively: gate.output["run_id"], gate.output["conf"].

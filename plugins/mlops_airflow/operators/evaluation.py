@@ -54,7 +54,13 @@ def evaluate_registered_versions(hook: MlflowHook, spec: ModelSpec, window_end: 
                 check_no_leakage(f"{role} v{version.version}", fit_window(hook.get_run_params(version.run_id)), start, end)
             rows = load_rows(spec, start, end)
             candidates = {
-                role: Candidate(role, str(version.version), version.run_id, hook.load_pyfunc(f"models:/{name}/{version.version}")) for role, version in versions
+                role: Candidate(
+                    role,
+                    str(version.version),
+                    version.run_id,
+                    hook.load_model(name, version.version, estimator_kind=hook.estimator_kind(version.run_id, spec.training.estimator.kind)),
+                )
+                for role, version in versions
             }
             report = evaluate(spec, rows, candidates["challenger"], candidates.get("champion"))
         except EvaluationError as err:

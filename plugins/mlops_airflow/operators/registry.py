@@ -25,6 +25,7 @@ from mlops_airflow.constants import (
 )
 from mlops_airflow.exceptions import MlopsError
 from mlops_airflow.metrics import PROMOTION_PROMOTED, PROMOTION_REJECTED, incr
+from mlops_airflow.operators.backfill import DEFAULT_AIRFLOW_API_CONN_ID
 from mlops_airflow.utils.task_args import as_bool
 
 if TYPE_CHECKING:
@@ -57,10 +58,18 @@ class PromoteChampionOperator(BaseOperator):
     the retry re-evaluates against the new champion (unless a person approved the old
     evidence: then the run must start again).
 
+    When approval is required, the answer is read here, from Airflow's own human-in-the-loop
+    record of ``approval_task_id`` in this run (through the REST API), never from an XCom:
+    an approval task marked success by hand, a forged XCom or the timeout's default
+    promotes nothing, and the record says why.
+
     :param spec_path: the model spec (templated).
     :param window_end: the training window's end, for a re-evaluation (templated).
     :param evaluate_task_id: the task whose XCom is the evaluation report.
     :param approval_task_id: the approval task, or ``None`` when the DAG has none.
+    :param require_approval: a person's "Approve" is needed (templated; "True"/"False" strings are understood).
+    :param four_eyes: the approver must not be the user who triggered or forced the run.
+    :param airflow_conn_id: an HTTP connection to Airflow's API server, to read the approval record.
     :param force_promote: promote even when the gates say no (templated; needs ``reason``).
     :param reason: why the run was started or forced (templated).
     :param mlflow_conn_id: connection of the MLflow server.
@@ -68,7 +77,7 @@ class PromoteChampionOperator(BaseOperator):
     :param lock_ttl: after how long a lock whose holder died may be broken.
     """
 
-    template_fields: Sequence[str] = ("spec_path", "window_end", "force_promote", "reason")
+    template_fields: Sequence[str] = ("spec_path", "window_end", "force_promote", "reason", "require_approval")
 
     def __init__(
         self,
@@ -77,6 +86,9 @@ class PromoteChampionOperator(BaseOperator):
         window_end: str | dt.date,
         evaluate_task_id: str = "evaluate_challenger",
         approval_task_id: str | None = "approve_promotion",
+        require_approval: bool | str = False,
+        four_eyes: bool = False,
+        airflow_conn_id: str = DEFAULT_AIRFLOW_API_CONN_ID,
         force_promote: bool | str = False,
         reason: str = "",
         mlflow_conn_id: str = DEFAULT_MLFLOW_CONN_ID,
@@ -89,6 +101,11 @@ class PromoteChampionOperator(BaseOperator):
         self.window_end = window_end
         self.evaluate_task_id = evaluate_task_id
         self.approval_task_id = approval_task_id
+        self.require_approval = require_approval
+        self.four_eyes = four_eyes
+        self.airflow_conn_id = airflow_conn_id
+        if as_bool(require_approval) and approval_task_id is None:
+            raise ValueError("require_approval needs an approval_task_id: the task whose answer is read")
         self.force_promote = force_promote
         self.reason = reason
         self.mlflow_conn_id = mlflow_conn_id
@@ -96,18 +113,19 @@ class PromoteChampionOperator(BaseOperator):
         self.lock_ttl = lock_ttl
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_airflow.evaluation import PROMOTE
         from mlops_airflow.hooks.mlflow import MlflowHook
-        from mlops_airflow.promotion import Approval, decide
+        from mlops_airflow.promotion import decide
         from mlops_airflow.utils.task_args import load_task_spec
 
         ti = context["ti"]
         report = ti.xcom_pull(task_ids=self.evaluate_task_id)
         if not report:
             raise AirflowFailException(f"no evaluation report from {self.evaluate_task_id!r}")
-        approval = Approval.from_xcom(ti.xcom_pull(task_ids=self.approval_task_id) if self.approval_task_id else None)
         force = as_bool(self.force_promote)
         if force and not str(self.reason or "").strip():
             raise AirflowFailException("force_promote needs a reason: fill in the 'reason' Param")
+        approval = self._approval(ti, asked=report["decision"] == PROMOTE or force)
         spec = load_task_spec(self.spec_path)
         name = spec.registered_model_name
         dag_run = f"{ti.dag_id}/{ti.run_id}"
@@ -119,7 +137,7 @@ class PromoteChampionOperator(BaseOperator):
             # A re-run after a successful promotion (training reused the version): nothing to decide.
             self.log.info("%s v%s is already the champion; nothing to decide", name, version)
             return {"decision": str(Decision.PROMOTED), "version": str(version), "moved": False}
-        verdict = decide(report, approval, force=force, force_reason=str(self.reason), user=getattr(context.get("dag_run"), "triggering_user_name", None))
+        verdict = decide(report, approval, force=force, force_reason=str(self.reason), user=_triggering_user(context), four_eyes=self.four_eyes)
         if not verdict.promote:
             self._record(hook, report, verdict, Decision.REJECTED, approval, dag_run=dag_run, previous_champion=None)
             incr(PROMOTION_REJECTED, model=spec.name)
@@ -128,7 +146,9 @@ class PromoteChampionOperator(BaseOperator):
         from mlops_airflow.utils.registry_lock import lock_owner, registry_lock
 
         owner = lock_owner(f"{dag_run}/{ti.task_id}", ti.try_number)
-        with registry_lock(hook, name, owner=owner, timeout=self.lock_timeout.total_seconds(), ttl=self.lock_ttl.total_seconds(), log=self.log.warning):
+        with registry_lock(
+            hook, name, owner=owner, timeout=self.lock_timeout.total_seconds(), ttl=self.lock_ttl.total_seconds(), log=self.log.warning
+        ) as lease:
             champion = _alias_version(hook, name, CHAMPION_ALIAS)
             if champion == str(version):
                 self.log.info("%s v%s is already the champion; nothing to move", name, version)
@@ -141,6 +161,7 @@ class PromoteChampionOperator(BaseOperator):
                     self._record(hook, report, verdict, Decision.REJECTED, approval, dag_run=dag_run, previous_champion=None)
                     incr(PROMOTION_REJECTED, model=spec.name)
                     raise AirflowSkipException(f"{name} v{version} not promoted on re-evaluation: {'; '.join(verdict.reasons)}")
+            lease.ensure_held()  # a lock lost while re-evaluating (expired, deleted by hand) moves nothing
             self._move_aliases(hook, name, report, verdict, approval, dag_run=dag_run, champion=champion)
         incr(PROMOTION_PROMOTED, model=spec.name)
         self.log.info("Promoted %s v%s to %s (previous champion: %s); by %s", name, version, CHAMPION_ALIAS, champion, verdict.by)
@@ -165,8 +186,26 @@ class PromoteChampionOperator(BaseOperator):
         current = fresh["champion"]["version"] if fresh["champion"] else None
         if current != champion:
             raise ChampionChangedError(f"the champion of {name} is moving under us ({_v(champion)} then {_v(current)}); retry later")
-        user = getattr(context.get("dag_run"), "triggering_user_name", None)
-        return fresh, decide(fresh, approval, force=force, force_reason=str(self.reason), user=user)
+        return fresh, decide(fresh, approval, force=force, force_reason=str(self.reason), user=_triggering_user(context), four_eyes=self.four_eyes)
+
+    def _approval(self, ti, *, asked: bool) -> Approval:
+        """The human-in-the-loop record of this run's approval task; read only when a person was asked."""
+        from mlops_airflow.promotion import Approval
+
+        if not as_bool(self.require_approval):
+            return Approval.not_required()
+        if not asked:
+            return Approval(required=True)  # the gates said no and nobody forces: nothing was put to a person
+        from mlops_airflow.airflow_api import AirflowApiError
+        from mlops_airflow.operators.backfill import airflow_client
+
+        try:
+            detail = airflow_client(self.airflow_conn_id).hitl_detail(ti.dag_id, ti.run_id, self.approval_task_id)
+        except (AirflowApiError, OSError) as err:
+            raise MlopsError(f"cannot read the approval record of {self.approval_task_id!r} through connection {self.airflow_conn_id!r}: {err}") from err
+        approval = Approval.from_hitl(detail)
+        self.log.info("Approval record of %s: %s", self.approval_task_id, approval)
+        return approval
 
     def _move_aliases(self, hook, name: str, report: dict, verdict: Verdict, approval: Approval, *, dag_run: str, champion: str | None) -> None:
         """previous_champion, then champion; read back; on any failure put both back as they were."""
@@ -223,7 +262,10 @@ class PromoteChampionOperator(BaseOperator):
 
 
 def restore_previous_champion(hook: MlflowHook, name: str, *, previous: str, current: str | None) -> dict[str, str | None]:
-    """``champion`` to ``previous``, ``previous_champion`` to ``current``; read back, or a retryable error."""
+    """``champion`` to ``previous``, ``previous_champion`` to ``current``; read back, or a retryable error.
+
+    The caller holds the registry lock (:func:`~mlops_airflow.utils.registry_lock.registry_lock`).
+    """
     hook.set_alias(name, CHAMPION_ALIAS, previous)
     if current is not None:
         hook.set_alias(name, PREVIOUS_CHAMPION_ALIAS, current)
@@ -232,6 +274,10 @@ def restore_previous_champion(hook: MlflowHook, name: str, *, previous: str, cur
     if observed != expected:
         raise MlopsError(f"aliases of {name} read back as {observed}, expected {expected}")
     return observed
+
+
+def _triggering_user(context: Context) -> str | None:
+    return getattr(context.get("dag_run"), "triggering_user_name", None)
 
 
 def _v(version: str | None) -> str:
@@ -243,29 +289,50 @@ class RestorePreviousChampionOperator(BaseOperator):
     Swap ``champion`` and ``previous_champion``: the version that served before becomes champion.
 
     Swapping (rather than deleting ``previous_champion``) keeps the rollback itself
-    reversible: running it twice restores the starting state. The new aliases are read
-    back; a mismatch is retried, never left half-moved silently.
+    reversible: running it twice restores the starting state. Both aliases are read and
+    moved under the registry's promotion lock, so a rollback never interleaves with a
+    promotion. The new aliases are read back; a mismatch is retried, never left half-moved
+    silently.
 
     :param registered_model_name: the registered model (templated).
     :param mlflow_conn_id: connection of the MLflow server.
+    :param lock_timeout: how long to wait for a promotion of the same model to finish.
+    :param lock_ttl: after how long a lock whose holder died may be broken.
     """
 
     template_fields: Sequence[str] = ("registered_model_name",)
 
-    def __init__(self, *, registered_model_name: str, mlflow_conn_id: str = DEFAULT_MLFLOW_CONN_ID, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        registered_model_name: str,
+        mlflow_conn_id: str = DEFAULT_MLFLOW_CONN_ID,
+        lock_timeout: dt.timedelta = dt.timedelta(minutes=10),
+        lock_ttl: dt.timedelta = dt.timedelta(minutes=15),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.registered_model_name = registered_model_name
         self.mlflow_conn_id = mlflow_conn_id
+        self.lock_timeout = lock_timeout
+        self.lock_ttl = lock_ttl
 
     def execute(self, context: Context) -> dict[str, str]:
         from mlops_airflow.hooks.mlflow import MlflowHook
+        from mlops_airflow.utils.registry_lock import lock_owner, registry_lock
 
         hook = MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
         name = self.registered_model_name
-        previous = hook.get_version_by_alias(name, PREVIOUS_CHAMPION_ALIAS)
-        if previous is None:
-            raise AirflowFailException(f"{name} has no {PREVIOUS_CHAMPION_ALIAS!r} version: there is nothing to roll back to")
-        current = hook.get_version_by_alias(name, CHAMPION_ALIAS)
-        observed = restore_previous_champion(hook, name, previous=str(previous.version), current=str(current.version) if current else None)
+        ti = context["ti"]
+        owner = lock_owner(f"{ti.dag_id}/{ti.run_id}/{ti.task_id}", ti.try_number)
+        with registry_lock(
+            hook, name, owner=owner, timeout=self.lock_timeout.total_seconds(), ttl=self.lock_ttl.total_seconds(), log=self.log.warning
+        ) as lease:
+            previous = hook.get_version_by_alias(name, PREVIOUS_CHAMPION_ALIAS)
+            if previous is None:
+                raise AirflowFailException(f"{name} has no {PREVIOUS_CHAMPION_ALIAS!r} version: there is nothing to roll back to")
+            current = hook.get_version_by_alias(name, CHAMPION_ALIAS)
+            lease.ensure_held()
+            observed = restore_previous_champion(hook, name, previous=str(previous.version), current=str(current.version) if current else None)
         self.log.info("Rolled %s back: champion v%s (was v%s)", name, previous.version, current.version if current else None)
         return observed

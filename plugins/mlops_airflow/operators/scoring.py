@@ -29,7 +29,9 @@ class BatchScoreOperator(BaseOperator):
     non-feature columns (ids, timestamps), the predicted class, one probability per class and
     the model version. It is written atomically and replaced whole on a re-run, so a
     backfill re-scores a day without leaving two answers behind. With no champion yet there
-    is nothing to score and the task is skipped.
+    is nothing to score and the task is skipped. A champion without a promotion on record (an
+    alias moved by hand) or in any format but skops with the package's trusted types is refused
+    before anything of it runs.
 
     :param spec_path: path of the model spec YAML.
     :param partition_date: the day to score (templated).
@@ -51,6 +53,7 @@ class BatchScoreOperator(BaseOperator):
         from mlops_airflow.features import FeatureError, prepare_features
         from mlops_airflow.hooks.mlflow import MlflowHook
         from mlops_airflow.partitions import read_window, write_partition
+        from mlops_airflow.utils.model_versions import require_promoted
 
         spec = load_task_spec(self.spec_path)
         day = as_date(self.partition_date, "partition_date")
@@ -58,6 +61,7 @@ class BatchScoreOperator(BaseOperator):
         champion = hook.get_version_by_alias(spec.registered_model_name, CHAMPION_ALIAS)
         if champion is None:
             raise AirflowSkipException(f"{spec.registered_model_name} has no {CHAMPION_ALIAS!r} version yet: nothing to score with")
+        require_promoted(spec.registered_model_name, champion, action="batch score with")
 
         window = read_window(spec.data.uri, day, day + dt.timedelta(days=1))
         if window.frame.empty:
@@ -68,7 +72,8 @@ class BatchScoreOperator(BaseOperator):
             raise AirflowFailException(f"partition {day}: {err}") from err
 
         model_uri = f"models:/{spec.registered_model_name}/{champion.version}"
-        model = hook.load_pyfunc(model_uri)
+        kind = hook.estimator_kind(champion.run_id, spec.training.estimator.kind)
+        model = hook.load_model(spec.registered_model_name, champion.version, estimator_kind=kind)
         probabilities = np.asarray(model.predict(features))
         classes = list(spec.target.classes)
         if probabilities.ndim != 2 or probabilities.shape[1] != len(classes):

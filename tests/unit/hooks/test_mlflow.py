@@ -47,6 +47,20 @@ def test_credentials_go_to_the_environment_only(monkeypatch):
     assert "s3cret" not in env["MLFLOW_TRACKING_URI"]
 
 
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        pytest.param({"host": "m", "password": "pw", "extra": {"lock_secret": "ls"}}, "ls", id="extra-beats-password"),
+        pytest.param({"host": "m", "password": "pw"}, "pw", id="password"),
+        pytest.param({"host": "m"}, "", id="open-registry"),
+    ],
+)
+def test_lock_secret(monkeypatch, fields, expected):
+    set_connection(monkeypatch, **fields)
+    assert MlflowHook(mlflow_conn_id="mlflow_test").get_lock_secret() == expected
+    assert MlflowHook(mlflow_conn_id="mlflow_test", tracking_uri="sqlite:///x.db").get_lock_secret() == ""
+
+
 class TestRegistryCalls:
     def test_aliases_against_a_real_store(self, mlflow_store):
         from mlflow.tracking import MlflowClient
@@ -77,12 +91,12 @@ def test_loading_a_model_leaves_the_process_as_it_was(mlflow_store, monkeypatch)
     mlflow.set_registry_uri(mlflow_store)
     with mlflow.start_run():
         model = DummyClassifier().fit([[0], [1]], [0, 1])
-        info = mlflow.sklearn.log_model(model, name="m", registered_model_name="dummy", serialization_format="cloudpickle")
+        info = mlflow.sklearn.log_model(model, name="m", registered_model_name="dummy", pip_requirements=["scikit-learn"])
     mlflow.set_tracking_uri(None)
     mlflow.set_registry_uri(None)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI")
 
-    loaded = MlflowHook().load_pyfunc(f"models:/dummy/{info.registered_model_version}")
+    loaded = MlflowHook().load_model("dummy", info.registered_model_version, estimator_kind="logistic_regression")
     assert loaded.predict([[0]]).shape == (1,)
     assert "MLFLOW_TRACKING_URI" not in os.environ
     assert "MLFLOW_REGISTRY_URI" not in os.environ

@@ -12,20 +12,23 @@ from helpers import free_port
 from mlops_airflow.exceptions import MlopsError
 from mlops_airflow.operators.backfill import BackfillScoresOperator
 
-DRIFT = {"backfill_start": "2026-02-26", "backfill_end": "2026-02-28", "onset": "2026-02-26"}
+MONITOR_RUN = "scheduled__2026-03-01T00:00:00+00:00"
+RECORDED = {"backfill_start": "2026-02-26", "backfill_end": "2026-02-28", "onset": "2026-02-26"}  # what detect_drift returned
+DRIFT = {**RECORDED, "monitor_run_id": MONITOR_RUN}  # the retrain's drift Param, as the gate sets it
 
 
 @pytest.fixture
 def api(monkeypatch):
     with FakeAirflowApi() as api:
         monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", api.connection())
+        api.xcoms[("drift_monitor_churn", MONITOR_RUN, "detect_drift")] = RECORDED
         yield api
 
 
 def run(drift, **kwargs):
-    return BackfillScoresOperator(task_id="backfill_scores", batch_score_dag_id="batch_score_churn", unavailable_delay=0.01, **kwargs).execute(
-        {"params": {"drift": drift}}
-    )
+    return BackfillScoresOperator(
+        task_id="backfill_scores", batch_score_dag_id="batch_score_churn", drift_monitor_dag_id="drift_monitor_churn", unavailable_delay=0.01, **kwargs
+    ).execute({"params": {"drift": drift}})
 
 
 def test_one_backfill_per_drift_window(api):
@@ -52,6 +55,34 @@ def test_a_bad_window_fails_without_retrying(api):
         run({"backfill_start": "2026-03-01", "backfill_end": "2026-02-01"})
     with pytest.raises(AirflowFailException, match="backfill_start"):
         run({"onset": "2026-03-01"})
+
+
+class TestForgedDrift:
+    """Anyone who may trigger the retrain can write its conf: only recorded, bounded drift windows are backfilled."""
+
+    def test_a_window_beyond_the_spec_maximum_is_refused_before_asking_the_api(self, api):
+        forged = {**DRIFT, "backfill_start": "1900-01-01", "backfill_end": "2100-01-01"}
+        with pytest.raises(AirflowFailException, match=r"1900-01-01..2100-01-01, 73050 days; drift.max_backfill_days allows 31"):
+            run(forged)
+        with pytest.raises(AirflowFailException, match=r"2026-02-26..2026-02-28, 3 days; drift.max_backfill_days allows 2"):
+            run(DRIFT, max_backfill_days=2)
+        assert api.requests == []
+
+    @pytest.mark.parametrize(
+        ("drift", "message"),
+        [
+            pytest.param(
+                {**DRIFT, "backfill_start": "2026-02-01"}, r"2026-02-01..2026-02-28, but .*recorded the drifted days 2026-02-26..2026-02-28", id="other-days"
+            ),
+            pytest.param({**DRIFT, "monitor_run_id": "manual__made_up"}, r"'manual__made_up' \(detect_drift\) recorded no drift", id="unknown-run"),
+            pytest.param(RECORDED, "names no drift_monitor_churn run", id="no-monitor-run"),
+            pytest.param({**DRIFT, "monitor_run_id": ["a"]}, "names no drift_monitor_churn run", id="monitor-run-not-text"),
+        ],
+    )
+    def test_a_window_the_monitor_did_not_record_is_refused(self, api, drift, message):
+        with pytest.raises(AirflowFailException, match=message):
+            run(drift)
+        assert api.creations() == 0
 
 
 def test_an_unreachable_api_is_retryable(monkeypatch):
@@ -92,3 +123,42 @@ def test_wrong_credentials_fail_the_try_without_asking_again(api, monkeypatch):
         run(DRIFT)
     assert [r["path"] for r in api.requests] == ["/auth/token"]
     assert api.backfills == []
+
+
+class TestRunsInFlight:
+    """Found by the demo under load: a scheduled run still scoring a drifted day with the old champion was left alone by the backfill."""
+
+    def in_flight(self, api, day="2026-02-28"):
+        run = {"dag_id": "batch_score_churn", "dag_run_id": f"scheduled__{day}", "logical_date": f"{day}T00:00:00Z", "state": "running"}
+        api.dag_runs.append(run)
+        return run
+
+    def test_the_backfill_waits_until_the_windows_runs_have_finished(self, api):
+        import threading
+
+        run_ = self.in_flight(api)
+        api.dag_runs.append({"dag_id": "batch_score_churn", "dag_run_id": "outside", "logical_date": "2026-03-01T00:00:00Z", "state": "running"})
+        finished = threading.Timer(0.5, lambda: run_.update(state="success"))
+        finished.start()
+        try:
+            assert run(DRIFT, in_flight_poll=0.05)["created"] is True
+        finally:
+            finished.cancel()
+        looks = [r for r in api.requests if "/dagRuns?" in r["path"]]
+        creation = next(i for i, r in enumerate(api.requests) if r["method"] == "POST" and r["path"] == "/api/v2/backfills")
+        assert len(looks) > 1, "the first look saw the run in flight"
+        assert api.requests.index(looks[-1]) < creation
+        assert "logical_date_gte=2026-02-26T00%3A00%3A00Z" in looks[0]["path"]
+
+    def test_a_run_that_stays_in_flight_fails_the_try_and_creates_nothing(self, api):
+        self.in_flight(api, "2026-02-26")
+        with pytest.raises(
+            MlopsError, match=r"runs of batch_score_churn over 2026-02-26..2026-02-28 are still in flight after 0 s \(scheduled__2026-02-26\); retry"
+        ):
+            run(DRIFT, in_flight_timeout=0.2, in_flight_poll=0.05)
+        assert api.backfills == []
+
+    def test_an_existing_backfill_is_returned_without_waiting(self, api):
+        run(DRIFT)
+        self.in_flight(api)
+        assert run(DRIFT, in_flight_timeout=0)["created"] is False

@@ -60,7 +60,8 @@ def test_the_gate_records_the_trigger_and_then_holds_the_next_overlapping_window
     assert decision["run_id"] == context["ti"].pushed["run_id"] == "drift__2026-02-26__2026-03-01"
     assert context["ti"].pushed["conf"] == decision["conf"]
     assert decision["conf"]["window_end"] == "2026-03-01"
-    assert decision["conf"]["drift"] == SUMMARY
+    # The summary, and the run that recorded it: the backfill re-scores only the days that run recorded.
+    assert decision["conf"]["drift"] == {**SUMMARY, "monitor_run_id": "scheduled__2026-03-01"}
     assert decision["conf"]["reason"].startswith("drift in monthly_charges, contract since 2026-02-26")
     tag = json.loads(MlflowClient(mlflow_store, mlflow_store).get_registered_model("churn").tags["mlops.drift.last_trigger"])
     assert (tag["run_id"], tag["dag_run"]) == ("drift__2026-02-26__2026-03-01", "scheduled__2026-03-01")

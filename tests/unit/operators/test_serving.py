@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-from helpers import REPO_ROOT, task_context
+from helpers import REPO_ROOT, mark_promoted, task_context
 
 from mlops_airflow.serving.base import Color, ColorNotReadyError, ColorState, LiveColorError, ServingStatus, SwitchOutcome
 
@@ -26,7 +26,7 @@ class MemoryBackend:
         version = self.versions.get(color)
         return ColorState(color, version, version is not None, 1 if version else 0)
 
-    def deploy(self, color, version, model_uri):
+    def deploy(self, color, version, model_uri, *, estimator_kind):
         if color is self.live:
             raise LiveColorError("live")
         self.calls.append(("deploy", color, version))
@@ -57,14 +57,25 @@ class MemoryBackend:
 
 
 @pytest.fixture
-def registry(mlflow_store):
-    """churn v1 and v2 registered (no artifacts needed here)."""
+def registry(mlflow_store, monkeypatch):
+    """churn v1 and v2 registered and promoted, v3 registered with no decision on record.
+
+    No artifacts: the model format check (tests/unit/test_model_loading.py) is recorded, not run.
+    """
     from mlflow.tracking import MlflowClient
+
+    from mlops_airflow.hooks.mlflow import MlflowHook
 
     client = MlflowClient(mlflow_store, mlflow_store)
     client.create_registered_model("churn")
-    for _ in range(2):
+    for _ in range(3):
         client.create_model_version("churn", source="file:///nowhere", run_id=None)
+    for version in ("1", "2"):
+        mark_promoted(client, "churn", version)
+    client.format_checks = []
+    monkeypatch.setattr(
+        MlflowHook, "check_model", lambda hook, name, version, *, estimator_kind: client.format_checks.append((name, str(version), estimator_kind))
+    )
     return client
 
 
@@ -111,6 +122,33 @@ class TestDeployIdleColorOperator:
         with pytest.raises(AirflowFailException, match="no 'champion'"):
             operator(DeployIdleColorOperator).execute(task_context())
 
+    def test_the_champion_is_format_checked_before_it_is_deployed(self, registry, backend):
+        from mlops_airflow.operators.serving import DeployIdleColorOperator
+
+        registry.set_registered_model_alias("churn", "champion", "2")
+        operator(DeployIdleColorOperator).execute(task_context())
+        assert registry.format_checks == [("churn", "2", "hist_gradient_boosting")]
+
+    @pytest.mark.parametrize(
+        ("tags", "reason"),
+        [
+            pytest.param({}, "no promotion decision on record", id="alias-set-by-hand"),
+            pytest.param({"mlops.decision": "rejected"}, "recorded decision is 'rejected'", id="rejected"),
+            pytest.param({"mlops.decision": "promoted"}, "lacks its record", id="promoted-without-record"),
+        ],
+    )
+    def test_a_champion_without_a_promotion_record_is_refused(self, registry, backend, tags, reason):
+        from mlops_airflow.exceptions import UnservableVersionError
+        from mlops_airflow.operators.serving import DeployIdleColorOperator
+
+        for key, value in tags.items():
+            registry.set_model_version_tag("churn", "3", key, value)
+        registry.set_registered_model_alias("churn", "champion", "3")
+        with pytest.raises(UnservableVersionError, match=f"refusing to deploy churn v3: .*{reason}"):
+            operator(DeployIdleColorOperator).execute(task_context())
+        assert backend.calls == []
+        assert registry.format_checks == []
+
 
 class TestSwitchTrafficOperator:
     def test_switches_and_counts(self, registry, backend, statsd):
@@ -121,6 +159,16 @@ class TestSwitchTrafficOperator:
         result = operator(SwitchTrafficOperator).execute(task_context({"deploy_idle_color": release}))
         assert (result["outcome"], backend.live) == ("switched", Color.GREEN)
         assert statsd(1) == ["mlops.serving.churn.switch:1|c"]
+
+    def test_a_version_without_a_promotion_record_gets_no_traffic(self, registry, backend):
+        from mlops_airflow.exceptions import UnservableVersionError
+        from mlops_airflow.operators.serving import SwitchTrafficOperator
+
+        backend.live, backend.versions = Color.BLUE, {Color.BLUE: "1", Color.GREEN: "3"}
+        release = {"action": "deployed", "color": "green", "version": "3"}
+        with pytest.raises(UnservableVersionError, match="refusing to switch live traffic to churn v3: it has no promotion decision"):
+            operator(SwitchTrafficOperator).execute(task_context({"deploy_idle_color": release}))
+        assert backend.live is Color.BLUE
 
 
 class TestRollbackReleaseOperator:
@@ -147,6 +195,46 @@ class TestRollbackReleaseOperator:
         backend.live, backend.versions = Color.BLUE, {Color.BLUE: "1"}
         with pytest.raises(AirflowSkipException, match="nothing to roll back"):
             operator(RollbackReleaseOperator).execute(task_context())
+
+    def test_waits_for_a_promotion_holding_the_registry_lock(self, registry, backend):
+        """The aliases move only under the lock: while a promotion holds it, nothing moves; after, the rollback does."""
+        import datetime as dt
+        import threading
+        import time
+
+        from mlops_airflow.hooks.mlflow import MlflowHook
+        from mlops_airflow.operators.serving import RollbackReleaseOperator
+        from mlops_airflow.utils.registry_lock import RegistryLockTimeoutError, registry_lock
+
+        registry.set_registered_model_alias("churn", "champion", "2")
+        registry.set_registered_model_alias("churn", "previous_champion", "1")
+        backend.live, backend.versions = Color.GREEN, {Color.BLUE: "1", Color.GREEN: "2"}
+        release = {"action": "deployed", "color": "green", "version": "2", "previous_color": "blue", "previous_version": "1"}
+        rollback = operator(RollbackReleaseOperator, lock_timeout=dt.timedelta(seconds=0.5))
+        promotion = "retrain_churn/manual__other/promote_champion/try1@worker~1:1"
+
+        def aliases():
+            return {alias: str(registry.get_model_version_by_alias("churn", alias).version) for alias in ("champion", "previous_champion")}
+
+        with registry_lock(MlflowHook(), "churn", owner=promotion):
+            with pytest.raises(RegistryLockTimeoutError, match=f"held by '{promotion}'"):
+                rollback.execute(task_context({"deploy_idle_color": release}))
+            assert aliases() == {"champion": "2", "previous_champion": "1"}
+        released = threading.Event()
+
+        def promote_then_release():
+            with registry_lock(MlflowHook(), "churn", owner=promotion):
+                time.sleep(1.0)
+                released.set()
+
+        holder = threading.Thread(target=promote_then_release)
+        holder.start()
+        time.sleep(0.3)
+        result = operator(RollbackReleaseOperator).execute(task_context({"deploy_idle_color": release}))
+        holder.join()
+        assert released.is_set()  # the rollback waited for the promotion
+        assert result["champion"] == "1"
+        assert aliases() == {"champion": "1", "previous_champion": "2"}
 
 
 class TestScaleDownPreviousOperator:

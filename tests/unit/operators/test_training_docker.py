@@ -11,6 +11,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 from helpers import REPO_ROOT
 
+from mlops_airflow.constants import TAG_REASON
 from mlops_airflow.exceptions import TrackingServerUnavailableError, TrainingFailedError
 from mlops_airflow.operators.training_docker import ModelTrainingDockerOperator
 
@@ -90,7 +91,8 @@ def test_runs_the_entrypoint_with_gpus_and_returns_the_result_file(fake_docker):
     assert result == RESULT
 
     created = fake_docker.calls["create_container"]
-    assert created["command"][:3] == ["python", "-m", "mlops_airflow.training"]
+    assert created["entrypoint"] == ["python"]
+    assert created["command"][:2] == ["-m", "mlops_airflow.training"]
     assert created["command"][created["command"].index("--spec") + 1] == "env:MLOPS_MODEL_SPEC"
     assert created["user"] == "10001:10001"
     assert fake_docker.calls["get_archive"]["path"] == "/airflow/xcom/return.json"
@@ -105,6 +107,7 @@ def test_runs_the_entrypoint_with_gpus_and_returns_the_result_file(fake_docker):
 
     env = created["environment"]
     assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert env["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false"  # no MLflow loader in the container reads pickle
     assert env["MLOPS_MODEL_SPEC"].startswith("# The demo model")
     # Credentials reach the container only as private environment: never rendered, never logged.
     assert env["MLFLOW_TRACKING_PASSWORD"] == "canary-s3cret"
@@ -130,3 +133,28 @@ def test_the_exit_code_decides_whether_to_retry(fake_docker, exit_code, error):
     fake_docker.exit_code = exit_code
     with pytest.raises(error, match=f"exit {exit_code}"):
         make_operator().execute({"dag_run": SimpleNamespace(dag_id="d", run_id="r")})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("$(MLFLOW_TRACKING_PASSWORD) ${MLFLOW_TRACKING_PASSWORD} $$", id="variables"),
+        pytest.param("`id`; $(echo hi) | tee /tmp/x && rm -rf / #'\"", id="shell-syntax"),
+        pytest.param("['sh', '-c', 'id']", id="looks-like-a-list"),
+        pytest.param("line one\nline two\r\n\ttab", id="newlines"),
+        pytest.param("--window-start=1999-01-01", id="option-like"),
+        pytest.param("x" * 10_000, id="10k-characters"),
+    ],
+)
+def test_user_text_reaches_the_entrypoint_unchanged_and_no_shell_runs_it(fake_docker, text):
+    """Exec form with python as the entrypoint: neither a shell nor an image's entrypoint script reads the text."""
+    from mlops_airflow.training.__main__ import parse_args
+
+    report_uri = f"s3://bucket/churn/_reports/{text}"
+    make_operator(reason=text, data_report_uri=report_uri).execute({"dag_run": SimpleNamespace(dag_id="d", run_id="r")})
+    created = fake_docker.calls["create_container"]
+    assert created["entrypoint"] == ["python"]
+    assert isinstance(created["command"], list)
+    args = parse_args(created["command"][2:])
+    assert dict(args.tag)[TAG_REASON] == text
+    assert args.data_report == report_uri

@@ -15,7 +15,9 @@ import yaml
 from fake_http import FakeServer, JsonHandler
 from helpers import CHURN_SPEC
 from kubernetes.client import ApiClient
+from kubernetes_expansion import container_process, expand
 
+from mlops_airflow.constants import TAG_REASON
 from mlops_airflow.specs import load_spec_text
 from mlops_airflow.utils.pod_security import restricted_violations
 
@@ -120,6 +122,7 @@ class TestPodSpec:
             pytest.param(("spec", "containers", 0, "securityContext", "capabilities"), id="base-capabilities-drop"),
             pytest.param(("spec", "containers", 0, "securityContext", "readOnlyRootFilesystem"), id="base-readOnlyRootFilesystem"),
             pytest.param(("spec", "containers", 0, "volumeMounts"), id="base-tmp-emptyDir"),
+            pytest.param(("spec", "automountServiceAccountToken"), id="no-api-token"),
             pytest.param(("spec", "containers", 1, "securityContext", "allowPrivilegeEscalation"), id="sidecar-allowPrivilegeEscalation"),
             pytest.param(("spec", "containers", 1, "securityContext", "capabilities"), id="sidecar-capabilities-drop"),
             pytest.param(("spec", "containers", 1, "securityContext", "readOnlyRootFilesystem"), id="sidecar-readOnlyRootFilesystem"),
@@ -142,6 +145,108 @@ class TestPodSpec:
         operator = make_operator(gpu_spec, config_file=config, container_security_context=k8s.V1SecurityContext(privileged=True))
         with pytest.raises(AirflowFailException, match="restricted Pod Security Standard"):
             operator.build_pod_request_obj()
+
+    def test_no_api_token_even_without_the_pod_template(self, gpu_spec, kubeconfig):
+        config = kubeconfig("https://127.0.0.1:1")
+        pod = pod_dict(make_operator(gpu_spec, config_file=config, pod_template_file=None))
+        assert pod["spec"]["automountServiceAccountToken"] is False
+        assert restricted_violations(pod) == []
+
+
+# The container's Secret-backed variables, as the kubelet would fill them in.
+SECRETS = {"MLFLOW_TRACKING_USERNAME": "pipeline", "MLFLOW_TRACKING_PASSWORD": "s3cret-password"}
+# Reasons (and report URIs) a Param or a forged XCom could carry.
+HOSTILE_TEXTS = [
+    pytest.param("$(MLFLOW_TRACKING_PASSWORD)", id="secret-reference"),
+    pytest.param("$$(MLFLOW_TRACKING_PASSWORD) $$$(MLFLOW_TRACKING_PASSWORD)", id="escaped-reference"),
+    pytest.param("${MLFLOW_TRACKING_PASSWORD} $MLFLOW_TRACKING_USERNAME", id="shell-variables"),
+    pytest.param("`cat /var/run/secrets/kubernetes.io/serviceaccount/token`", id="backticks"),
+    pytest.param("$(echo hi); rm -rf / #'\"", id="command-substitution"),
+    pytest.param("line one\nline two\r\n$(MLFLOW_TRACKING_USERNAME)\ttab", id="newlines"),
+    pytest.param("ends with $", id="trailing-dollar"),
+    pytest.param("$\u00e9 \u00fcn\u00efc\u00f6d\u00e9 \u20ac$(", id="unicode-after-dollar"),
+    pytest.param("--window-start=1999-01-01", id="option-like"),
+    pytest.param(("x" * 4999 + "$(MLFLOW_TRACKING_PASSWORD)") * 2, id="10k-characters"),
+]
+
+
+class TestKubernetesExpansion:
+    """The test helper follows the kubelet's rules (cases from Kubernetes' own expand_test.go)."""
+
+    @pytest.mark.parametrize(
+        ("text", "expanded"),
+        [
+            pytest.param("$(A)", "a", id="defined"),
+            pytest.param("___$(B)___", "___b___", id="inside-text"),
+            pytest.param("$(A)$(B)", "ab", id="adjacent"),
+            pytest.param("$(UNDEFINED)", "$(UNDEFINED)", id="undefined-stays"),
+            pytest.param("$$(A)", "$(A)", id="escaped"),
+            pytest.param("$$$(A)", "$a", id="escaped-then-defined"),
+            pytest.param("$$$$(A)", "$$(A)", id="two-escapes"),
+            pytest.param("$(A", "$(A", id="unclosed"),
+            pytest.param("$A ${A}", "$A ${A}", id="shell-syntax-stays"),
+            pytest.param("$()", "$()", id="empty-name"),
+            pytest.param("$(foo$$var)", "$(foo$$var)", id="operator-inside-name"),
+            pytest.param("x$", "x$", id="trailing-operator"),
+            pytest.param("$$", "$", id="lone-escape"),
+        ],
+    )
+    def test_expand(self, text, expanded):
+        assert expand(text, {"A": "a", "B": "b"}) == expanded
+
+    def test_env_values_see_only_earlier_variables(self):
+        container = {
+            "env": [
+                {"name": "FIRST", "value": "$(LATER)"},
+                {"name": "SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+                {"name": "LATER", "value": "$(SECRET)"},
+            ],
+            "command": ["echo"],
+            "args": ["$(FIRST)", "$(LATER)"],
+        }
+        process = container_process(container, {"SECRET": "hidden"})
+        assert process["env"] == {"FIRST": "$(LATER)", "SECRET": "hidden", "LATER": "hidden"}
+        assert process["argv"] == ["echo", "$(LATER)", "hidden"]
+
+
+class TestUserTextInThePod:
+    """No Param or XCom text reaches the pod's args or env in a form Kubernetes would expand."""
+
+    @pytest.mark.parametrize("text", HOSTILE_TEXTS)
+    def test_the_entrypoint_receives_exactly_the_text_given(self, gpu_spec, kubeconfig, text):
+        from mlops_airflow.training.__main__ import parse_args
+
+        config = kubeconfig("https://127.0.0.1:1")
+        report_uri = f"s3://bucket/churn/_reports/{text}"
+        operator = make_operator(gpu_spec, config_file=config, reason=text, data_report_uri=report_uri)
+        base = pod_dict(operator)["spec"]["containers"][0]
+        process = container_process(base, SECRETS)
+        assert process["argv"][:3] == ["python", "-m", "mlops_airflow.training"]
+        args = parse_args(process["argv"][3:])
+        assert dict(args.tag)[TAG_REASON] == text
+        assert args.data_report == report_uri
+        assert not any(SECRETS["MLFLOW_TRACKING_PASSWORD"] in part for part in process["argv"])
+        # Escaped once per pod built, never twice.
+        assert pod_dict(operator)["spec"]["containers"][0]["args"] == base["args"]
+
+    def test_env_values_the_operator_sets_are_literal(self, gpu_spec, fake_cluster, monkeypatch, tmp_path):
+        from airflow.sdk.exceptions import TaskDeferred
+
+        from mlops_airflow.training.__main__ import parse_args
+
+        spec_text = SPEC_PATH.read_text() + "# $(MLFLOW_TRACKING_PASSWORD) and $$ stay as written\n"
+        spec_file = tmp_path / "churn.yaml"
+        spec_file.write_text(spec_text)
+        monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "http", "host": "mlflow", "port": 5000}))
+        operator = make_operator(gpu_spec, spec_path=str(spec_file), config_file=fake_cluster["config"], deferrable=True, reason="$(MLFLOW_TRACKING_PASSWORD)")
+        with pytest.raises(TaskDeferred):
+            operator.execute(task_context(operator, 1))
+        (pod,) = fake_cluster["pods"].values()
+        process = container_process(pod["spec"]["containers"][0], SECRETS)
+        assert process["env"]["MLOPS_MODEL_SPEC"] == spec_text
+        assert process["env"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+        assert process["env"]["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false"  # no MLflow loader in the pod reads pickle
+        assert dict(parse_args(process["argv"][3:]).tag)[TAG_REASON] == "$(MLFLOW_TRACKING_PASSWORD)"
 
 
 class FakeKubernetes(JsonHandler):

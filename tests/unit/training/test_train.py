@@ -5,13 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from helpers import DATA_DAYS, DATA_END, free_port
 
-from mlops_airflow.constants import CHALLENGER_ALIAS, REFERENCE_SAMPLE_ARTIFACT, TrainingExitCode
+from mlops_airflow.constants import CHALLENGER_ALIAS, DATA_REPORT_ARTIFACT, REFERENCE_SAMPLE_ARTIFACT, TAG_REASON, TrainingExitCode
 from mlops_airflow.training.__main__ import main
+from mlops_airflow.training.train import TAG_VALUE_MAX_CHARS, TrainingError, checked_data_report
 
 
 def train_args(spec_file, result_path, *extra, start=None, end=DATA_END):
@@ -143,6 +145,109 @@ class TestBadInput:
             main(["--spec", "x.yaml", *argv])
         assert info.value.code == TrainingExitCode.BAD_ARGUMENTS
         assert message in capsys.readouterr().err
+
+
+class TestUserText:
+    """Reasons and tags from Params, and the data report URI from XCom, as the trainer takes them."""
+
+    def test_tags_are_written_verbatim_a_long_reason_is_cut_short_and_the_report_is_logged(self, churn_data, small_spec_file, client, tmp_path):
+        from mlops_airflow.specs import load_spec
+
+        hostile = {
+            "test.secret": "$(MLFLOW_TRACKING_PASSWORD) $$(X) ${HOME}",
+            "test.shell": "`id`; $(echo hi) && rm -rf / #'\"",
+            "test.lines": "one\ntwo\r\n\tthree",
+            "test.unicode": "$\u00e9 \u00fcn\u00efc\u00f6d\u00e9 \u20ac",
+        }
+        reason = "why " * 2500  # 10,000 characters: MLflow refuses a tag value over 8,000
+        reports_root = load_spec(small_spec_file).data.reports_uri.removeprefix("file://")
+        report = Path(reports_root) / "retrain_churn" / tmp_path.name / "check_training_data.json"
+        report.parent.mkdir(parents=True)
+        report.write_text(json.dumps({"rows": 42, "rules_failed": 0}))
+        tags = [arg for key, value in {**hostile, TAG_REASON: reason}.items() for arg in ("--tag", f"{key}={value}")]
+        result_path = tmp_path / "r.json"
+        assert main(train_args(small_spec_file, result_path, "--data-report", f"file://{report}", *tags)) == 0
+
+        run = client.get_run(json.loads(result_path.read_text())["run_id"])
+        for key, value in hostile.items():
+            assert run.data.tags[key] == value
+        assert len(run.data.tags[TAG_REASON]) == TAG_VALUE_MAX_CHARS
+        assert run.data.tags[TAG_REASON].startswith(reason[:4000])
+        assert run.data.tags[TAG_REASON].endswith("[truncated]")
+        assert run.data.metrics["data_check.rows"] == 42
+        assert DATA_REPORT_ARTIFACT in {a.path for a in client.list_artifacts(run.info.run_id, "data_check")}
+
+    def test_a_forged_report_outside_the_reports_root_is_refused_before_training(self, churn_data, small_spec_file, client, tmp_path, capsys):
+        forged = tmp_path / "not-a-report.json"
+        forged.write_text(json.dumps({"rows": 1, "secret": "anything JSON on the worker"}))
+        code = main(train_args(small_spec_file, tmp_path / "r.json", "--data-report", f"file://{forged}"))
+        assert code == TrainingExitCode.BAD_ARGUMENTS
+        assert f"--data-report 'file://{forged}' refused" in capsys.readouterr().err
+        assert not (tmp_path / "r.json").exists()
+        assert client.search_model_versions("name = 'churn'") == []
+
+
+class TestCheckedDataReport:
+    @pytest.fixture
+    def reports(self, tmp_path):
+        root = tmp_path / "data" / "_reports"
+        (root / "retrain_churn" / "run").mkdir(parents=True)
+        (root / "retrain_churn" / "run" / "check.json").write_text("{}")
+        (tmp_path / "outside").mkdir()
+        (tmp_path / "outside" / "secret.json").write_text("{}")
+        (root / "link.json").symlink_to(tmp_path / "outside" / "secret.json")
+        (root / "linked-folder").symlink_to(tmp_path / "outside")
+        return root
+
+    def test_a_report_under_the_root_is_read_from_its_resolved_path(self, reports):
+        report = reports / "retrain_churn" / "run" / "check.json"
+        assert checked_data_report(f"file://{report}", f"file://{reports}") == str(report.resolve())
+        assert checked_data_report(str(report), f"file://{reports}") == str(report.resolve())
+
+    @pytest.mark.parametrize(
+        "forged",
+        [
+            pytest.param("file://{tmp}/outside/secret.json", id="outside"),
+            pytest.param("{tmp}/outside/secret.json", id="plain-path-outside"),
+            pytest.param("file://{root}/../../outside/secret.json", id="dot-dot"),
+            pytest.param("file://{root}/%2e%2e/%2e%2e/outside/secret.json", id="encoded-dot-dot"),
+            pytest.param("file://{root}/link.json", id="symlink-to-a-file-outside"),
+            pytest.param("file://{root}/linked-folder/secret.json", id="symlinked-folder"),
+            pytest.param("file://{root}-evil/x.json", id="sibling-with-the-root-as-prefix"),
+            pytest.param("file://{root}", id="the-root-itself"),
+            pytest.param("file://elsewhere{root}/retrain_churn/run/check.json", id="another-host"),
+            pytest.param("s3://bucket{root}/retrain_churn/run/check.json", id="another-scheme"),
+        ],
+    )
+    def test_a_local_report_outside_the_root_is_refused(self, reports, tmp_path, forged):
+        uri = forged.format(tmp=tmp_path, root=reports)
+        with pytest.raises(TrainingError, match="refused") as info:
+            checked_data_report(uri, f"file://{reports}")
+        assert info.value.exit_code == TrainingExitCode.BAD_ARGUMENTS
+        assert repr(uri) in str(info.value)
+
+    def test_a_report_on_object_storage_under_the_root_passes_unchanged(self):
+        uri = "s3://bucket/churn/_reports/retrain_churn/manual__2026-01-01T00_00_00_00_00/check_training_data.json"
+        assert checked_data_report(uri, "s3://bucket/churn/_reports") == uri
+
+    @pytest.mark.parametrize(
+        "forged",
+        [
+            pytest.param("s3://other-bucket/churn/_reports/x.json", id="another-bucket"),
+            pytest.param("s3://bucket/churn/_reports/../secrets/x.json", id="dot-dot"),
+            pytest.param("s3://bucket/churn/_reports/%2E%2E/secrets/x.json", id="encoded-dot-dot"),
+            pytest.param("s3://bucket/churn/_reports/./x.json", id="dot"),
+            pytest.param("s3://bucket/churn/_reports-evil/x.json", id="sibling-with-the-root-as-prefix"),
+            pytest.param("s3://bucket/churn/_reports/x.json?endpoint_override=attacker.example", id="query"),
+            pytest.param("s3://bucket/churn/_reports/x.json#fragment", id="fragment"),
+            pytest.param("gs://bucket/churn/_reports/x.json", id="another-scheme"),
+            pytest.param("file:///churn/_reports/x.json", id="local-file"),
+        ],
+    )
+    def test_an_object_storage_report_outside_the_root_is_refused(self, forged):
+        with pytest.raises(TrainingError, match="refused") as info:
+            checked_data_report(forged, "s3://bucket/churn/_reports")
+        assert repr(forged) in str(info.value)
 
 
 def test_spec_from_the_environment(churn_data, small_spec_file, mlflow_store, tmp_path, monkeypatch, capsys):

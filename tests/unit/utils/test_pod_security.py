@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
 from mlops_airflow.utils.pod_security import restricted_violations
 
 GOOD = {
     "spec": {
+        "automountServiceAccountToken": False,
         "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
         "volumes": [{"name": "tmp", "emptyDir": {}}],
         "containers": [
@@ -34,3 +37,19 @@ def test_each_breach_is_named():
     problems = "\n".join(restricted_violations(pod))
     for expected in ("hostNetwork", "hostPath", "privileged", "runAsUser must not be 0", "SYS_ADMIN", "hostPort"):
         assert expected in problems
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(None, id="unset-kubernetes-mounts-the-token"),
+        pytest.param(True, id="true"),
+    ],
+)
+def test_a_pod_that_may_mount_an_api_token_is_reported(value):
+    pod = copy.deepcopy(GOOD)
+    if value is None:
+        del pod["spec"]["automountServiceAccountToken"]
+    else:
+        pod["spec"]["automountServiceAccountToken"] = value
+    assert restricted_violations(pod) == ["spec.automountServiceAccountToken must be false (the pod needs no Kubernetes API token)"]
