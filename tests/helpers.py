@@ -392,8 +392,11 @@ def alias_version(client, model: str, alias: str) -> str | None:
         raise
 
 
-def mark_promoted(client, model: str, version: str | int, *, dag_run: str = "retrain_churn/manual__test") -> None:
-    """Write the decision record a promotion leaves on a version (what lets it be deployed and score), as tags."""
+def mark_promoted(client, model: str, version: str | int, *, dag_run: str = "retrain_churn/manual__test", secret: str = "") -> None:
+    """Write the decision record a promotion leaves on a version (what lets it be deployed and score), as tags, sealed with ``secret``."""
+    from mlops_airflow.constants import TAG_DECISION_SEAL
+    from mlops_airflow.promotion import decision_seal
+
     tags = {
         "mlops.decision": "promoted",
         "mlops.decision.reasons": "all gates passed",
@@ -402,6 +405,7 @@ def mark_promoted(client, model: str, version: str | int, *, dag_run: str = "ret
         "mlops.decision.at": "2026-03-01T00:00:00+00:00",
         "mlops.decision.forced": "false",
     }
+    tags[TAG_DECISION_SEAL] = decision_seal(model, str(version), tags, secret)
     for key, value in tags.items():
         client.set_model_version_tag(model, str(version), key, value)
 

@@ -35,6 +35,7 @@ TAG_DECISION_PREVIOUS_CHAMPION = "mlops.decision.previous_champion"
 TAG_DECISION_BY = "mlops.decision.by"
 TAG_DECISION_AT = "mlops.decision.at"
 TAG_DECISION_FORCED = "mlops.decision.forced"
+TAG_DECISION_SEAL = "mlops.decision.seal"
 DECISION_ARTIFACT_DIR = "promotion"
 
 # Artifact paths inside a training run.

@@ -21,6 +21,7 @@ from mlops_airflow.constants import (
     TAG_DECISION_GATES,
     TAG_DECISION_PREVIOUS_CHAMPION,
     TAG_DECISION_REASONS,
+    TAG_DECISION_SEAL,
     TAG_DECISION_WINDOW,
     Decision,
 )
@@ -32,6 +33,11 @@ AUTOMATIC = "airflow (gates)"
 
 
 APPROVE_OPTION = "Approve"
+
+
+def approval_subject(report: Mapping[str, Any]) -> str:
+    """What the approval task asks, naming the version: the answer counts only for that question."""
+    return f"Promote {report['registered_model_name']} v{report['challenger']['version']} to champion?"
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ class Approval:
     answered: bool = False
     option: str | None = None
     by_id: str | None = None
+    subject: str | None = None
 
     @classmethod
     def not_required(cls) -> Approval:
@@ -67,12 +74,12 @@ class Approval:
         The timeout's default (no user) is a timeout; no record or no response is no answer.
         """
         if not detail or not detail.get("response_received"):
-            return cls(required=True)
+            return cls(required=True, subject=detail.get("subject") if detail else None)
         user = detail.get("responded_by_user") or {}
         options = detail.get("chosen_options") or []
         at = detail.get("responded_at")
         if not (user.get("name") or user.get("id")):
-            return cls(required=True, approved=False, at=at, timed_out=True, option=", ".join(options) or None)
+            return cls(required=True, approved=False, at=at, timed_out=True, option=", ".join(options) or None, subject=detail.get("subject"))
         return cls(
             required=True,
             approved=options == [APPROVE_OPTION],
@@ -81,6 +88,7 @@ class Approval:
             at=at,
             answered=True,
             option=", ".join(options) or None,
+            subject=detail.get("subject"),
         )
 
     def given_by(self, user: str | None) -> bool:
@@ -123,6 +131,10 @@ def decide(
             return Verdict(False, ("approval required but no answer is recorded: answer the approval task, do not mark it", *reasons), "no approval", forced)
         if not approval.approved:
             return Verdict(False, (f"approval rejected by {approval.by}", *reasons), str(approval.by), forced)
+        asked = approval_subject(report)
+        if approval.subject != asked:
+            # The report travelled by XCom, which the API can rewrite after the answer: an "Approve" of one version is not one of another.
+            return Verdict(False, (f"{approval.by} answered {approval.subject!r}, not {asked!r}", *reasons), str(approval.by), forced)
         if four_eyes and approval.given_by(user):
             return Verdict(
                 False, (f"four-eyes rule: {approval.by} approved a run they triggered; another person must approve", *reasons), str(approval.by), forced
@@ -151,13 +163,26 @@ def decision_tags(report: dict[str, Any], verdict: Verdict, decision: Decision, 
     return {k: v[:_MAX_TAG] for k, v in tags.items()}
 
 
-def serving_refusal(tags: Mapping[str, str]) -> str | None:
+# What a promotion's seal covers: the decision and its record.
+_SEALED = (TAG_DECISION, TAG_DECISION_DAG_RUN, TAG_DECISION_BY, TAG_DECISION_AT, TAG_DECISION_FORCED, TAG_DECISION_REASONS)
+
+
+def decision_seal(name: str, version: str, tags: Mapping[str, str], secret: str) -> str:
+    """The HMAC over a version's decision record (:mod:`mlops_airflow.seals`, keyed by the lock secret)."""
+    from mlops_airflow.seals import mac
+
+    return mac(secret, "decision", name, str(version), *(tags.get(tag, "") for tag in _SEALED))
+
+
+def serving_refusal(tags: Mapping[str, str], *, name: str, version: str, secret: str) -> str | None:
     """
     Why a version may not serve (be deployed, switched to, or batch score), or ``None`` when it may.
 
     A version serves when its recorded decision is ``promoted`` with the record a promotion writes
-    (the run that decided, who, when; a forced one also why). A version that a rollback restores
-    was promoted before and still carries that record. An alias moved by hand carries none.
+    (the run that decided, who, when; a forced one also why), sealed by the pipeline: anyone with
+    EDIT on the model can write tags, only the holder of the lock secret can seal them. A version
+    that a rollback restores was promoted before and still carries that record. An alias moved
+    by hand carries none.
     """
     decision = tags.get(TAG_DECISION)
     if decision is None:
@@ -172,6 +197,13 @@ def serving_refusal(tags: Mapping[str, str]) -> str | None:
     missing = [tag for tag in needed if not tags.get(tag)]
     if missing:
         return f"its {str(Decision.PROMOTED)!r} decision lacks its record ({', '.join(missing)})"
+    from mlops_airflow.seals import verifies
+
+    if not verifies(tags.get(TAG_DECISION_SEAL), secret, "decision", name, str(version), *(tags.get(tag, "") for tag in _SEALED)):
+        return (
+            f"its promotion record is not sealed by this pipeline ({TAG_DECISION_SEAL} missing or wrong: "
+            "written by hand, changed since, or sealed with another lock secret); promote it through retrain_<model>"
+        )
     return None
 
 

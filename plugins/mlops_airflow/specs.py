@@ -216,7 +216,7 @@ class SmokeSpec:
 class DockerServingSpec:
     """Serving on one Docker host (the compose stack): scoring containers behind a Caddy router container."""
 
-    image: str = "mlops-airflow:local"  # an image with MLflow and the model's dependencies
+    image: str = "mlops-airflow:local"  # an image with MLflow, this package (the model server) and the model's dependencies
     network: str = "mlops-serving"  # the Docker network the containers, the router and the workers share
     base_url: str = "unix://var/run/docker.sock"
     # The router's admin API: unix:/path (a socket only the router and the workers mount) or http(s)://host:port.

@@ -224,6 +224,26 @@ def test_a_second_front_beside_the_recorded_one_is_ended(tmp_path):
         serving.stop_all()
 
 
+def test_a_front_an_older_version_started_is_replaced_so_the_live_url_reaches_the_router(tmp_path):
+    """An upgrade moved the router's sockets into a private folder; a front still dialling the old path would answer 502 for ever."""
+    ports = LocalPorts(live=free_port(), blue=free_port(), green=free_port())
+    serving = LocalServingBackend(model="toy", state_dir=tmp_path / "serving", ports=ports)
+    try:
+        old_config = serving._front_config()
+        old_config["apps"]["http"]["servers"]["live"]["routes"][0]["handle"][0]["upstreams"] = [{"dial": f"unix/{serving.state_dir / 'toy-router.sock'}"}]
+        old = serving._start_caddy("caddy-front", old_config)
+        state = serving._load()
+        state["front"] = {"pid": old.pid, "pgid": old.pid}
+        serving._save(state)
+        wait_for(lambda: predict(serving.live_url())[0] == 502, "the old front answering")
+        serving.ensure_proxy()
+        assert old.wait(timeout=30) is not None, "the old front must be ended"
+        status, _, _ = predict(serving.live_url())
+        assert status == 503, "the router answers through the new front: no colour is live yet"
+    finally:
+        serving.stop_all()
+
+
 def test_a_stale_pid_file_never_stops_a_process_that_is_not_ours(tmp_path):
     import subprocess
 

@@ -343,6 +343,14 @@ APPROVAL_CASES = [
     pytest.param(hitl("Reject", None), None, False, "skipped", "no approval before the timeout", id="timeout-default"),
     pytest.param(hitl("Reject", "bob"), FORGED_APPROVAL, False, "skipped", "approval rejected by bob", id="rejected"),
     pytest.param(hitl("Approve", "alice"), None, True, "skipped", "four-eyes rule: alice approved a run they triggered", id="four-eyes-own-run"),
+    pytest.param(
+        hitl("Approve", "bob") | {"subject": "Promote churn v1 to champion?"},
+        None,
+        False,
+        "skipped",
+        "bob answered 'Promote churn v1 to champion?'",
+        id="approval-of-another-version",
+    ),
     pytest.param(hitl("Approve", "bob"), None, True, "promoted", "approved by bob at 2026-04-15T10:00:00Z", id="approved-by-another"),
 ]
 
@@ -363,7 +371,8 @@ def test_a_required_approval_is_read_from_airflows_record_never_from_an_xcom(wor
             run_id = f"manual__approval{n}"
             api.hitl.clear()
             if record is not None:
-                api.hitl[("retrain_churn", run_id, "approve_promotion")] = record
+                # What the approval task asked: this version, unless the case says otherwise.
+                api.hitl[("retrain_churn", run_id, "approve_promotion")] = {"subject": f"Promote churn v{better} to champion?"} | record
             promote = PromoteChampionOperator(
                 task_id="promote_champion", spec_path=world.spec_path, window_end=str(END), require_approval="True", four_eyes=four_eyes
             )

@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import queue
 import traceback
+import types
 
 import pytest
 import sampling
@@ -60,7 +61,8 @@ def worker(index: int, tracking_uri: str, locked: bool, barrier, tasks, results)
     from mlops_airflow.operators.registry import ChampionChangedError, PromoteChampionOperator
 
     if not locked:
-        registry_lock_module.registry_lock = lambda *args, **kwargs: contextlib.nullcontext()
+        # No lock at all: a lease that never checks anything.
+        registry_lock_module.registry_lock = lambda *args, **kwargs: contextlib.nullcontext(types.SimpleNamespace(ensure_held=lambda: None))
     spec_path = str(CHURN_SPEC)
     operator = PromoteChampionOperator(task_id="promote_champion", spec_path=spec_path, window_end="2026-03-01", lock_timeout=dt.timedelta(seconds=60))
     while True:

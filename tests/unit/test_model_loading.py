@@ -233,7 +233,9 @@ def test_every_path_refuses_a_pickled_version_before_it_runs(pickled_champion, m
 def test_the_model_server_refuses_a_pickled_version_before_it_runs(pickled_champion, marker, monkeypatch, capsys):
     from mlops_airflow.serving import model_server
 
-    monkeypatch.delenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", raising=False)  # restored after main() sets it
+    # main() switches pickle off in its own process's environment: here that is the test worker's,
+    # so give monkeypatch a value to restore (delenv of an absent variable records nothing).
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
     code = model_server.main(["--model-uri", "models:/churn/1", "--estimator-kind", HGB, "--port", "9"])
     assert code == model_server.EXIT_REFUSED
     assert "refusing to serve models:/churn/1: serialization_format 'cloudpickle'" in capsys.readouterr().err

@@ -7,9 +7,13 @@ import pytest
 from mlops_airflow.constants import Decision
 from mlops_airflow.promotion import AUTOMATIC, Approval, decide, decision_record, decision_tags
 
+SUBJECT = "Promote churn v7 to champion?"
+
 
 def report(decision="promote"):
     return {
+        "registered_model_name": "churn",
+        "challenger": {"version": "7"},
         "window": {"start": "2026-02-22", "end": "2026-03-01"},
         "champion": {"version": "3"},
         "gates": [
@@ -22,8 +26,9 @@ def report(decision="promote"):
 
 
 NOT_ASKED = Approval(required=False)
-APPROVED = Approval(required=True, approved=True, by="bob", at="t", answered=True, option="Approve")
-APPROVED_BY_ALICE = Approval(required=True, approved=True, by="alice", at="t", answered=True, option="Approve")
+APPROVED = Approval(required=True, approved=True, by="bob", at="t", answered=True, option="Approve", subject=SUBJECT)
+APPROVED_BY_ALICE = Approval(required=True, approved=True, by="alice", at="t", answered=True, option="Approve", subject=SUBJECT)
+APPROVED_OTHER_VERSION = Approval(required=True, approved=True, by="bob", at="t", answered=True, option="Approve", subject="Promote churn v6 to champion?")
 REJECTED = Approval(required=True, approved=False, by="carol", answered=True, option="Reject")
 TIMED_OUT = Approval(required=True, approved=False, timed_out=True)
 NOT_ANSWERED = Approval(required=True)
@@ -50,6 +55,15 @@ NOT_ANSWERED = Approval(required=True)
             id="no-answer-recorded",
         ),
         pytest.param("promote", APPROVED_BY_ALICE, False, True, "alice", "all gates passed", id="own-approval-without-four-eyes"),
+        pytest.param(
+            "promote",
+            APPROVED_OTHER_VERSION,
+            False,
+            False,
+            "bob",
+            "bob answered 'Promote churn v6 to champion?', not 'Promote churn v7 to champion?'",
+            id="approval-of-another-version",
+        ),
     ],
 )
 def test_decide(decision, approval, force, promote, by, first_reason):
@@ -114,10 +128,19 @@ def test_a_rejection_names_no_previous_champion():
     assert "mlops.decision.previous_champion" not in tags
 
 
-def _servable(tags):
+SECRET = "lock-secret"
+
+
+def _servable(tags, secret=SECRET):
     from mlops_airflow.promotion import serving_refusal
 
-    return serving_refusal(tags)
+    return serving_refusal(tags, name="churn", version="7", secret=secret)
+
+
+def _sealed(tags, secret=SECRET):
+    from mlops_airflow.promotion import decision_seal
+
+    return {**tags, "mlops.decision.seal": decision_seal("churn", "7", tags, secret)}
 
 
 def test_what_a_promotion_records_lets_the_version_serve():
@@ -130,7 +153,20 @@ def test_what_a_promotion_records_lets_the_version_serve():
         previous_champion="1",
     )
     assert forced["mlops.decision.forced"] == "true"
-    assert (_servable(promoted), _servable(forced)) == (None, None)
+    assert (_servable(_sealed(promoted)), _servable(_sealed(forced))) == (None, None)
+
+
+def test_a_promotion_record_written_by_hand_or_changed_may_not_serve():
+    """Anyone with EDIT on the model can write the tags; only the holder of the lock secret can seal them."""
+    promoted = decision_tags(report(), decide(report(), NOT_ASKED), Decision.PROMOTED, dag_run="retrain_churn/manual__1", previous_champion=None)
+    unsealed = "not sealed by this pipeline"
+    assert unsealed in _servable(promoted)
+    assert unsealed in _servable(_sealed(promoted, secret="another deployment's"))
+    assert unsealed in _servable({**_sealed(promoted), "mlops.decision.by": "mallory"})
+    assert unsealed in _servable(_sealed(promoted), secret="")  # sealed with a secret; checked without one
+    from mlops_airflow.promotion import serving_refusal
+
+    assert serving_refusal(_sealed(promoted), name="churn", version="8", secret=SECRET) is not None  # another version's seal
 
 
 @pytest.mark.parametrize(

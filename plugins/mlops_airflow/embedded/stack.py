@@ -254,7 +254,9 @@ class EmbeddedStack:
         return json.dumps({"conn_type": "http", "host": self.config.airflow_url, "login": "admin", "password": self.admin_password()})
 
     def mlflow_connection(self) -> str:
-        return json.dumps({"conn_type": "http", "host": self.config.host, "port": self.config.mlflow_port, "schema": "http"})
+        # The lock secret seals the registry's promotion lock (mlops_airflow.utils.registry_lock).
+        extra = {"lock_secret": self._secret("lock_secret")}
+        return json.dumps({"conn_type": "http", "host": self.config.host, "port": self.config.mlflow_port, "schema": "http", "extra": extra})
 
     def airflow_env(self) -> dict[str, str]:
         """Environment of every Airflow process: this checkout's dags and plugins, demo settings."""
@@ -277,6 +279,8 @@ class EmbeddedStack:
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(cfg.trigger_log_port),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "15",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+            # Airflow binds the scheduler's health check to every interface by default.
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": cfg.host,
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             # Metrics (Airflow's and ours) go to statsd on loopback; `make demo` listens there.
             "AIRFLOW__METRICS__STATSD_ON": "True",

@@ -26,7 +26,7 @@ class MlflowHook(BaseHook):
     The connection gives the server: ``extra.tracking_uri`` when set (any MLflow URI,
     ``sqlite:///...`` included), else ``<schema or http>://<host>:<port>``. Login and
     password become MLflow's basic-auth credentials; they are handed to the client through
-    the environment and never logged. ``extra.lock_secret`` (else the password) keys the
+    the environment and never logged. ``extra.lock_secret`` keys the
     seal of the registry lock (:mod:`mlops_airflow.utils.registry_lock`).
 
     :param mlflow_conn_id: Airflow connection id of the MLflow server.
@@ -77,15 +77,16 @@ class MlflowHook(BaseHook):
         return env
 
     def get_lock_secret(self) -> str:
-        """The key that seals the registry lock: the connection's ``extra.lock_secret``, else its password.
+        """The key that seals the registry lock: the connection's ``extra.lock_secret``.
 
-        Deployments that share a registry share it. Empty with an explicit tracking URI or a
-        connection without either: the seal then tells our locks only from hand-made ones.
+        Never the password: every MLflow user can read a seal, and a seal keyed by the password
+        would let them test guesses of it offline. Deployments that share a registry share the
+        lock secret. Empty with an explicit tracking URI or no ``lock_secret``: the seal then
+        tells our locks only from hand-made ones, and anyone who reads this code can forge it.
         """
         if self._tracking_uri is not None:
             return ""
-        conn = self.connection
-        return str((conn.extra_dejson or {}).get("lock_secret") or conn.password or "")
+        return str((self.connection.extra_dejson or {}).get("lock_secret") or "")
 
     @cached_property
     def client(self) -> MlflowClient:

@@ -52,6 +52,7 @@ class PromotionApprovalOperator(ApprovalOperator):
 
     def execute(self, context: Context) -> Any:
         from mlops_airflow.evaluation import PROMOTE, summary_table
+        from mlops_airflow.promotion import approval_subject
 
         if not as_bool(self.require_approval):
             self.log.info("Approval is not required for this run")
@@ -61,7 +62,7 @@ class PromotionApprovalOperator(ApprovalOperator):
         if report["decision"] != PROMOTE and not forced:
             self.log.info("The gates said no and nobody forces the promotion: nothing to approve")
             return {"required": True, "approved": None}
-        self.subject = f"Promote {report['registered_model_name']} v{report['challenger']['version']} to champion?"
+        self.subject = approval_subject(report)
         note = "\n\n**The gates said no; this run forces the promotion.**" if forced and report["decision"] != PROMOTE else ""
         self.body = summary_table(report) + note
         return super().execute(context)

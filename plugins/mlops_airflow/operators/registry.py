@@ -21,6 +21,7 @@ from mlops_airflow.constants import (
     TAG_DECISION,
     TAG_DECISION_DAG_RUN,
     TAG_DECISION_REASONS,
+    TAG_DECISION_SEAL,
     Decision,
 )
 from mlops_airflow.exceptions import MlopsError
@@ -251,10 +252,13 @@ class PromoteChampionOperator(BaseOperator):
     def _record(self, hook, report: dict, verdict: Verdict, decision: Decision, approval: Approval, *, dag_run: str, previous_champion: str | None) -> None:
         """Tags on the version, the JSON artifact on its run, the table in the log."""
         from mlops_airflow.evaluation import summary_table
-        from mlops_airflow.promotion import decision_record, decision_tags
+        from mlops_airflow.promotion import decision_record, decision_seal, decision_tags
 
         name, version = report["registered_model_name"], report["challenger"]["version"]
-        hook.set_version_tags(name, version, decision_tags(report, verdict, decision, dag_run=dag_run, previous_champion=previous_champion))
+        tags = decision_tags(report, verdict, decision, dag_run=dag_run, previous_champion=previous_champion)
+        if decision is Decision.PROMOTED:
+            tags[TAG_DECISION_SEAL] = decision_seal(name, str(version), tags, hook.get_lock_secret())
+        hook.set_version_tags(name, version, tags)
         record = decision_record(report, verdict, decision, approval, dag_run=dag_run, previous_champion=previous_champion)
         artifact = f"{DECISION_ARTIFACT_DIR}/{re.sub(r'[^A-Za-z0-9_.-]+', '_', dag_run)}.json"
         hook.log_dict(report["challenger"]["run_id"], record, artifact)

@@ -61,7 +61,7 @@ class BatchScoreOperator(BaseOperator):
         champion = hook.get_version_by_alias(spec.registered_model_name, CHAMPION_ALIAS)
         if champion is None:
             raise AirflowSkipException(f"{spec.registered_model_name} has no {CHAMPION_ALIAS!r} version yet: nothing to score with")
-        require_promoted(spec.registered_model_name, champion, action="batch score with")
+        require_promoted(spec.registered_model_name, champion, action="batch score with", secret=hook.get_lock_secret())
 
         window = read_window(spec.data.uri, day, day + dt.timedelta(days=1))
         if window.frame.empty:

@@ -142,7 +142,8 @@ class SwitchTrafficOperator(_ServingOperator):
 
         release = self.release(context)
         spec, hook, backend = self.setup()
-        require_promoted(spec.registered_model_name, hook.get_model_version(spec.registered_model_name, release["version"]), action="switch live traffic to")
+        version = hook.get_model_version(spec.registered_model_name, release["version"])
+        require_promoted(spec.registered_model_name, version, action="switch live traffic to", secret=hook.get_lock_secret())
         outcome = backend.switch(Color(release["color"]))
         if outcome is SwitchOutcome.SWITCHED:
             incr(SERVING_SWITCH, model=spec.name)

@@ -261,6 +261,11 @@ class LocalServingBackend:
             state["proxy"] = {"pid": process.pid, "pgid": process.pid}
             self._save(state)
             self._wait(process, "caddy", lambda: self._admin("GET", "/config/")[0] == 200, timeout)
+        if _port_open(self.host, self.ports.live) and not self._front_is_current():
+            # A front started by an older version of this package dials another router socket
+            # (the sockets once sat beside the state file): it would answer 502 for ever.
+            for pgid in self._groups_named("caddy-front"):
+                stop_group(pgid)
         if not _port_open(self.host, self.ports.live):
             for pgid in self._groups_named("caddy-front"):  # likewise a front still starting
                 stop_group(pgid)
@@ -279,6 +284,13 @@ class LocalServingBackend:
         for key, name in (("proxy", "caddy"), ("front", "caddy-front")):
             for pgid in self._groups_named(name) - {(state.get(key) or {}).get("pgid")}:
                 stop_group(pgid)
+
+    def _front_is_current(self) -> bool:
+        """Whether the running front was started with the configuration this version writes."""
+        try:
+            return json.loads((self.state_dir / f"{self.model}-caddy-front.json").read_text()) == self._front_config()
+        except (OSError, ValueError):
+            return False
 
     def _groups_named(self, name: str) -> set[int]:
         """Process groups of live processes this backend started as ``name`` (their environment says so; Linux /proc)."""

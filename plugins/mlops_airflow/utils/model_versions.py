@@ -20,9 +20,9 @@ if TYPE_CHECKING:
     from mlops_airflow.specs import ModelSpec
 
 
-def require_promoted(name: str, version: ModelVersion, *, action: str) -> None:
+def require_promoted(name: str, version: ModelVersion, *, action: str, secret: str) -> None:
     """
-    Refuse ``version`` unless its tags record a promotion (:func:`~mlops_airflow.promotion.serving_refusal`).
+    Refuse ``version`` unless its tags record a promotion sealed with ``secret`` (:func:`~mlops_airflow.promotion.serving_refusal`).
 
     :raises UnservableVersionError: no record, or another decision (no retry).
     :raises MlopsError: a promotion still under way; its retry completes the record (retryable).
@@ -30,7 +30,7 @@ def require_promoted(name: str, version: ModelVersion, *, action: str) -> None:
     from mlops_airflow.promotion import serving_refusal
 
     tags = dict(version.tags or {})
-    reason = serving_refusal(tags)
+    reason = serving_refusal(tags, name=name, version=str(version.version), secret=secret)
     if reason is None:
         return
     message = f"refusing to {action} {name} v{version.version}: {reason}"
@@ -47,7 +47,7 @@ def require_servable(hook: MlflowHook, spec: ModelSpec, version: ModelVersion, *
     :raises UnsafeModelVersionError: a version in any format but skops with the package's types.
     """
     name = spec.registered_model_name
-    require_promoted(name, version, action=action)
+    require_promoted(name, version, action=action, secret=hook.get_lock_secret())
     kind = hook.estimator_kind(version.run_id, spec.training.estimator.kind)
     hook.check_model(name, version.version, estimator_kind=kind)
     return kind

@@ -4,7 +4,9 @@ A worker's environment holds Airflow's secrets (the Fernet key, the JWT secret, 
 password, connection URIs in ``AIRFLOW_CONN_*``) and whatever else its host put there. A model
 server or a training subprocess needs none of it: it gets the names below from the worker, minus
 anything that looks like a secret, plus what its caller passes explicitly (the MLflow URI and
-credentials, its own markers), and MLflow's pickle loaders are always switched off.
+credentials, its own markers), and MLflow's pickle loaders are always switched off. Object
+storage credentials (``AWS_*``, ``GOOGLE_*``, ``GCS_*``, ``AZURE_*``) pass: data and artifacts
+live there.
 """
 
 from __future__ import annotations
@@ -41,19 +43,27 @@ ALLOWED_NAMES = frozenset(
         "https_proxy",
         "no_proxy",
         "CUDA_VISIBLE_DEVICES",
-        "NVIDIA_VISIBLE_DEVICES",
+        "CUDA_HOME",
+        "CUDA_PATH",
+        "LD_LIBRARY_PATH",
         "OMP_NUM_THREADS",
     }
 )
 # Locale categories, the interpreter's settings, MLflow's client settings, XDG directories (Caddy
 # keeps its state there) and the package's own settings (a spec may read ``${MLOPS_*}``).
-ALLOWED_PREFIXES = ("LC_", "PYTHON", "MLFLOW_", "XDG_", "MLOPS_")
+ALLOWED_PREFIXES = ("LC_", "PYTHON", "MLFLOW_", "XDG_", "MLOPS_", "NVIDIA_")
+# Object storage: the data, the reports and MLflow's artifacts may live on S3, GCS or Azure, and
+# the worker's credentials for them (keys, tokens, web identity files) are what a trainer or a
+# model server reading those needs. They are the storage's, not Airflow's, so they pass whole.
+STORAGE_PREFIXES = ("AWS_", "GOOGLE_", "GCS_", "AZURE_")
 # Never inherited, whatever the prefix: credentials travel only when the caller passes them.
 SECRET_WORDS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "USERNAME", "AUTH")
 
 
 def inheritable(name: str) -> bool:
     """Whether a variable of the worker's environment may pass to a process we start."""
+    if name.startswith(STORAGE_PREFIXES):
+        return True
     if any(word in name.upper() for word in SECRET_WORDS):
         return False
     return name in ALLOWED_NAMES or name.startswith(ALLOWED_PREFIXES)

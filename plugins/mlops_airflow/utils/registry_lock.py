@@ -11,7 +11,8 @@ deletes it. Every alias move holds it: promotions, the manual rollback, a failed
 rollback.
 
 The seal is ``<expiry>:<HMAC>`` over the lock's name, holder, nonce and expiry, keyed by the
-MLflow connection's lock secret (``extra.lock_secret``, else its password, stretched).
+MLflow connection's lock secret (``extra.lock_secret``, stretched; never the password, which a
+readable seal would let every MLflow user test guesses of).
 Any MLflow user can create a model of that name, with any tags; only a holder with the
 secret can seal it. A lock without a valid seal is foreign: it is reported (it may not even
 be deletable by the pipeline), never waited on and never broken. A copied seal is good
@@ -26,8 +27,6 @@ longer exists. Otherwise it is broken after its expiry.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import hmac
 import os
 import random
@@ -54,8 +53,6 @@ TAG_NONCE = "mlops.lock.nonce"
 TAG_SEAL = "mlops.lock.seal"
 _NONCE = re.compile(r"^[0-9a-f]{32}$")
 _SEAL = re.compile(r"^(?P<expires>\d+\.\d{3}):(?P<mac>[0-9a-f]{64})$")
-# Stretches a password used as the lock secret: seals are readable by every MLflow user.
-_KDF_ITERATIONS = 200_000
 
 
 class RegistryLockTimeoutError(MlopsError):
@@ -74,16 +71,10 @@ def lock_name(registered_model_name: str) -> str:
     return f"{registered_model_name}{LOCK_SUFFIX}"
 
 
-@functools.lru_cache(maxsize=8)
-def _key(secret: str) -> bytes:
-    if not secret:
-        return b""  # an open registry: the seal then only tells our code path from a hand-made model
-    return hashlib.pbkdf2_hmac("sha256", secret.encode(), b"mlops_airflow.registry_lock", _KDF_ITERATIONS)
-
-
 def _mac(secret: str, name: str, owner: str, nonce: str, expires: str) -> str:
-    message = "\n".join((name, owner, nonce, expires)).encode()
-    return hmac.new(_key(secret), message, hashlib.sha256).hexdigest()
+    from mlops_airflow.seals import mac
+
+    return mac(secret, "registry_lock", name, owner, nonce, expires)
 
 
 def seal(name: str, owner: str, nonce: str, expires: float, secret: str) -> str:
@@ -160,8 +151,8 @@ def dead_holder_reason(holder: str | None, owner: str, *, process_exists: Callab
 class RegistryLease:
     """A held lock, renewed by a heartbeat thread until the block ends.
 
-    :meth:`ensure_held` raises :class:`RegistryLockLostError` once a renewal found the lock
-    gone or someone else's: call it right before a move the lock must protect.
+    :meth:`ensure_held` renews at once and raises :class:`RegistryLockLostError` when the lock
+    is gone or someone else's: call it right before a move the lock must protect.
     """
 
     def __init__(
@@ -186,7 +177,8 @@ class RegistryLease:
         self._thread = threading.Thread(target=self._beat, name=f"lock-heartbeat-{registered_model_name}", daemon=True)
 
     def ensure_held(self) -> None:
-        if self.lost:
+        """Renew now, or raise: the heartbeat's last word may be minutes old, or its renewals may have failed past the TTL."""
+        if self.lost or not self.renew():
             raise RegistryLockLostError(f"the promotion lock of {self.registered_model_name} was lost while held: {self.lost}")
 
     def renew(self) -> bool:

@@ -30,7 +30,16 @@ WORKER = {
     ("name", "passes"),
     [
         *(pytest.param(n, True, id=n) for n in ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH", "MLOPS_DATA_ROOT", "MLFLOW_HTTP_REQUEST_TIMEOUT")),
-        *(pytest.param(n, False, id=n) for n in WORKER if n.startswith("AIRFLOW") or any(w in n for w in ("PASSWORD", "TOKEN", "SECRET"))),
+        *(
+            pytest.param(n, False, id=n)
+            for n in WORKER
+            if n.startswith("AIRFLOW") or (any(w in n for w in ("PASSWORD", "TOKEN", "SECRET")) and not n.startswith("AWS_"))
+        ),
+        # Object storage credentials: the data and the artifacts live there.
+        *(
+            pytest.param(n, True, id=n)
+            for n in ("AWS_SECRET_ACCESS_KEY", "AWS_WEB_IDENTITY_TOKEN_FILE", "GOOGLE_APPLICATION_CREDENTIALS", "AZURE_STORAGE_KEY", "LD_LIBRARY_PATH")
+        ),
     ],
 )
 def test_inheritable(name, passes):
@@ -47,6 +56,7 @@ def test_child_env_keeps_the_basics_adds_what_is_given_and_switches_pickle_off()
         "PYTHONPATH": "/opt/airflow/plugins",
         "MLOPS_DATA_ROOT": "/data",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+        "AWS_SECRET_ACCESS_KEY": "aws",
         "MLFLOW_TRACKING_URI": "http://mlflow",
         "MLFLOW_TRACKING_PASSWORD": "given",
         "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
