@@ -126,7 +126,6 @@ class PromoteChampionOperator(BaseOperator):
         force = as_bool(self.force_promote)
         if force and not str(self.reason or "").strip():
             raise AirflowFailException("force_promote needs a reason: fill in the 'reason' Param")
-        approval = self._approval(ti, asked=report["decision"] == PROMOTE or force)
         spec = load_task_spec(self.spec_path)
         name = spec.registered_model_name
         dag_run = f"{ti.dag_id}/{ti.run_id}"
@@ -138,6 +137,7 @@ class PromoteChampionOperator(BaseOperator):
             # A re-run after a successful promotion (training reused the version): nothing to decide.
             self.log.info("%s v%s is already the champion; nothing to decide", name, version)
             return {"decision": str(Decision.PROMOTED), "version": str(version), "moved": False}
+        approval = self._approval(ti, asked=report["decision"] == PROMOTE or force)
         verdict = decide(report, approval, force=force, force_reason=str(self.reason), user=_triggering_user(context), four_eyes=self.four_eyes)
         if not verdict.promote:
             self._record(hook, report, verdict, Decision.REJECTED, approval, dag_run=dag_run, previous_champion=None)

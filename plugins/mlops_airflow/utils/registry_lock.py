@@ -51,6 +51,13 @@ TAG_OWNER = "mlops.lock.owner"
 TAG_EXPIRES = "mlops.lock.expires_at"  # for people; the expiry that counts is the sealed one
 TAG_NONCE = "mlops.lock.nonce"
 TAG_SEAL = "mlops.lock.seal"
+
+
+def seal_tag(nonce: str) -> str:
+    """Each holder's seal has a tag of its own: a renewal that races a break-and-retake writes beside the new holder's seal, never over it."""
+    return f"{TAG_SEAL}.{nonce}"
+
+
 _NONCE = re.compile(r"^[0-9a-f]{32}$")
 _SEAL = re.compile(r"^(?P<expires>\d+\.\d{3}):(?P<mac>[0-9a-f]{64})$")
 
@@ -86,13 +93,14 @@ def seal(name: str, owner: str, nonce: str, expires: float, secret: str) -> str:
 def lock_tags(name: str, owner: str, *, expires: float, secret: str, nonce: str | None = None) -> dict[str, str]:
     """The tags of a lock model ``name`` that ``owner`` holds until ``expires``."""
     nonce = nonce or secrets.token_hex(16)
-    return {TAG_OWNER: owner, TAG_NONCE: nonce, TAG_SEAL: seal(name, owner, nonce, expires, secret), TAG_EXPIRES: f"{expires:.3f}"}
+    return {TAG_OWNER: owner, TAG_NONCE: nonce, seal_tag(nonce): seal(name, owner, nonce, expires, secret), TAG_EXPIRES: f"{expires:.3f}"}
 
 
 def sealed_expiry(name: str, tags: dict[str, str], secret: str) -> tuple[float | None, str | None]:
     """``(expiry, None)`` for a lock this pipeline sealed; ``(None, why it is foreign)`` otherwise."""
-    nonce, found = tags.get(TAG_NONCE) or "", _SEAL.match(tags.get(TAG_SEAL) or "")
-    if not _NONCE.match(nonce) or found is None:
+    nonce = tags.get(TAG_NONCE) or ""
+    found = _SEAL.match(tags.get(seal_tag(nonce)) or "") if _NONCE.match(nonce) else None
+    if found is None:
         return None, f"it has no {TAG_NONCE!r} and {TAG_SEAL!r} tags in this pipeline's format"
     if not hmac.compare_digest(found["mac"], _mac(secret, name, tags.get(TAG_OWNER) or "", nonce, found["expires"])):
         return None, "its seal does not verify with this pipeline's lock secret (made by someone else, or before the secret changed)"
@@ -189,7 +197,9 @@ class RegistryLease:
             return False
         expires = self.clock() + self.ttl
         # One tag write carries the new expiry with its seal: a reader never sees the two apart.
-        self.hook.set_registered_model_tag(self.name, TAG_SEAL, seal(self.name, self.owner, self.nonce, expires, self._secret))
+        # Read, then write: a holder that breaks this lock and takes it in between gets our seal
+        # beside its own (its nonce names its seal tag), and our stale expiry tag, which counts for nobody.
+        self.hook.set_registered_model_tag(self.name, seal_tag(self.nonce), seal(self.name, self.owner, self.nonce, expires, self._secret))
         self.hook.set_registered_model_tag(self.name, TAG_EXPIRES, f"{expires:.3f}")
         self.renewals += 1
         return True

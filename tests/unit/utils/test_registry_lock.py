@@ -11,7 +11,6 @@ from mlops_airflow.utils.registry_lock import (
     TAG_EXPIRES,
     TAG_NONCE,
     TAG_OWNER,
-    TAG_SEAL,
     ForeignRegistryLockError,
     RegistryLockLostError,
     RegistryLockTimeoutError,
@@ -20,6 +19,7 @@ from mlops_airflow.utils.registry_lock import (
     lock_owner,
     lock_tags,
     registry_lock,
+    seal_tag,
     sealed_expiry,
 )
 
@@ -197,8 +197,9 @@ class TestForeignLocks:
     def test_a_seal_whose_expiry_was_pushed_out_does_not_verify(self):
         name = lock_name("churn")
         tags = lock_tags(name, "retrain_churn/r/promote_champion/try1@h~1:10", expires=time.time() + 60, secret=SECRET)
-        expiry, mac = tags[TAG_SEAL].split(":")
-        tags[TAG_SEAL] = f"{float(expiry) + 10**6:.3f}:{mac}"
+        key = seal_tag(tags[TAG_NONCE])
+        expiry, mac = tags[key].split(":")
+        tags[key] = f"{float(expiry) + 10**6:.3f}:{mac}"
         assert sealed_expiry(name, tags, SECRET)[0] is None
         assert "does not verify" in sealed_expiry(name, tags, SECRET)[1]
 
@@ -236,6 +237,31 @@ class TestForeignLocks:
 
 
 class TestRenewal:
+    def test_a_late_renewal_never_spoils_the_lock_of_whoever_took_it_over(self):
+        """Found by the concurrency test: a renewal reads "still ours", the lock is broken and taken over, then the renewal
+        writes its seal; with one seal tag the new holder's lock no longer verified and everyone else called it foreign."""
+        registry = InMemoryRegistry()
+        name = lock_name("churn")
+        with registry_lock(registry, "churn", owner="slow", renew_every=3600) as lease:
+            ours = dict(registry.models[name])
+            real_read = registry.get_registered_model_tags
+
+            def read_then_lose_it(model):
+                seen = real_read(model)
+                registry.models[name] = lock_tags(name, "next", expires=time.time() + 60, secret=SECRET)  # broken and retaken
+                return seen
+
+            registry.get_registered_model_tags = read_then_lose_it
+            assert lease.renew() is True  # it read "ours" and wrote
+            registry.get_registered_model_tags = real_read
+            taken = registry.models[name]
+            assert taken[TAG_OWNER] == "next"
+            assert sealed_expiry(name, taken, SECRET)[1] is None, "the new holder's lock must still verify"
+            with pytest.raises(RegistryLockLostError):
+                lease.ensure_held()
+            registry.models[name] = ours  # let the block end as it would have
+        assert registry.models == {}
+
     def test_a_holder_running_past_the_ttl_keeps_the_lock(self):
         registry = InMemoryRegistry()
         outcome = {}
