@@ -236,6 +236,26 @@ class TestForeignLocks:
         assert hook.get_registered_model_tags(lock_name("churn")) is not None
 
 
+def test_a_torn_read_of_a_lock_changing_hands_is_not_taken_for_a_foreign_lock():
+    """Seen twice in the suite under load: MLflow answered a read of a lock being created or deleted with the model
+    and none of its tags, and the reader called a legitimate lock foreign. A foreign lock must read the same three times."""
+    registry = InMemoryRegistry()
+    name = lock_name("churn")
+    registry.models[name] = lock_tags(name, "holder", expires=time.time() + 0.5, secret=SECRET)  # expires soon
+    real_read, torn = registry.get_registered_model_tags, []
+
+    def read(model):
+        if not torn:
+            torn.append(1)
+            return {}  # the model, without its tags
+        return real_read(model)
+
+    registry.get_registered_model_tags = read
+    with registry_lock(registry, "churn", owner="next", timeout=5, poll=0.05) as lease:
+        assert registry.models[name][TAG_NONCE] == lease.nonce
+    assert torn == [1]
+
+
 class TestRenewal:
     def test_a_late_renewal_never_spoils_the_lock_of_whoever_took_it_over(self):
         """Found by the concurrency test: a renewal reads "still ours", the lock is broken and taken over, then the renewal
