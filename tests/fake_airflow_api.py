@@ -29,6 +29,7 @@ from fake_http import FakeServer, JsonHandler
 
 XCOM_PATH = re.compile(r"/api/v2/dags/(?P<dag_id>[^/]+)/dagRuns/(?P<run_id>[^/]+)/taskInstances/(?P<task_id>[^/]+)/xcomEntries/(?P<key>[^/]+)")
 DAG_RUNS_PATH = re.compile(r"/api/v2/dags/(?P<dag_id>[^/]+)/dagRuns")
+CLEAR_PATH = re.compile(r"/api/v2/dags/(?P<dag_id>[^/]+)/clearTaskInstances")
 HITL_PATH = re.compile(r"/api/v2/dags/(?P<dag_id>[^/]+)/dagRuns/(?P<run_id>[^/]+)/taskInstances/(?P<task_id>[^/]+)/-1/hitlDetails")
 LOCKED = "Database is locked. Backfill creation is not supported on SQLite under concurrent access."
 
@@ -61,6 +62,28 @@ class _ApiHandler(JsonHandler):
             return self.reply(201, {"access_token": api.token})
         if not self._authorised():
             return None
+        clear = CLEAR_PATH.fullmatch(self.path)
+        if clear:
+            with api.lock:
+                for run in api.dag_runs:
+                    if run["dag_id"] == unquote(clear["dag_id"]) and run["dag_run_id"] == body["dag_run_id"]:
+                        run.update(state="queued", end_date=None)
+                api.cleared.append((unquote(clear["dag_id"]), body["dag_run_id"]))
+            return self.reply(200, {"task_instances": [], "total_entries": 0})
+        trigger = DAG_RUNS_PATH.fullmatch(self.path)
+        if trigger:
+            with api.lock:
+                if any(r["dag_run_id"] == body["dag_run_id"] for r in api.dag_runs):
+                    return self.reply(409, {"detail": f"DAG run {body['dag_run_id']} exists"})
+                run = {
+                    "dag_id": unquote(trigger["dag_id"]),
+                    "dag_run_id": body["dag_run_id"],
+                    "logical_date": body["logical_date"],
+                    "state": "queued",
+                    "end_date": None,
+                }
+                api.dag_runs.append(run)
+            return self.reply(200, run)
         if self.path != "/api/v2/backfills":
             return self.reply(404, {"detail": "Not Found"})
         with api.lock:
@@ -76,8 +99,10 @@ class _ApiHandler(JsonHandler):
                 "to_date": f"{body['to_date']}T00:00:00Z",
                 "reprocess_behavior": body.get("reprocess_behavior"),
                 "max_active_runs": body.get("max_active_runs"),
+                "created_at": api.now(),
             }
             api.backfills.append(backfill)  # committed before the answer: a lost answer leaves it behind
+            api.take_over(body["dag_id"], body["from_date"], body["to_date"], backfill["id"])
             if api.broken_after_create:
                 api.broken_after_create -= 1
                 return self.reply(500, {"detail": "Database error"})
@@ -133,6 +158,8 @@ class FakeAirflowApi(FakeServer):
         self.backfills: list[dict[str, Any]] = []
         # DAG runs as ``GET /dags/{dag_id}/dagRuns`` lists them: dag_id, dag_run_id, logical_date (ISO, Z), state
         self.dag_runs: list[dict[str, Any]] = []
+        self.cleared: list[tuple[str, str]] = []  # (dag_id, dag_run_id) of every clearTaskInstances
+        self.left_out: set[str] = set()  # days (YYYY-MM-DD) a backfill creation leaves alone
         # (dag_id, run_id, task_id) -> the human-in-the-loop record GET .../hitlDetails answers
         self.hitl: dict[tuple[str, str, str], dict[str, Any]] = {}
         # (dag_id, run_id, task_id) -> the return value GET .../xcomEntries/return_value answers
@@ -144,6 +171,32 @@ class FakeAirflowApi(FakeServer):
         self.refuse = False
         self.lock = threading.Lock()
         super().__init__(_ApiHandler, api=self)
+
+    def take_over(self, dag_id: str, from_date: str, to_date: str, backfill_id: int) -> None:
+        """What Airflow's backfill does to each day (reprocess "completed"): queue the day's finished run again, or create one.
+
+        Days in ``left_out`` are not touched (a backfill committed half-way on SQLite).
+        """
+        import datetime as dt
+
+        day, last = dt.date.fromisoformat(from_date[:10]), dt.date.fromisoformat(to_date[:10])
+        while day <= last:
+            if day.isoformat() not in self.left_out:
+                found = [r for r in self.dag_runs if r["dag_id"] == dag_id and r["logical_date"].startswith(day.isoformat())]
+                for run in found:
+                    if run["state"] in ("success", "failed"):
+                        run.update(state="queued", end_date=None)
+                if not found:
+                    run_id = f"backfill__{day}__{backfill_id}"
+                    self.dag_runs.append({"dag_id": dag_id, "dag_run_id": run_id, "logical_date": f"{day}T00:00:00Z", "state": "queued", "end_date": None})
+            day += dt.timedelta(days=1)
+
+    @staticmethod
+    def now() -> str:
+        """A timestamp as Airflow's API writes one."""
+        import datetime as dt
+
+        return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
 
     def creations(self) -> int:
         """How many times a backfill creation was asked for, whatever the answer."""

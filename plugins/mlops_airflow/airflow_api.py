@@ -151,18 +151,26 @@ class AirflowClient:
         query = f"?run_type={urllib.parse.quote(run_type)}&limit=100" if run_type else "?limit=100"
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns{query}")["dag_runs"]
 
-    def runs_in_flight(self, dag_id: str, first_day: str, last_day: str) -> list[dict]:
-        """Queued or running runs of ``dag_id`` whose logical date falls on ``first_day``..``last_day`` (YYYY-MM-DD)."""
+    def runs_between(self, dag_id: str, first_day: str, last_day: str, *, states: tuple[str, ...] = ()) -> list[dict]:
+        """Runs of ``dag_id`` whose logical date falls on ``first_day``..``last_day`` (YYYY-MM-DD), in ``states`` (any when empty)."""
         query = urllib.parse.urlencode(
             [
-                ("state", "queued"),
-                ("state", "running"),
+                *(("state", state) for state in states),
                 ("logical_date_gte", f"{first_day}T00:00:00Z"),
                 ("logical_date_lte", f"{last_day}T23:59:59.999999Z"),
                 ("limit", "100"),
             ]
         )
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?{query}")["dag_runs"]
+
+    def runs_in_flight(self, dag_id: str, first_day: str, last_day: str) -> list[dict]:
+        """Queued or running runs of ``dag_id`` whose logical date falls on ``first_day``..``last_day``."""
+        return self.runs_between(dag_id, first_day, last_day, states=("queued", "running"))
+
+    def clear_run(self, dag_id: str, run_id: str) -> list[dict]:
+        """Clear every task of a run, so that the whole run runs again; the cleared task instances."""
+        body = {"dag_run_id": run_id, "only_failed": False, "reset_dag_runs": True, "dry_run": False}
+        return self._request("POST", f"/api/v2/dags/{dag_id}/clearTaskInstances", body)["task_instances"]
 
     def clear_failed(self, dag_id: str, run_id: str) -> list[dict]:
         """Clear a run's failed tasks and those after them, so that they run again; the cleared task instances."""

@@ -33,7 +33,7 @@ def run(drift, **kwargs):
 
 def test_one_backfill_per_drift_window(api):
     first = run(DRIFT)
-    assert first == {"backfill_id": 1, "from_date": "2026-02-26", "to_date": "2026-02-28", "created": True}
+    assert first == {"backfill_id": 1, "from_date": "2026-02-26", "to_date": "2026-02-28", "created": True, "rescored": []}
     assert api.backfills[0]["reprocess_behavior"] == "completed"
     assert run(DRIFT)["created"] is False  # a retry, or a second run for the same window
     assert len(api.backfills) == 1
@@ -112,7 +112,7 @@ def test_an_api_busy_for_too_long_fails_the_try_saying_why(api):
 def test_a_backfill_created_before_a_server_error_is_found_not_created_again(api):
     """Airflow on SQLite can commit the backfill and then answer 500 "Database error": the next ask finds it."""
     api.broken_after_create = 1
-    assert run(DRIFT) == {"backfill_id": 1, "from_date": "2026-02-26", "to_date": "2026-02-28", "created": False}
+    assert run(DRIFT) == {"backfill_id": 1, "from_date": "2026-02-26", "to_date": "2026-02-28", "created": False, "rescored": []}
     assert len(api.backfills) == 1
     assert api.creations() == 1  # the second ask listed the backfills and created nothing
 
@@ -144,7 +144,7 @@ class TestRunsInFlight:
             assert run(DRIFT, in_flight_poll=0.05)["created"] is True
         finally:
             finished.cancel()
-        looks = [r for r in api.requests if "/dagRuns?" in r["path"]]
+        looks = [r for r in api.requests if "/dagRuns?state=queued" in r["path"]]  # the in-flight looks
         creation = next(i for i, r in enumerate(api.requests) if r["method"] == "POST" and r["path"] == "/api/v2/backfills")
         assert len(looks) > 1, "the first look saw the run in flight"
         assert api.requests.index(looks[-1]) < creation
@@ -162,3 +162,36 @@ class TestRunsInFlight:
         run(DRIFT)
         self.in_flight(api)
         assert run(DRIFT, in_flight_timeout=0)["created"] is False
+
+
+class TestDaysTheBackfillLeftOut:
+    """Seen in the demo on SQLite: POST /backfills answered 503 "database is locked" after committing the backfill, which
+    never took over the day whose scheduled run had finished; the retry found the backfill and returned, and that day
+    kept the old champion's scores."""
+
+    def run_of(self, api, day, *, state="success", end_date="2026-03-01T00:00:00Z"):
+        run = {"dag_id": "batch_score_churn", "dag_run_id": f"scheduled__{day}", "logical_date": f"{day}T00:00:00Z", "state": state, "end_date": end_date}
+        api.dag_runs.append(run)
+        return run
+
+    def test_a_day_finished_before_the_backfill_is_run_again_and_a_missing_day_gets_a_run(self, api):
+        api.left_out = {"2026-02-27", "2026-02-28"}  # the half-committed backfill took over 2026-02-26 only
+        left_out = self.run_of(api, "2026-02-27")  # finished long before the backfill
+        taken_over = self.run_of(api, "2026-02-26")
+        first = run(DRIFT)
+        assert api.cleared == [("batch_score_churn", left_out["dag_run_id"])]
+        assert left_out["state"] == "queued"
+        assert taken_over["state"] == "queued"
+        missing = "rescore__2026-02-28__backfill1"
+        assert first["rescored"] == [left_out["dag_run_id"], missing]
+        assert [r["dag_run_id"] for r in api.dag_runs if r["logical_date"].startswith("2026-02-28")] == [missing]
+        # A retry of the task changes nothing: the cleared run is queued, the missing day has its run.
+        left_out.update(state="success", end_date=api.now())
+        assert run(DRIFT)["rescored"] == []
+        assert len(api.cleared) == 1
+
+    def test_a_complete_backfill_is_left_alone(self, api):
+        self.run_of(api, "2026-02-27")
+        assert run(DRIFT)["rescored"] == []
+        assert api.cleared == []
+        assert sorted(r["state"] for r in api.dag_runs) == ["queued", "queued", "queued"]
