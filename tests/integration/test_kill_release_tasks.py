@@ -174,6 +174,8 @@ class ReleaseWorld:
             self.client.delete_registered_model_tag("churn", TAG_DRIFT_LAST_TRIGGER)
         elif kind == "backfill":
             self.api.backfills.clear()
+            self.api.dag_runs.clear()  # the runs the last backfill queued (the fake never finishes them)
+            self.api.cleared.clear()
 
     def execute(self, kind: str, run_id: str, try_number: int) -> object:
         from mlops_airflow.operators.backfill import BackfillScoresOperator
