@@ -8,8 +8,7 @@ then `score_partition` writes `<predictions uri>/dt=YYYY-MM-DD/predictions.parqu
 atomically (a re-run replaces it whole). Skipped while there is no champion.
 """
 
-from mlops_airflow.dag_factory import build_batch_score_dag, model_specs
+from mlops_airflow.dag_factory import build_batch_score_dag, dags_of_every_spec
 
-for _spec in model_specs():
-    _dag = build_batch_score_dag(_spec, doc_md=__doc__)
-    globals()[_dag.dag_id] = _dag
+# Each spec on its own: a refused one gets DAGs that fail at once and name the file and field.
+globals().update(dags_of_every_spec("batch_score", build_batch_score_dag, doc_md=__doc__))

@@ -13,8 +13,7 @@ window, with the summary as its `drift` Param), and beside it `render_drift_repo
 Evidently HTML report on the champion's MLflow run).
 """
 
-from mlops_airflow.dag_factory import build_drift_monitor_dag, model_specs
+from mlops_airflow.dag_factory import build_drift_monitor_dag, dags_of_every_spec
 
-for _spec in model_specs():
-    _dag = build_drift_monitor_dag(_spec, doc_md=__doc__)
-    globals()[_dag.dag_id] = _dag
+# Each spec on its own: a refused one gets DAGs that fail at once and name the file and field.
+globals().update(dags_of_every_spec("drift_monitor", build_drift_monitor_dag, doc_md=__doc__))

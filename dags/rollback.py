@@ -7,8 +7,7 @@ Tasks: `restore_previous_champion` swaps the `champion` and `previous_champion` 
 verifies them by reading back; running it twice restores the starting state.
 """
 
-from mlops_airflow.dag_factory import build_rollback_dag, model_specs
+from mlops_airflow.dag_factory import build_rollback_dag, dags_of_every_spec
 
-for _spec in model_specs():
-    _dag = build_rollback_dag(_spec, doc_md=__doc__)
-    globals()[_dag.dag_id] = _dag
+# Each spec on its own: a refused one gets DAGs that fail at once and name the file and field.
+globals().update(dags_of_every_spec("rollback", build_rollback_dag, doc_md=__doc__))

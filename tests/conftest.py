@@ -38,7 +38,7 @@ os.environ.update(
 os.environ.update(
     {
         "MLOPS_SERVING_STATE_DIR": str(SESSION_DIR / "serving"),
-        **{f"MLOPS_SERVING_{name}_PORT": str(free_port()) for name in ("LIVE", "ADMIN", "BLUE", "GREEN")},
+        **{f"MLOPS_SERVING_{name}_PORT": str(free_port()) for name in ("LIVE", "BLUE", "GREEN")},
     }
 )
 for _name in ("MLOPS_TRAINING_BACKEND", "MLOPS_SERVING_BACKEND", "AIRFLOW_CONN_MLFLOW_DEFAULT"):

@@ -7,7 +7,10 @@ objects only; operators import their heavy libraries when they run.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, CronTriggerTimetable, Param
@@ -20,7 +23,9 @@ from mlops_airflow.constants import (
     ROLLBACK_DAG_PREFIX,
     TrainingBackend,
 )
-from mlops_airflow.specs import ModelSpec, load_specs
+from mlops_airflow.specs import ModelSpec, ModelSpecError, load_spec_folder, load_specs
+
+log = logging.getLogger(__name__)
 
 SPECS_DIR_ENV = "MLOPS_SPECS_DIR"
 
@@ -71,7 +76,53 @@ def specs_dir() -> Path:
 
 
 def model_specs() -> list[ModelSpec]:
+    """Every spec; raises on the first bad one (command lines). DAG files use :func:`dags_of_every_spec`."""
     return load_specs(specs_dir())
+
+
+_PREFIXES = {"retrain": RETRAIN_DAG_PREFIX, "drift_monitor": DRIFT_MONITOR_DAG_PREFIX, "batch_score": BATCH_SCORE_DAG_PREFIX, "rollback": ROLLBACK_DAG_PREFIX}
+_NOT_IN_DAG_ID = re.compile(r"[^a-zA-Z0-9_.-]+")
+
+
+def dags_of_every_spec(kind: str, build: Callable[..., DAG], doc_md: str | None = None) -> dict[str, DAG]:
+    """A DAG file's DAGs: ``build(spec)`` for every spec that loads, an invalid-spec DAG for every one that does not.
+
+    Each spec is loaded on its own, so a bad file takes down only its own model's DAGs: they
+    stay visible, tagged ``invalid-spec``, with the file and field in their description, and
+    fail at once when triggered. The error is also logged by the DAG processor.
+    """
+    folder = load_spec_folder(specs_dir())
+    dags = {}
+    for spec in folder.specs:
+        dag = build(spec, doc_md=doc_md)
+        dags[dag.dag_id] = dag
+    for error in folder.errors:
+        log.error("model spec refused, its DAGs only fail: %s", error)
+        dag = invalid_spec_dag(kind, error, taken=set(dags))
+        dags[dag.dag_id] = dag
+    return dags
+
+
+def invalid_spec_dag(kind: str, error: ModelSpecError, *, taken: set[str] = frozenset()) -> DAG:
+    """``<kind>_<file stem>``: a DAG whose one task fails with ``error`` (the id gets ``_invalid_spec`` if a valid spec has it)."""
+    from mlops_airflow.operators.invalid_spec import InvalidSpecOperator
+
+    stem = _NOT_IN_DAG_ID.sub("_", Path(error.source).stem)[:100] or "unnamed"
+    dag_id = f"{_PREFIXES[kind]}{stem}"
+    if dag_id in taken:
+        dag_id = f"{dag_id}_invalid_spec"
+    message = str(error)
+    with DAG(
+        dag_id=dag_id,
+        description=f"INVALID SPEC: {message}"[:1000],
+        schedule=None,
+        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        catchup=False,
+        tags=["mlops", kind, "invalid-spec"],
+        doc_md=f"**This model's spec was refused; its DAGs cannot run until the file is fixed.**\n\n```\n{message}\n```",
+    ) as dag:
+        InvalidSpecOperator(task_id="spec_is_invalid", error=message)
+    return dag
 
 
 def _start_date(spec: ModelSpec) -> dt.datetime:

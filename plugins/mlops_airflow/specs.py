@@ -226,6 +226,26 @@ class DockerServingSpec:
     container_port: int = 8080
 
 
+LOCAL_PORT_ENV = {"live_port": "MLOPS_SERVING_LIVE_PORT", "blue_port": "MLOPS_SERVING_BLUE_PORT", "green_port": "MLOPS_SERVING_GREEN_PORT"}
+
+
+@dataclass(frozen=True)
+class LocalServingSpec:
+    """This model's ports on the embedded stack: the live URL ``http://127.0.0.1:<live_port>/invocations`` and the two colours.
+
+    Every model has its own three: a spec that sets ``live_port`` only gets ``live_port + 1`` and
+    ``+ 2`` for blue and green; a spec that sets none gets ``MLOPS_SERVING_*_PORT`` or 8500-8502.
+    """
+
+    live_port: int = 8500
+    blue_port: int = 8501
+    green_port: int = 8502
+
+    @property
+    def ports(self) -> tuple[int, int, int]:
+        return (self.live_port, self.blue_port, self.green_port)
+
+
 @dataclass(frozen=True)
 class ServingSpec:
     backend: str = "local"
@@ -237,6 +257,7 @@ class ServingSpec:
     port: int = 80
     kubernetes_conn_id: str = "kubernetes_default"
     docker: DockerServingSpec = field(default_factory=lambda: DockerServingSpec())
+    local: LocalServingSpec = field(default_factory=LocalServingSpec)
 
 
 @dataclass(frozen=True)
@@ -730,6 +751,7 @@ def _parse_serving(section: _Section) -> ServingSpec:
         port=k8s.integer("port", defaults.port, minimum=1, maximum=65535),
         kubernetes_conn_id=k8s.string("conn_id", defaults.kubernetes_conn_id),
         docker=_parse_docker_serving(section.section("docker", required=False)),
+        local=_parse_local_serving(section.section("local", required=False)),
     )
     k8s.finish()
     section.finish()
@@ -767,6 +789,37 @@ def _parse_docker_serving(section: _Section) -> DockerServingSpec:
         live_port=section.integer("live_port", defaults.live_port, minimum=1, maximum=65535),
         container_port=section.integer("container_port", defaults.container_port, minimum=1, maximum=65535),
     )
+    section.finish()
+    return spec
+
+
+def _environment_port(section: _Section, key: str, default: int) -> int:
+    """``MLOPS_SERVING_<COLOUR>_PORT`` when set (the embedded stack's and the tests' default), else ``default``."""
+    variable = LOCAL_PORT_ENV[key]
+    raw = os.environ.get(variable)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.strip().isdigit() or not 1 <= int(raw) <= 65535:
+        raise ModelSpecError(section.source, f"{section.path}.{key}", f"{variable}={shown(raw)} is not a port (1-65535)")
+    return int(raw)
+
+
+def _parse_local_serving(section: _Section) -> LocalServingSpec:
+    defaults = LocalServingSpec()
+    if section.raw.get("live_port") is not None:
+        live = section.integer("live_port", minimum=1, maximum=65533)
+        blue_default, green_default = live + 1, live + 2
+    else:
+        live = _environment_port(section, "live_port", defaults.live_port)
+        blue_default = _environment_port(section, "blue_port", defaults.blue_port)
+        green_default = _environment_port(section, "green_port", defaults.green_port)
+    spec = LocalServingSpec(
+        live_port=live,
+        blue_port=section.integer("blue_port", blue_default, minimum=1, maximum=65535),
+        green_port=section.integer("green_port", green_default, minimum=1, maximum=65535),
+    )
+    if len(set(spec.ports)) != 3:
+        section.fail("", f"live_port, blue_port and green_port must be three different ports, got {list(spec.ports)}")
     section.finish()
     return spec
 
@@ -904,13 +957,60 @@ def load_spec(path: str | os.PathLike[str]) -> ModelSpec:
     return spec
 
 
-def load_specs(directory: str | os.PathLike[str]) -> list[ModelSpec]:
-    """Load every ``*.yaml`` spec in ``directory``, sorted by name."""
+@dataclass(frozen=True)
+class SpecFolder:
+    """A folder of specs, each loaded on its own: ``specs`` that passed, ``errors`` of those that did not."""
+
+    specs: tuple[ModelSpec, ...]
+    errors: tuple[ModelSpecError, ...]
+
+
+def load_spec_folder(directory: str | os.PathLike[str]) -> SpecFolder:
+    """Load every ``*.yaml`` / ``*.yml`` in ``directory`` on its own: one bad file costs only its own model.
+
+    Besides each file's own checks, a spec is refused when an earlier one (by file name) has
+    its name, or a local serving port or Docker live port of its (two models cannot serve on one).
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise ModelSpecError(str(directory), "<directory>", "does not exist or is not a directory")
-    specs = [load_spec(p) for p in sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))]
-    return sorted(specs, key=lambda s: s.name)
+    accepted: list[ModelSpec] = []
+    errors: list[ModelSpecError] = []
+    for path in sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml")):
+        try:
+            spec = load_spec(path)
+            _refuse_clashes(spec, accepted)
+        except ModelSpecError as err:
+            errors.append(err)
+            continue
+        accepted.append(spec)
+    return SpecFolder(tuple(sorted(accepted, key=lambda s: s.name)), tuple(errors))
+
+
+def _refuse_clashes(spec: ModelSpec, accepted: Iterable[ModelSpec]) -> None:
+    for other in accepted:
+        if other.name == spec.name:
+            raise ModelSpecError(spec.source, "name", f"{shown(spec.name)} is already the name of {other.source}")
+        if spec.serving.backend == "local" and other.serving.backend == "local":
+            for key, port in zip(("live_port", "blue_port", "green_port"), spec.serving.local.ports, strict=True):
+                if port in other.serving.local.ports:
+                    raise ModelSpecError(
+                        spec.source, f"serving.local.{key}", f"port {port} is already {other.name}'s ({other.source}); give every model its own three ports"
+                    )
+        if spec.serving.backend == "docker" and other.serving.backend == "docker" and spec.serving.docker.live_port == other.serving.docker.live_port:
+            raise ModelSpecError(
+                spec.source,
+                "serving.docker.live_port",
+                f"port {spec.serving.docker.live_port} is already {other.name}'s ({other.source}); one live port per model",
+            )
+
+
+def load_specs(directory: str | os.PathLike[str]) -> list[ModelSpec]:
+    """Every spec in ``directory``, sorted by name; raises the first error (command lines; DAG files use :func:`load_spec_folder`)."""
+    folder = load_spec_folder(directory)
+    if folder.errors:
+        raise folder.errors[0]
+    return list(folder.specs)
 
 
 def find_spec(directory: str | os.PathLike[str], name: str) -> ModelSpec:

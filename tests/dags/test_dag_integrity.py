@@ -199,3 +199,64 @@ def test_a_run_without_a_logical_date_renders_the_latest_complete_day(dagbag):
     assert rendered["retrain_churn.check_training_data"]["interval_end"] == "2026-03-10"
     assert rendered["drift_monitor_churn.detect_drift"]["window_end"] == "2026-03-10"
     assert rendered["drift_monitor_churn.check_current_data"] == {"interval_start": "2026-03-09", "interval_end": "2026-03-10"}
+
+
+class TestOneBadSpecCostsOnlyItsOwnModel:
+    """A folder with the demo spec, a second good model, a broken file and a port clash: the DAG files still load."""
+
+    @pytest.fixture(scope="class")
+    def bag_and_folder(self, tmp_path_factory):
+        from airflow.dag_processing.dagbag import DagBag
+        from helpers import churn_spec_raw, write_spec
+
+        folder = tmp_path_factory.mktemp("specs")
+        write_spec(churn_spec_raw(), folder)
+        fraud = churn_spec_raw()
+        fraud["name"] = "arrears"  # before clash.yaml: the earlier file keeps its ports
+        fraud["serving"]["local"] = {"live_port": 8600}
+        write_spec(fraud, folder, "arrears.yaml")
+        bad = churn_spec_raw()
+        bad["name"] = "broken"
+        bad["promotion"]["margin"] = float("inf")
+        write_spec(bad, folder, "broken.yaml")
+        clash = churn_spec_raw()
+        clash["name"] = "clash"
+        clash["serving"]["local"] = {"live_port": 8602}  # 8602 is arrears' green
+        write_spec(clash, folder, "clash.yaml")
+        (folder / "garbled.yaml").write_bytes(b"name: garbled\n\xff\xfe")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MLOPS_SPECS_DIR", str(folder))
+            bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
+        return bag, folder
+
+    def test_no_import_error_and_the_good_models_keep_all_their_dags(self, bag_and_folder):
+        bag, _ = bag_and_folder
+        assert bag.import_errors == {}
+        for model in ("churn", "arrears"):
+            for kind in KINDS:
+                dag = bag.dags[f"{kind}_{model}"]
+                assert "invalid-spec" not in dag.tags, dag.description
+                assert len(dag.tasks) > 1
+
+    @pytest.mark.parametrize(
+        ("model", "field"),
+        [("broken", "promotion.margin"), ("clash", "serving.local.live_port"), ("garbled", "<file>")],
+    )
+    def test_a_refused_spec_has_dags_that_name_the_file_and_field(self, bag_and_folder, model, field):
+        bag, folder = bag_and_folder
+        for kind in KINDS:
+            dag = bag.dags[f"{kind}_{model}"]
+            assert "invalid-spec" in dag.tags
+            assert str(folder / f"{model}.yaml") in dag.description
+            assert field in dag.description
+            assert [t.task_id for t in dag.tasks] == ["spec_is_invalid"]
+            assert dag.schedule is None
+
+    def test_the_refused_dag_fails_at_once_without_retries(self, bag_and_folder):
+        from airflow.sdk.exceptions import AirflowFailException
+
+        bag, _ = bag_and_folder
+        task = bag.dags["retrain_broken"].get_task("spec_is_invalid")
+        assert task.retries == 0
+        with pytest.raises(AirflowFailException, match=r"broken\.yaml: promotion\.margin"):
+            task.execute({})

@@ -257,3 +257,48 @@ def test_a_stale_pid_file_never_stops_a_process_that_is_not_ours(tmp_path):
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_two_models_side_by_side_released_at_once_and_restored_after_a_stop(tmp_path, models):
+    """Each model has its own ports, router and state: concurrent releases never touch each other's routes, and after
+    everything was stopped (``make stop``) each live URL serves its own recorded version again (``make up``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    state_dir = tmp_path / "serving"
+    alpha = LocalServingBackend(model="alpha", state_dir=state_dir, ports=LocalPorts(live=free_port(), blue=free_port(), green=free_port()))
+    beta = LocalServingBackend(model="beta", state_dir=state_dir, ports=LocalPorts(live=free_port(), blue=free_port(), green=free_port()))
+    expected = {"alpha": ("1", [0, 1]), "beta": ("2", [1, 0])}
+
+    def release(backend: LocalServingBackend) -> SwitchOutcome:
+        version = expected[backend.model][0]
+        backend.deploy(Color.GREEN, version, models[version], estimator_kind="logistic_regression")
+        backend.wait_ready(Color.GREEN, timeout=120)
+        return backend.switch(Color.GREEN)
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            assert list(pool.map(release, (alpha, beta))) == [SwitchOutcome.SWITCHED, SwitchOutcome.SWITCHED]
+        for backend in (alpha, beta):
+            status, _, body = predict(backend.live_url())
+            assert (status, body["predictions"]) == (200, expected[backend.model][1])
+            assert backend.status().live_version == expected[backend.model][0]
+
+        for backend in (alpha, beta):
+            backend.stop_all()
+            assert predict(backend.live_url())[0] == 0, "nothing answers once stopped"
+        for backend in (alpha, beta):
+            restored = LocalServingBackend(model=backend.model, state_dir=state_dir, ports=backend.ports)
+            ready = restored.restore_live(estimator_kind="logistic_regression", timeout=120)
+            assert (ready.color, ready.version) == (Color.GREEN, expected[backend.model][0])
+            status, _, body = predict(restored.live_url())
+            assert (status, body["predictions"]) == (200, expected[backend.model][1])
+            assert restored.status().colors[Color.BLUE].detail == "not running"  # the idle colour waits for the next release
+    finally:
+        alpha.stop_all()
+        beta.stop_all()
+
+
+def test_nothing_to_restore_when_nothing_was_live(tmp_path):
+    serving = LocalServingBackend(model="toy", state_dir=tmp_path / "serving", ports=LocalPorts(live=free_port(), blue=free_port(), green=free_port()))
+    assert serving.restore_live(estimator_kind="logistic_regression", timeout=5) is None
+    assert not serving.state_file.exists()

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from helpers import CHURN_SPEC, churn_spec_raw, write_spec
 
 from mlops_airflow.constants import TrainingBackend
-from mlops_airflow.specs import ModelSpecError, expand_env, find_spec, load_spec, load_specs, parse_spec
+from mlops_airflow.specs import ModelSpecError, expand_env, find_spec, load_spec, load_spec_folder, load_specs, parse_spec
 
 
 def with_change(path: str, value) -> dict:
@@ -46,12 +47,73 @@ class TestLoadSpec:
         assert spec.schedules.drift_monitor == "@hourly"
 
     def test_load_specs_reads_the_folder_sorted(self, tmp_path):
-        for name in ("zeta", "alpha"):
+        for name, live_port in (("zeta", 9100), ("alpha", 9200)):
             raw = churn_spec_raw()
             raw["name"] = name
+            raw["serving"]["local"] = {"live_port": live_port}
             write_spec(raw, tmp_path, f"{name}.yaml")
         assert [s.name for s in load_specs(tmp_path)] == ["alpha", "zeta"]
         assert find_spec(tmp_path, "zeta").name == "zeta"
+
+    def test_each_spec_loads_on_its_own(self, tmp_path):
+        write_spec(churn_spec_raw(), tmp_path)
+        (tmp_path / "bad.yaml").write_text("name: [unclosed\n")
+        folder = load_spec_folder(tmp_path)
+        assert [s.name for s in folder.specs] == ["churn"]
+        assert [(Path(e.source).name, e.field) for e in folder.errors] == [("bad.yaml", "<file>")]
+        with pytest.raises(ModelSpecError, match=r"bad\.yaml"):
+            load_specs(tmp_path)
+
+    def test_the_same_name_twice_refuses_the_later_file(self, tmp_path):
+        write_spec(churn_spec_raw(), tmp_path)
+        raw = churn_spec_raw()
+        raw["serving"]["local"] = {"live_port": 9300}
+        write_spec(raw, tmp_path, "churn.yml")
+        folder = load_spec_folder(tmp_path)
+        assert [s.source for s in folder.specs] == [str(tmp_path / "churn.yaml")]
+        assert "is already the name of" in str(folder.errors[0])
+        assert folder.errors[0].source.endswith("churn.yml")
+
+    def test_local_ports_default_from_the_environment_or_follow_the_live_port(self, tmp_path, monkeypatch):
+        for variable in ("MLOPS_SERVING_LIVE_PORT", "MLOPS_SERVING_BLUE_PORT", "MLOPS_SERVING_GREEN_PORT"):
+            monkeypatch.delenv(variable, raising=False)
+        assert load_spec(write_spec(churn_spec_raw(), tmp_path)).serving.local.ports == (8500, 8501, 8502)
+        monkeypatch.setenv("MLOPS_SERVING_LIVE_PORT", "9000")
+        assert load_spec(write_spec(churn_spec_raw(), tmp_path)).serving.local.ports == (9000, 8501, 8502)
+        raw = churn_spec_raw()
+        raw["serving"]["local"] = {"live_port": 9400}
+        assert load_spec(write_spec(raw, tmp_path)).serving.local.ports == (9400, 9401, 9402)
+        raw["serving"]["local"] = {"live_port": 9400, "green_port": 9410}
+        assert load_spec(write_spec(raw, tmp_path)).serving.local.ports == (9400, 9401, 9410)
+
+    @pytest.mark.parametrize(
+        ("local", "environ", "match"),
+        [
+            ({"live_port": 9400, "blue_port": 9400}, {}, r"serving\.local: .*three different ports"),
+            ({"live_port": 70000}, {}, r"serving\.local\.live_port"),
+            ({"live_port": "8500"}, {}, r"serving\.local\.live_port"),
+            ({"admin_port": 1}, {}, r"serving\.local.*admin_port"),
+            ({}, {"MLOPS_SERVING_LIVE_PORT": "http"}, r"serving\.local\.live_port: MLOPS_SERVING_LIVE_PORT='http' is not a port"),
+            ({}, {"MLOPS_SERVING_BLUE_PORT": "0"}, r"serving\.local\.blue_port: MLOPS_SERVING_BLUE_PORT='0' is not a port"),
+        ],
+    )
+    def test_bad_local_ports_are_refused(self, tmp_path, monkeypatch, local, environ, match):
+        for variable, value in environ.items():
+            monkeypatch.setenv(variable, value)
+        raw = churn_spec_raw()
+        raw["serving"]["local"] = local
+        with pytest.raises(ModelSpecError, match=match):
+            load_spec(write_spec(raw, tmp_path))
+
+    def test_two_docker_models_cannot_share_a_live_port(self, tmp_path):
+        for name in ("alpha", "beta"):
+            raw = churn_spec_raw()
+            raw["name"] = name
+            raw["serving"]["backend"] = "docker"
+            write_spec(raw, tmp_path, f"{name}.yaml")
+        folder = load_spec_folder(tmp_path)
+        assert [s.name for s in folder.specs] == ["alpha"]
+        assert folder.errors[0].field == "serving.docker.live_port"
 
     def test_file_name_must_match(self, tmp_path):
         (tmp_path / "other.yaml").write_text(CHURN_SPEC.read_text())

@@ -25,6 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "status":
             for name, state in stack.status().items():
                 print(f"{name}: {state}")
+            for model, state in stack.serving_status().items():
+                print(f"serving {model}: {state}")
         else:
             from mlops_airflow.embedded.demo import run_demo
 

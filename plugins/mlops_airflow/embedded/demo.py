@@ -52,6 +52,8 @@ def stack_spec(config: StackConfig, model: str):
 
     os.environ["MLOPS_DATA_ROOT"] = str(config.data_root)
     os.environ["MLOPS_SPECS_DIR"] = str(config.specs_dir)
+    ports = config.serving_ports  # the default ports of a spec that sets none, as the stack's Airflow has them
+    os.environ.update(MLOPS_SERVING_LIVE_PORT=str(ports.live), MLOPS_SERVING_BLUE_PORT=str(ports.blue), MLOPS_SERVING_GREEN_PORT=str(ports.green))
     return find_spec(config.specs_dir, model)
 
 
@@ -95,11 +97,11 @@ def live_prediction(config: StackConfig, model: str, day: dt.date) -> tuple[str 
     """Score two rows of ``day`` through the live URL, as a client would: (colour, version, status, ms, answer)."""
     from mlops_airflow.features import prepare_features
     from mlops_airflow.partitions import read_window
-    from mlops_airflow.serving.local import LocalServingBackend
+    from mlops_airflow.serving.factory import local_serving_backend
     from mlops_airflow.serving.smoke import payload, post
 
     spec = stack_spec(config, model)
-    backend = LocalServingBackend(model=model, state_dir=config.serving_dir, ports=config.serving_ports)
+    backend = local_serving_backend(spec, state_dir=config.serving_dir)
     status = backend.status()
     if status.live is None:
         return None, None, 0, 0.0, None
@@ -410,8 +412,8 @@ class DemoStory:
         if color is None:
             self.echo(f"serving: nothing is live for {self.model}")
             return
-        ports = self.config.serving_ports
-        self.echo(f"serving: {self.model} v{version} is live on {color} at http://{self.config.host}:{ports.live}/invocations")
+        live_port = stack_spec(self.config, self.model).serving.local.live_port
+        self.echo(f"serving: {self.model} v{version} is live on {color} at http://{self.config.host}:{live_port}/invocations")
         self.echo(f"         2 rows of {day} -> HTTP {code} in {latency:.0f} ms: {json.dumps(answer)[:160]}")
 
     def summary(self, password: str) -> None:

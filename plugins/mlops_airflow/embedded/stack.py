@@ -391,6 +391,7 @@ class EmbeddedStack:
                 raise StackError(f"{service.name} did not become healthy within {service.start_timeout:.0f} s; see {running.log}:\n{_tail(running.log)}")
             self.echo(f"{service.name}: healthy at {self._url(service.name)}")
         self.sync_pools()
+        self.restore_serving()
 
     def write_specs(self) -> None:
         """Copy ``include/models/*.yaml`` for this stack, changed as its profile says.
@@ -515,6 +516,71 @@ class EmbeddedStack:
 
         stop_watchdog(self.config)
         return stopped
+
+    @contextlib.contextmanager
+    def _stack_environment(self):
+        """This process's environment as the stack's Airflow sees it while specs are read (their ports and data root)."""
+        env = self.airflow_env()
+        keys = [k for k in env if k.startswith("MLOPS_")]
+        saved = {k: os.environ.get(k) for k in keys}
+        os.environ.update({k: env[k] for k in keys})
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    def served_models(self) -> list:
+        """The stack's specs served by the local backend (refused specs are echoed, not served)."""
+        from mlops_airflow.specs import load_spec_folder
+
+        if not self.config.specs_dir.is_dir():
+            return []
+        with self._stack_environment():
+            folder = load_spec_folder(self.config.specs_dir)
+        for error in folder.errors:
+            self.echo(f"serving: spec refused, not served: {error}")
+        return [spec for spec in folder.specs if spec.serving.backend == "local"]
+
+    def _local_serving(self, spec):
+        from mlops_airflow.serving.factory import local_serving_backend
+
+        url = self.config.mlflow_url
+        return local_serving_backend(spec, state_dir=self.config.serving_dir, env={"MLFLOW_TRACKING_URI": url, "MLFLOW_REGISTRY_URI": url})
+
+    def restore_serving(self) -> None:
+        """Serve every model's recorded live version again (after ``down`` or a reboot); see ``LocalServingBackend.restore_live``."""
+        for spec in self.served_models():
+            backend = self._local_serving(spec)
+            if not backend.state_file.exists():
+                continue
+            started = time.monotonic()
+            try:
+                ready = backend.restore_live(estimator_kind=spec.training.estimator.kind, timeout=spec.serving.ready_timeout_seconds)
+            except Exception as err:
+                self.echo(f"serving: {spec.name} could not be restored: {err}")
+                continue
+            if ready is not None:
+                self.echo(
+                    f"serving: {spec.name} v{ready.version} live again on {ready.color} at {backend.live_url()}/invocations ({time.monotonic() - started:.1f} s)"
+                )
+
+    def serving_status(self) -> dict[str, str]:
+        """Each served model: its live URL, colour and version, read from its router and state."""
+        result = {}
+        for spec in self.served_models():
+            backend = self._local_serving(spec)
+            status = backend.status()
+            if status.live is None:
+                result[spec.name] = "nothing live yet"
+                continue
+            color = status.colors[status.live]
+            answering = "answering" if color.ready and backend.proxy_color() is status.live else f"not answering ({color.detail})"
+            result[spec.name] = f"v{color.version} on {status.live} at {backend.live_url()}/invocations, {answering}"
+        return result
 
     def stop_serving(self) -> list[str]:
         """The model servers and Caddy that serving tasks started, as recorded in their state files."""

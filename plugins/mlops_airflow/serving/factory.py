@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from mlops_airflow.serving.base import ServingBackend
+    from mlops_airflow.serving.local import LocalServingBackend
     from mlops_airflow.specs import ModelSpec
 
 
@@ -25,6 +28,15 @@ def serving_backend(spec: ModelSpec, *, mlflow_env: dict[str, str]) -> ServingBa
         from mlops_airflow.serving.docker import DockerServingBackend
 
         return DockerServingBackend.from_hook(model=spec.name, spec=spec.serving.docker, env=mlflow_env)
-    from mlops_airflow.serving.local import LocalServingBackend
+    return local_serving_backend(spec, env=mlflow_env)
 
-    return LocalServingBackend(model=spec.name, env=mlflow_env)
+
+def local_serving_backend(spec: ModelSpec, *, state_dir: Path | None = None, env: dict[str, str] | None = None) -> LocalServingBackend:
+    """The local backend of ``spec``: its own live, blue and green ports (``serving.local``)."""
+    from mlops_airflow.serving.local import LocalServingBackend
+    from mlops_airflow.serving.local_ports import LocalPorts
+
+    local = spec.serving.local
+    return LocalServingBackend(
+        model=spec.name, state_dir=state_dir, ports=LocalPorts(live=local.live_port, blue=local.blue_port, green=local.green_port), env=env
+    )

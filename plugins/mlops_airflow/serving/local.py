@@ -261,11 +261,21 @@ class LocalServingBackend:
             state["proxy"] = {"pid": process.pid, "pgid": process.pid}
             self._save(state)
             self._wait(process, "caddy", lambda: self._admin("GET", "/config/")[0] == 200, timeout)
-        if _port_open(self.host, self.ports.live) and not self._front_is_current():
+        if _port_open(self.host, self.ports.live) and not (self._front_is_current() and self._groups_named("caddy-front")):
             # A front started by an older version of this package dials another router socket
             # (the sockets once sat beside the state file): it would answer 502 for ever.
-            for pgid in self._groups_named("caddy-front"):
+            ours = self._groups_named("caddy-front")
+            for pgid in ours:
                 stop_group(pgid)
+            if ours:
+                self._wait_port_free(self.ports.live)
+            if _port_open(self.host, self.ports.live):
+                # Another model's live port, or another program: switching our router would
+                # change nothing that clients of this port reach.
+                raise ProxyError(
+                    f"refusing to serve {self.model} on {self.host}:{self.ports.live}: the port is taken by a process this backend did not "
+                    f"start for {self.model} (another model's live port, or another program); give {self.model} its own serving.local.live_port"
+                )
         if not _port_open(self.host, self.ports.live):
             for pgid in self._groups_named("caddy-front"):  # likewise a front still starting
                 stop_group(pgid)
@@ -284,6 +294,11 @@ class LocalServingBackend:
         for key, name in (("proxy", "caddy"), ("front", "caddy-front")):
             for pgid in self._groups_named(name) - {(state.get(key) or {}).get("pgid")}:
                 stop_group(pgid)
+
+    def _wait_port_free(self, port: int, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while _port_open(self.host, port) and time.monotonic() < deadline:
+            time.sleep(0.2)
 
     def _front_is_current(self) -> bool:
         """Whether the running front was started with the configuration this version writes."""
@@ -361,11 +376,14 @@ class LocalServingBackend:
             return pgid
         return pgid if f"{_PROCESS_ENV}={self._identity(name)}".encode() in environ else None
 
-    def _stop_named(self, name: str, recorded: int | None) -> None:
-        """End the group the state recorded for ``name`` and the one its pid file names (a killed deploy's)."""
+    def _stop_named(self, name: str, recorded: int | None) -> bool:
+        """End the group the state recorded for ``name`` and the one its pid file names (a killed deploy's); whether any ran."""
+        stopped = False
         for pgid in {recorded, self._spawned_group(name)} - {None}:
             if group_alive(pgid):
                 stop_group(pgid)
+                stopped = True
+        return stopped
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         log_path = self._log_path(name)
@@ -417,23 +435,55 @@ class LocalServingBackend:
         entry = state["colors"].get(str(color)) or {}
         if entry.get("version") == str(version) and _alive(entry.get("pid")):
             return False
-        self._stop_named(str(color), entry.get("pgid"))
         port = self.ports.of(color)
-        # The server just stopped may take a moment to let go of its port.
-        deadline = time.monotonic() + 10
-        while _port_open(self.host, port) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        if self._stop_named(str(color), entry.get("pgid")):
+            self._wait_port_free(port)  # the server just stopped may take a moment to let go of it
         if _port_open(self.host, port):
             # Another program (another model's colour, another stack) listens there: a server of ours
             # could not bind, and until it gave up the other one would answer our readiness checks.
             raise ColorNotReadyError(
                 f"refusing to deploy {self.model} v{version} onto {color}: port {port} on {self.host} is taken by a process this backend did not start"
             )
+        self._start_server(state, color, version, model_uri, estimator_kind)
+        return True
+
+    def _start_server(self, state: dict[str, Any], color: Color, version: str, model_uri: str, estimator_kind: str) -> None:
+        port = self.ports.of(color)
         command = server_command(sys.executable, model_uri=model_uri, estimator_kind=estimator_kind, host=self.host, port=port)
         process = self._spawn(color, command, self.env)
-        state["colors"][str(color)] = {"version": str(version), "model_uri": model_uri, "pid": process.pid, "pgid": process.pid, "port": port}
+        state["colors"][str(color)] = {
+            "version": str(version),
+            "model_uri": model_uri,
+            "estimator_kind": estimator_kind,
+            "pid": process.pid,
+            "pgid": process.pid,
+            "port": port,
+        }
         self._save(state)
-        return True
+
+    def restore_live(self, *, estimator_kind: str, timeout: float) -> ColorState | None:
+        """After a restart (``make stop`` / ``make up``, a reboot): serve the recorded live colour again.
+
+        Starts that colour's model server with the version it served, and the router and front
+        (the router routes to the recorded colour); waits until the colour answers. ``None``
+        when nothing was live. The idle colour stays down: the next release starts it.
+        """
+        state = self._load()
+        if not state.get("live"):
+            return None
+        color = Color(state["live"])
+        entry = state["colors"].get(str(color)) or {}
+        if not entry.get("model_uri"):
+            raise ColorNotReadyError(f"{self.model}: the state file records {color} as live but not the model it served; release again")
+        if not self.is_ready(color).ready:
+            if self._stop_named(str(color), entry.get("pgid")):
+                self._wait_port_free(self.ports.of(color))
+            if _port_open(self.host, self.ports.of(color)):
+                raise ColorNotReadyError(f"cannot restore {self.model} on {color}: port {self.ports.of(color)} on {self.host} is taken by another program")
+            self._start_server(state, color, entry["version"], entry["model_uri"], entry.get("estimator_kind") or estimator_kind)
+        ready = self.wait_ready(color, timeout=timeout, poll=0.5)
+        self.ensure_proxy()
+        return ready
 
     def wait_ready(self, color: Color, *, timeout: float, poll: float = 1.0) -> ColorState:
         deadline = time.monotonic() + timeout

@@ -112,3 +112,35 @@ def test_a_colour_port_held_by_another_program_is_refused_before_anything_starts
         with pytest.raises(ColorNotReadyError, match=f"refusing to deploy churn v1 onto blue: port {taken} on 127.0.0.1 is taken"):
             backend.deploy(Color.BLUE, "1", "models:/churn/1", estimator_kind="hist_gradient_boosting")
     assert backend.status().colors[Color.BLUE].detail == "not running"
+
+
+def test_a_live_port_held_by_another_model_or_program_is_refused_not_shared(tmp_path):
+    """Another model's front on our live port would keep answering our clients: no router of ours is started behind it."""
+    import socket
+
+    from helpers import free_port
+
+    from mlops_airflow.serving.local import LocalPorts, ProxyError
+
+    with socket.socket() as stranger:
+        stranger.bind(("127.0.0.1", 0))
+        stranger.listen()
+        taken = stranger.getsockname()[1]
+        backend = LocalServingBackend(model="fraud", state_dir=tmp_path, ports=LocalPorts(live=taken, blue=free_port(), green=free_port()))
+        backend._router_config = lambda color: pytest.fail("a router was configured behind a port that is not ours")
+        backend._admin = lambda *args, **kwargs: (200, b"{}")  # the router answers: only the front is in question
+        with pytest.raises(ProxyError, match=f"refusing to serve fraud on 127.0.0.1:{taken}: the port is taken .* give fraud its own serving.local.live_port"):
+            backend.ensure_proxy(timeout=5)
+
+
+def test_each_spec_gets_its_own_ports_from_the_factory(tmp_path):
+    from helpers import churn_spec_raw, write_spec
+
+    from mlops_airflow.serving.factory import local_serving_backend
+    from mlops_airflow.specs import load_spec
+
+    raw = churn_spec_raw()
+    raw["serving"]["local"] = {"live_port": 9600}
+    backend = local_serving_backend(load_spec(write_spec(raw, tmp_path)), state_dir=tmp_path)
+    assert (backend.ports.live, backend.ports.blue, backend.ports.green) == (9600, 9601, 9602)
+    assert backend.live_url() == "http://127.0.0.1:9600"
