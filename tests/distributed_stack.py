@@ -12,6 +12,7 @@ API, which every worker reaches, so it is shared, as the data store and MLflow a
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
@@ -24,8 +25,11 @@ REDIS = "redis://127.0.0.1:6379"
 WORKERS = ("worker1", "worker2")
 
 
-def _postgres_admin(statement: str) -> None:
-    """One statement on the machine's Postgres, outside a transaction (CREATE/DROP DATABASE need that)."""
+DATABASE_PREFIX = "mlops_e2e_"
+
+
+def _postgres_admin(statement: str) -> list[tuple]:
+    """One statement on the machine's Postgres, outside a transaction (CREATE/DROP DATABASE need that); its rows."""
     import psycopg2
 
     connection = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
@@ -33,8 +37,22 @@ def _postgres_admin(statement: str) -> None:
     try:
         with connection.cursor() as cursor:
             cursor.execute(statement)
+            return cursor.fetchall() if cursor.description else []
     finally:
         connection.close()
+
+
+def drop_orphaned_databases() -> list[str]:
+    """Drop the databases of test runs whose process is gone (a run killed before its teardown): ``mlops_e2e_<pid>_<key>``."""
+    from mlops_airflow.embedded.watchdog import process_alive
+
+    dropped = []
+    for (name,) in _postgres_admin(f"SELECT datname FROM pg_database WHERE datname LIKE '{DATABASE_PREFIX}%'"):
+        owner = name[len(DATABASE_PREFIX) :].split("_", 1)[0]
+        if not owner.isdigit() or not process_alive(int(owner)):
+            drop_database(name)
+            dropped.append(name)
+    return dropped
 
 
 def create_database(name: str) -> None:
@@ -52,8 +70,9 @@ class DistributedStack(EmbeddedStack):
         super().__init__(config, echo=echo)
         self.ports = ports
         self.run_key = uuid.uuid4().hex[:10]
-        self.database = f"mlops_e2e_{self.run_key}"
-        self.queue = f"mlops_e2e_{self.run_key}"
+        # The owner's pid in the name: a later run drops the database of a run that was killed.
+        self.database = f"{DATABASE_PREFIX}{os.getpid()}_{self.run_key}"
+        self.queue = f"{DATABASE_PREFIX}{self.run_key}"
 
     def airflow_env(self) -> dict[str, str]:
         return {
@@ -72,6 +91,8 @@ class DistributedStack(EmbeddedStack):
         }
 
     def migrate(self) -> None:
+        for name in drop_orphaned_databases():
+            self.echo(f"dropped {name}: the test run that made it is gone")
         create_database(self.database)
         env = {**inherited_env(), **self.airflow_env(), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
         self.config.airflow_home.mkdir(parents=True, exist_ok=True)

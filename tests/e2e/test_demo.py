@@ -120,6 +120,67 @@ def a_bad_data_day_stops_only_the_runs_that_read_it(config, monkeypatch) -> str:
     return bad
 
 
+def every_dag_runs_with_the_defaults_of_the_trigger_form(config) -> None:
+    """What the UI's trigger form sends with every field left empty: ``{"logical_date": null, "conf": {}}``.
+
+    Scoring, drift monitoring and retraining at once (two have a schedule, retraining has none
+    in the demo's profile), then a rollback: each run succeeds, and the rollback serves the
+    previous champion through the live URL.
+    """
+    import datetime as dt
+
+    from mlops_airflow.airflow_api import AirflowClient
+    from mlops_airflow.embedded.demo import live_prediction, registry_alias
+
+    client = AirflowClient(config.airflow_url, "admin", config.admin_password())
+    runs = {dag_id: client.trigger(dag_id)["dag_run_id"] for dag_id in ("batch_score_churn", "drift_monitor_churn", "retrain_churn")}
+    for dag_id, run_id in runs.items():
+        run = client.wait_for_run(dag_id, run_id, timeout=900)
+        assert (run["state"], run["logical_date"]) == ("success", None), (dag_id, run)
+    yesterday = dt.datetime.now(tz=dt.UTC).date() - dt.timedelta(days=1)
+    scored = {t["task_id"]: t["state"] for t in client.task_instances("batch_score_churn", runs["batch_score_churn"])}
+    assert scored["score_partition"] == "success"
+    assert (Path(config.data_root) / "churn" / "predictions" / f"dt={yesterday}").is_dir()
+    trained = {t["task_id"]: t["state"] for t in client.task_instances("retrain_churn", runs["retrain_churn"])}
+    assert trained["train_model"] == trained["evaluate_challenger"] == "success"
+
+    previous = registry_alias(config.mlflow_url, "churn", "previous_champion")
+    client.set_paused("rollback_churn", False)  # new DAGs start paused in the embedded stack; the demo unpauses only what it runs
+    rollback = client.trigger("rollback_churn")["dag_run_id"]
+    assert client.wait_for_run("rollback_churn", rollback, timeout=600)["state"] == "success"
+    assert [t for t in client.task_instances("rollback_churn", rollback) if t["try_number"] != 1 and t["state"] != "skipped"] == []
+    assert registry_alias(config.mlflow_url, "churn", "champion")["version"] == previous["version"]
+    _, version, code, _, _ = live_prediction(config, "churn", yesterday)
+    assert (code, version) == (200, str(previous["version"]))
+
+
+def serving_comes_back_after_stop_and_up(command: list[str], env: dict[str, str], config) -> None:
+    """``make stop`` then ``make up``: the live URL serves the version that was live, and ``make status`` says so."""
+    import datetime as dt
+
+    from mlops_airflow.embedded.demo import live_prediction
+    from mlops_airflow.serving.factory import local_serving_backend
+    from mlops_airflow.specs import find_spec
+
+    yesterday = dt.datetime.now(tz=dt.UTC).date() - dt.timedelta(days=1)
+    _, live_version, code, _, before = live_prediction(config, "churn", yesterday)
+    assert code == 200
+    stop = subprocess.run([*command, "down"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert stop.returncode == 0, stop.stderr
+    assert local_serving_backend(find_spec(config.specs_dir, "churn"), state_dir=config.serving_dir).status().live is not None  # remembered
+    assert live_prediction(config, "churn", yesterday)[2] == 0, "nothing answers while the stack is down"
+    up = subprocess.run([*command, "up"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    print(up.stdout)
+    assert f"serving: churn v{live_version} live again on " in up.stdout
+    _, version, code, _, after = live_prediction(config, "churn", yesterday)
+    assert (code, version, after) == (200, live_version, before)
+    status = subprocess.run([*command, "status"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    live_port = env["MLOPS_SERVING_LIVE_PORT"]
+    assert f"serving churn: v{live_version} on " in status.stdout
+    assert f"at http://127.0.0.1:{live_port}/invocations, answering" in status.stdout, status.stdout
+
+
 class SchedulerCrashedOnSqlite(RuntimeError):
     """The embedded scheduler died of Airflow's SQLite race (issue 17: the embedded default needs Postgres)."""
 
@@ -138,7 +199,7 @@ def demo_env(state: Path) -> dict[str, str]:
         MLOPS_WORKER_LOG_PORT=str(free_port()),
         MLOPS_TRIGGER_LOG_PORT=str(free_port()),
         MLOPS_STATSD_PORT=str(free_port()),
-        **{f"MLOPS_SERVING_{name}_PORT": str(free_port()) for name in ("LIVE", "ADMIN", "BLUE", "GREEN")},
+        **{f"MLOPS_SERVING_{name}_PORT": str(free_port()) for name in ("LIVE", "BLUE", "GREEN")},
         **E2E_SETTINGS,
         MLOPS_STACK_OWNER_PID=str(os.getpid()),  # the stack ends with this test process, however it ends
     )
@@ -216,7 +277,8 @@ def test_demo_closes_the_loop_and_stop_leaves_nothing(tmp_path, monkeypatch):
         the_story_happened(config, monkeypatch)
         bad_run = a_bad_data_day_stops_only_the_runs_that_read_it(config, monkeypatch)
         approval_is_asked_then_a_rejection_is_recorded(env)
-        # The first-try check again, over the bad-data day and the approval: only the bad day's run failed, and the check sees it.
+        every_dag_runs_with_the_defaults_of_the_trigger_form(config)
+        # The first-try check again, over the bad-data day, the approval and the runs with defaults: only the bad day's run failed, and the check sees it.
         failed = failed_tries(AirflowClient(config.airflow_url, "admin", config.admin_password()))
         assert [a for a in failed if a.run_id != bad_run] == []
         assert ("batch_score_churn", bad_run, "check_scoring_data") in [a.instance for a in failed]
@@ -224,6 +286,7 @@ def test_demo_closes_the_loop_and_stop_leaves_nothing(tmp_path, monkeypatch):
         again = subprocess.run([*command, "up"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
         assert again.returncode == 0, again.stderr
         assert again.stdout.count("already running") == 2
+        serving_comes_back_after_stop_and_up(command, env, config)
     finally:
         stop = subprocess.run([*command, "down"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert stop.returncode == 0, stop.stderr

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
 
 from mlops_airflow.utils.task_args import as_bool
+from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class PromotionApprovalOperator(ApprovalOperator):
+class PromotionApprovalOperator(FailFastTemplates, ApprovalOperator):
     """
     Show the evaluation's decision summary and wait for Approve or Reject, when approval is required.
 

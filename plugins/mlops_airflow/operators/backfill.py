@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from mlops_airflow.exceptions import MlopsError
 from mlops_airflow.partitions import parse_day
 from mlops_airflow.specs import DriftSpec
+from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -62,7 +63,7 @@ def drift_window(drift: dict[str, Any], max_days: int) -> tuple[dt.date, dt.date
     return start, end
 
 
-class BackfillScoresOperator(BaseOperator):
+class BackfillScoresOperator(FailFastTemplates, BaseOperator):
     """
     Backfill ``batch_score_<model>`` over the drifted days, once, through Airflow's REST API.
 

@@ -20,6 +20,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from mlops_airflow.metrics import DATA_CHECK_ROWS, DATA_CHECK_RULES_FAILED, gauge
 from mlops_airflow.partitions import days_between, partition_uri
 from mlops_airflow.utils.task_args import as_utc_datetime, load_task_spec
+from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -120,7 +121,7 @@ def quarantine_partition(base_uri: str, day: dt.date, run_id: str, conn_id: str 
     return {"day": day.isoformat(), "from": str(source), "to": str(target), "sha256": before}
 
 
-class DataContractCheckOperator(BaseOperator):
+class DataContractCheckOperator(FailFastTemplates, BaseOperator):
     """
     Check the partitions of ``[interval_start, interval_end)`` against the model's data contract.
 

@@ -20,6 +20,7 @@ from mlops_airflow.constants import (
 from mlops_airflow.exceptions import MlopsError
 from mlops_airflow.partitions import parse_day
 from mlops_airflow.utils.task_args import load_task_spec
+from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -72,7 +73,7 @@ def last_run_state(ti: Any, dag_id: str, run_id: str) -> str | None:
         raise MlopsError(f"cannot read the state of {dag_id} run {run_id}, which the last drift trigger started: {err}") from err
 
 
-class DriftRetrainGateOperator(BaseOperator):
+class DriftRetrainGateOperator(FailFastTemplates, BaseOperator):
     """
     Turn the drift sensor's summary into the retrain to trigger, unless the cooldown says no.
 
@@ -131,7 +132,7 @@ class DriftRetrainGateOperator(BaseOperator):
         return {"run_id": record["run_id"], "conf": conf}
 
 
-class DriftReportOperator(BaseOperator):
+class DriftReportOperator(FailFastTemplates, BaseOperator):
     """
     An Evidently HTML drift report of the window the sensor tested, logged on the champion's run.
 

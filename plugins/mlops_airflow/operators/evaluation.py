@@ -16,6 +16,7 @@ from mlops_airflow.constants import CHALLENGER_ALIAS, CHAMPION_ALIAS, DEFAULT_ML
 from mlops_airflow.exceptions import MlopsError
 from mlops_airflow.metrics import PROMOTION_PRIMARY_METRIC, gauge
 from mlops_airflow.utils.task_args import as_date, load_task_spec
+from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -76,7 +77,7 @@ def evaluate_registered_versions(hook: MlflowHook, spec: ModelSpec, window_end: 
     return report
 
 
-class EvaluateChallengerOperator(BaseOperator):
+class EvaluateChallengerOperator(FailFastTemplates, BaseOperator):
     """
     Score ``challenger`` and ``champion`` on the same fresh rows and judge the spec's gates.
 

@@ -28,6 +28,7 @@ from mlops_airflow.exceptions import MlopsError
 from mlops_airflow.metrics import PROMOTION_PROMOTED, PROMOTION_REJECTED, incr
 from mlops_airflow.operators.backfill import DEFAULT_AIRFLOW_API_CONN_ID
 from mlops_airflow.utils.task_args import as_bool
+from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -45,7 +46,7 @@ def _alias_version(hook: MlflowHook, name: str, alias: str) -> str | None:
     return None if version is None else str(version.version)
 
 
-class PromoteChampionOperator(BaseOperator):
+class PromoteChampionOperator(FailFastTemplates, BaseOperator):
     """
     Act on the evaluation: move ``champion`` to the challenger, or record why not.
 
@@ -288,7 +289,7 @@ def _v(version: str | None) -> str:
     return "no champion" if version is None else f"v{version}"
 
 
-class RestorePreviousChampionOperator(BaseOperator):
+class RestorePreviousChampionOperator(FailFastTemplates, BaseOperator):
     """
     Swap ``champion`` and ``previous_champion``: the version that served before becomes champion.
 

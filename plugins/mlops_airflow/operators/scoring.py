@@ -14,6 +14,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_airflow.constants import CHAMPION_ALIAS, DEFAULT_MLFLOW_CONN_ID
 from mlops_airflow.utils.task_args import as_date, load_task_spec
+from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 PREDICTIONS_FILE = "predictions.parquet"
 
 
-class BatchScoreOperator(BaseOperator):
+class BatchScoreOperator(FailFastTemplates, BaseOperator):
     """
     Score the partition of ``partition_date`` with ``models:/<model>@champion``.
 

@@ -18,6 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_airflow.constants import CHAMPION_ALIAS, DEFAULT_MLFLOW_CONN_ID, PREVIOUS_CHAMPION_ALIAS
 from mlops_airflow.metrics import SERVING_ROLLBACK, SERVING_SMOKE_LATENCY, SERVING_SWITCH, incr, timings
+from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -31,7 +32,7 @@ DEPLOYED = "deployed"
 TAG_ROLLED_BACK = "mlops.serving.rolled_back"
 
 
-class _ServingOperator(BaseOperator):
+class _ServingOperator(FailFastTemplates, BaseOperator):
     """Shared: the spec, the MLflow hook, the backend, and the deploy task's XCom."""
 
     template_fields: Sequence[str] = ("spec_path",)

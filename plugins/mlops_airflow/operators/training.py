@@ -24,6 +24,7 @@ import mlops_airflow
 from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID, TAG_DAG_RUN, TAG_REASON, TRAINING_PARENT_PID_ENV, TrainingExitCode
 from mlops_airflow.exceptions import TrackingServerUnavailableError, TrainingFailedError
 from mlops_airflow.utils.task_args import as_date, load_task_spec
+from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -103,7 +104,7 @@ def raise_for_exit_code(returncode: int, tail: Sequence[str]) -> None:
     raise TrainingFailedError(f"training failed (exit {returncode}):\n{last_lines}")
 
 
-class LocalModelTrainingOperator(BaseOperator):
+class LocalModelTrainingOperator(FailFastTemplates, BaseOperator):
     """
     Train a model version with the training entrypoint as a local subprocess.
 

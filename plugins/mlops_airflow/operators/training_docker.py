@@ -16,6 +16,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID
 from mlops_airflow.operators.training import CONTAINER_RESULT_PATH, CONTAINER_SPEC_ENV, container_training_command, raise_for_exit_code
+from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -24,7 +25,7 @@ SPEC_ENV = CONTAINER_SPEC_ENV
 RESULT_PATH = CONTAINER_RESULT_PATH
 
 
-class ModelTrainingDockerOperator(DockerOperator):
+class ModelTrainingDockerOperator(FailFastTemplates, DockerOperator):
     """
     Train a model version in a Docker container running ``python -m mlops_airflow.training``.
 

@@ -20,6 +20,7 @@ from mlops_airflow.exceptions import MlopsError
 from mlops_airflow.operators.training import CONTAINER_RESULT_PATH, CONTAINER_SPEC_ENV, container_training_command, raise_for_exit_code
 from mlops_airflow.utils.container_args import kubernetes_literal
 from mlops_airflow.utils.pod_security import restricted_violations
+from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -58,7 +59,7 @@ def _start_failure_reason(pod) -> str:
     return "; ".join(reasons) or "no reason reported by Kubernetes"
 
 
-class ModelTrainingPodOperator(KubernetesPodOperator):
+class ModelTrainingPodOperator(FailFastTemplates, KubernetesPodOperator):
     """
     Train a model version in a Kubernetes pod running ``python -m mlops_airflow.training``.
 

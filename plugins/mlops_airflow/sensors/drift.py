@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from mlops_airflow.constants import CHAMPION_ALIAS, DEFAULT_MLFLOW_CONN_ID
 from mlops_airflow.metrics import DRIFT_DRIFTED_FEATURES, DRIFT_KS_STAT, DRIFT_P_VALUE, DRIFT_TVD, gauge
 from mlops_airflow.utils.task_args import as_date, load_task_spec
+from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -31,7 +32,7 @@ def send_drift_metrics(spec: ModelSpec, check: DriftCheck) -> None:
     gauge(DRIFT_DRIFTED_FEATURES, len(check.assessment.drifted_features), model=spec.name)
 
 
-class KSDriftSensor(BaseSensorOperator):
+class KSDriftSensor(FailFastTemplates, BaseSensorOperator):
     """
     Succeed, returning the drift summary, when the current window drifts from the champion's reference sample.
 

@@ -11,12 +11,13 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_airflow.partitions import days_between, partition_uri
 from mlops_airflow.utils.task_args import as_date
+from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class PartitionSensor(BaseSensorOperator):
+class PartitionSensor(FailFastTemplates, BaseSensorOperator):
     """
     Wait for the partitions ``<base_uri>/dt=YYYY-MM-DD`` of ``[start, end)`` to hold Parquet files.
 
