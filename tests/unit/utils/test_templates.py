@@ -21,7 +21,10 @@ def check_task(**templates: str) -> DataContractCheckOperator:
 def test_an_undefined_context_key_fails_without_retry_and_names_the_field():
     """What a run without a logical date met: its context has no data_interval_end at all."""
     task = check_task(interval_start="2026-03-01", interval_end="{{ data_interval_end | ds }}")
-    with pytest.raises(AirflowFailException, match=r"check_training_data: the templated field 'interval_end' cannot be rendered \(UndefinedError: 'data_interval_end' is undefined\)"):
+    with pytest.raises(
+        AirflowFailException,
+        match=r"check_training_data: the templated field 'interval_end' cannot be rendered \(UndefinedError: 'data_interval_end' is undefined\)",
+    ):
         task.render_template_fields({"params": {}})
 
 
