@@ -47,10 +47,14 @@ def drop_orphaned_databases() -> list[str]:
     from mlops_airflow.embedded.watchdog import process_alive
 
     dropped = []
-    for (name,) in _postgres_admin(f"SELECT datname FROM pg_database WHERE datname LIKE '{DATABASE_PREFIX}%'"):
-        owner = name[len(DATABASE_PREFIX) :].split("_", 1)[0]
-        if not owner.isdigit() or not process_alive(int(owner)):
-            drop_database(name)
+    rows = _postgres_admin(
+        f"SELECT datname FROM pg_database WHERE datname ~ '^{DATABASE_PREFIX}[0-9]+_[0-9a-f]+$' "
+        "AND datname NOT IN (SELECT datname FROM pg_stat_activity WHERE datname IS NOT NULL)"  # nobody connected: not in use
+    )
+    for (name,) in rows:
+        owner = int(name[len(DATABASE_PREFIX) :].split("_", 1)[0])
+        if not process_alive(owner):
+            _postgres_admin(f'DROP DATABASE IF EXISTS "{name}"')
             dropped.append(name)
     return dropped
 
@@ -119,7 +123,7 @@ class DistributedStack(EmbeddedStack):
         return str(Path(sys.executable).parent / "airflow")
 
     def services(self) -> list[Service]:
-        mlflow = super().services()[0]
+        mlflow = next(s for s in super().services() if s.name == "mlflow")
         env = self.airflow_env()
         home = self.config.airflow_home
         host = self.config.host

@@ -93,10 +93,15 @@ def dags_of_every_spec(kind: str, build: Callable[..., DAG], doc_md: str | None 
     """
     folder = load_spec_folder(specs_dir())
     dags = {}
+    errors = list(folder.errors)
     for spec in folder.specs:
-        dag = build(spec, doc_md=doc_md)
+        try:
+            dag = build(spec, doc_md=doc_md)
+        except Exception as err:  # a spec the loader let through but the DAG refuses: still only this model's DAGs
+            errors.append(ModelSpecError(spec.source, "<dag>", f"{type(err).__name__}: {err}"))
+            continue
         dags[dag.dag_id] = dag
-    for error in folder.errors:
+    for error in errors:
         log.error("model spec refused, its DAGs only fail: %s", error)
         dag = invalid_spec_dag(kind, error, taken=set(dags))
         dags[dag.dag_id] = dag

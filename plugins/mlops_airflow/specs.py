@@ -240,6 +240,7 @@ class LocalServingSpec:
     live_port: int = 8500
     blue_port: int = 8501
     green_port: int = 8502
+    explicit: bool = False  # the spec sets its ports (a clash with defaulted ones refuses those)
 
     @property
     def ports(self) -> tuple[int, int, int]:
@@ -817,6 +818,7 @@ def _parse_local_serving(section: _Section) -> LocalServingSpec:
         live_port=live,
         blue_port=section.integer("blue_port", blue_default, minimum=1, maximum=65535),
         green_port=section.integer("green_port", green_default, minimum=1, maximum=65535),
+        explicit=any(section.raw.get(key) is not None for key in ("live_port", "blue_port", "green_port")),
     )
     if len(set(spec.ports)) != 3:
         section.fail("", f"live_port, blue_port and green_port must be three different ports, got {list(spec.ports)}")
@@ -974,17 +976,32 @@ def load_spec_folder(directory: str | os.PathLike[str]) -> SpecFolder:
     directory = Path(directory)
     if not directory.is_dir():
         raise ModelSpecError(str(directory), "<directory>", "does not exist or is not a directory")
-    accepted: list[ModelSpec] = []
+    loaded: list[ModelSpec] = []
     errors: list[ModelSpecError] = []
     for path in sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml")):
         try:
-            spec = load_spec(path)
+            loaded.append(load_spec(path))
+        except ModelSpecError as err:
+            errors.append(err)
+    # Who keeps a contested name or port: a spec that sets its ports before one that takes the
+    # defaults, then the older file (the one added last is refused, not a model already running).
+    accepted: list[ModelSpec] = []
+    for spec in sorted(loaded, key=_claim_order):
+        try:
             _refuse_clashes(spec, accepted)
         except ModelSpecError as err:
             errors.append(err)
             continue
         accepted.append(spec)
     return SpecFolder(tuple(sorted(accepted, key=lambda s: s.name)), tuple(errors))
+
+
+def _claim_order(spec: ModelSpec) -> tuple[bool, float, str]:
+    try:
+        modified = os.stat(spec.source).st_mtime
+    except OSError:
+        modified = math.inf
+    return (not spec.serving.local.explicit, modified, spec.source)
 
 
 def _refuse_clashes(spec: ModelSpec, accepted: Iterable[ModelSpec]) -> None:
@@ -995,7 +1012,9 @@ def _refuse_clashes(spec: ModelSpec, accepted: Iterable[ModelSpec]) -> None:
             for key, port in zip(("live_port", "blue_port", "green_port"), spec.serving.local.ports, strict=True):
                 if port in other.serving.local.ports:
                     raise ModelSpecError(
-                        spec.source, f"serving.local.{key}", f"port {port} is already {other.name}'s ({other.source}); give every model its own three ports"
+                        spec.source,
+                        f"serving.local.{key}",
+                        f"port {port} is already {other.name}'s ({other.source}); give every model its own three ports (set serving.local.live_port here)",
                     )
         if spec.serving.backend == "docker" and other.serving.backend == "docker" and spec.serving.docker.live_port == other.serving.docker.live_port:
             raise ModelSpecError(

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from distributed_stack import WORKERS, DistributedStack
 from helpers import REPO_ROOT, free_port, processes_with_env
+from second_model import a_second_model_beside_churn
 from story_checks import E2E_SETTINGS, STORY_DAGS, the_story_happened
 
 from mlops_airflow.airflow_api import AirflowApiError
@@ -134,6 +135,7 @@ def test_the_loop_survives_a_dead_worker_and_a_scheduler_restart_on_celery(tmp_p
         trigger_log_port=free_port(),
         statsd_port=free_port(),
         serving_ports=LocalPorts(live=free_port(), blue=free_port(), green=free_port()),
+        database="sqlite",  # MLflow's store; Airflow's metadata database is the machine's PostgreSQL (distributed_stack)
     )
     ports = {"scheduler_health": free_port(), "dag_processor_dummy": free_port(), **{name: free_port() for name in WORKERS}}
     for name in [n for n in os.environ if n.startswith(("AIRFLOW", "MLFLOW_", "MLOPS_"))]:
@@ -167,6 +169,8 @@ def test_the_loop_survives_a_dead_worker_and_a_scheduler_restart_on_celery(tmp_p
         runs = [registry.get_run(v.run_id).data.tags.get("mlops.idempotency_key") for v in versions]
         assert len(runs) == len(set(runs)) == 2, runs
         assert (found["previous"]["version"], found["champion"]["version"]) == ("1", "2")
+        # A second model beside churn on the same workers: defaults of the trigger form, approvals, side-by-side serving.
+        a_second_model_beside_churn(config, state / "logs" / "scheduler.log", monkeypatch)
         # Both workers ran tasks, each in its own folders.
         for name in WORKERS:
             logs = list((state / name / "airflow-home" / "logs").rglob("*.log"))

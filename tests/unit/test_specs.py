@@ -65,7 +65,9 @@ class TestLoadSpec:
             load_specs(tmp_path)
 
     def test_the_same_name_twice_refuses_the_later_file(self, tmp_path):
-        write_spec(churn_spec_raw(), tmp_path)
+        first = churn_spec_raw()
+        first["serving"]["local"] = {"live_port": 9200}
+        write_spec(first, tmp_path)
         raw = churn_spec_raw()
         raw["serving"]["local"] = {"live_port": 9300}
         write_spec(raw, tmp_path, "churn.yml")
@@ -104,6 +106,34 @@ class TestLoadSpec:
         raw["serving"]["local"] = local
         with pytest.raises(ModelSpecError, match=match):
             load_spec(write_spec(raw, tmp_path))
+
+    def test_a_model_added_later_never_takes_the_ports_of_one_already_there(self, tmp_path):
+        """Both take the default ports: the newer file is refused, whatever the names' order."""
+        import os
+
+        write_spec(churn_spec_raw(), tmp_path)
+        raw = churn_spec_raw()
+        raw["name"] = "abc"
+        newer = write_spec(raw, tmp_path, "abc.yaml")
+        os.utime(tmp_path / "churn.yaml", (1_000_000, 1_000_000))
+        folder = load_spec_folder(tmp_path)
+        assert [s.name for s in folder.specs] == ["churn"]
+        assert folder.errors[0].source == str(newer)
+        assert "set serving.local.live_port here" in folder.errors[0].problem
+
+    def test_a_spec_that_sets_its_ports_keeps_them_against_one_that_takes_the_defaults(self, tmp_path, monkeypatch):
+        import os
+
+        monkeypatch.setenv("MLOPS_SERVING_LIVE_PORT", "9700")
+        write_spec(churn_spec_raw(), tmp_path)  # its live port by default: 9700, from the environment
+        raw = churn_spec_raw()
+        raw["name"] = "zeta"
+        raw["serving"]["local"] = {"live_port": 9699}  # 9699-9701: 9700 is churn's live port
+        write_spec(raw, tmp_path, "zeta.yaml")
+        os.utime(tmp_path / "churn.yaml", (1_000_000, 1_000_000))  # older, and still refused
+        folder = load_spec_folder(tmp_path)
+        assert [s.name for s in folder.specs] == ["zeta"]
+        assert folder.errors[0].source.endswith("churn.yaml")
 
     def test_two_docker_models_cannot_share_a_live_port(self, tmp_path):
         for name in ("alpha", "beta"):

@@ -1,8 +1,9 @@
-"""The embedded stack: Airflow standalone and an MLflow server, each in its own process group.
+"""The embedded stack: PostgreSQL, Airflow standalone and an MLflow server, each in its own process group.
 
 Everything lives under one git-ignored state folder (``.local/`` by default): logs, the
-SQLite databases, MLflow artifacts, the demo data and ``stack.json``, which records what
-was started. ``up`` is idempotent (a healthy stack is reused); ``down`` ends only the
+PostgreSQL cluster (Airflow's metadata database and MLflow's store, see
+:mod:`mlops_airflow.embedded.postgres`; SQLite with ``MLOPS_EMBEDDED_DATABASE=sqlite``),
+MLflow artifacts, the demo data and ``stack.json``, which records what was started. ``up`` is idempotent (a healthy stack is reused); ``down`` ends only the
 process groups recorded there, and only processes that carry this stack's marker in
 their environment, so a recycled process id is never mistaken for ours.
 """
@@ -26,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlops_airflow.embedded.postgres import MLFLOW_DB, EmbeddedPostgres, database_kind
 from mlops_airflow.model_loading import SAFE_MODEL_ENV
 from mlops_airflow.serving.local_ports import SERVING_STATE_DIR_ENV, LocalPorts
 
@@ -53,6 +55,7 @@ class StackConfig:
     statsd_port: int = 8125
     serving_ports: LocalPorts = field(default_factory=LocalPorts)
     host: str = "127.0.0.1"
+    database: str = "postgres"  # or "sqlite" (MLOPS_EMBEDDED_DATABASE)
     airflow_start_timeout: float = 240.0
     mlflow_start_timeout: float = 90.0
 
@@ -70,6 +73,7 @@ class StackConfig:
             trigger_log_port=int(env.get("MLOPS_TRIGGER_LOG_PORT", "8794")),
             statsd_port=int(env.get("MLOPS_STATSD_PORT", "8125")),
             serving_ports=LocalPorts.from_env(dict(env)),
+            database=database_kind(env),
         )
 
     @property
@@ -132,6 +136,9 @@ class Service:
     start_timeout: float
     cwd: Path
     path_first: tuple[Path, ...] = ()  # folders searched before this venv's for the commands it starts
+    prepare: Callable[[], None] | None = None  # before it starts (PostgreSQL: initdb once)
+    when_healthy: Callable[[], None] | None = None  # once it answers, started or reused (PostgreSQL: the databases)
+    preexec: Callable[[], None] | None = None  # in the child before exec (PostgreSQL run by root: become nobody)
 
 
 @dataclass
@@ -168,6 +175,10 @@ def _http_ok(url: str, timeout: float = 3.0) -> tuple[bool, bytes]:
     except (urllib.error.URLError, OSError, ValueError):
         return False, b""
 
+
+# How each service is asked to stop (default SIGTERM). PostgreSQL's SIGTERM waits for every
+# client to disconnect; SIGINT is its "fast" shutdown: clients are disconnected, data kept.
+_STOP_SIGNALS = {"postgres": signal.SIGINT}
 
 # Inherited settings that would point the stack at someone else's state.
 _FOREIGN_SETTINGS = ("AIRFLOW_HOME", "AIRFLOW__DATABASE__", "AIRFLOW__CORE__UNIT_TEST_MODE", "AIRFLOW_CONN_", "MLFLOW_TRACKING_", "MLOPS_STACK_OWNER_PID")
@@ -296,7 +307,12 @@ class EmbeddedStack:
             "MLOPS_SERVING_GREEN_PORT": str(cfg.serving_ports.green),
             "MLOPS_SPECS_DIR": str(cfg.specs_dir),
             "NO_PROXY": "*",
+            **({"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.postgres.url("airflow")} if cfg.database == "postgres" else {}),
         }
+
+    @property
+    def postgres(self) -> EmbeddedPostgres:
+        return EmbeddedPostgres(self.config.state_dir)
 
     def services(self) -> list[Service]:
         cfg = self.config
@@ -307,7 +323,7 @@ class EmbeddedStack:
                 str(bin_dir / "mlflow"),
                 "server",
                 "--backend-store-uri",
-                f"sqlite:///{cfg.mlflow_dir / 'mlflow.db'}",
+                self.postgres.url(MLFLOW_DB, "postgresql") if cfg.database == "postgres" else f"sqlite:///{cfg.mlflow_dir / 'mlflow.db'}",
                 "--artifacts-destination",
                 str(cfg.mlflow_dir / "artifacts"),
                 "--serve-artifacts",
@@ -323,6 +339,9 @@ class EmbeddedStack:
             is_healthy=lambda: _http_ok(f"{cfg.mlflow_url}/health")[0],
             start_timeout=cfg.mlflow_start_timeout,
             cwd=cfg.mlflow_dir,
+            # The models come from MLflow; restored before Airflow starts, so no release of the
+            # scheduler's can change a model's serving state while it is being restored.
+            when_healthy=self.restore_serving,
         )
         airflow = Service(
             name="airflow",
@@ -334,7 +353,21 @@ class EmbeddedStack:
             start_timeout=cfg.airflow_start_timeout,
             cwd=cfg.airflow_home,
         )
-        return [mlflow, airflow]
+        if cfg.database != "postgres":
+            return [mlflow, airflow]
+        postgres = Service(
+            name="postgres",
+            command=self.postgres.command(),
+            env={},
+            port=0,  # a Unix socket only
+            is_healthy=self.postgres.healthy,
+            start_timeout=60.0,
+            cwd=self.postgres.data_dir.parent,
+            prepare=self.postgres.prepare,
+            when_healthy=self.postgres.ensure_databases,
+            preexec=self.postgres.demote(),
+        )
+        return [postgres, mlflow, airflow]
 
     def airflow_healthy(self) -> bool:
         ok, body = _http_ok(f"{self.config.airflow_url}/api/v2/monitor/health")
@@ -376,10 +409,14 @@ class EmbeddedStack:
             if running and group_members(running.pgid, cfg.marker):
                 if self._wait_healthy(service, running, timeout=service.start_timeout):
                     self.echo(f"{service.name}: already running (pid {running.pid}), reusing it")
+                    if service.when_healthy:
+                        service.when_healthy()
                     continue
                 self.echo(f"{service.name}: running but unhealthy; restarting it")
                 self._stop_group(service.name, running)
-            if port_in_use(cfg.host, service.port):
+            if service.prepare:
+                service.prepare()
+            if service.port and port_in_use(cfg.host, service.port):
                 raise StackError(
                     f"{service.name}: port {service.port} on {cfg.host} is taken by a program this stack did not start; "
                     f"stop it or choose another port (MLOPS_{service.name.upper()}_PORT)"
@@ -389,9 +426,10 @@ class EmbeddedStack:
             state.save(self.state_path)
             if not self._wait_healthy(service, running, timeout=service.start_timeout):
                 raise StackError(f"{service.name} did not become healthy within {service.start_timeout:.0f} s; see {running.log}:\n{_tail(running.log)}")
+            if service.when_healthy:
+                service.when_healthy()
             self.echo(f"{service.name}: healthy at {self._url(service.name)}")
         self.sync_pools()
-        self.restore_serving()
 
     def write_specs(self) -> None:
         """Copy ``include/models/*.yaml`` for this stack, changed as its profile says.
@@ -413,6 +451,8 @@ class EmbeddedStack:
             target = cfg.specs_dir / source.name
             temporary = target.with_suffix(".tmp")
             temporary.write_text(header + yaml.safe_dump(raw, sort_keys=False))
+            modified = source.stat().st_mtime
+            os.utime(temporary, (modified, modified))  # the copy is as old as its source: the loader's tie-break between clashing specs
             temporary.replace(target)
 
     def sync_pools(self) -> None:
@@ -458,6 +498,8 @@ class EmbeddedStack:
         temporary.replace(shim)
 
     def _url(self, name: str) -> str:
+        if name == "postgres":
+            return f"{self.postgres.socket_dir} (Unix socket)"
         return self.config.airflow_url if name == "airflow" else self.config.mlflow_url
 
     def _start(self, service: Service) -> RunningService:
@@ -479,6 +521,7 @@ class EmbeddedStack:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, ended as a whole by `down`
+                preexec_fn=service.preexec,
             )
         self._started[service.name] = process
         return RunningService(name=service.name, pid=process.pid, pgid=process.pid, log=str(log_path), port=service.port)
@@ -506,8 +549,8 @@ class EmbeddedStack:
         """End every process group this stack started; returns the names of those stopped."""
         state = StackState.load(self.state_path)
         stopped = []
-        # Airflow first: its tasks may still be talking to MLflow.
-        for name in sorted(state.services, key=lambda n: n != "airflow"):
+        # Airflow first: its tasks may still be talking to MLflow; PostgreSQL, which both use, last.
+        for name in sorted(state.services, key=lambda n: (n == "postgres", n != "airflow")):
             if self._stop_group(name, state.services[name], timeout=timeout):
                 stopped.append(name)
         stopped += self.stop_serving()
@@ -599,7 +642,7 @@ class EmbeddedStack:
         if not members:
             return False
         self.echo(f"{name}: stopping process group {running.pgid} ({len(members)} processes)")
-        self._signal(running.pgid, members, signal.SIGTERM)
+        self._signal(running.pgid, members, _STOP_SIGNALS.get(name, signal.SIGTERM))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             members = group_members(running.pgid, self.config.marker)

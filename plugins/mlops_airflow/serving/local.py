@@ -261,7 +261,7 @@ class LocalServingBackend:
             state["proxy"] = {"pid": process.pid, "pgid": process.pid}
             self._save(state)
             self._wait(process, "caddy", lambda: self._admin("GET", "/config/")[0] == 200, timeout)
-        if _port_open(self.host, self.ports.live) and not (self._front_is_current() and self._groups_named("caddy-front")):
+        if _port_open(self.host, self.ports.live) and not (self._front_is_current() and self._front_running()):
             # A front started by an older version of this package dials another router socket
             # (the sockets once sat beside the state file): it would answer 502 for ever.
             ours = self._groups_named("caddy-front")
@@ -294,6 +294,11 @@ class LocalServingBackend:
         for key, name in (("proxy", "caddy"), ("front", "caddy-front")):
             for pgid in self._groups_named(name) - {(state.get(key) or {}).get("pgid")}:
                 stop_group(pgid)
+
+    def _front_running(self) -> bool:
+        """Whether a front this backend started for this model runs (its recorded group, or any found by its marker)."""
+        recorded = (self._load().get("front") or {}).get("pgid")
+        return bool(recorded and group_alive(recorded)) or bool(self._groups_named("caddy-front"))
 
     def _wait_port_free(self, port: int, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
