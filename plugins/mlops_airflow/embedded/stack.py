@@ -323,7 +323,7 @@ class EmbeddedStack:
                 str(bin_dir / "mlflow"),
                 "server",
                 "--backend-store-uri",
-                self.postgres.url(MLFLOW_DB, "postgresql") if cfg.database == "postgres" else f"sqlite:///{cfg.mlflow_dir / 'mlflow.db'}",
+                self.postgres.url(MLFLOW_DB) if cfg.database == "postgres" else f"sqlite:///{cfg.mlflow_dir / 'mlflow.db'}",
                 "--artifacts-destination",
                 str(cfg.mlflow_dir / "artifacts"),
                 "--serve-artifacts",
