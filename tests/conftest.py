@@ -43,6 +43,37 @@ os.environ.update(
 )
 for _name in ("MLOPS_TRAINING_BACKEND", "MLOPS_SERVING_BACKEND", "AIRFLOW_CONN_MLFLOW_DEFAULT"):
     os.environ.pop(_name, None)
+
+
+def end_with_the_run(grace: float = 120.0) -> threading.Thread:
+    """An xdist worker outlives an interrupted run: its parent (pytest) ends, and it goes on with its test.
+
+    Seen here: after Ctrl-C (SIGINT to the run's process group) the worker running the
+    distributed end-to-end test kept running it, with its whole stack, long after pytest had
+    exited. Once the parent is gone, the worker is interrupted as Ctrl-C would (the test's
+    ``finally`` and the fixtures' teardowns run, stopping what they started); if it still runs
+    after ``grace`` seconds it is killed, and the stacks' watchdogs end what is left.
+    """
+    import _thread
+    import signal
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        _thread.interrupt_main()
+        time.sleep(grace)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    thread = threading.Thread(target=watch, name="end-with-the-run", daemon=True)
+    thread.start()
+    return thread
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    end_with_the_run()
 (SESSION_DIR / "airflow").mkdir(parents=True, exist_ok=True)
 (SESSION_DIR / "mlflow").mkdir(parents=True, exist_ok=True)
 

@@ -75,10 +75,9 @@ def a_second_model_beside_churn(config, scheduler_log: Path, monkeypatch) -> Non
     """A second model, ``upsell``, added while the stack runs, every run triggered as the UI's form does with
     every field left empty (``{"logical_date": null, "conf": {}}``).
 
-    Its first retrain runs beside churn's scoring and drift monitoring, and a person approves
-    it through the API; each live URL then answers exactly what its own champion predicts
-    offline. Then churn rolls back while upsell's second retrain asks for an approval nobody
-    gives (it times out and nothing moves), and upsell's unscheduled scoring and drift
+    A person approves its first retrain through the API; each live URL (churn's and its own)
+    then answers exactly what its own champion predicts offline. Its second retrain asks for
+    an approval nobody gives (it times out and nothing moves) while its scoring and drift
     monitoring run. Every run succeeds at the first try of every task.
     """
     import datetime as dt
@@ -92,18 +91,14 @@ def a_second_model_beside_churn(config, scheduler_log: Path, monkeypatch) -> Non
     client = AirflowClient(config.airflow_url, "admin", config.admin_password())
     add_a_second_model(config)
     client.wait_for_dag("retrain_upsell", timeout=240)
-    for dag_id in ("retrain_upsell", "batch_score_upsell", "drift_monitor_upsell", "rollback_churn"):  # new DAGs start paused in these stacks
+    for dag_id in ("retrain_upsell", "batch_score_upsell", "drift_monitor_upsell"):  # new DAGs start paused in these stacks
         client.set_paused(dag_id, False)
 
-    runs = {dag_id: client.trigger(dag_id)["dag_run_id"] for dag_id in ("batch_score_churn", "drift_monitor_churn", "retrain_upsell")}
-    approve_when_asked(client, scheduler_log, "retrain_upsell", runs["retrain_upsell"])
-    for dag_id, run_id in runs.items():
-        run = client.wait_for_run(dag_id, run_id, timeout=900)
-        assert (run["state"], run["logical_date"]) == ("success", None), (dag_id, run)
+    first = client.trigger("retrain_upsell")["dag_run_id"]
+    approve_when_asked(client, scheduler_log, "retrain_upsell", first)
+    run = client.wait_for_run("retrain_upsell", first, timeout=900)
+    assert (run["state"], run["logical_date"]) == ("success", None), run
     yesterday = dt.datetime.now(tz=dt.UTC).date() - dt.timedelta(days=1)
-    scored = {t["task_id"]: t["state"] for t in client.task_instances("batch_score_churn", runs["batch_score_churn"])}
-    assert scored["score_partition"] == "success"
-    assert (Path(config.data_root) / "churn" / "predictions" / f"dt={yesterday}").is_dir()
     upsell = registry_alias(config.mlflow_url, "upsell", "champion")
     assert (upsell["version"], version_tags(upsell)["mlops.decision.by"]) == ("1", "admin")
 
@@ -113,15 +108,11 @@ def a_second_model_beside_churn(config, scheduler_log: Path, monkeypatch) -> Non
         assert (code, version) == (200, str(registry_alias(config.mlflow_url, model, "champion")["version"])), model
         np.testing.assert_allclose(answer["predictions"], offline_predictions(config, model, yesterday), rtol=0, atol=1e-12)
 
-    # churn rolls back while upsell's next retrain waits for an answer that never comes, and
-    # upsell's unscheduled scoring and drift monitoring run with their defaults too.
-    previous = registry_alias(config.mlflow_url, "churn", "previous_champion")
-    rollback = client.trigger("rollback_churn")["dag_run_id"]
+    # upsell's next retrain waits for an answer that never comes, while its unscheduled
+    # scoring and drift monitoring run with their defaults too.
+    churn = registry_alias(config.mlflow_url, "churn", "champion")["version"]
     unanswered = client.trigger("retrain_upsell")["dag_run_id"]
     unscheduled = {dag_id: client.trigger(dag_id)["dag_run_id"] for dag_id in ("batch_score_upsell", "drift_monitor_upsell")}
-    assert client.wait_for_run("rollback_churn", rollback, timeout=600)["state"] == "success"
-    assert [t for t in client.task_instances("rollback_churn", rollback) if t["try_number"] != 1 and t["state"] != "skipped"] == []
-    assert registry_alias(config.mlflow_url, "churn", "champion")["version"] == previous["version"]
     for dag_id, run_id in unscheduled.items():
         run = client.wait_for_run(dag_id, run_id, timeout=600)
         assert (run["state"], run["logical_date"]) == ("success", None), (dag_id, run)
@@ -134,9 +125,9 @@ def a_second_model_beside_churn(config, scheduler_log: Path, monkeypatch) -> Non
     assert version_tags(challenger)["mlops.decision"] == "rejected"
     assert version_tags(challenger)["mlops.decision.reasons"].startswith("no approval before the timeout")
     assert registry_alias(config.mlflow_url, "upsell", "champion")["version"] == "1"
-    for model, version in (("churn", previous["version"]), ("upsell", "1")):
+    for model, version in (("churn", churn), ("upsell", "1")):
         _, live_version, code, _, _ = live_prediction(config, model, yesterday)
         assert (code, live_version) == (200, str(version)), model
     from story_checks import failed_tries
 
-    assert failed_tries(client, ("retrain_upsell", "batch_score_upsell", "drift_monitor_upsell", "rollback_churn")) == []
+    assert failed_tries(client, ("retrain_upsell", "batch_score_upsell", "drift_monitor_upsell")) == []
