@@ -90,9 +90,9 @@ def a_second_model_beside_churn(config, scheduler_log: Path, monkeypatch) -> Non
     monkeypatch.setenv("MLFLOW_TRACKING_URI", config.mlflow_url)
     client = AirflowClient(config.airflow_url, "admin", config.admin_password())
     add_a_second_model(config)
-    client.wait_for_dag("retrain_upsell", timeout=240)
-    for dag_id in ("retrain_upsell", "batch_score_upsell", "drift_monitor_upsell"):  # new DAGs start paused in these stacks
-        client.set_paused(dag_id, False)
+    for dag_id in ("retrain_upsell", "batch_score_upsell", "drift_monitor_upsell"):
+        client.wait_for_dag(dag_id, timeout=240)  # each DAG file is parsed on its own: they appear one by one
+        client.set_paused(dag_id, False)  # new DAGs start paused in these stacks
 
     first = client.trigger("retrain_upsell")["dag_run_id"]
     approve_when_asked(client, scheduler_log, "retrain_upsell", first)
