@@ -10,7 +10,7 @@ BOOTSTRAP := .local/bootstrap
 UV := $(or $(shell command -v uv 2>/dev/null),$(BOOTSTRAP)/bin/uv)
 PYTEST_ARGS ?=
 # Test files run in this many worker processes (0: one process, no xdist).
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 # Some environments set this; without bytecode caches every Airflow task, test worker and
 # model server compiles Airflow, MLflow and scikit-learn from source (imports took 11.9 s
 # instead of 5.4 s here). Caches are written once, on first import.
