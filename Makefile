@@ -40,9 +40,10 @@ status: ## show whether the embedded stack is running
 stop: ## end every process the embedded stack started
 	@if [ -x $(PYTHON) ]; then $(PYTHON) -m mlops_airflow.embedded down; else echo "nothing to stop"; fi
 
-lint: setup ## ruff: lint (Airflow rules, banned heavy imports) and formatting
+lint: setup ## ruff (Airflow rules, banned heavy imports, formatting); import-linter (layers, no import cycles)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 test: lint ## lint, then the whole test suite (TEST_WORKERS=0 for one process)
 	$(VENV)/bin/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)

@@ -22,10 +22,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mlops_airflow.core.contract import evaluate_contract
+from mlops_airflow.core.partitions import partition_uri
 from mlops_airflow.operators.data_checks import read_partition
-from mlops_airflow.partitions import partition_uri
 from mlops_airflow.specs import parse_spec
-from mlops_airflow.stats.contract import evaluate_contract
 
 START = dt.date(2026, 1, 1)
 FLOATS = [f"f{i}" for i in range(10)]

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
-from mlops_airflow.synthetic import CATEGORICAL_FEATURES, LABEL_COLUMN, NUMERIC_FEATURES, generate_day
-from mlops_airflow.training.estimators import build_pipeline, gpu_visible
+from mlops_airflow.core.estimators import build_pipeline, gpu_visible
+from mlops_airflow.embedded.synthetic import CATEGORICAL_FEATURES, LABEL_COLUMN, NUMERIC_FEATURES, generate_day
 
 
 def make_data(rows: int, days: int = 40):

@@ -117,7 +117,7 @@ def churn_spec():
 @pytest.fixture(scope="session")
 def churn_data(churn_spec):
     """Small demo partitions for [DATA_END - DATA_DAYS, DATA_END), written once per session."""
-    from mlops_airflow.synthetic import generate
+    from mlops_airflow.embedded.synthetic import generate
 
     start = DATA_END - dt.timedelta(days=DATA_DAYS)
     generate(churn_spec.data.uri, start, DATA_END, rows_per_day=ROWS_PER_DAY, seed=11)

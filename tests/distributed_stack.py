@@ -18,7 +18,8 @@ import sys
 import uuid
 from pathlib import Path
 
-from mlops_airflow.embedded.stack import EmbeddedStack, Service, StackConfig, _http_ok, inherited_env, port_in_use
+from mlops_airflow.embedded.config import StackConfig, inherited_env
+from mlops_airflow.embedded.stack import EmbeddedStack, Service, _http_ok, port_in_use
 
 POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 REDIS = "redis://127.0.0.1:6379"
@@ -44,7 +45,7 @@ def _postgres_admin(statement: str) -> list[tuple]:
 
 def drop_orphaned_databases() -> list[str]:
     """Drop the databases of test runs whose process is gone (a run killed before its teardown): ``mlops_e2e_<pid>_<key>``."""
-    from mlops_airflow.embedded.watchdog import process_alive
+    from mlops_airflow.embedded.owner import process_alive
 
     dropped = []
     rows = _postgres_admin(

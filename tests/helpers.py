@@ -197,7 +197,7 @@ def write_drift_spec(folder, data_root, **drift) -> str:
 
 def write_drift_data(data_root, *, days: int = 10, rows_per_day: int = 600, drifted: bool = True) -> None:
     """``days`` days of churn data ending at DATA_END; with ``drifted``, its last three days shift."""
-    from mlops_airflow.synthetic import DriftSettings, generate
+    from mlops_airflow.embedded.synthetic import DriftSettings, generate
 
     drift = DriftSettings(start=DRIFT_START, features=("monthly_charges", "contract"), magnitude=1.0) if drifted else None
     generate(f"{data_root}/events", DATA_END - dt.timedelta(days=days), DATA_END, rows_per_day=rows_per_day, seed=3, drift=drift)
@@ -210,7 +210,7 @@ def register_champion_with_reference(tracking_uri: str, *, rows: int = 3000, nam
 
     from mlflow.tracking import MlflowClient
 
-    from mlops_airflow.synthetic import generate_day
+    from mlops_airflow.embedded.synthetic import generate_day
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     experiment = client.get_experiment_by_name(name) or client.get_experiment(client.create_experiment(name))
@@ -395,7 +395,7 @@ def alias_version(client, model: str, alias: str) -> str | None:
 def mark_promoted(client, model: str, version: str | int, *, dag_run: str = "retrain_churn/manual__test", secret: str = "") -> None:
     """Write the decision record a promotion leaves on a version (what lets it be deployed and score), as tags, sealed with ``secret``."""
     from mlops_airflow.constants import TAG_DECISION_SEAL
-    from mlops_airflow.promotion import decision_seal
+    from mlops_airflow.core.promotion import decision_seal
 
     tags = {
         "mlops.decision": "promoted",

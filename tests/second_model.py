@@ -47,9 +47,9 @@ def offline_predictions(config, model: str, day) -> list:
     import datetime as dt
     import tempfile
 
+    from mlops_airflow.core.features import prepare_features
+    from mlops_airflow.core.partitions import read_window
     from mlops_airflow.embedded.demo import registry_alias, stack_spec
-    from mlops_airflow.features import prepare_features
-    from mlops_airflow.partitions import read_window
     from mlops_airflow.serving.model_server import load
 
     spec = stack_spec(config, model)
@@ -84,8 +84,8 @@ def a_second_model_beside_churn(config, scheduler_log: Path, monkeypatch) -> Non
 
     import numpy as np
 
-    from mlops_airflow.airflow_api import AirflowClient
     from mlops_airflow.embedded.demo import live_prediction, registry_alias, version_tags
+    from mlops_airflow.hooks.airflow_api import AirflowClient
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", config.mlflow_url)
     client = AirflowClient(config.airflow_url, "admin", config.admin_password())

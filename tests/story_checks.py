@@ -59,8 +59,8 @@ def the_story_happened(config: StackConfig, monkeypatch, *, faults: Collection[t
 
     import pandas as pd
 
-    from mlops_airflow.airflow_api import AirflowClient
     from mlops_airflow.embedded.demo import live_prediction, registry_alias, version_tags
+    from mlops_airflow.hooks.airflow_api import AirflowClient
     from mlops_airflow.operators.backfill import BackfillScoresOperator
 
     monkeypatch.setenv("MLOPS_DATA_ROOT", str(config.data_root))  # the stack's, for reading its data here

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, CronTriggerTimetable, Param
 
-from mlops_airflow.alerts import FailureAlert
 from mlops_airflow.constants import (
     BATCH_SCORE_DAG_PREFIX,
     DRIFT_MONITOR_DAG_PREFIX,
@@ -23,11 +21,11 @@ from mlops_airflow.constants import (
     ROLLBACK_DAG_PREFIX,
     TrainingBackend,
 )
-from mlops_airflow.specs import ModelSpec, ModelSpecError, load_spec_folder, load_specs
+from mlops_airflow.observability.alerts import FailureAlert
+from mlops_airflow.settings import retry_delay, specs_dir
+from mlops_airflow.specs import ModelSpec, ModelSpecError, load_spec_folder
 
 log = logging.getLogger(__name__)
-
-SPECS_DIR_ENV = "MLOPS_SPECS_DIR"
 
 # The run's window, rendered at run time: a manual run's Params win; a scheduled run uses its
 # data interval. A run triggered without a logical date (the UI's form left empty, or
@@ -38,47 +36,7 @@ _RUN_END = "(data_interval_end | default(none) or dag_run.run_after) | ds"
 _RUN_DAY = f"macros.ds_add({_RUN_END}, -1)"  # the day before the window end: a complete one, also for a zero-length interval
 _NO_INTERVAL = "without one (triggered with no logical date),"
 DEFAULT_RETRIES = 2
-# The first retry's delay; later ones double (exponential backoff) up to 30 minutes.
-# Test stacks shorten it through the environment of the DAG processor, which parses the DAGs.
-RETRY_DELAY_ENV = "MLOPS_RETRY_DELAY_SECONDS"
-DEFAULT_RETRY_DELAY = dt.timedelta(minutes=2)
-
-
-def retry_delay() -> dt.timedelta:
-    """``$MLOPS_RETRY_DELAY_SECONDS`` (a positive number of seconds) if set, else 2 minutes."""
-    raw = os.environ.get(RETRY_DELAY_ENV, "").strip()
-    if not raw:
-        return DEFAULT_RETRY_DELAY
-    try:
-        seconds = float(raw)
-    except ValueError:
-        raise ValueError(f"{RETRY_DELAY_ENV}={raw!r} is not a number of seconds") from None
-    if not seconds > 0:
-        raise ValueError(f"{RETRY_DELAY_ENV}={raw!r} must be a positive number of seconds")
-    return dt.timedelta(seconds=seconds)
-
-
-def specs_dir() -> Path:
-    """Where the model specs are.
-
-    ``$MLOPS_SPECS_DIR`` if set; else ``include/models`` beside Airflow's dags folder (the
-    Astro layout, also when the package is pip-installed into an image); else the checkout's.
-    """
-    explicit = os.environ.get(SPECS_DIR_ENV)
-    if explicit:
-        return Path(explicit)
-    from airflow.sdk import conf
-
-    beside_dags = Path(conf.get("core", "dags_folder", fallback="dags")).parent / "include" / "models"
-    if beside_dags.is_dir():
-        return beside_dags
-    return Path(__file__).resolve().parents[2] / "include" / "models"
-
-
-def model_specs() -> list[ModelSpec]:
-    """Every spec; raises on the first bad one (command lines). DAG files use :func:`dags_of_every_spec`."""
-    return load_specs(specs_dir())
-
+# The first retry waits settings.retry_delay() (2 minutes unless set); later ones double (exponential backoff) up to 30 minutes.
 
 _PREFIXES = {"retrain": RETRAIN_DAG_PREFIX, "drift_monitor": DRIFT_MONITOR_DAG_PREFIX, "batch_score": BATCH_SCORE_DAG_PREFIX, "rollback": ROLLBACK_DAG_PREFIX}
 _NOT_IN_DAG_ID = re.compile(r"[^a-zA-Z0-9_.-]+")
@@ -204,7 +162,7 @@ def _training_operator(spec: ModelSpec, **kwargs):
             mem_limit=compute.memory.replace("Gi", "g").replace("Mi", "m"),
             execution_timeout=dt.timedelta(minutes=spec.training.timeout_minutes),
         )
-    from mlops_airflow.operators.training import LocalModelTrainingOperator
+    from mlops_airflow.operators.training_local import LocalModelTrainingOperator
 
     return LocalModelTrainingOperator(**kwargs, execution_timeout=dt.timedelta(minutes=spec.training.timeout_minutes))
 

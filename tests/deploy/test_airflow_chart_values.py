@@ -12,7 +12,7 @@ import pytest
 import yaml
 from helpers import REPO_ROOT
 
-from mlops_airflow.metrics import statsd_mapping
+from mlops_airflow.observability.metrics import statsd_mapping
 from mlops_airflow.specs import load_specs
 
 VALUES = REPO_ROOT / "helm" / "airflow" / "values.yaml"
@@ -65,7 +65,7 @@ def test_a_broken_value_is_caught(schema, values, path, bad):
 def test_statsd_exporter_maps_every_metric_we_send(values):
     assert values["statsd"]["enabled"] is True
     assert values["config"]["metrics"]["statsd_on"] == "True"
-    assert values["statsd"]["extraMappings"] == statsd_mapping()["mappings"], "regenerate with: python -m mlops_airflow.metrics mapping"
+    assert values["statsd"]["extraMappings"] == statsd_mapping()["mappings"], "regenerate with: python -m mlops_airflow.observability.metrics mapping"
 
 
 def test_the_triggerer_runs_and_dags_are_baked_into_the_image(values):

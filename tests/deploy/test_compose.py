@@ -14,7 +14,7 @@ import pytest
 import yaml
 from helpers import REPO_ROOT
 
-from mlops_airflow.metrics import statsd_mapping
+from mlops_airflow.observability.metrics import statsd_mapping
 from mlops_airflow.specs import DockerServingSpec
 
 COMPOSE = REPO_ROOT / "docker-compose.yaml"
@@ -205,7 +205,7 @@ def test_the_routers_admin_api_is_a_socket_only_the_router_and_the_workers_reach
 def test_statsd_exporter_prometheus_and_grafana_are_wired(compose):
     services = compose["services"]
     mapping_file = REPO_ROOT / "deploy/compose/statsd-mapping.yml"
-    assert yaml.safe_load(mapping_file.read_text()) == statsd_mapping(), "regenerate: python -m mlops_airflow.metrics mapping"
+    assert yaml.safe_load(mapping_file.read_text()) == statsd_mapping(), "regenerate: python -m mlops_airflow.observability.metrics mapping"
     exporter = services["statsd-exporter"]
     assert "./deploy/compose/statsd-mapping.yml:/etc/statsd/mapping.yml:ro" in exporter["volumes"]
     assert "--statsd.mapping-config=/etc/statsd/mapping.yml" in exporter["command"]

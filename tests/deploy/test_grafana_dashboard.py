@@ -15,7 +15,7 @@ import pytest
 import yaml
 from helpers import REPO_ROOT
 
-from mlops_airflow.metrics import METRICS, MetricKind
+from mlops_airflow.observability.metrics import METRICS, MetricKind
 
 DASHBOARD = REPO_ROOT / "deploy/compose/grafana/dashboards/mlops-airflow.json"
 MAPPING = REPO_ROOT / "deploy/compose/statsd-mapping.yml"

@@ -30,8 +30,8 @@ def approval_is_asked_then_a_rejection_is_recorded(env: dict[str, str]) -> None:
     import json
     import urllib.request
 
-    from mlops_airflow.airflow_api import AirflowClient
     from mlops_airflow.embedded.stack import StackConfig
+    from mlops_airflow.hooks.airflow_api import AirflowClient
 
     config = StackConfig.from_env(REPO_ROOT, environ=env)
     client = AirflowClient(config.airflow_url, "admin", config.admin_password())
@@ -65,10 +65,10 @@ def a_bad_data_day_stops_only_the_runs_that_read_it(config, monkeypatch) -> str:
 
     import pyarrow as pa
 
-    from mlops_airflow.airflow_api import AirflowClient
+    from mlops_airflow.core.partitions import read_window, write_partition
     from mlops_airflow.embedded.demo import registry_alias, stack_spec
-    from mlops_airflow.partitions import read_window, write_partition
-    from mlops_airflow.synthetic import generate_day
+    from mlops_airflow.embedded.synthetic import generate_day
+    from mlops_airflow.hooks.airflow_api import AirflowClient
 
     monkeypatch.setenv("MLOPS_DATA_ROOT", str(config.data_root))
     monkeypatch.setenv("MLOPS_SPECS_DIR", str(config.specs_dir))
@@ -116,8 +116,8 @@ def every_dag_runs_with_the_defaults_of_the_trigger_form(config) -> None:
     """
     import datetime as dt
 
-    from mlops_airflow.airflow_api import AirflowClient
     from mlops_airflow.embedded.demo import live_prediction, registry_alias
+    from mlops_airflow.hooks.airflow_api import AirflowClient
 
     client = AirflowClient(config.airflow_url, "admin", config.admin_password())
     client.set_paused("rollback_churn", False)  # new DAGs start paused in the embedded stack; the demo unpauses only what it runs
@@ -232,8 +232,8 @@ def test_demo_closes_the_loop_and_stop_leaves_nothing(state_root, monkeypatch):
         assert our_processes(str(state)), "the stack should keep running after the demo"
         # Nothing the stack runs (Airflow's log servers bound every interface) listens beyond loopback.
         assert listening_beyond_loopback(our_processes(str(state))) == []
-        from mlops_airflow.airflow_api import AirflowClient
         from mlops_airflow.embedded.stack import StackConfig
+        from mlops_airflow.hooks.airflow_api import AirflowClient
 
         config = StackConfig.from_env(REPO_ROOT, environ=env)
         the_story_happened(config, monkeypatch)

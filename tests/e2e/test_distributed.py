@@ -22,8 +22,8 @@ from helpers import REPO_ROOT, free_port, processes_with_env
 from second_model import a_second_model_beside_churn
 from story_checks import E2E_SETTINGS, STORY_DAGS, the_story_happened
 
-from mlops_airflow.airflow_api import AirflowApiError
 from mlops_airflow.embedded.stack import STACK_MARKER_ENV, StackConfig
+from mlops_airflow.hooks.airflow_api import AirflowApiError
 from mlops_airflow.serving.local_ports import LocalPorts
 
 pytestmark = pytest.mark.e2e
@@ -50,7 +50,7 @@ class FaultInjector(threading.Thread):
         self.done = threading.Event()
 
     def client(self):
-        from mlops_airflow.airflow_api import AirflowClient
+        from mlops_airflow.hooks.airflow_api import AirflowClient
 
         password = self.stack.config.admin_password()
         return AirflowClient(self.stack.config.airflow_url, "admin", password) if password else None

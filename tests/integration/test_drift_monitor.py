@@ -60,7 +60,15 @@ def test_drift_triggers_one_retrain_with_the_summary(tmp_path, monitor, mlflow_s
     assert "monthly_charges" in conf["drift"]["drifted_features"]
     assert conf["reason"].startswith("drift in ")
     # The documented drift metrics, one per tested feature, and nothing else of ours.
-    from mlops_airflow.metrics import DATA_CHECK_ROWS, DATA_CHECK_RULES_FAILED, DRIFT_DRIFTED_FEATURES, DRIFT_KS_STAT, DRIFT_P_VALUE, DRIFT_TVD, find_metric
+    from mlops_airflow.observability.metrics import (
+        DATA_CHECK_ROWS,
+        DATA_CHECK_RULES_FAILED,
+        DRIFT_DRIFTED_FEATURES,
+        DRIFT_KS_STAT,
+        DRIFT_P_VALUE,
+        DRIFT_TVD,
+        find_metric,
+    )
 
     names = {line.split(":", 1)[0] for line in statsd.drain()}
     drift = {DRIFT_DRIFTED_FEATURES, DRIFT_KS_STAT, DRIFT_P_VALUE, DRIFT_TVD}

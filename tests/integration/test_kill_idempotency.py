@@ -32,7 +32,7 @@ MARKER = f"MLOPS_KILL_TEST={uuid.uuid4().hex}"
 
 class KillWorld:
     def __init__(self, root: Path, monkeypatch) -> None:
-        from mlops_airflow.synthetic import generate
+        from mlops_airflow.embedded.synthetic import generate
 
         self.root = root
         self.uri = fresh_mlflow_db(root / "mlflow.db")
@@ -67,7 +67,7 @@ class KillWorld:
             from mlops_airflow.operators.scoring import BatchScoreOperator
 
             return BatchScoreOperator(task_id="score_partition", spec_path=self.spec_path, partition_date=str(END - dt.timedelta(days=1)))
-        from mlops_airflow.operators.training import LocalModelTrainingOperator
+        from mlops_airflow.operators.training_local import LocalModelTrainingOperator
 
         return LocalModelTrainingOperator(task_id="train_model", spec_path=self.spec_path, window_start=str(END - dt.timedelta(days=10)), window_end=str(END))
 

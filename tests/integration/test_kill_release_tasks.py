@@ -49,7 +49,7 @@ class ReleaseWorld:
     """Two trained versions (v1 before the drift, v2 after), local serving on free ports, a fake backfill API."""
 
     def __init__(self, root: Path, monkeypatch) -> None:
-        from mlops_airflow.operators.training import LocalModelTrainingOperator
+        from mlops_airflow.operators.training_local import LocalModelTrainingOperator
 
         self.root = root
         self.uri = fresh_mlflow_db(root / "mlflow.db")

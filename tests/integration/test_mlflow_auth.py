@@ -64,7 +64,7 @@ def secured(tmp_path_factory):
     from mlflow.server.auth.client import AuthServiceClient
     from sklearn.linear_model import LogisticRegression
 
-    from mlops_airflow.mlflow_auth import ensure_pipeline_identity
+    from mlops_airflow.hooks.mlflow_auth import ensure_pipeline_identity
 
     folder = tmp_path_factory.mktemp("basic-auth")
     with running_mlflow_server(folder, app_name="basic-auth", env=auth_env(folder, ADMIN_PASSWORD)) as url, pytest.MonkeyPatch.context() as monkeypatch:
@@ -137,7 +137,7 @@ def test_the_pipeline_identity_moves_aliases_through_the_hook(secured, monkeypat
     succeeded, _ = alias_moves(url, PIPELINE)
     assert succeeded == ATTEMPTS
     from mlops_airflow.hooks.mlflow import MlflowHook
-    from mlops_airflow.utils.registry_lock import registry_lock
+    from mlops_airflow.hooks.registry_lock import registry_lock
 
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "http", "host": url, "login": PIPELINE[0], "password": PIPELINE[1]}))
     with credentials(None):
@@ -187,7 +187,7 @@ def _basic(username: str, password: str) -> str:
 
 def test_a_server_with_the_default_admin_password_is_refused(monkeypatch):
     from mlops_airflow.hooks.mlflow import MlflowHook
-    from mlops_airflow.mlflow_auth import InsecureMlflowServerError
+    from mlops_airflow.hooks.mlflow_auth import InsecureMlflowServerError
 
     with LegacyAuthServer() as legacy:
         monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "http", "host": legacy.url, "login": PIPELINE[0], "password": PIPELINE[1]}))
@@ -198,7 +198,7 @@ def test_a_server_with_the_default_admin_password_is_refused(monkeypatch):
 
 def test_current_mlflow_refuses_the_legacy_password_itself(secured):
     """Why the guard above needs a stand-in: today's server rejects that login, so the guard lets it pass."""
-    from mlops_airflow.mlflow_auth import refuse_default_admin_password
+    from mlops_airflow.hooks.mlflow_auth import refuse_default_admin_password
 
     url, _ = secured
     request = urllib.request.Request(f"{url}/api/2.0/mlflow/users/get?username=admin", headers={"Authorization": _basic("admin", "password1234")})

@@ -42,7 +42,7 @@ RELEASED = {**dict.fromkeys(RETRAIN_TASKS + RELEASE_TASKS, "success"), "rollback
 
 def sent_metrics(statsd) -> set[str]:
     """The names of our metrics that reached the statsd listener; each must be a declared one."""
-    from mlops_airflow.metrics import find_metric
+    from mlops_airflow.observability.metrics import find_metric
 
     names = {line.split(":", 1)[0] for line in statsd.drain()}
     assert [name for name in names if find_metric(name) is None] == []
@@ -183,7 +183,7 @@ def test_templates_render_params(airflow_db, dagbag, churn_data, registry):
 
 def test_bad_day_in_the_window_stops_training_and_is_quarantined(airflow_db, dagbag, churn_spec, registry):
     # A window of its own (June), so the shared data of the other tests stays intact.
-    from mlops_airflow.synthetic import generate
+    from mlops_airflow.embedded.synthetic import generate
 
     end = dt.date(2026, 6, 1)
     generate(churn_spec.data.uri, end - dt.timedelta(days=14), end, rows_per_day=300, seed=5)

@@ -37,8 +37,8 @@ class World:
     """One seed's data, MLflow store, spec and champion."""
 
     def __init__(self, root: Path, seed: int, monkeypatch):
-        from mlops_airflow.synthetic import generate
-        from mlops_airflow.training import estimators
+        from mlops_airflow.embedded.synthetic import generate
+        from mlops_airflow.core import estimators
 
         self.root, self.seed = root, seed
         # The doubles of fake_models are reviewed types here: the package loads them (skops, its own list).
@@ -78,14 +78,14 @@ class World:
         return str(write_spec(raw, folder))
 
     def fit_rows(self):
-        from mlops_airflow.features import prepare_features
-        from mlops_airflow.partitions import read_window
+        from mlops_airflow.core.features import prepare_features
+        from mlops_airflow.core.partitions import read_window
 
         frame = read_window(self.spec.data.uri, END - dt.timedelta(days=DAYS), END - dt.timedelta(days=VALIDATION_DAYS)).frame
         return prepare_features(frame, self.spec), frame["churned"].astype(int)
 
     def fit(self, params, x=None):
-        from mlops_airflow.training.estimators import build_pipeline
+        from mlops_airflow.core.estimators import build_pipeline
 
         pipeline = build_pipeline(
             "hist_gradient_boosting", params, numeric=self.spec.features.numeric, categorical=self.spec.features.categorical, seed=self.seed
@@ -96,7 +96,7 @@ class World:
         """Log a model in a run that records the fit window, as training does (skops), and register it."""
         import mlflow.sklearn
 
-        from mlops_airflow.training.estimators import TRUSTED_TYPES
+        from mlops_airflow.core.estimators import TRUSTED_TYPES
 
         example = (self.x_fit if x is None else x).head(5)
         with mlflow.start_run():
@@ -155,7 +155,7 @@ def missing_class(world):
 
 def signature_mismatch(world):
     renamed = world.x_fit.rename(columns={"tenure_months": "tenure"})
-    from mlops_airflow.training.estimators import build_pipeline
+    from mlops_airflow.core.estimators import build_pipeline
 
     numeric = tuple("tenure" if c == "tenure_months" else c for c in world.spec.features.numeric)
     pipeline = build_pipeline("hist_gradient_boosting", {"max_iter": 20}, numeric=numeric, categorical=world.spec.features.categorical, seed=1)

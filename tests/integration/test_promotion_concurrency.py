@@ -57,7 +57,7 @@ def worker(index: int, tracking_uri: str, locked: bool, barrier, tasks, results)
     from airflow.sdk.exceptions import AirflowSkipException
     from helpers import task_context
 
-    import mlops_airflow.utils.registry_lock as registry_lock_module
+    import mlops_airflow.hooks.registry_lock as registry_lock_module
     from mlops_airflow.operators.registry import ChampionChangedError, PromoteChampionOperator
 
     if not locked:

@@ -2,7 +2,7 @@ import datetime as dt
 
 import pytest
 
-from mlops_airflow.dag_factory import RETRY_DELAY_ENV, retry_delay
+from mlops_airflow.settings import RETRY_DELAY_ENV, retry_delay
 
 
 def test_retry_delay_defaults_to_two_minutes(monkeypatch):

@@ -10,7 +10,13 @@ import pytest
 
 @pytest.mark.parametrize(
     "module",
-    ["mlops_airflow.stats.contract", "mlops_airflow.training.train", "mlops_airflow.training.__main__", "mlops_airflow.synthetic", "mlops_airflow.specs"],
+    [
+        "mlops_airflow.core.contract",
+        "mlops_airflow.training.train",
+        "mlops_airflow.training.__main__",
+        "mlops_airflow.embedded.synthetic",
+        "mlops_airflow.specs",
+    ],
 )
 def test_imports_no_airflow(module):
     code = f"import sys, {module}; bad = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')); print(bad); sys.exit(1 if bad else 0)"

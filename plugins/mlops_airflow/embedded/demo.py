@@ -25,7 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlops_airflow.airflow_api import AirflowClient
 from mlops_airflow.constants import (
     BATCH_SCORE_DAG_PREFIX,
     CHAMPION_ALIAS,
@@ -35,6 +34,7 @@ from mlops_airflow.constants import (
     TAG_DECISION_REASONS,
 )
 from mlops_airflow.embedded.stack import EmbeddedStack, StackConfig, StackError
+from mlops_airflow.hooks.airflow_api import AirflowClient
 
 DEMO_DAYS = 42
 DEMO_ROWS_PER_DAY = 2000
@@ -61,8 +61,8 @@ def ensure_demo_data(
     config: StackConfig, model: str, start: dt.date, end: dt.date, *, drift_from: dt.date | None = None, echo: Callable[[str], None] = print
 ) -> str:
     """Write the partitions of ``[start, end)`` that are missing; from ``drift_from`` on they are drifted. Deterministic per day."""
-    from mlops_airflow.partitions import days_between, list_partition_files, write_partition
-    from mlops_airflow.synthetic import DriftSettings, generate_day
+    from mlops_airflow.core.partitions import days_between, list_partition_files, write_partition
+    from mlops_airflow.embedded.synthetic import DriftSettings, generate_day
 
     spec = stack_spec(config, model)
     drift = DriftSettings(start=drift_from, features=DRIFTED_FEATURES) if drift_from else None
@@ -95,8 +95,8 @@ def version_tags(version: dict) -> dict[str, str]:
 
 def live_prediction(config: StackConfig, model: str, day: dt.date) -> tuple[str | None, str | None, int, float, Any]:
     """Score two rows of ``day`` through the live URL, as a client would: (colour, version, status, ms, answer)."""
-    from mlops_airflow.features import prepare_features
-    from mlops_airflow.partitions import read_window
+    from mlops_airflow.core.features import prepare_features
+    from mlops_airflow.core.partitions import read_window
     from mlops_airflow.serving.factory import local_serving_backend
     from mlops_airflow.serving.smoke import payload, post
 
@@ -342,7 +342,7 @@ class DemoStory:
         return finished["state"] == "success"
 
     def backfill_rescored(self) -> bool:
-        from mlops_airflow.partitions import days_between, read_window
+        from mlops_airflow.core.partitions import days_between, read_window
 
         client = self.client
         backfill = next(iter(client.backfills(self.batch_score)), None)

@@ -23,105 +23,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlops_airflow.embedded.postgres import MLFLOW_DB, EmbeddedPostgres, database_kind
-from mlops_airflow.model_loading import SAFE_MODEL_ENV
-from mlops_airflow.serving.local_ports import SERVING_STATE_DIR_ENV, LocalPorts
-
-STACK_MARKER_ENV = "MLOPS_EMBEDDED_STACK"
-STATE_FILE = "stack.json"
-
-
-SETTINGS_FILE = "airflow_settings.yaml"
-
-
-class StackError(RuntimeError):
-    """The stack could not be started or stopped; the message says where to look."""
-
-
-@dataclass(frozen=True)
-class StackConfig:
-    """Where the stack lives and which ports it uses."""
-
-    repo_root: Path
-    state_dir: Path
-    airflow_port: int = 8080
-    mlflow_port: int = 5500
-    worker_log_port: int = 8793
-    trigger_log_port: int = 8794
-    statsd_port: int = 8125
-    serving_ports: LocalPorts = field(default_factory=LocalPorts)
-    host: str = "127.0.0.1"
-    database: str = "postgres"  # or "sqlite" (MLOPS_EMBEDDED_DATABASE)
-    airflow_start_timeout: float = 240.0
-    mlflow_start_timeout: float = 90.0
-
-    @classmethod
-    def from_env(cls, repo_root: Path | None = None, environ: Mapping[str, str] | None = None) -> StackConfig:
-        env = os.environ if environ is None else environ
-        root = (repo_root or Path.cwd()).resolve()
-        state = Path(env.get("MLOPS_STATE_DIR", root / ".local")).resolve()
-        return cls(
-            repo_root=root,
-            state_dir=state,
-            airflow_port=int(env.get("MLOPS_AIRFLOW_PORT", "8080")),
-            mlflow_port=int(env.get("MLOPS_MLFLOW_PORT", "5500")),
-            worker_log_port=int(env.get("MLOPS_WORKER_LOG_PORT", "8793")),
-            trigger_log_port=int(env.get("MLOPS_TRIGGER_LOG_PORT", "8794")),
-            statsd_port=int(env.get("MLOPS_STATSD_PORT", "8125")),
-            serving_ports=LocalPorts.from_env(dict(env)),
-            database=database_kind(env),
-        )
-
-    @property
-    def serving_dir(self) -> Path:
-        return self.state_dir / "serving"
-
-    @property
-    def airflow_home(self) -> Path:
-        return self.state_dir / "airflow"
-
-    @property
-    def mlflow_dir(self) -> Path:
-        return self.state_dir / "mlflow"
-
-    @property
-    def data_root(self) -> Path:
-        return self.state_dir / "data"
-
-    @property
-    def specs_dir(self) -> Path:
-        """The stack's copies of the model specs (see :meth:`EmbeddedStack.write_specs`)."""
-        return self.state_dir / "models"
-
-    @property
-    def log_dir(self) -> Path:
-        return self.state_dir / "logs"
-
-    @property
-    def airflow_url(self) -> str:
-        return f"http://{self.host}:{self.airflow_port}"
-
-    @property
-    def mlflow_url(self) -> str:
-        return f"http://{self.host}:{self.mlflow_port}"
-
-    @property
-    def marker(self) -> str:
-        return str(self.state_dir)
-
-    @property
-    def admin_password_file(self) -> Path:
-        return self.airflow_home / "simple_auth_manager_passwords.json.generated"
-
-    def admin_password(self) -> str | None:
-        try:
-            return json.loads(self.admin_password_file.read_text())["admin"]
-        except (OSError, ValueError, KeyError):
-            return None
+from mlops_airflow.core.model_loading import SAFE_MODEL_ENV
+from mlops_airflow.embedded.config import SETTINGS_FILE, STACK_MARKER_ENV, STATE_FILE, StackConfig, StackError, inherited_env
+from mlops_airflow.embedded.postgres import MLFLOW_DB, EmbeddedPostgres
+from mlops_airflow.settings import SERVING_STATE_DIR_ENV, SPECS_DIR_ENV
 
 
 @dataclass
@@ -179,14 +88,6 @@ def _http_ok(url: str, timeout: float = 3.0) -> tuple[bool, bytes]:
 # How each service is asked to stop (default SIGTERM). PostgreSQL's SIGTERM waits for every
 # client to disconnect; SIGINT is its "fast" shutdown: clients are disconnected, data kept.
 _STOP_SIGNALS = {"postgres": signal.SIGINT}
-
-# Inherited settings that would point the stack at someone else's state.
-_FOREIGN_SETTINGS = ("AIRFLOW_HOME", "AIRFLOW__DATABASE__", "AIRFLOW__CORE__UNIT_TEST_MODE", "AIRFLOW_CONN_", "MLFLOW_TRACKING_", "MLOPS_STACK_OWNER_PID")
-
-
-def inherited_env() -> dict[str, str]:
-    """This process's environment without settings that belong to another Airflow or MLflow."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN_SETTINGS)}
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -265,7 +166,7 @@ class EmbeddedStack:
         return json.dumps({"conn_type": "http", "host": self.config.airflow_url, "login": "admin", "password": self.admin_password()})
 
     def mlflow_connection(self) -> str:
-        # The lock secret seals the registry's promotion lock (mlops_airflow.utils.registry_lock).
+        # The lock secret seals the registry's promotion lock (mlops_airflow.hooks.registry_lock).
         extra = {"lock_secret": self._secret("lock_secret")}
         return json.dumps({"conn_type": "http", "host": self.config.host, "port": self.config.mlflow_port, "schema": "http", "extra": extra})
 
@@ -305,7 +206,7 @@ class EmbeddedStack:
             "MLOPS_SERVING_LIVE_PORT": str(cfg.serving_ports.live),
             "MLOPS_SERVING_BLUE_PORT": str(cfg.serving_ports.blue),
             "MLOPS_SERVING_GREEN_PORT": str(cfg.serving_ports.green),
-            "MLOPS_SPECS_DIR": str(cfg.specs_dir),
+            SPECS_DIR_ENV: str(cfg.specs_dir),
             "NO_PROXY": "*",
             **({"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.postgres.url("airflow")} if cfg.database == "postgres" else {}),
         }
@@ -400,7 +301,7 @@ class EmbeddedStack:
             folder.mkdir(parents=True, exist_ok=True)
         self.write_specs()
         self.write_components_shim()
-        from mlops_airflow.embedded.watchdog import ensure_watchdog
+        from mlops_airflow.embedded.owner import ensure_watchdog
 
         ensure_watchdog(cfg)  # a stack started by a test ends with the test process, however it ends
         state = StackState.load(self.state_path)
@@ -457,7 +358,7 @@ class EmbeddedStack:
 
     def sync_pools(self) -> None:
         """Create the pools of ``airflow_settings.yaml`` (the promotion pool among them) through the REST API."""
-        from mlops_airflow.airflow_api import AirflowClient
+        from mlops_airflow.hooks.airflow_api import AirflowClient
 
         pools = declared_pools(self.config.repo_root / SETTINGS_FILE)
         password = self.config.admin_password()
@@ -555,7 +456,7 @@ class EmbeddedStack:
                 stopped.append(name)
         stopped += self.stop_serving()
         self.state_path.unlink(missing_ok=True)  # the watchdog may be stopping it at the same moment
-        from mlops_airflow.embedded.watchdog import stop_watchdog
+        from mlops_airflow.embedded.owner import stop_watchdog
 
         stop_watchdog(self.config)
         return stopped

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 from airflow.sdk import BaseHook
 
 from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID
+from mlops_airflow.core.tracking import tracking_server_problem
 from mlops_airflow.exceptions import TrackingServerUnavailableError
-from mlops_airflow.mlflow_auth import refuse_default_admin_password
-from mlops_airflow.tracking import tracking_server_problem
+from mlops_airflow.hooks.mlflow_auth import refuse_default_admin_password
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -27,7 +27,7 @@ class MlflowHook(BaseHook):
     ``sqlite:///...`` included), else ``<schema or http>://<host>:<port>``. Login and
     password become MLflow's basic-auth credentials; they are handed to the client through
     the environment and never logged. ``extra.lock_secret`` keys the
-    seal of the registry lock (:mod:`mlops_airflow.utils.registry_lock`).
+    seal of the registry lock (:mod:`mlops_airflow.hooks.registry_lock`).
 
     :param mlflow_conn_id: Airflow connection id of the MLflow server.
     :param tracking_uri: explicit tracking URI; beats the connection.
@@ -118,7 +118,7 @@ class MlflowHook(BaseHook):
 
     def estimator_kind(self, run_id: str | None, default: str) -> str:
         """The estimator kind a version's run was trained as; it picks the package's trusted types (``default`` without a run)."""
-        from mlops_airflow.model_loading import estimator_kind
+        from mlops_airflow.core.model_loading import estimator_kind
 
         return estimator_kind(self.get_run_params(run_id) if run_id else {}, default)
 
@@ -132,13 +132,13 @@ class MlflowHook(BaseHook):
 
         :raises UnsafeModelVersionError: naming the version and the reason (no retry).
         """
-        from mlops_airflow.model_loading import load_model_dir
+        from mlops_airflow.core.model_loading import load_model_dir
 
         return self._with_model_dir(name, version, estimator_kind, load_model_dir)
 
     def check_model(self, name: str, version: str | int, *, estimator_kind: str) -> None:
         """What :meth:`load_model` checks, without loading: a version a model server may load. Same errors."""
-        from mlops_airflow.model_loading import inspect_model_dir
+        from mlops_airflow.core.model_loading import inspect_model_dir
 
         self._with_model_dir(name, version, estimator_kind, inspect_model_dir)
 
@@ -147,8 +147,8 @@ class MlflowHook(BaseHook):
 
         import mlflow.artifacts
 
+        from mlops_airflow.core.model_loading import UnsafeModelError, trusted_types
         from mlops_airflow.exceptions import UnsafeModelVersionError
-        from mlops_airflow.model_loading import UnsafeModelError, trusted_types
 
         what = f"{name} v{version}"
         try:

@@ -52,8 +52,8 @@ class PromotionApprovalOperator(FailFastTemplates, ApprovalOperator):
         self.evaluate_task_id = evaluate_task_id
 
     def execute(self, context: Context) -> Any:
-        from mlops_airflow.evaluation import PROMOTE, summary_table
-        from mlops_airflow.promotion import approval_subject
+        from mlops_airflow.core.evaluation import PROMOTE, summary_table
+        from mlops_airflow.core.promotion import approval_subject
 
         if not as_bool(self.require_approval):
             self.log.info("Approval is not required for this run")

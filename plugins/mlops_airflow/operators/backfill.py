@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from mlops_airflow.core.partitions import parse_day
 from mlops_airflow.exceptions import MlopsError
-from mlops_airflow.partitions import parse_day
 from mlops_airflow.specs import DriftSpec
 from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from mlops_airflow.airflow_api import AirflowClient
+    from mlops_airflow.hooks.airflow_api import AirflowClient
 
 DEFAULT_AIRFLOW_API_CONN_ID = "airflow_api"
 
@@ -30,7 +30,7 @@ def airflow_client(conn_id: str) -> AirflowClient:
     """A REST API client from an Airflow connection: host (with scheme and port), login, password."""
     from airflow.sdk import BaseHook
 
-    from mlops_airflow.airflow_api import AirflowClient
+    from mlops_airflow.hooks.airflow_api import AirflowClient
 
     connection = BaseHook.get_connection(conn_id)
     host = connection.host or ""
@@ -120,7 +120,7 @@ class BackfillScoresOperator(FailFastTemplates, BaseOperator):
         self.unavailable_delay = unavailable_delay
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops_airflow.airflow_api import AirflowApiError
+        from mlops_airflow.hooks.airflow_api import AirflowApiError
 
         drift = context["params"].get("drift")
         if not drift:
@@ -203,7 +203,7 @@ class BackfillScoresOperator(FailFastTemplates, BaseOperator):
         finished before the backfill existed is cleared, so it runs again with the new
         champion; a day with no run at all gets one. Runs the backfill queued are left to it.
         """
-        from mlops_airflow.airflow_api import AirflowApiError
+        from mlops_airflow.hooks.airflow_api import AirflowApiError
 
         created_at = dt.datetime.fromisoformat(str(backfill["created_at"]).replace("Z", "+00:00"))
         runs: dict[str, list[dict[str, Any]]] = {}

@@ -1,7 +1,7 @@
 """DataContractCheckOperator: stop bad data before it trains or scores anything.
 
 Where it sits in the loop: partitions -> **check** -> train / score / drift.
-The operator reads (through ``ObjectStoragePath``), calls :mod:`mlops_airflow.stats.contract`,
+The operator reads (through ``ObjectStoragePath``), calls :mod:`mlops_airflow.core.contract`,
 reports and decides; the rules themselves live there.
 """
 
@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowFailException
 
-from mlops_airflow.metrics import DATA_CHECK_ROWS, DATA_CHECK_RULES_FAILED, gauge
-from mlops_airflow.partitions import days_between, partition_uri
+from mlops_airflow.core.partitions import days_between, partition_uri
+from mlops_airflow.observability.metrics import DATA_CHECK_ROWS, DATA_CHECK_RULES_FAILED, gauge
 from mlops_airflow.utils.task_args import as_utc_datetime, load_task_spec
 from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from mlops_airflow.stats.contract import PartitionInput
+    from mlops_airflow.core.contract import PartitionInput
 
 QUARANTINE_FOLDER = "_quarantine"
 
@@ -61,7 +61,7 @@ def read_partition(base_uri: str, day: dt.date, conn_id: str | None, dictionary_
     """Read one day's Parquet files; what cannot be read becomes a finding, not a traceback."""
     import pyarrow as pa
 
-    from mlops_airflow.stats.contract import PartitionInput
+    from mlops_airflow.core.contract import PartitionInput
 
     folder = ObjectStoragePath(partition_uri(base_uri, day), conn_id=conn_id)
     if not folder.exists():
@@ -166,7 +166,7 @@ class DataContractCheckOperator(FailFastTemplates, BaseOperator):
         self.conn_id = conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops_airflow.stats.contract import LabelRule, evaluate_contract
+        from mlops_airflow.core.contract import LabelRule, evaluate_contract
 
         spec = load_task_spec(self.spec_path)
         start = as_utc_datetime(self.interval_start, "interval_start")

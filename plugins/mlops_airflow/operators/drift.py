@@ -17,8 +17,8 @@ from mlops_airflow.constants import (
     RETRAIN_DAG_PREFIX,
     TAG_DRIFT_LAST_TRIGGER,
 )
+from mlops_airflow.core.partitions import parse_day
 from mlops_airflow.exceptions import MlopsError
-from mlops_airflow.partitions import parse_day
 from mlops_airflow.utils.task_args import load_task_spec
 from mlops_airflow.utils.templates import FailFastTemplates
 
@@ -164,9 +164,9 @@ class DriftReportOperator(FailFastTemplates, BaseOperator):
         import tempfile
         from pathlib import Path
 
-        from mlops_airflow.drift import drift_features
+        from mlops_airflow.core.drift_windows import drift_features
+        from mlops_airflow.core.partitions import read_window
         from mlops_airflow.hooks.mlflow import MlflowHook
-        from mlops_airflow.partitions import read_window
 
         spec = load_task_spec(self.spec_path)
         if not spec.drift.report:

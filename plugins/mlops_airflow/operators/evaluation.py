@@ -14,7 +14,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_airflow.constants import CHALLENGER_ALIAS, CHAMPION_ALIAS, DEFAULT_MLFLOW_CONN_ID, TAG_DECISION, TAG_DECISION_REASONS, Decision
 from mlops_airflow.exceptions import MlopsError
-from mlops_airflow.metrics import PROMOTION_PRIMARY_METRIC, gauge
+from mlops_airflow.observability.metrics import PROMOTION_PRIMARY_METRIC, gauge
 from mlops_airflow.utils.task_args import as_date, load_task_spec
 from mlops_airflow.utils.templates import FailFastTemplates
 
@@ -34,7 +34,7 @@ def evaluate_registered_versions(hook: MlflowHook, spec: ModelSpec, window_end: 
     """
     from mlflow.exceptions import MlflowException
 
-    from mlops_airflow.evaluation import Candidate, check_no_leakage, evaluate, evaluation_window, fit_window, load_rows
+    from mlops_airflow.core.evaluation import Candidate, check_no_leakage, evaluate, evaluation_window, fit_window, load_rows
     from mlops_airflow.stats.gating import EvaluationError
 
     name = spec.registered_model_name
@@ -113,7 +113,7 @@ class EvaluateChallengerOperator(FailFastTemplates, BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops_airflow.evaluation import summary_table
+        from mlops_airflow.core.evaluation import summary_table
         from mlops_airflow.hooks.mlflow import MlflowHook
 
         spec = load_task_spec(self.spec_path)

@@ -25,7 +25,7 @@ from mlops_airflow.constants import (
     Decision,
 )
 from mlops_airflow.exceptions import MlopsError
-from mlops_airflow.metrics import PROMOTION_PROMOTED, PROMOTION_REJECTED, incr
+from mlops_airflow.observability.metrics import PROMOTION_PROMOTED, PROMOTION_REJECTED, incr
 from mlops_airflow.operators.backfill import DEFAULT_AIRFLOW_API_CONN_ID
 from mlops_airflow.utils.task_args import as_bool
 from mlops_airflow.utils.templates import FailFastTemplates
@@ -33,8 +33,8 @@ from mlops_airflow.utils.templates import FailFastTemplates
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from mlops_airflow.core.promotion import Approval, Verdict
     from mlops_airflow.hooks.mlflow import MlflowHook
-    from mlops_airflow.promotion import Approval, Verdict
 
 
 class ChampionChangedError(MlopsError):
@@ -115,9 +115,9 @@ class PromoteChampionOperator(FailFastTemplates, BaseOperator):
         self.lock_ttl = lock_ttl
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops_airflow.evaluation import PROMOTE
+        from mlops_airflow.core.evaluation import PROMOTE
+        from mlops_airflow.core.promotion import decide
         from mlops_airflow.hooks.mlflow import MlflowHook
-        from mlops_airflow.promotion import decide
         from mlops_airflow.utils.task_args import load_task_spec
 
         ti = context["ti"]
@@ -145,7 +145,7 @@ class PromoteChampionOperator(FailFastTemplates, BaseOperator):
             incr(PROMOTION_REJECTED, model=spec.name)
             raise AirflowSkipException(f"{name} v{version} not promoted: {'; '.join(verdict.reasons)}")
 
-        from mlops_airflow.utils.registry_lock import lock_owner, registry_lock
+        from mlops_airflow.hooks.registry_lock import lock_owner, registry_lock
 
         owner = lock_owner(f"{dag_run}/{ti.task_id}", ti.try_number)
         with registry_lock(
@@ -171,9 +171,9 @@ class PromoteChampionOperator(FailFastTemplates, BaseOperator):
 
     def _reevaluate(self, context, hook, spec, report, approval: Approval, champion, compared_with, force) -> tuple[dict, Verdict]:
         """The champion moved since the evaluation. First try: fail loudly. A retry: evaluate again, now."""
-        from mlops_airflow.evaluation import summary_table
+        from mlops_airflow.core.evaluation import summary_table
+        from mlops_airflow.core.promotion import decide
         from mlops_airflow.operators.evaluation import evaluate_registered_versions
-        from mlops_airflow.promotion import decide
         from mlops_airflow.utils.task_args import as_date
 
         name = spec.registered_model_name
@@ -192,13 +192,13 @@ class PromoteChampionOperator(FailFastTemplates, BaseOperator):
 
     def _approval(self, ti, *, asked: bool) -> Approval:
         """The human-in-the-loop record of this run's approval task; read only when a person was asked."""
-        from mlops_airflow.promotion import Approval
+        from mlops_airflow.core.promotion import Approval
 
         if not as_bool(self.require_approval):
             return Approval.not_required()
         if not asked:
             return Approval(required=True)  # the gates said no and nobody forces: nothing was put to a person
-        from mlops_airflow.airflow_api import AirflowApiError
+        from mlops_airflow.hooks.airflow_api import AirflowApiError
         from mlops_airflow.operators.backfill import airflow_client
 
         try:
@@ -252,8 +252,8 @@ class PromoteChampionOperator(FailFastTemplates, BaseOperator):
 
     def _record(self, hook, report: dict, verdict: Verdict, decision: Decision, approval: Approval, *, dag_run: str, previous_champion: str | None) -> None:
         """Tags on the version, the JSON artifact on its run, the table in the log."""
-        from mlops_airflow.evaluation import summary_table
-        from mlops_airflow.promotion import decision_record, decision_seal, decision_tags
+        from mlops_airflow.core.evaluation import summary_table
+        from mlops_airflow.core.promotion import decision_record, decision_seal, decision_tags
 
         name, version = report["registered_model_name"], report["challenger"]["version"]
         tags = decision_tags(report, verdict, decision, dag_run=dag_run, previous_champion=previous_champion)
@@ -269,7 +269,7 @@ class PromoteChampionOperator(FailFastTemplates, BaseOperator):
 def restore_previous_champion(hook: MlflowHook, name: str, *, previous: str, current: str | None) -> dict[str, str | None]:
     """``champion`` to ``previous``, ``previous_champion`` to ``current``; read back, or a retryable error.
 
-    The caller holds the registry lock (:func:`~mlops_airflow.utils.registry_lock.registry_lock`).
+    The caller holds the registry lock (:func:`~mlops_airflow.hooks.registry_lock.registry_lock`).
     """
     hook.set_alias(name, CHAMPION_ALIAS, previous)
     if current is not None:
@@ -324,7 +324,7 @@ class RestorePreviousChampionOperator(FailFastTemplates, BaseOperator):
 
     def execute(self, context: Context) -> dict[str, str]:
         from mlops_airflow.hooks.mlflow import MlflowHook
-        from mlops_airflow.utils.registry_lock import lock_owner, registry_lock
+        from mlops_airflow.hooks.registry_lock import lock_owner, registry_lock
 
         hook = MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
         name = self.registered_model_name

@@ -51,10 +51,10 @@ class BatchScoreOperator(FailFastTemplates, BaseOperator):
         import numpy as np
         import pyarrow as pa
 
-        from mlops_airflow.features import FeatureError, prepare_features
+        from mlops_airflow.core.features import FeatureError, prepare_features
+        from mlops_airflow.core.partitions import read_window, write_partition
         from mlops_airflow.hooks.mlflow import MlflowHook
-        from mlops_airflow.partitions import read_window, write_partition
-        from mlops_airflow.utils.model_versions import require_promoted
+        from mlops_airflow.hooks.model_versions import require_promoted
 
         spec = load_task_spec(self.spec_path)
         day = as_date(self.partition_date, "partition_date")

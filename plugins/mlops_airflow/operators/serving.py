@@ -17,7 +17,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_airflow.constants import CHAMPION_ALIAS, DEFAULT_MLFLOW_CONN_ID, PREVIOUS_CHAMPION_ALIAS
-from mlops_airflow.metrics import SERVING_ROLLBACK, SERVING_SMOKE_LATENCY, SERVING_SWITCH, incr, timings
+from mlops_airflow.observability.metrics import SERVING_ROLLBACK, SERVING_SMOKE_LATENCY, SERVING_SWITCH, incr, timings
 from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class DeployIdleColorOperator(_ServingOperator):
     """
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops_airflow.utils.model_versions import require_servable
+        from mlops_airflow.hooks.model_versions import require_servable
 
         spec, hook, backend = self.setup()
         champion = hook.get_version_by_alias(spec.registered_model_name, CHAMPION_ALIAS)
@@ -138,8 +138,8 @@ class SwitchTrafficOperator(_ServingOperator):
     """Point live traffic at the tested colour: refused when it is not ready, or when its version has no promotion on record; a no-op when it is already live."""
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_airflow.hooks.model_versions import require_promoted
         from mlops_airflow.serving.base import Color, SwitchOutcome
-        from mlops_airflow.utils.model_versions import require_promoted
 
         release = self.release(context)
         spec, hook, backend = self.setup()
@@ -196,8 +196,8 @@ class RollbackReleaseOperator(_ServingOperator):
         self.lock_ttl = lock_ttl
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_airflow.hooks.registry_lock import lock_owner, registry_lock
         from mlops_airflow.serving.base import Color
-        from mlops_airflow.utils.registry_lock import lock_owner, registry_lock
 
         spec, hook, backend = self.setup()
         name = spec.registered_model_name

@@ -15,7 +15,7 @@ from airflow.providers.docker.operators.docker import DockerOperator, stringify
 from airflow.sdk.exceptions import AirflowException
 
 from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID
-from mlops_airflow.operators.training import CONTAINER_RESULT_PATH, CONTAINER_SPEC_ENV, container_training_command, raise_for_exit_code
+from mlops_airflow.operators.training_local import CONTAINER_RESULT_PATH, CONTAINER_SPEC_ENV, container_training_command, raise_for_exit_code
 from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
@@ -82,8 +82,8 @@ class ModelTrainingDockerOperator(FailFastTemplates, DockerOperator):
     def execute(self, context: Context) -> Any:
         from docker.types import DeviceRequest
 
+        from mlops_airflow.core.model_loading import SAFE_MODEL_ENV
         from mlops_airflow.hooks.mlflow import MlflowHook
-        from mlops_airflow.model_loading import SAFE_MODEL_ENV
 
         mlflow_env = MlflowHook(mlflow_conn_id=self.mlflow_conn_id).get_env()
         self.environment = {

@@ -17,7 +17,8 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID
 from mlops_airflow.exceptions import MlopsError
-from mlops_airflow.operators.training import CONTAINER_RESULT_PATH, CONTAINER_SPEC_ENV, container_training_command, raise_for_exit_code
+from mlops_airflow.operators.training_local import CONTAINER_RESULT_PATH, CONTAINER_SPEC_ENV, container_training_command, raise_for_exit_code
+from mlops_airflow.settings import specs_dir
 from mlops_airflow.utils.container_args import kubernetes_literal
 from mlops_airflow.utils.pod_security import restricted_violations
 from mlops_airflow.utils.templates import FailFastTemplates
@@ -39,7 +40,6 @@ class PodStartError(MlopsError):
 
 def _pod_template() -> str | None:
     """``include/training/pod_template.yaml`` beside the model specs, when the project has one."""
-    from mlops_airflow.dag_factory import specs_dir
 
     template = specs_dir().parent / "training" / POD_TEMPLATE_NAME
     return str(template) if template.is_file() else None
@@ -150,8 +150,8 @@ class ModelTrainingPodOperator(FailFastTemplates, KubernetesPodOperator):
     def execute(self, context: Context) -> Any:
         from kubernetes.client import models as k8s
 
+        from mlops_airflow.core.model_loading import PICKLE_ENV
         from mlops_airflow.hooks.mlflow import MlflowHook
-        from mlops_airflow.model_loading import PICKLE_ENV
 
         # Worker-side, never at parse time: the spec text and the tracking URI (not secret;
         # the credentials come from the Secret).

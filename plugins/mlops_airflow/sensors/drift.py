@@ -10,14 +10,14 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_airflow.constants import CHAMPION_ALIAS, DEFAULT_MLFLOW_CONN_ID
-from mlops_airflow.metrics import DRIFT_DRIFTED_FEATURES, DRIFT_KS_STAT, DRIFT_P_VALUE, DRIFT_TVD, gauge
+from mlops_airflow.observability.metrics import DRIFT_DRIFTED_FEATURES, DRIFT_KS_STAT, DRIFT_P_VALUE, DRIFT_TVD, gauge
 from mlops_airflow.utils.task_args import as_date, load_task_spec
 from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from mlops_airflow.drift import DriftCheck
+    from mlops_airflow.core.drift_windows import DriftCheck
     from mlops_airflow.specs import ModelSpec
 
 
@@ -82,7 +82,7 @@ class KSDriftSensor(FailFastTemplates, BaseSensorOperator):
 
     def check(self, window_end: dt.date) -> dict[str, Any] | None:
         """Test the window ending at ``window_end``: the summary on drift, else ``None``."""
-        from mlops_airflow.drift import check_window, summary, summary_table
+        from mlops_airflow.core.drift_windows import check_window, summary, summary_table
         from mlops_airflow.hooks.mlflow import MlflowHook
         from mlops_airflow.stats.ks import DriftInputError
 

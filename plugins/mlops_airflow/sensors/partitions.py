@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowFailException
 
-from mlops_airflow.partitions import days_between, partition_uri
+from mlops_airflow.core.partitions import days_between, partition_uri
 from mlops_airflow.utils.task_args import as_date
 from mlops_airflow.utils.templates import FailFastTemplates
 

@@ -76,7 +76,7 @@ class ServingBackend(Protocol):
     def deploy(self, color: Color, version: str, model_uri: str, *, estimator_kind: str) -> bool:
         """Run ``model_uri`` on ``color`` (never the live one); ``False`` when it already runs it.
 
-        The server loads it with :mod:`mlops_airflow.model_loading` (skops, the package's trusted
+        The server loads it with :mod:`mlops_airflow.core.model_loading` (skops, the package's trusted
         types for ``estimator_kind``), with MLflow's pickle loaders switched off.
         """
 

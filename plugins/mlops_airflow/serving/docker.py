@@ -90,7 +90,7 @@ class DockerServingBackend:
 
     def container_env(self) -> dict[str, str]:
         """A server container's whole environment: MLflow's URI and credentials, a home, the package, no pickle."""
-        from mlops_airflow.model_loading import SAFE_MODEL_ENV
+        from mlops_airflow.core.model_loading import SAFE_MODEL_ENV
 
         return {**self.env, "HOME": "/tmp", "PYTHONPATH": IMAGE_PACKAGE_PATH, **SAFE_MODEL_ENV}  # noqa: S108 - a tmpfs
 

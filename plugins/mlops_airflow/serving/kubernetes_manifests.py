@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from mlops_airflow.model_loading import SAFE_MODEL_ENV
+from mlops_airflow.core.model_loading import SAFE_MODEL_ENV
 from mlops_airflow.serving.base import Color
 from mlops_airflow.serving.kubernetes import CONTAINER, MANAGED_BY, VERSION_ANNOTATION, deployment_name, preview_service_name
 from mlops_airflow.serving.model_server import ESTIMATOR_KIND_ENV, MODEL_URI_ENV, server_command

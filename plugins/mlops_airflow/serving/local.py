@@ -43,8 +43,9 @@ import mlops_airflow
 from mlops_airflow.exceptions import MlopsError
 from mlops_airflow.serving.admin_http import UNIX_PREFIX, admin_request
 from mlops_airflow.serving.base import Color, ColorNotReadyError, ColorState, LiveColorError, ServingStatus, SwitchOutcome
-from mlops_airflow.serving.local_ports import SERVING_STATE_DIR_ENV, LocalPorts
+from mlops_airflow.serving.local_ports import LocalPorts
 from mlops_airflow.serving.model_server import server_command
+from mlops_airflow.settings import serving_state_dir
 
 _ROUTE = "/config/apps/http/servers/router/routes/0/handle/0/upstreams"
 _REQUEST_BUFFER_BYTES = 16 * 1024 * 1024  # a retried request's body is replayed from here
@@ -58,7 +59,7 @@ class ProxyError(MlopsError):
 
 
 def default_state_dir() -> Path:
-    return Path(os.environ.get(SERVING_STATE_DIR_ENV, "/tmp/mlops-airflow/serving"))  # noqa: S108 - a default the stack overrides
+    return serving_state_dir()
 
 
 def _http(method: str, url: str, body: Any = None, timeout: float = 5.0) -> tuple[int, bytes]:

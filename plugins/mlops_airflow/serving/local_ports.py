@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-SERVING_STATE_DIR_ENV = "MLOPS_SERVING_STATE_DIR"
+from mlops_airflow.settings import serving_port
 
 
 @dataclass(frozen=True)
@@ -17,11 +16,10 @@ class LocalPorts:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LocalPorts:
-        env = os.environ if environ is None else environ
         return cls(
-            live=int(env.get("MLOPS_SERVING_LIVE_PORT", cls.live)),
-            blue=int(env.get("MLOPS_SERVING_BLUE_PORT", cls.blue)),
-            green=int(env.get("MLOPS_SERVING_GREEN_PORT", cls.green)),
+            live=int(serving_port("live_port", environ) or cls.live),
+            blue=int(serving_port("blue_port", environ) or cls.blue),
+            green=int(serving_port("green_port", environ) or cls.green),
         )
 
     def of(self, color: str) -> int:

@@ -3,7 +3,7 @@
 Where it sits in the loop: deploy idle colour starts it for each colour (a local process, a Docker
 container, a Kubernetes pod). ``mlflow models serve`` would load the version with MLflow's own
 loader, which reads pickle and takes the skops trusted types from the model itself; this server
-downloads the version, checks and loads it with :mod:`mlops_airflow.model_loading` (skops, the
+downloads the version, checks and loads it with :mod:`mlops_airflow.core.model_loading` (skops, the
 package's trusted types for the estimator kind), and serves it with MLflow's scoring app: the same
 ``/ping``, ``/health`` and ``/invocations``. Nothing here imports Airflow (the server image has none).
 
@@ -38,14 +38,14 @@ def load(model_uri: str, estimator_kind: str, folder: str):
     """Download ``model_uri`` into ``folder`` and load it safely (raises ``UnsafeModelError``)."""
     import mlflow.artifacts
 
-    from mlops_airflow.model_loading import load_model_dir, trusted_types
+    from mlops_airflow.core.model_loading import load_model_dir, trusted_types
 
     path = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
     return load_model_dir(path, what=model_uri, trusted=trusted_types(estimator_kind))
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mlops_airflow.model_loading import SAFE_MODEL_ENV, UnsafeModelError
+    from mlops_airflow.core.model_loading import SAFE_MODEL_ENV, UnsafeModelError
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-uri", default=os.environ.get(MODEL_URI_ENV) or None)

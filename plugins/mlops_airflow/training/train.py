@@ -30,10 +30,11 @@ from mlops_airflow.constants import (
     TAG_WINDOW_START,
     TrainingExitCode,
 )
-from mlops_airflow.features import FeatureError, prepare_features
-from mlops_airflow.partitions import read_window
+from mlops_airflow.core.features import FeatureError, prepare_features
+from mlops_airflow.core.partitions import read_window
+from mlops_airflow.core.tracking import tracking_server_problem
+from mlops_airflow.settings import code_version_override
 from mlops_airflow.specs import ModelSpec
-from mlops_airflow.tracking import tracking_server_problem
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -85,7 +86,7 @@ class TrainingResult:
 
 def code_version() -> str:
     """``MLOPS_CODE_VERSION`` when the image sets it, else the checkout's git commit, else the package version."""
-    explicit = os.environ.get("MLOPS_CODE_VERSION")
+    explicit = code_version_override()
     if explicit:
         return explicit
     try:
@@ -269,7 +270,7 @@ def train(request: TrainingRequest) -> TrainingResult:
     if y_train.nunique() < 2:
         raise TrainingError(TrainingExitCode.BAD_DATA, f"training rows hold only the class {y_train.iloc[0]!r}")
 
-    from mlops_airflow.training.estimators import TRUSTED_TYPES, build_pipeline
+    from mlops_airflow.core.estimators import TRUSTED_TYPES, build_pipeline
 
     try:
         pipeline = build_pipeline(

@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from mlops_airflow.partitions import parse_day
+from mlops_airflow.core.partitions import parse_day
 
 
 def newest_partition(base_uri: str, conn_id: str | None = None) -> dt.date | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from mlops_airflow.model_loading import SAFE_MODEL_ENV
+from mlops_airflow.core.model_loading import SAFE_MODEL_ENV
 
 # The process basics: where programs and home are, locale, time zone, temporary files, proxies and
 # CA bundles for HTTPS to MLflow, and which GPUs a trainer may see.

@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from mlops_airflow.partitions import parse_day
+from mlops_airflow.core.partitions import parse_day
 from mlops_airflow.specs import ModelSpec, ModelSpecError, load_spec
 
 

@@ -158,7 +158,7 @@ def test_mlflow_runs_without_its_job_runner(config):
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"])
 def test_a_stack_owned_by_a_process_ends_when_that_process_ends(config, monkeypatch, how):
-    from mlops_airflow.embedded.watchdog import OWNER_ENV
+    from mlops_airflow.embedded.owner import OWNER_ENV
 
     # SIGINT's default action back: a process started from an xdist worker inherits it ignored.
     owner = subprocess.Popen(
@@ -187,7 +187,7 @@ def test_a_stack_owned_by_a_process_ends_when_that_process_ends(config, monkeypa
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_the_watchdog_leaves_with_a_stack_stopped_first(config, monkeypatch):
-    from mlops_airflow.embedded.watchdog import OWNER_ENV, PID_FILE
+    from mlops_airflow.embedded.owner import OWNER_ENV, PID_FILE
 
     monkeypatch.setenv(OWNER_ENV, str(os.getpid()))
     stack = FakeStack(config)

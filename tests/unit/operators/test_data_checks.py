@@ -15,9 +15,9 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 from helpers import REPO_ROOT
 
+from mlops_airflow.core.partitions import write_partition
+from mlops_airflow.embedded.synthetic import generate_day
 from mlops_airflow.operators.data_checks import DataContractCheckOperator, safe_name
-from mlops_airflow.partitions import write_partition
-from mlops_airflow.synthetic import generate_day
 
 SEEDS = range(10)
 ROWS = 300

@@ -40,7 +40,7 @@ def restore(**kwargs):
 class TestRestorePreviousChampionOperator:
     def test_swaps_the_aliases_and_releases_the_lock(self, registry):
         from mlops_airflow.hooks.mlflow import MlflowHook
-        from mlops_airflow.utils.registry_lock import lock_name
+        from mlops_airflow.hooks.registry_lock import lock_name
 
         assert restore() == {"champion": "1", "previous_champion": "2"}
         assert aliases(registry) == {"champion": "1", "previous_champion": "2"}
@@ -48,7 +48,7 @@ class TestRestorePreviousChampionOperator:
 
     def test_does_not_interleave_with_a_promotion_holding_the_lock(self, registry):
         from mlops_airflow.hooks.mlflow import MlflowHook
-        from mlops_airflow.utils.registry_lock import RegistryLockTimeoutError, registry_lock
+        from mlops_airflow.hooks.registry_lock import RegistryLockTimeoutError, registry_lock
 
         with registry_lock(MlflowHook(), "churn", owner=PROMOTION):
             with pytest.raises(RegistryLockTimeoutError, match=f"promotion lock of churn is held by '{PROMOTION}'"):
@@ -56,7 +56,7 @@ class TestRestorePreviousChampionOperator:
             assert aliases(registry) == {"champion": "2", "previous_champion": "1"}
 
     def test_a_foreign_lock_is_reported_naming_it(self, registry):
-        from mlops_airflow.utils.registry_lock import ForeignRegistryLockError
+        from mlops_airflow.hooks.registry_lock import ForeignRegistryLockError
 
         registry.create_registered_model("churn.promotion-lock", tags={"mlops.lock.owner": "mallory"})
         with pytest.raises(ForeignRegistryLockError, match=r"registered model 'churn.promotion-lock' .* not created by this pipeline.*claims 'mallory'"):
@@ -66,7 +66,7 @@ class TestRestorePreviousChampionOperator:
 
     def test_nothing_to_roll_back_to_fails_and_releases_the_lock(self, registry):
         from mlops_airflow.hooks.mlflow import MlflowHook
-        from mlops_airflow.utils.registry_lock import lock_name
+        from mlops_airflow.hooks.registry_lock import lock_name
 
         registry.delete_registered_model_alias("churn", "previous_champion")
         with pytest.raises(AirflowFailException, match="nothing to roll back to"):

@@ -18,9 +18,9 @@ def champion(mlflow_store, churn_spec, churn_data):
     import mlflow.sklearn
     from mlflow.tracking import MlflowClient
 
-    from mlops_airflow.features import prepare_features
-    from mlops_airflow.partitions import read_window
-    from mlops_airflow.training.estimators import TRUSTED_TYPES, build_pipeline
+    from mlops_airflow.core.estimators import TRUSTED_TYPES, build_pipeline
+    from mlops_airflow.core.features import prepare_features
+    from mlops_airflow.core.partitions import read_window
 
     kind = churn_spec.training.estimator.kind
     frame = read_window(churn_spec.data.uri, DAY - dt.timedelta(days=3), DAY).frame

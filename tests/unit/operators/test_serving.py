@@ -60,7 +60,7 @@ class MemoryBackend:
 def registry(mlflow_store, monkeypatch):
     """churn v1 and v2 registered and promoted, v3 registered with no decision on record.
 
-    No artifacts: the model format check (tests/unit/test_model_loading.py) is recorded, not run.
+    No artifacts: the model format check (tests/unit/core/test_model_loading.py) is recorded, not run.
     """
     from mlflow.tracking import MlflowClient
 
@@ -203,8 +203,8 @@ class TestRollbackReleaseOperator:
         import time
 
         from mlops_airflow.hooks.mlflow import MlflowHook
+        from mlops_airflow.hooks.registry_lock import RegistryLockTimeoutError, registry_lock
         from mlops_airflow.operators.serving import RollbackReleaseOperator
-        from mlops_airflow.utils.registry_lock import RegistryLockTimeoutError, registry_lock
 
         registry.set_registered_model_alias("churn", "champion", "2")
         registry.set_registered_model_alias("churn", "previous_champion", "1")

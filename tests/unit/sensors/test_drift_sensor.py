@@ -68,8 +68,8 @@ def test_without_a_champion_there_is_nothing_to_compare(tmp_path, mlflow_store):
 def test_an_all_missing_feature_fails_the_task(tmp_path, mlflow_store):
     import pyarrow as pa
 
-    from mlops_airflow.partitions import write_partition
-    from mlops_airflow.synthetic import generate_day
+    from mlops_airflow.core.partitions import write_partition
+    from mlops_airflow.embedded.synthetic import generate_day
 
     register_champion_with_reference(mlflow_store)
     day = DATA_END - dt.timedelta(days=1)

@@ -132,7 +132,7 @@ def test_the_closed_form_tail_is_within_its_bound_of_scipy():
 def test_decisions_with_fast_p_values_equal_decisions_with_scipys():
     """Benjamini-Hochberg at alpha 0.05 over 60 families of 10 features at 25,000 rows a sample
     (effective n 12,500: the fast tail) whose shifts put many p-values near the critical values."""
-    from mlops_airflow.stats.drift import DriftThresholds, assess_drift
+    from mlops_airflow.stats.drift_assessment import DriftThresholds, assess_drift
 
     rng = np.random.default_rng(4)
     names = [f"x{i}" for i in range(10)]
@@ -227,7 +227,7 @@ def test_benjamini_hochberg_matches_scipy_and_skips_untested_features():
 def test_a_fast_p_value_near_a_critical_value_is_settled_with_scipys(monkeypatch):
     """Widen the bound so that every fast tail value reaches a critical value: all are replaced."""
     import mlops_airflow.stats.ks as ks
-    from mlops_airflow.stats.drift import DriftThresholds, assess_drift
+    from mlops_airflow.stats.drift_assessment import DriftThresholds, assess_drift
 
     rng = np.random.default_rng(6)
     reference, current = rng.normal(size=(25_000, 3)), rng.normal(0.04, size=(25_000, 3))

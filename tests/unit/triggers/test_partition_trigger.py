@@ -7,7 +7,7 @@ import datetime as dt
 
 import pyarrow as pa
 
-from mlops_airflow.partitions import write_partition
+from mlops_airflow.core.partitions import write_partition
 from mlops_airflow.triggers.partitions import NewPartitionTrigger, newest_partition
 
 

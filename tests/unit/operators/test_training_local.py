@@ -8,7 +8,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_airflow.constants import TrainingExitCode
 from mlops_airflow.exceptions import MlopsError, TrackingServerUnavailableError, TrainingFailedError
-from mlops_airflow.operators.training import LocalModelTrainingOperator, raise_for_exit_code, training_command
+from mlops_airflow.operators.training_local import LocalModelTrainingOperator, raise_for_exit_code, training_command
 
 
 class TestRaiseForExitCode:
@@ -83,7 +83,7 @@ def test_the_training_subprocess_gets_no_secret_of_the_worker(monkeypatch):
                 json.dump({"registered_model_name": "churn", "version": "1", "run_id": "r"}, handle)
             return 0
 
-    monkeypatch.setattr("mlops_airflow.operators.training.subprocess", SimpleNamespace(**{**vars(subprocess), "Popen": RecordingPopen}))
+    monkeypatch.setattr("mlops_airflow.operators.training_local.subprocess", SimpleNamespace(**{**vars(subprocess), "Popen": RecordingPopen}))
     secrets = {
         "AIRFLOW__CORE__FERNET_KEY": "fernet-canary",
         "AIRFLOW__API_AUTH__JWT_SECRET": "jwt-canary",
@@ -140,7 +140,7 @@ def test_the_local_entrypoint_gets_the_reason_verbatim_without_a_shell(monkeypat
             return 0
 
     # Only the operator's module sees the recorder.
-    monkeypatch.setattr("mlops_airflow.operators.training.subprocess", SimpleNamespace(**{**vars(subprocess), "Popen": RecordingPopen}))
+    monkeypatch.setattr("mlops_airflow.operators.training_local.subprocess", SimpleNamespace(**{**vars(subprocess), "Popen": RecordingPopen}))
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "http", "host": "mlflow", "port": 5000}))
     operator = LocalModelTrainingOperator(task_id="train_model", spec_path=str(CHURN_SPEC), window_start="2026-01-01", window_end="2026-01-29", reason=text)
     operator.execute({"dag_run": SimpleNamespace(dag_id="retrain_churn", run_id="manual__1")})

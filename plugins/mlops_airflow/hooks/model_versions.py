@@ -3,7 +3,7 @@
 Where it sits in the loop: deploy idle colour, switch traffic and batch scoring ask
 :func:`require_servable` about the version they are about to serve, before anything of it runs.
 A refusal fails the task without retries, and the DAG's failure callback
-(:class:`~mlops_airflow.alerts.FailureAlert`) sends it to the alert channel.
+(:class:`~mlops_airflow.observability.alerts.FailureAlert`) sends it to the alert channel.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ if TYPE_CHECKING:
 
 def require_promoted(name: str, version: ModelVersion, *, action: str, secret: str) -> None:
     """
-    Refuse ``version`` unless its tags record a promotion sealed with ``secret`` (:func:`~mlops_airflow.promotion.serving_refusal`).
+    Refuse ``version`` unless its tags record a promotion sealed with ``secret`` (:func:`~mlops_airflow.core.promotion.serving_refusal`).
 
     :raises UnservableVersionError: no record, or another decision (no retry).
     :raises MlopsError: a promotion still under way; its retry completes the record (retryable).
     """
-    from mlops_airflow.promotion import serving_refusal
+    from mlops_airflow.core.promotion import serving_refusal
 
     tags = dict(version.tags or {})
     reason = serving_refusal(tags, name=name, version=str(version.version), secret=secret)

@@ -10,7 +10,7 @@ import pytest
 from fake_http import FakeWebhook
 from helpers import free_port
 
-from mlops_airflow.alerts import FailureAlert, alert_message
+from mlops_airflow.observability.alerts import FailureAlert, alert_message
 
 TOKEN = "alert-token-canary-7f3a"
 
@@ -85,9 +85,10 @@ def test_even_a_broken_context_does_not_raise(caplog):
 
 def test_every_model_dag_alerts_on_failure():
     from mlops_airflow import dag_factory
+    from mlops_airflow.specs import model_specs
 
     builders = (dag_factory.build_retrain_dag, dag_factory.build_drift_monitor_dag, dag_factory.build_batch_score_dag, dag_factory.build_rollback_dag)
-    for dag in (build(spec) for spec in dag_factory.model_specs() for build in builders):
+    for dag in (build(spec) for spec in model_specs() for build in builders):
         for task in dag.tasks:
             callbacks = task.on_failure_callback if isinstance(task.on_failure_callback, list) else [task.on_failure_callback]
             assert any(isinstance(callback, FailureAlert) for callback in callbacks), f"{dag.dag_id}.{task.task_id}"

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_airflow.synthetic import (
+from mlops_airflow.embedded.synthetic import (
     CATEGORICAL_FEATURES,
     LABEL_COLUMN,
     NUMERIC_FEATURES,

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from helpers import DATA_END, DRIFT_START, write_drift_data, write_drift_spec
 
-from mlops_airflow.drift import check_window, drift_features, drift_run_id, summary
+from mlops_airflow.core.drift_windows import check_window, drift_features, drift_run_id, summary
+from mlops_airflow.embedded.synthetic import generate_day
 from mlops_airflow.specs import load_spec
-from mlops_airflow.synthetic import generate_day
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import re
 import pytest
 from helpers import REPO_ROOT
 
-from mlops_airflow.metrics import (
+from mlops_airflow.observability.metrics import (
     DRIFT_P_VALUE,
     METRICS,
     PROMOTION_PRIMARY_METRIC,
@@ -43,7 +43,7 @@ def test_counter_and_gauge_go_out_under_airflows_prefix(statsd):
 
 
 def test_off_by_default_and_never_raises(monkeypatch, caplog):
-    from mlops_airflow import metrics
+    from mlops_airflow.observability import metrics
 
     monkeypatch.delenv("AIRFLOW__METRICS__STATSD_ON", raising=False)
     assert metrics._client() is None  # nothing is sent unless Airflow's [metrics] statsd_on is set
@@ -79,7 +79,7 @@ def test_mapping_numbers_labels_after_airflows_prefix():
 
 
 def test_the_readme_lists_every_metric():
-    assert markdown_table() in (REPO_ROOT / "README.md").read_text(), "README's metrics table is stale: python -m mlops_airflow.metrics table"
+    assert markdown_table() in (REPO_ROOT / "README.md").read_text(), "README's metrics table is stale: python -m mlops_airflow.observability.metrics table"
 
 
 def test_no_code_sends_a_name_outside_the_list():

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from helpers import DATA_END, REPO_ROOT, mark_promoted, task_context
 
-from mlops_airflow.model_loading import UnsafeModelError, inspect_model_dir, load_model_dir, trusted_types
+from mlops_airflow.core.model_loading import UnsafeModelError, inspect_model_dir, load_model_dir, trusted_types
 
 SPEC = str(REPO_ROOT / "include" / "models" / "churn.yaml")
 HGB = "hist_gradient_boosting"

@@ -79,7 +79,7 @@ def lock_name(registered_model_name: str) -> str:
 
 
 def _mac(secret: str, name: str, owner: str, nonce: str, expires: str) -> str:
-    from mlops_airflow.seals import mac
+    from mlops_airflow.core.seals import mac
 
     return mac(secret, "registry_lock", name, owner, nonce, expires)
 

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mlops_airflow.features import FeatureError, prepare_features
+from mlops_airflow.core.features import FeatureError, prepare_features
 from mlops_airflow.specs import ModelSpec
 from mlops_airflow.stats.classification import METRICS
 from mlops_airflow.stats.gating import EvaluationError, GatePolicy, SegmentComparison, judge, paired_bootstrap, require_finite
@@ -86,7 +86,7 @@ def load_rows(spec: ModelSpec, start: dt.date, end: dt.date) -> EvaluationRows:
     """Read ``[start, end)``; drop unlabelled rows; map the label to class indices."""
     import numpy as np
 
-    from mlops_airflow.partitions import read_window
+    from mlops_airflow.core.partitions import read_window
 
     window = read_window(spec.data.uri, start, end)
     frame = window.frame

@@ -7,9 +7,9 @@ import warnings
 import pytest
 from helpers import DATA_DAYS, DATA_END
 
-from mlops_airflow.synthetic import generate_day
+from mlops_airflow.core.estimators import TRUSTED_TYPES, build_pipeline, gpu_visible, resolve_xgboost_device
+from mlops_airflow.embedded.synthetic import generate_day
 from mlops_airflow.training.__main__ import main
-from mlops_airflow.training.estimators import TRUSTED_TYPES, build_pipeline, gpu_visible, resolve_xgboost_device
 
 NUMERIC = ["tenure_months", "monthly_charges", "total_spend", "support_calls", "days_since_last_login"]
 CATEGORICAL = ["contract", "region", "payment_method"]

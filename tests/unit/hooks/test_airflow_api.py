@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fake_airflow_api import FakeAirflowApi
 
-from mlops_airflow.airflow_api import AirflowApiError, AirflowClient
+from mlops_airflow.hooks.airflow_api import AirflowApiError, AirflowClient
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ do not depend on which range was asked for: regenerating one day reproduces it b
 for byte. From ``DriftSettings.start`` on, chosen features shift (covariate drift) and,
 optionally, the label's relationship to the features changes (concept drift).
 
-Run ``python -m mlops_airflow.synthetic --help`` for the command line.
+Run ``python -m mlops_airflow.embedded.synthetic --help`` for the command line.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mlops_airflow.partitions import days_between, write_partition
+from mlops_airflow.core.partitions import days_between, write_partition
 
 if TYPE_CHECKING:
     import numpy as np
@@ -155,7 +155,7 @@ def generate(
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m mlops_airflow.synthetic", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mlops_airflow.embedded.synthetic", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="base URI or folder of the partitions")
     parser.add_argument("--start", required=True, type=dt.date.fromisoformat, help="first day (YYYY-MM-DD)")
     parser.add_argument("--end", required=True, type=dt.date.fromisoformat, help="day after the last (YYYY-MM-DD)")

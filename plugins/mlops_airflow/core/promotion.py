@@ -25,7 +25,7 @@ from mlops_airflow.constants import (
     TAG_DECISION_WINDOW,
     Decision,
 )
-from mlops_airflow.evaluation import PROMOTE
+from mlops_airflow.core.evaluation import PROMOTE
 
 # MLflow caps a tag value at 5000 characters (8000 on newer servers); stay well below.
 _MAX_TAG = 4000
@@ -168,8 +168,8 @@ _SEALED = (TAG_DECISION, TAG_DECISION_DAG_RUN, TAG_DECISION_BY, TAG_DECISION_AT,
 
 
 def decision_seal(name: str, version: str, tags: Mapping[str, str], secret: str) -> str:
-    """The HMAC over a version's decision record (:mod:`mlops_airflow.seals`, keyed by the lock secret)."""
-    from mlops_airflow.seals import mac
+    """The HMAC over a version's decision record (:mod:`mlops_airflow.core.seals`, keyed by the lock secret)."""
+    from mlops_airflow.core.seals import mac
 
     return mac(secret, "decision", name, str(version), *(tags.get(tag, "") for tag in _SEALED))
 
@@ -197,7 +197,7 @@ def serving_refusal(tags: Mapping[str, str], *, name: str, version: str, secret:
     missing = [tag for tag in needed if not tags.get(tag)]
     if missing:
         return f"its {str(Decision.PROMOTED)!r} decision lacks its record ({', '.join(missing)})"
-    from mlops_airflow.seals import verifies
+    from mlops_airflow.core.seals import verifies
 
     if not verifies(tags.get(TAG_DECISION_SEAL), secret, "decision", name, str(version), *(tags.get(tag, "") for tag in _SEALED)):
         return (

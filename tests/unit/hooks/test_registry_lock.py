@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from mlops_airflow.utils.registry_lock import (
+from mlops_airflow.hooks.registry_lock import (
     TAG_EXPIRES,
     TAG_NONCE,
     TAG_OWNER,

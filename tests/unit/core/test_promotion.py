@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mlops_airflow.constants import Decision
-from mlops_airflow.promotion import AUTOMATIC, Approval, decide, decision_record, decision_tags
+from mlops_airflow.core.promotion import AUTOMATIC, Approval, decide, decision_record, decision_tags
 
 SUBJECT = "Promote churn v7 to champion?"
 
@@ -132,13 +132,13 @@ SECRET = "lock-secret"
 
 
 def _servable(tags, secret=SECRET):
-    from mlops_airflow.promotion import serving_refusal
+    from mlops_airflow.core.promotion import serving_refusal
 
     return serving_refusal(tags, name="churn", version="7", secret=secret)
 
 
 def _sealed(tags, secret=SECRET):
-    from mlops_airflow.promotion import decision_seal
+    from mlops_airflow.core.promotion import decision_seal
 
     return {**tags, "mlops.decision.seal": decision_seal("churn", "7", tags, secret)}
 
@@ -164,7 +164,7 @@ def test_a_promotion_record_written_by_hand_or_changed_may_not_serve():
     assert unsealed in _servable(_sealed(promoted, secret="another deployment's"))
     assert unsealed in _servable({**_sealed(promoted), "mlops.decision.by": "mallory"})
     assert unsealed in _servable(_sealed(promoted), secret="")  # sealed with a secret; checked without one
-    from mlops_airflow.promotion import serving_refusal
+    from mlops_airflow.core.promotion import serving_refusal
 
     assert serving_refusal(_sealed(promoted), name="churn", version="8", secret=SECRET) is not None  # another version's seal
 

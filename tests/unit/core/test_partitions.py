@@ -5,7 +5,7 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from mlops_airflow.partitions import days_between, list_partition_files, partition_uri, read_window, write_partition
+from mlops_airflow.core.partitions import days_between, list_partition_files, partition_uri, read_window, write_partition
 
 DAY = dt.date(2026, 2, 1)
 

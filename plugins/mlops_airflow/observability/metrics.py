@@ -7,8 +7,8 @@ default); the README's table, the statsd-exporter mapping of the Helm values and
 compose stack, and the Grafana dashboard are all checked against this list by the tests, so
 a renamed metric breaks the build rather than a dashboard.
 
-``python -m mlops_airflow.metrics mapping`` prints the statsd-exporter mapping;
-``python -m mlops_airflow.metrics table`` prints the README table.
+``python -m mlops_airflow.observability.metrics mapping`` prints the statsd-exporter mapping;
+``python -m mlops_airflow.observability.metrics table`` prints the README table.
 
 Metrics are best effort: when ``[metrics] statsd_on`` is off nothing is sent, and a network
 error is logged, never raised, so a metrics outage cannot fail a task.
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     elif command == ["table"]:
         sys.stdout.write(markdown_table() + "\n")
     else:
-        sys.stderr.write("usage: python -m mlops_airflow.metrics [table|mapping]\n")
+        sys.stderr.write("usage: python -m mlops_airflow.observability.metrics [table|mapping]\n")
         return 2
     return 0
 

@@ -25,7 +25,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from mlops_airflow.metrics import ALERT_DELIVERY_FAILED, incr
+from mlops_airflow.observability.metrics import ALERT_DELIVERY_FAILED, incr
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_airflow.evaluation import (
+from mlops_airflow.core.evaluation import (
     Candidate,
     EvaluationRows,
     check_no_leakage,

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlops_airflow.constants import DRIFT_RUN_ID_PREFIX, PARTITION_KEY
-from mlops_airflow.partitions import read_window
-from mlops_airflow.stats.drift import DriftAssessment, DriftThresholds, assess_drift
+from mlops_airflow.core.partitions import read_window
+from mlops_airflow.stats.drift_assessment import DriftAssessment, DriftThresholds, assess_drift
 
 if TYPE_CHECKING:
     import pandas as pd

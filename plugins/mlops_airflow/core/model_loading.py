@@ -48,7 +48,7 @@ class SkopsModel:
 
 def trusted_types(kind: str) -> list[str]:
     """The types the package trusts in a skops file of estimator ``kind``; an unknown kind is refused."""
-    from mlops_airflow.training.estimators import TRUSTED_TYPES
+    from mlops_airflow.core.estimators import TRUSTED_TYPES
 
     if kind not in TRUSTED_TYPES:
         raise UnsafeModelError(f"estimator kind {kind!r} is not one the package lists trusted types for ({', '.join(sorted(TRUSTED_TYPES))})")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import chi2_contingency
 
-from mlops_airflow.stats.drift import DriftThresholds, assess_drift
+from mlops_airflow.stats.drift_assessment import DriftThresholds, assess_drift
 from mlops_airflow.stats.ks import DriftInputError
 
 FEATURES = [f"x{i}" for i in range(20)]

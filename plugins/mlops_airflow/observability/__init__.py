@@ -1,0 +1,1 @@
+"""Operational signals: statsd metrics declared once, and failure alerts."""

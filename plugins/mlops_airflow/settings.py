@@ -1,0 +1,89 @@
+"""The package's settings: the one reader of ``MLOPS_*`` configuration and of where the model specs live.
+
+Every value is read when asked for, not at import, so a test or a stack that changes the
+environment sees its change. Variables that pass between our own processes (a training
+subprocess's parent, a serving process's identity) belong to that protocol, not here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+SPECS_DIR_ENV = "MLOPS_SPECS_DIR"
+RETRY_DELAY_ENV = "MLOPS_RETRY_DELAY_SECONDS"
+TRAINING_BACKEND_ENV = "MLOPS_TRAINING_BACKEND"
+SERVING_BACKEND_ENV = "MLOPS_SERVING_BACKEND"
+SERVING_STATE_DIR_ENV = "MLOPS_SERVING_STATE_DIR"
+SERVING_PORT_ENV = {"live_port": "MLOPS_SERVING_LIVE_PORT", "blue_port": "MLOPS_SERVING_BLUE_PORT", "green_port": "MLOPS_SERVING_GREEN_PORT"}
+CODE_VERSION_ENV = "MLOPS_CODE_VERSION"
+
+DEFAULT_RETRY_DELAY = dt.timedelta(minutes=2)
+DEFAULT_SERVING_STATE_DIR = Path("/tmp/mlops-airflow/serving")  # noqa: S108 - a default the embedded stack overrides
+
+_CHECKOUT_SPECS = Path(__file__).resolve().parents[2] / "include" / "models"
+
+
+def _environ(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if environ is None else environ
+
+
+def specs_dir() -> Path:
+    """Where the model specs are.
+
+    ``$MLOPS_SPECS_DIR`` if set; else ``include/models`` beside Airflow's dags folder (the
+    Astro layout, also when the package is pip-installed into an image); else the checkout's.
+    """
+    explicit = os.environ.get(SPECS_DIR_ENV)
+    if explicit:
+        return Path(explicit)
+    from airflow.sdk import conf
+
+    beside_dags = Path(conf.get("core", "dags_folder", fallback="dags")).parent / "include" / "models"
+    if beside_dags.is_dir():
+        return beside_dags
+    return _CHECKOUT_SPECS
+
+
+def retry_delay() -> dt.timedelta:
+    """``$MLOPS_RETRY_DELAY_SECONDS`` (a positive number of seconds) if set, else 2 minutes.
+
+    Test stacks shorten it through the environment of the DAG processor, which parses the DAGs.
+    """
+    raw = os.environ.get(RETRY_DELAY_ENV, "").strip()
+    if not raw:
+        return DEFAULT_RETRY_DELAY
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ValueError(f"{RETRY_DELAY_ENV}={raw!r} is not a number of seconds") from None
+    if not seconds > 0:
+        raise ValueError(f"{RETRY_DELAY_ENV}={raw!r} must be a positive number of seconds")
+    return dt.timedelta(seconds=seconds)
+
+
+def training_backend_override() -> str | None:
+    """``$MLOPS_TRAINING_BACKEND``: every spec's training backend, whatever the spec says (unset: the spec's)."""
+    return os.environ.get(TRAINING_BACKEND_ENV) or None
+
+
+def serving_backend_override() -> str | None:
+    """``$MLOPS_SERVING_BACKEND``: every spec's serving backend, whatever the spec says (unset: the spec's)."""
+    return os.environ.get(SERVING_BACKEND_ENV) or None
+
+
+def serving_port(key: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The raw ``$MLOPS_SERVING_<LIVE|BLUE|GREEN>_PORT`` for ``key`` (``live_port``, ...), or None when unset."""
+    return _environ(environ).get(SERVING_PORT_ENV[key])
+
+
+def serving_state_dir() -> Path:
+    """Where the local serving backend keeps its state, logs and sockets."""
+    return Path(os.environ.get(SERVING_STATE_DIR_ENV) or DEFAULT_SERVING_STATE_DIR)
+
+
+def code_version_override() -> str | None:
+    """``$MLOPS_CODE_VERSION``, set by an image to the code it was built from."""
+    return os.environ.get(CODE_VERSION_ENV) or None

@@ -1,0 +1,183 @@
+"""Parsing the sections a model runs by once trained: serving (local, Docker, Kubernetes), drift and schedules."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from mlops_airflow.settings import SERVING_BACKEND_ENV, SERVING_PORT_ENV, serving_backend_override, serving_port
+from mlops_airflow.specs.model import (
+    DAY_SECONDS,
+    MAX_BACKFILL_DAYS,
+    MAX_DAYS,
+    MAX_ROWS,
+    SERVING_BACKENDS,
+    WEEK_MINUTES,
+    YEAR_HOURS,
+    DockerServingSpec,
+    DriftSpec,
+    FeatureSpec,
+    LocalServingSpec,
+    ModelSpecError,
+    ScheduleSpec,
+    ServingSpec,
+    SmokeSpec,
+    shown,
+)
+from mlops_airflow.specs.reading import _cron, _Section
+
+
+def _parse_serving(section: _Section) -> ServingSpec:
+    defaults = ServingSpec()
+    backend = section.choice("backend", SERVING_BACKENDS, default=defaults.backend)
+    override = serving_backend_override()
+    if override:
+        if override not in SERVING_BACKENDS:
+            raise ModelSpecError(section.source, "serving.backend", f"{SERVING_BACKEND_ENV}={shown(override)} is not one of {list(SERVING_BACKENDS)}")
+        backend = override
+    smoke_section = section.section("smoke", required=False)
+    smoke = SmokeSpec(
+        golden_rows=smoke_section.integer("golden_rows", SmokeSpec.golden_rows, minimum=1, maximum=10_000),
+        burst_requests=smoke_section.integer("burst_requests", SmokeSpec.burst_requests, minimum=1, maximum=10_000),
+        max_p95_ms=float(smoke_section.number("max_p95_ms", SmokeSpec.max_p95_ms, minimum=1.0, maximum=600_000.0)),
+        max_error_rate=float(smoke_section.number("max_error_rate", SmokeSpec.max_error_rate, minimum=0.0, maximum=1.0)),
+        tolerance=float(smoke_section.number("tolerance", SmokeSpec.tolerance, minimum=0.0, maximum=1.0)),
+    )
+    smoke_section.finish()
+    k8s = section.section("kubernetes", required=False)
+    spec = ServingSpec(
+        backend=backend,
+        drain_seconds=section.integer("drain_seconds", defaults.drain_seconds, minimum=0, maximum=DAY_SECONDS),
+        ready_timeout_seconds=section.integer("ready_timeout_seconds", defaults.ready_timeout_seconds, minimum=1, maximum=DAY_SECONDS),
+        smoke=smoke,
+        namespace=k8s.string("namespace", defaults.namespace),
+        replicas=k8s.integer("replicas", defaults.replicas, minimum=1, maximum=100),
+        port=k8s.integer("port", defaults.port, minimum=1, maximum=65535),
+        kubernetes_conn_id=k8s.string("conn_id", defaults.kubernetes_conn_id),
+        docker=_parse_docker_serving(section.section("docker", required=False)),
+        local=_parse_local_serving(section.section("local", required=False)),
+    )
+    k8s.finish()
+    section.finish()
+    return spec
+
+
+def _admin_address(section: _Section, key: str, default: str) -> str:
+    """``unix:/absolute/path`` or ``http(s)://host[:port]`` with no path."""
+    import urllib.parse
+
+    value = section.string(key, default)
+    if value.startswith("unix:"):
+        if not value[len("unix:") :].startswith("/"):
+            section.fail(key, f"must be unix:/absolute/path or http(s)://host:port, got {shown(value)}")
+        return value
+    try:
+        parsed = urllib.parse.urlsplit(value)
+        ok = parsed.scheme in {"http", "https"} and bool(parsed.hostname) and parsed.path in {"", "/"} and not parsed.query
+        parsed.port  # noqa: B018 - raises on a port that is not a number or out of range
+    except ValueError:
+        ok = False
+    if not ok:
+        section.fail(key, f"must be unix:/absolute/path or http(s)://host:port, got {shown(value)}")
+    return value.rstrip("/")
+
+
+def _parse_docker_serving(section: _Section) -> DockerServingSpec:
+    defaults = DockerServingSpec()
+    spec = DockerServingSpec(
+        image=section.string("image", defaults.image),
+        network=section.string("network", defaults.network),
+        base_url=section.string("base_url", defaults.base_url),
+        router_admin_url=_admin_address(section, "router_admin_url", defaults.router_admin_url),
+        router_host=section.string("router_host", defaults.router_host),
+        live_port=section.integer("live_port", defaults.live_port, minimum=1, maximum=65535),
+        container_port=section.integer("container_port", defaults.container_port, minimum=1, maximum=65535),
+    )
+    section.finish()
+    return spec
+
+
+def _environment_port(section: _Section, key: str, default: int) -> int:
+    """``MLOPS_SERVING_<COLOUR>_PORT`` when set (the embedded stack's and the tests' default), else ``default``."""
+    variable = SERVING_PORT_ENV[key]
+    raw = serving_port(key)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.strip().isdigit() or not 1 <= int(raw) <= 65535:
+        raise ModelSpecError(section.source, f"{section.path}.{key}", f"{variable}={shown(raw)} is not a port (1-65535)")
+    return int(raw)
+
+
+def _parse_local_serving(section: _Section) -> LocalServingSpec:
+    defaults = LocalServingSpec()
+    if section.raw.get("live_port") is not None:
+        live = section.integer("live_port", minimum=1, maximum=65533)
+        blue_default, green_default = live + 1, live + 2
+    else:
+        live = _environment_port(section, "live_port", defaults.live_port)
+        blue_default = _environment_port(section, "blue_port", defaults.blue_port)
+        green_default = _environment_port(section, "green_port", defaults.green_port)
+    spec = LocalServingSpec(
+        live_port=live,
+        blue_port=section.integer("blue_port", blue_default, minimum=1, maximum=65535),
+        green_port=section.integer("green_port", green_default, minimum=1, maximum=65535),
+        explicit=any(section.raw.get(key) is not None for key in ("live_port", "blue_port", "green_port")),
+    )
+    if len(set(spec.ports)) != 3:
+        section.fail("", f"live_port, blue_port and green_port must be three different ports, got {list(spec.ports)}")
+    section.finish()
+    return spec
+
+
+def _parse_drift(section: _Section, features: FeatureSpec) -> DriftSpec:
+    defaults = DriftSpec()
+    chosen = section.string_list("features")
+    unknown = [c for c in chosen if c not in features.columns]
+    if unknown:
+        section.fail("features", f"must name features of the spec {list(features.columns)}; got {unknown}")
+    window_days = section.integer("window_days", defaults.window_days, minimum=1, maximum=MAX_DAYS)
+    lookback_days = section.integer("lookback_days", defaults.lookback_days, minimum=1, maximum=MAX_DAYS)
+    if lookback_days < window_days:
+        section.fail("lookback_days", f"must be at least window_days ({window_days}), got {lookback_days}")
+    max_backfill_days = section.integer("max_backfill_days", defaults.max_backfill_days, minimum=1, maximum=MAX_BACKFILL_DAYS)
+    if max_backfill_days < lookback_days:
+        # A drift's backfill runs from its onset, which lies up to lookback_days back.
+        section.fail("max_backfill_days", f"must be at least lookback_days ({lookback_days}), got {max_backfill_days}")
+    alpha = section.number("alpha", defaults.alpha, minimum=1e-6, maximum=0.5)
+    spec = DriftSpec(
+        features=chosen,
+        window_days=window_days,
+        lookback_days=lookback_days,
+        alpha=float(alpha),
+        min_effect=float(section.number("min_effect", defaults.min_effect, minimum=0.0, maximum=1.0)),
+        min_samples=section.integer("min_samples", defaults.min_samples, minimum=1, maximum=MAX_ROWS),
+        check_interval_minutes=section.integer("check_interval_minutes", defaults.check_interval_minutes, minimum=1, maximum=24 * 60),
+        timeout_minutes=section.integer("timeout_minutes", defaults.timeout_minutes, minimum=0, maximum=WEEK_MINUTES),
+        cooldown_hours=float(section.number("cooldown_hours", defaults.cooldown_hours, minimum=0.0, maximum=YEAR_HOURS)),
+        report=section.boolean("report", defaults.report),
+        max_backfill_days=max_backfill_days,
+    )
+    section.finish()
+    return spec
+
+
+def _parse_schedules(section: _Section) -> ScheduleSpec:
+    start = section._get("start_date", dt.date(2026, 1, 1), False)
+    if isinstance(start, str):
+        try:
+            start = dt.date.fromisoformat(start)
+        except ValueError:
+            section.fail("start_date", f"must be a date (YYYY-MM-DD), got {shown(start)}")
+    if isinstance(start, dt.datetime) or not isinstance(start, dt.date):
+        section.fail("start_date", f"must be a date (YYYY-MM-DD), got {shown(start)}")
+    spec = ScheduleSpec(
+        start_date=start,
+        retrain=_cron(section, "retrain", "0 3 * * 1"),
+        drift_monitor=_cron(section, "drift_monitor", "@hourly"),
+        batch_score=_cron(section, "batch_score", "@daily"),
+    )
+    section.finish()
+    return spec
+
+
+# libyaml's safe loader when PyYAML was built with it (every wheel is): DAG files load every
+# spec at parse time, and the pure-Python loader took ~40 ms of a ~100 ms parse.
