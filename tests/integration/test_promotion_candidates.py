@@ -37,8 +37,8 @@ class World:
     """One seed's data, MLflow store, spec and champion."""
 
     def __init__(self, root: Path, seed: int, monkeypatch):
-        from mlops_airflow.embedded.synthetic import generate
         from mlops_airflow.core import estimators
+        from mlops_airflow.embedded.synthetic import generate
 
         self.root, self.seed = root, seed
         # The doubles of fake_models are reviewed types here: the package loads them (skops, its own list).

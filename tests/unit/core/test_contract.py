@@ -9,10 +9,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from mlops_airflow.core import contract as contract_module
 from mlops_airflow.core.contract import LabelRule, PartitionInput, duplicate_row_mask, evaluate_contract, row_hashes
 from mlops_airflow.embedded.synthetic import generate_day
 from mlops_airflow.specs import load_spec
-from mlops_airflow.core import contract as contract_module
 
 START = dt.date(2026, 2, 1)
 DAYS = [START + dt.timedelta(days=i) for i in range(3)]
