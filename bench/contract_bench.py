@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from mlops_airflow.core.contract import evaluate_contract
 from mlops_airflow.core.partitions import partition_uri
-from mlops_airflow.operators.data_checks import read_partition
+from mlops_airflow.hooks.partition_storage import read_partition
 from mlops_airflow.specs import parse_spec
 
 START = dt.date(2026, 1, 1)

@@ -48,9 +48,23 @@ PARTITION_KEY = "dt"
 PARTITION_DATE_FORMAT = "%Y-%m-%d"
 
 DEFAULT_MLFLOW_CONN_ID = "mlflow_default"
+# An HTTP connection to Airflow's own REST API (host with scheme and port, login, password):
+# the backfill after a drift-triggered release, and the promotion's read of the approval record.
+DEFAULT_AIRFLOW_API_CONN_ID = "airflow_api"
 
 # A local training subprocess ends itself when this process (its task) is gone.
 TRAINING_PARENT_PID_ENV = "MLOPS_TRAINING_PARENT_PID"
+
+
+# The approval task's option that approves a promotion; any other answer, or none, is a no.
+APPROVE_OPTION = "Approve"
+
+
+class Recommendation(enum.StrEnum):
+    """What an evaluation's gates propose; the promotion task decides (a :class:`Decision`)."""
+
+    PROMOTE = "promote"
+    REJECT = "reject"
 
 
 class Decision(enum.StrEnum):

@@ -41,8 +41,7 @@ def test_packages_txt_names_debian_packages_only():
 
 
 def test_settings_declare_the_connections_and_pools_the_dags_use():
-    from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID
-    from mlops_airflow.operators.backfill import DEFAULT_AIRFLOW_API_CONN_ID
+    from mlops_airflow.constants import DEFAULT_AIRFLOW_API_CONN_ID, DEFAULT_MLFLOW_CONN_ID
 
     settings = yaml.safe_load((REPO_ROOT / "airflow_settings.yaml").read_text())["airflow"]
     connections = {c["conn_id"]: c for c in settings["connections"]}

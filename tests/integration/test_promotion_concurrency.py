@@ -34,21 +34,25 @@ ROUNDS = 50 if sampling.full() else 2 * CONTROL_ROUNDS  # MLOPS_TEST_FULL=1: the
 
 
 def report(version: str, run_id: str, champion: str, promote: bool) -> dict:
-    """An evaluation report as EvaluateChallengerOperator writes it; the decision is given."""
+    """An evaluation report as EvaluateChallengerOperator writes it; the recommendation is given."""
+    from mlops_airflow.constants import Recommendation
+    from mlops_airflow.core.payloads import EvaluationReport, ScoredVersion
+
     gate = {"name": "non-inferiority roc_auc", "passed": promote, "detail": "test"}
-    return {
-        "registered_model_name": "churn",
-        "primary_metric": "roc_auc",
-        "window": {"start": "2026-02-22", "end": "2026-03-01"},
-        "rows": 100,
-        "challenger": {"version": version, "run_id": run_id, "metrics": {"roc_auc": 0.8}},
-        "champion": {"version": champion, "run_id": run_id, "metrics": {"roc_auc": 0.8}},
-        "bootstrap": None,
-        "segments": [],
-        "gates": [gate],
-        "decision": "promote" if promote else "reject",
-        "reasons": ["all gates passed"] if promote else ["non-inferiority roc_auc: test"],
-    }
+    return EvaluationReport(
+        registered_model_name="churn",
+        primary_metric="roc_auc",
+        window_start="2026-02-22",
+        window_end="2026-03-01",
+        rows=100,
+        challenger=ScoredVersion(version, run_id, {"roc_auc": 0.8}),
+        champion=ScoredVersion(champion, run_id, {"roc_auc": 0.8}),
+        bootstrap=None,
+        segments=(),
+        gates=(gate,),
+        recommendation=Recommendation.PROMOTE if promote else Recommendation.REJECT,
+        reasons=("all gates passed",) if promote else ("non-inferiority roc_auc: test",),
+    ).to_xcom()
 
 
 def worker(index: int, tracking_uri: str, locked: bool, barrier, tasks, results) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlops_airflow.constants import DRIFT_RUN_ID_PREFIX, PARTITION_KEY
 from mlops_airflow.core.partitions import read_window
+from mlops_airflow.core.payloads import DriftSummary, FeatureDrift
 from mlops_airflow.stats.drift_assessment import DriftAssessment, DriftThresholds, assess_drift
 
 if TYPE_CHECKING:
@@ -115,27 +116,22 @@ def drift_run_id(onset: dt.date, window_end: dt.date) -> str:
     return f"{DRIFT_RUN_ID_PREFIX}__{onset.isoformat()}__{window_end.isoformat()}"
 
 
-def summary(check: DriftCheck, spec: ModelSpec, champion_version: str) -> dict[str, Any]:
-    """What the retrain is told (its ``drift`` Param) and what the sensor returns: JSON only."""
+def summary(check: DriftCheck, spec: ModelSpec, champion_version: str) -> DriftSummary:
+    """What the sensor returns and the retrain is told (its ``drift`` Param)."""
     assessment = check.assessment
     onset = check.onset or check.window_start
-    return {
-        "model": spec.name,
-        "champion_version": str(champion_version),
-        "window_start": check.window_start.isoformat(),
-        "window_end": check.window_end.isoformat(),
-        "onset": onset.isoformat(),
-        "backfill_start": onset.isoformat(),
-        "backfill_end": (check.window_end - dt.timedelta(days=1)).isoformat(),
-        "rows": check.rows,
-        "drifted_features": assessment.drifted_features,
-        "features": {
-            f.feature: {"test": f.test, "statistic": f.statistic, "effect": f.effect, "pvalue": f.pvalue, "qvalue": f.qvalue, "verdict": f.verdict}
-            for f in assessment.features
-        },
-        "thresholds": {"alpha": spec.drift.alpha, "min_effect": spec.drift.min_effect, "min_samples": spec.drift.min_samples},
-        "retrain_run_id": drift_run_id(onset, check.window_end),
-    }
+    return DriftSummary(
+        model=spec.name,
+        champion_version=str(champion_version),
+        window_start=check.window_start,
+        window_end=check.window_end,
+        onset=onset,
+        rows=check.rows,
+        drifted_features=tuple(assessment.drifted_features),
+        features={f.feature: FeatureDrift(f.test, f.statistic, f.effect, f.pvalue, f.qvalue, f.verdict) for f in assessment.features},
+        thresholds={"alpha": spec.drift.alpha, "min_effect": spec.drift.min_effect, "min_samples": spec.drift.min_samples},
+        retrain_run_id=drift_run_id(onset, check.window_end),
+    )
 
 
 def summary_table(check: DriftCheck) -> str:

@@ -12,7 +12,9 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mlops_airflow.constants import Recommendation
 from mlops_airflow.core.features import FeatureError, prepare_features
+from mlops_airflow.core.payloads import EvaluationReport, ScoredVersion
 from mlops_airflow.specs import ModelSpec
 from mlops_airflow.stats.classification import METRICS
 from mlops_airflow.stats.gating import EvaluationError, GatePolicy, SegmentComparison, judge, paired_bootstrap, require_finite
@@ -20,9 +22,6 @@ from mlops_airflow.stats.gating import EvaluationError, GatePolicy, SegmentCompa
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
-
-PROMOTE = "promote"
-REJECT = "reject"
 
 
 @dataclass(frozen=True)
@@ -168,11 +167,11 @@ def _segments(spec: ModelSpec, rows: EvaluationRows, proba: dict[str, np.ndarray
     return out
 
 
-def evaluate(spec: ModelSpec, rows: EvaluationRows, challenger: Candidate, champion: Candidate | None) -> dict[str, Any]:
+def evaluate(spec: ModelSpec, rows: EvaluationRows, challenger: Candidate, champion: Candidate | None) -> EvaluationReport:
     """
-    The evaluation report: metrics of both versions, the paired bootstrap, segments, gates, decision.
+    The evaluation report: metrics of both versions, the paired bootstrap, segments, gates, recommendation.
 
-    The report is plain JSON: it travels through XCom to the approval and promotion tasks.
+    It travels through XCom (:meth:`~mlops_airflow.core.payloads.EvaluationReport.to_xcom`) to the approval and promotion tasks.
     """
     promotion = spec.promotion
     n_classes = len(spec.target.classes)
@@ -198,35 +197,36 @@ def evaluate(spec: ModelSpec, rows: EvaluationRows, challenger: Candidate, champ
     ]
     gates = judge(policy_of(spec), metrics["challenger"], champion=metrics.get("champion"), bootstrap=bootstrap, segments=comparisons)
     failed = [f"{g.name}: {g.detail}" for g in gates if not g.passed]
-    return {
-        "registered_model_name": spec.registered_model_name,
-        "primary_metric": promotion.primary_metric,
-        "window": {"start": rows.start.isoformat(), "end": rows.end.isoformat()},
-        "rows": len(rows.y),
-        "challenger": {"version": challenger.version, "run_id": challenger.run_id, "metrics": metrics["challenger"]},
-        "champion": None if champion is None else {"version": champion.version, "run_id": champion.run_id, "metrics": metrics["champion"]},
-        "bootstrap": None if bootstrap is None else bootstrap.as_dict(),
-        "segments": segments,
-        "gates": [g.as_dict() for g in gates],
-        "decision": REJECT if failed else PROMOTE,
-        "reasons": failed or ["all gates passed"],
-    }
+    return EvaluationReport(
+        registered_model_name=spec.registered_model_name,
+        primary_metric=promotion.primary_metric,
+        window_start=rows.start.isoformat(),
+        window_end=rows.end.isoformat(),
+        rows=len(rows.y),
+        challenger=ScoredVersion(challenger.version, challenger.run_id, metrics["challenger"]),
+        champion=None if champion is None else ScoredVersion(champion.version, champion.run_id, metrics["champion"]),
+        bootstrap=None if bootstrap is None else bootstrap.as_dict(),
+        segments=tuple(segments),
+        gates=tuple(g.as_dict() for g in gates),
+        recommendation=Recommendation.REJECT if failed else Recommendation.PROMOTE,
+        reasons=tuple(failed or ["all gates passed"]),
+    )
 
 
-def summary_table(report: dict[str, Any]) -> str:
+def summary_table(report: EvaluationReport) -> str:
     """The report as a short Markdown table, for the task log and the approval form."""
-    challenger, champion = report["challenger"], report["champion"]
-    head = f"| metric | {'champion v' + champion['version'] if champion else 'no champion'} | challenger v{challenger['version']} |"
+    challenger, champion = report.challenger, report.champion
+    head = f"| metric | {'champion v' + champion.version if champion else 'no champion'} | challenger v{challenger.version} |"
     lines = [
-        f"**{report['registered_model_name']}**: evaluated on {report['rows']} rows, {report['window']['start']}..{report['window']['end']}",
+        f"**{report.registered_model_name}**: evaluated on {report.rows} rows, {report.window_start}..{report.window_end}",
         "",
         head,
         "|---|---|---|",
     ]
-    for name, value in challenger["metrics"].items():
-        before = f"{champion['metrics'][name]:.4f}" if champion else "-"
+    for name, value in challenger.metrics.items():
+        before = f"{champion.metrics[name]:.4f}" if champion else "-"
         lines.append(f"| {name} | {before} | {value:.4f} |")
     lines += ["", "| gate | result | detail |", "|---|---|---|"]
-    lines += [f"| {g['name']} | {'pass' if g['passed'] else 'FAIL'} | {g['detail']} |" for g in report["gates"]]
-    lines += ["", f"Decision: **{report['decision']}**"]
+    lines += [f"| {g['name']} | {'pass' if g['passed'] else 'FAIL'} | {g['detail']} |" for g in report.gates]
+    lines += ["", f"Recommendation: **{report.recommendation}**"]
     return "\n".join(lines)

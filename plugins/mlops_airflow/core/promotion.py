@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from mlops_airflow.constants import (
@@ -25,78 +25,16 @@ from mlops_airflow.constants import (
     TAG_DECISION_WINDOW,
     Decision,
 )
-from mlops_airflow.core.evaluation import PROMOTE
+from mlops_airflow.core.payloads import Approval, EvaluationReport
 
 # MLflow caps a tag value at 5000 characters (8000 on newer servers); stay well below.
 _MAX_TAG = 4000
 AUTOMATIC = "airflow (gates)"
 
 
-APPROVE_OPTION = "Approve"
-
-
-def approval_subject(report: Mapping[str, Any]) -> str:
+def approval_subject(report: EvaluationReport) -> str:
     """What the approval task asks, naming the version: the answer counts only for that question."""
-    return f"Promote {report['registered_model_name']} v{report['challenger']['version']} to champion?"
-
-
-@dataclass(frozen=True)
-class Approval:
-    """
-    A person's answer to the approval task, as Airflow's human-in-the-loop record holds it.
-
-    ``required=False``: nobody had to be asked. ``answered``: a person chose an option (a
-    default applied at the timeout is not an answer). Built by :meth:`from_hitl` from the
-    record itself, never from a task's XCom: an XCom can be written through the API and a
-    task can be marked success without anyone answering.
-    """
-
-    required: bool
-    approved: bool | None = None
-    by: str | None = None
-    at: str | None = None
-    timed_out: bool = False
-    answered: bool = False
-    option: str | None = None
-    by_id: str | None = None
-    subject: str | None = None
-
-    @classmethod
-    def not_required(cls) -> Approval:
-        return cls(required=False)
-
-    @classmethod
-    def from_hitl(cls, detail: Mapping[str, Any] | None) -> Approval:
-        """
-        From ``GET .../taskInstances/{task_id}/-1/hitlDetails`` (``None``: no record).
-
-        Only an answer a person gave counts: ``response_received`` with a responding user.
-        The timeout's default (no user) is a timeout; no record or no response is no answer.
-        """
-        if not detail or not detail.get("response_received"):
-            return cls(required=True, subject=detail.get("subject") if detail else None)
-        user = detail.get("responded_by_user") or {}
-        options = detail.get("chosen_options") or []
-        at = detail.get("responded_at")
-        if not (user.get("name") or user.get("id")):
-            return cls(required=True, approved=False, at=at, timed_out=True, option=", ".join(options) or None, subject=detail.get("subject"))
-        return cls(
-            required=True,
-            approved=options == [APPROVE_OPTION],
-            by=user.get("name") or user.get("id"),
-            by_id=user.get("id"),
-            at=at,
-            answered=True,
-            option=", ".join(options) or None,
-            subject=detail.get("subject"),
-        )
-
-    def given_by(self, user: str | None) -> bool:
-        """Whether ``user`` (a user name or id) gave this answer."""
-        return bool(user) and user in {self.by, self.by_id}
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    return f"Promote {report.registered_model_name} v{report.challenger.version} to champion?"
 
 
 @dataclass(frozen=True)
@@ -108,7 +46,7 @@ class Verdict:
 
 
 def decide(
-    report: dict[str, Any], approval: Approval, *, force: bool = False, force_reason: str = "", user: str | None = None, four_eyes: bool = False
+    report: EvaluationReport, approval: Approval, *, force: bool = False, force_reason: str = "", user: str | None = None, four_eyes: bool = False
 ) -> Verdict:
     """
     The final word. The gates propose; ``force_promote`` overrides a "no" (with its reason and
@@ -116,8 +54,8 @@ def decide(
     timeout, no answer at all) always means no. ``four_eyes``: the approver must not be
     ``user``, who triggered (or forced) the run.
     """
-    gates_say_yes = report["decision"] == PROMOTE
-    reasons = list(report["reasons"])
+    gates_say_yes = report.promotes
+    reasons = list(report.reasons)
     by = AUTOMATIC
     forced = False
     if not gates_say_yes and force:
@@ -144,16 +82,16 @@ def decide(
     return Verdict(gates_say_yes or forced, tuple(reasons), by, forced)
 
 
-def decision_tags(report: dict[str, Any], verdict: Verdict, decision: Decision, *, dag_run: str, previous_champion: str | None) -> dict[str, str]:
+def decision_tags(report: EvaluationReport, verdict: Verdict, decision: Decision, *, dag_run: str, previous_champion: str | None) -> dict[str, str]:
     """The version tags of one decision; every value is a short string."""
-    gates = ", ".join(f"{g['name']}={'pass' if g['passed'] else 'fail'}" for g in report["gates"]) or "none"
+    gates = ", ".join(f"{g['name']}={'pass' if g['passed'] else 'fail'}" for g in report.gates) or "none"
     tags = {
         TAG_DECISION: str(decision),
         TAG_DECISION_REASONS: "; ".join(verdict.reasons),
         TAG_DECISION_GATES: gates,
-        TAG_DECISION_WINDOW: f"{report['window']['start']}..{report['window']['end']}",
+        TAG_DECISION_WINDOW: f"{report.window_start}..{report.window_end}",
         TAG_DECISION_DAG_RUN: dag_run,
-        TAG_DECISION_COMPARED_WITH: report["champion"]["version"] if report["champion"] else "none",
+        TAG_DECISION_COMPARED_WITH: report.champion.version if report.champion else "none",
         TAG_DECISION_BY: verdict.by,
         TAG_DECISION_AT: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         TAG_DECISION_FORCED: str(verdict.forced).lower(),
@@ -208,7 +146,7 @@ def serving_refusal(tags: Mapping[str, str], *, name: str, version: str, secret:
 
 
 def decision_record(
-    report: dict[str, Any], verdict: Verdict, decision: Decision, approval: Approval, *, dag_run: str, previous_champion: str | None
+    report: EvaluationReport, verdict: Verdict, decision: Decision, approval: Approval, *, dag_run: str, previous_champion: str | None
 ) -> dict[str, Any]:
     """The JSON artifact: the whole evaluation report with the verdict beside it."""
     return {
@@ -216,9 +154,9 @@ def decision_record(
         "reasons": list(verdict.reasons),
         "by": verdict.by,
         "forced": verdict.forced,
-        "approval": approval.as_dict(),
+        "approval": approval.to_xcom(),
         "dag_run": dag_run,
         "previous_champion": previous_champion,
         "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "evaluation": report,
+        "evaluation": report.to_xcom(),
     }

@@ -396,16 +396,18 @@ class DemoStory:
         if TAG_DECISION in tags:
             self.echo(f"       decision: {tags[TAG_DECISION]} ({tags.get(TAG_DECISION_REASONS, '')})")
 
-    def echo_drift(self, summary: dict) -> None:
-        self.echo(
-            f"drift: window {summary['window_start']}..{summary['window_end']}, onset {summary['onset']}, against champion v{summary['champion_version']}"
-        )
-        for feature, test in summary.get("features", {}).items():
-            if feature in summary["drifted_features"]:
-                effect = "-" if test.get("effect") is None else f"{test['effect']:.3f}"
-                q = "-" if test.get("qvalue") is None else f"{test['qvalue']:.2e}"
-                self.echo(f"  {feature:<24} {test.get('test', ''):<6} effect {effect:>6}  q {q}")
-        self.echo(f"  drifted: {', '.join(summary['drifted_features'])}; backfill {summary['backfill_start']}..{summary['backfill_end']}")
+    def echo_drift(self, recorded: dict) -> None:
+        from mlops_airflow.core.payloads import DriftSummary
+
+        summary = DriftSummary.from_xcom(recorded)
+        self.echo(f"drift: window {summary.window_start}..{summary.window_end}, onset {summary.onset}, against champion v{summary.champion_version}")
+        for feature, test in summary.features.items():
+            if feature in summary.drifted_features:
+                effect = "-" if test.effect is None else f"{test.effect:.3f}"
+                q = "-" if test.qvalue is None else f"{test.qvalue:.2e}"
+                self.echo(f"  {feature:<24} {test.test:<6} effect {effect:>6}  q {q}")
+        first, last = summary.backfill_days
+        self.echo(f"  drifted: {', '.join(summary.drifted_features)}; backfill {first}..{last}")
 
     def show_live(self, day: dt.date) -> None:
         color, version, code, latency, answer = live_prediction(self.config, self.model, day)

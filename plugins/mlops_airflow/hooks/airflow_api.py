@@ -1,7 +1,8 @@
-"""A small client for Airflow's REST API v2: token, trigger, wait, task states, backfills.
+"""Airflow's REST API v2: a small client (token, trigger, wait, task states, backfills) and its hook.
 
-Standard library only, so the demo, the end-to-end tests and the backfill task need
-nothing extra.
+The client is standard library only, so the demo and the end-to-end tests need nothing
+extra; :class:`AirflowApiHook` builds one from an Airflow connection for the tasks that
+talk to the API (the backfill, the promotion's read of the approval record).
 """
 
 from __future__ import annotations
@@ -12,6 +13,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
+
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowFailException
+
+from mlops_airflow.constants import DEFAULT_AIRFLOW_API_CONN_ID
 
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 
@@ -210,3 +216,32 @@ class AirflowClient:
             "max_active_runs": max_active_runs,
         }
         return self._request("POST", "/api/v2/backfills", body)
+
+
+class AirflowApiHook(BaseHook):
+    """
+    Airflow's own REST API, from an HTTP connection: host (with scheme and port), login, password.
+
+    :param airflow_conn_id: the connection (default ``airflow_api``).
+    """
+
+    conn_name_attr = "airflow_conn_id"
+    default_conn_name = DEFAULT_AIRFLOW_API_CONN_ID
+    conn_type = "http"
+    hook_name = "Airflow REST API"
+
+    def __init__(self, airflow_conn_id: str = DEFAULT_AIRFLOW_API_CONN_ID) -> None:
+        super().__init__()
+        self.airflow_conn_id = airflow_conn_id
+
+    def get_conn(self) -> AirflowClient:
+        """A client logged in as the connection's user; a connection without credentials fails the task (no retry)."""
+        connection = self.get_connection(self.airflow_conn_id)
+        host = connection.host or ""
+        if not host.startswith(("http://", "https://")):
+            host = f"{connection.schema or 'http'}://{host}"
+        if connection.port:
+            host = f"{host}:{connection.port}"
+        if not connection.login or not connection.password:
+            raise AirflowFailException(f"connection {self.airflow_conn_id!r} needs a login and a password for Airflow's REST API")
+        return AirflowClient(host, connection.login, connection.password)

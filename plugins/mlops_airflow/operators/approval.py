@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
 
-from mlops_airflow.utils.task_args import as_bool
+from mlops_airflow.core.payloads import EvaluationReport
+from mlops_airflow.utils.task_args import as_bool, read_payload
 from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
@@ -52,19 +53,19 @@ class PromotionApprovalOperator(FailFastTemplates, ApprovalOperator):
         self.evaluate_task_id = evaluate_task_id
 
     def execute(self, context: Context) -> Any:
-        from mlops_airflow.core.evaluation import PROMOTE, summary_table
+        from mlops_airflow.core.evaluation import summary_table
         from mlops_airflow.core.promotion import approval_subject
 
         if not as_bool(self.require_approval):
             self.log.info("Approval is not required for this run")
             return {"required": False}
-        report = context["ti"].xcom_pull(task_ids=self.evaluate_task_id)
+        report = read_payload(EvaluationReport, context["ti"].xcom_pull(task_ids=self.evaluate_task_id), f"the XCom of {self.evaluate_task_id}")
         forced = as_bool(self.force_promote)
-        if report["decision"] != PROMOTE and not forced:
+        if not report.promotes and not forced:
             self.log.info("The gates said no and nobody forces the promotion: nothing to approve")
             return {"required": True, "approved": None}
         self.subject = approval_subject(report)
-        note = "\n\n**The gates said no; this run forces the promotion.**" if forced and report["decision"] != PROMOTE else ""
+        note = "\n\n**The gates said no; this run forces the promotion.**" if forced and not report.promotes else ""
         self.body = summary_table(report) + note
         return super().execute(context)
 

@@ -9,9 +9,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from mlops_airflow.constants import DEFAULT_AIRFLOW_API_CONN_ID
 from mlops_airflow.core.partitions import parse_day
+from mlops_airflow.core.payloads import DriftSummary
 from mlops_airflow.exceptions import MlopsError
+from mlops_airflow.hooks.airflow_api import AirflowApiHook
 from mlops_airflow.specs import DriftSpec
+from mlops_airflow.utils.task_args import read_payload
 from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
@@ -19,42 +23,19 @@ if TYPE_CHECKING:
 
     from mlops_airflow.hooks.airflow_api import AirflowClient
 
-DEFAULT_AIRFLOW_API_CONN_ID = "airflow_api"
-
-
 # Answers after which the same request is asked again.
 SERVER_ERRORS = frozenset({500, 502, 503, 504})
-
-
-def airflow_client(conn_id: str) -> AirflowClient:
-    """A REST API client from an Airflow connection: host (with scheme and port), login, password."""
-    from airflow.sdk import BaseHook
-
-    from mlops_airflow.hooks.airflow_api import AirflowClient
-
-    connection = BaseHook.get_connection(conn_id)
-    host = connection.host or ""
-    if not host.startswith(("http://", "https://")):
-        host = f"{connection.schema or 'http'}://{host}"
-    if connection.port:
-        host = f"{host}:{connection.port}"
-    if not connection.login or not connection.password:
-        raise AirflowFailException(f"connection {conn_id!r} needs a login and a password for Airflow's REST API")
-    return AirflowClient(host, connection.login, connection.password)
 
 
 def same_window(backfill: dict[str, Any], start: dt.date, end: dt.date) -> bool:
     return parse_day(backfill["from_date"]) == start and parse_day(backfill["to_date"]) == end
 
 
-def drift_window(drift: dict[str, Any], max_days: int) -> tuple[dt.date, dt.date]:
-    """The days a drift Param asks to re-score, refused when malformed, reversed or longer than ``max_days``."""
-    try:
-        start, end = parse_day(drift["backfill_start"]), parse_day(drift["backfill_end"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise AirflowFailException(f"the drift Param has no valid backfill_start/backfill_end: {err}") from err
+def drift_window(drift: DriftSummary, max_days: int) -> tuple[dt.date, dt.date]:
+    """The days a drift Param asks to re-score, refused when reversed or longer than ``max_days``."""
+    start, end = drift.backfill_days
     if end < start:
-        raise AirflowFailException(f"backfill_end {end} is before backfill_start {start}")
+        raise AirflowFailException(f"the drift window's last day {end} is before its onset {start}")
     days = (end - start).days + 1
     if days > max_days:
         raise AirflowFailException(
@@ -125,13 +106,13 @@ class BackfillScoresOperator(FailFastTemplates, BaseOperator):
         drift = context["params"].get("drift")
         if not drift:
             raise AirflowSkipException("not a drift-triggered run: there are no drifted days to re-score")
-        start, end = drift_window(drift, self.max_backfill_days)
+        start, end = drift_window(read_payload(DriftSummary, drift, "the drift Param"), self.max_backfill_days)
         monitor_run_id = drift.get("monitor_run_id")
         if not monitor_run_id or not isinstance(monitor_run_id, str):
             raise AirflowFailException(
                 f"the drift Param asks to re-score {start}..{end} but names no {self.drift_monitor_dag_id} run (monitor_run_id) that recorded that drift"
             )
-        client = airflow_client(self.airflow_conn_id)
+        client = AirflowApiHook(self.airflow_conn_id).get_conn()
         attempt = 1
         while True:
             try:
@@ -154,7 +135,7 @@ class BackfillScoresOperator(FailFastTemplates, BaseOperator):
         where = f"{self.drift_monitor_dag_id} run {monitor_run_id!r} ({self.drift_sensor_task_id})"
         if not isinstance(record, dict):
             raise AirflowFailException(f"the drift Param asks to re-score {start}..{end}, but {where} recorded no drift")
-        recorded = (str(record.get("backfill_start"))[:100], str(record.get("backfill_end"))[:100])
+        recorded = tuple(day.isoformat() for day in read_payload(DriftSummary, record, where).backfill_days)
         if recorded != (start.isoformat(), end.isoformat()):
             raise AirflowFailException(
                 f"the drift Param asks to re-score {start}..{end}, but {where} recorded the drifted days {recorded[0]}..{recorded[1]}: not creating that backfill"

@@ -18,8 +18,9 @@ from mlops_airflow.constants import (
     TAG_DRIFT_LAST_TRIGGER,
 )
 from mlops_airflow.core.partitions import parse_day
+from mlops_airflow.core.payloads import DriftSummary
 from mlops_airflow.exceptions import MlopsError
-from mlops_airflow.utils.task_args import load_task_spec
+from mlops_airflow.utils.task_args import load_task_spec, read_payload
 from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
@@ -28,22 +29,20 @@ if TYPE_CHECKING:
 ACTIVE_RUN_STATES = frozenset({"queued", "running"})
 
 
-def _overlap(a_start: str, a_end: str, b_start: str, b_end: str) -> bool:
+def _overlap(a_start: dt.date, a_end: dt.date, b_start: dt.date, b_end: dt.date) -> bool:
     """Whether the half-open day ranges ``[a_start, a_end)`` and ``[b_start, b_end)`` share a day."""
-    return parse_day(a_start) < parse_day(b_end) and parse_day(b_start) < parse_day(a_end)
+    return a_start < b_end and b_start < a_end
 
 
-def cooldown_reason(
-    last: dict[str, Any] | None, summary: dict[str, Any], *, cooldown: dt.timedelta, now: dt.datetime, last_run_state: str | None
-) -> str | None:
+def cooldown_reason(last: dict[str, Any] | None, summary: DriftSummary, *, cooldown: dt.timedelta, now: dt.datetime, last_run_state: str | None) -> str | None:
     """Why a retrain for ``summary``'s window must not start now, or ``None`` when it may.
 
     A retrain for an overlapping window that is still queued or running blocks a new one;
     so does one triggered less than ``cooldown`` ago, whatever became of it.
     """
-    if not last or not _overlap(last["onset"], last["window_end"], summary["onset"], summary["window_end"]):
+    if not last or not _overlap(parse_day(last["onset"]), parse_day(last["window_end"]), summary.onset, summary.window_end):
         return None
-    if last["run_id"] == summary["retrain_run_id"]:
+    if last["run_id"] == summary.retrain_run_id:
         return None  # the same window: the trigger is idempotent (skip_when_already_exists)
     if last_run_state in ACTIVE_RUN_STATES:
         return f"retrain {last['run_id']} for the overlapping window {last['onset']}..{last['window_end']} is still {last_run_state}"
@@ -99,9 +98,10 @@ class DriftRetrainGateOperator(FailFastTemplates, BaseOperator):
         from mlops_airflow.hooks.mlflow import MlflowHook
 
         spec = load_task_spec(self.spec_path)
-        summary = context["ti"].xcom_pull(task_ids=self.sensor_task_id)
-        if not summary:
+        pulled = context["ti"].xcom_pull(task_ids=self.sensor_task_id)
+        if not pulled:
             raise AirflowFailException(f"no drift summary from {self.sensor_task_id!r}")
+        summary = read_payload(DriftSummary, pulled, f"the XCom of {self.sensor_task_id}")
         hook = MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
         tags = hook.get_registered_model_tags(spec.registered_model_name) or {}
         last = json.loads(tags[TAG_DRIFT_LAST_TRIGGER]) if TAG_DRIFT_LAST_TRIGGER in tags else None
@@ -109,21 +109,21 @@ class DriftRetrainGateOperator(FailFastTemplates, BaseOperator):
         last_state = last_run_state(context["ti"], retrain_dag_id, last["run_id"]) if last else None
         reason = cooldown_reason(last, summary, cooldown=dt.timedelta(hours=spec.drift.cooldown_hours), now=dt.datetime.now(dt.UTC), last_run_state=last_state)
         if reason:
-            raise AirflowSkipException(f"not starting a retrain for the drift since {summary['onset']}: {reason}")
+            raise AirflowSkipException(f"not starting a retrain for the drift since {summary.onset}: {reason}")
         record = {
-            "run_id": summary["retrain_run_id"],
-            "onset": summary["onset"],
-            "window_end": summary["window_end"],
+            "run_id": summary.retrain_run_id,
+            "onset": summary.onset.isoformat(),
+            "window_end": summary.window_end.isoformat(),
             "triggered_at": dt.datetime.now(dt.UTC).isoformat(),
             "dag_run": context["dag_run"].run_id,
         }
         hook.set_registered_model_tag(spec.registered_model_name, TAG_DRIFT_LAST_TRIGGER, json.dumps(record))
-        features = ", ".join(summary["drifted_features"])
+        features = ", ".join(summary.drifted_features)
         conf = {
-            "window_end": summary["window_end"],
-            "reason": f"drift in {features} since {summary['onset']} (window {summary['window_start']}..{summary['window_end']})",
+            "window_end": summary.window_end.isoformat(),
+            "reason": f"drift in {features} since {summary.onset} (window {summary.window_start}..{summary.window_end})",
             # The run whose sensor recorded this drift: the backfill re-scores only the days it recorded.
-            "drift": {**summary, "monitor_run_id": context["dag_run"].run_id},
+            "drift": {**summary.to_xcom(), "monitor_run_id": context["dag_run"].run_id},
         }
         self.log.info("Triggering %s run %s: %s", retrain_dag_id, record["run_id"], conf["reason"])
         # Under their own keys too, so the trigger takes them natively: gate.output["run_id"], gate.output["conf"].
@@ -172,18 +172,19 @@ class DriftReportOperator(FailFastTemplates, BaseOperator):
         if not spec.drift.report:
             self.log.info("drift.report is off in %s", spec.source)
             return None
-        summary = context["ti"].xcom_pull(task_ids=self.sensor_task_id)
-        if not summary:
+        pulled = context["ti"].xcom_pull(task_ids=self.sensor_task_id)
+        if not pulled:
             self.log.info("No drift summary: nothing to report")
             return None
+        summary = DriftSummary.from_xcom(pulled)
         hook = MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
         champion = hook.get_version_by_alias(spec.registered_model_name, CHAMPION_ALIAS)
-        if champion is None or str(champion.version) != str(summary["champion_version"]):
-            self.log.info("The champion is no longer v%s: the report would compare the wrong reference", summary["champion_version"])
+        if champion is None or str(champion.version) != summary.champion_version:
+            self.log.info("The champion is no longer v%s: the report would compare the wrong reference", summary.champion_version)
             return None
         numeric, categorical = drift_features(spec)
         reference = hook.load_reference_sample(champion.run_id)[[*numeric, *categorical]]
-        current = read_window(spec.data.uri, parse_day(summary["window_start"]), parse_day(summary["window_end"]), columns=[*numeric, *categorical]).frame
+        current = read_window(spec.data.uri, summary.window_start, summary.window_end, columns=[*numeric, *categorical]).frame
         current = current[[*numeric, *categorical]]
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / f"{context['dag_run'].run_id.replace(':', '_').replace('/', '_')}.html"

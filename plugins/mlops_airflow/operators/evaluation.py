@@ -10,71 +10,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
 
-from mlops_airflow.constants import CHALLENGER_ALIAS, CHAMPION_ALIAS, DEFAULT_MLFLOW_CONN_ID, TAG_DECISION, TAG_DECISION_REASONS, Decision
-from mlops_airflow.exceptions import MlopsError
+from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID
+from mlops_airflow.hooks.model_versions import evaluate_registered_versions
 from mlops_airflow.observability.metrics import PROMOTION_PRIMARY_METRIC, gauge
 from mlops_airflow.utils.task_args import as_date, load_task_spec
 from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-    from mlops_airflow.hooks.mlflow import MlflowHook
-    from mlops_airflow.specs import ModelSpec
-
-
-def evaluate_registered_versions(hook: MlflowHook, spec: ModelSpec, window_end: dt.date, *, expected_challenger: str | None = None) -> dict[str, Any]:
-    """
-    Resolve ``challenger`` and ``champion``, score both on the evaluation window, judge the gates.
-
-    :raises AirflowFailException: for an evaluation that cannot be computed (fail closed).
-    :raises MlopsError: when the registry cannot be reached (retryable).
-    """
-    from mlflow.exceptions import MlflowException
-
-    from mlops_airflow.core.evaluation import Candidate, check_no_leakage, evaluate, evaluation_window, fit_window, load_rows
-    from mlops_airflow.stats.gating import EvaluationError
-
-    name = spec.registered_model_name
-    hook.ensure_reachable()
-    try:
-        challenger = hook.get_version_by_alias(name, CHALLENGER_ALIAS)
-        if challenger is None:
-            raise AirflowFailException(f"{name} has no {CHALLENGER_ALIAS!r} version to evaluate")
-        if expected_challenger and str(challenger.version) != str(expected_challenger):
-            raise AirflowFailException(
-                f"{name}@{CHALLENGER_ALIAS} is v{challenger.version}, but this run trained v{expected_challenger}: another run moved the alias; re-run training"
-            )
-        champion = hook.get_version_by_alias(name, CHAMPION_ALIAS)
-        start, end = evaluation_window(spec, window_end)
-        try:
-            versions = [("challenger", challenger)] + ([("champion", champion)] if champion is not None else [])
-            for role, version in versions:
-                check_no_leakage(f"{role} v{version.version}", fit_window(hook.get_run_params(version.run_id)), start, end)
-            rows = load_rows(spec, start, end)
-            candidates = {
-                role: Candidate(
-                    role,
-                    str(version.version),
-                    version.run_id,
-                    hook.load_model(name, version.version, estimator_kind=hook.estimator_kind(version.run_id, spec.training.estimator.kind)),
-                )
-                for role, version in versions
-            }
-            report = evaluate(spec, rows, candidates["challenger"], candidates.get("champion"))
-        except EvaluationError as err:
-            message = f"evaluation of {name} v{challenger.version} cannot be computed: {err}"
-            hook.set_version_tags(name, challenger.version, {TAG_DECISION: Decision.INVALID, TAG_DECISION_REASONS: str(err)[:4000]})
-            raise AirflowFailException(message) from err
-    except MlflowException as err:
-        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            raise AirflowFailException(f"evaluation of {name}: {err.message}") from err
-        raise MlopsError(f"MLflow failed while evaluating {name}: {err.message}") from err
-    if champion is not None and str(champion.version) == str(challenger.version):
-        report["already_champion"] = True
-    return report
 
 
 class EvaluateChallengerOperator(FailFastTemplates, BaseOperator):
@@ -122,6 +66,7 @@ class EvaluateChallengerOperator(FailFastTemplates, BaseOperator):
         self.log.info("Evaluation of %s:\n%s", spec.name, summary_table(report))
         primary = spec.promotion.primary_metric
         for role in ("challenger", "champion"):
-            if report[role] is not None:
-                gauge(PROMOTION_PRIMARY_METRIC, report[role]["metrics"][primary], model=spec.name, role=role, metric=primary)
-        return report
+            scored = getattr(report, role)
+            if scored is not None:
+                gauge(PROMOTION_PRIMARY_METRIC, scored.metrics[primary], model=spec.name, role=role, metric=primary)
+        return report.to_xcom()

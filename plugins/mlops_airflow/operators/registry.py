@@ -16,6 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from mlops_airflow.constants import (
     CHAMPION_ALIAS,
     DECISION_ARTIFACT_DIR,
+    DEFAULT_AIRFLOW_API_CONN_ID,
     DEFAULT_MLFLOW_CONN_ID,
     PREVIOUS_CHAMPION_ALIAS,
     TAG_DECISION,
@@ -25,25 +26,20 @@ from mlops_airflow.constants import (
     Decision,
 )
 from mlops_airflow.exceptions import MlopsError
+from mlops_airflow.hooks.model_versions import alias_version, restore_previous_champion
 from mlops_airflow.observability.metrics import PROMOTION_PROMOTED, PROMOTION_REJECTED, incr
-from mlops_airflow.operators.backfill import DEFAULT_AIRFLOW_API_CONN_ID
-from mlops_airflow.utils.task_args import as_bool
+from mlops_airflow.utils.task_args import as_bool, read_payload
 from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from mlops_airflow.core.promotion import Approval, Verdict
-    from mlops_airflow.hooks.mlflow import MlflowHook
+    from mlops_airflow.core.payloads import Approval, EvaluationReport
+    from mlops_airflow.core.promotion import Verdict
 
 
 class ChampionChangedError(MlopsError):
     """The champion moved after the evaluation: the evidence is stale. The retry re-evaluates."""
-
-
-def _alias_version(hook: MlflowHook, name: str, alias: str) -> str | None:
-    version = hook.get_version_by_alias(name, alias)
-    return None if version is None else str(version.version)
 
 
 class PromoteChampionOperator(FailFastTemplates, BaseOperator):
@@ -115,15 +111,16 @@ class PromoteChampionOperator(FailFastTemplates, BaseOperator):
         self.lock_ttl = lock_ttl
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops_airflow.core.evaluation import PROMOTE
+        from mlops_airflow.core.payloads import EvaluationReport
         from mlops_airflow.core.promotion import decide
         from mlops_airflow.hooks.mlflow import MlflowHook
         from mlops_airflow.utils.task_args import load_task_spec
 
         ti = context["ti"]
-        report = ti.xcom_pull(task_ids=self.evaluate_task_id)
-        if not report:
+        pulled = ti.xcom_pull(task_ids=self.evaluate_task_id)
+        if not pulled:
             raise AirflowFailException(f"no evaluation report from {self.evaluate_task_id!r}")
+        report = read_payload(EvaluationReport, pulled, f"the XCom of {self.evaluate_task_id}")
         force = as_bool(self.force_promote)
         if force and not str(self.reason or "").strip():
             raise AirflowFailException("force_promote needs a reason: fill in the 'reason' Param")
@@ -133,12 +130,12 @@ class PromoteChampionOperator(FailFastTemplates, BaseOperator):
         hook = MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
         hook.ensure_reachable()
 
-        version = report["challenger"]["version"]
-        if report.get("already_champion"):
+        version = report.challenger.version
+        if report.already_champion:
             # A re-run after a successful promotion (training reused the version): nothing to decide.
             self.log.info("%s v%s is already the champion; nothing to decide", name, version)
             return {"decision": str(Decision.PROMOTED), "version": str(version), "moved": False}
-        approval = self._approval(ti, asked=report["decision"] == PROMOTE or force)
+        approval = self._approval(ti, asked=report.promotes or force)
         verdict = decide(report, approval, force=force, force_reason=str(self.reason), user=_triggering_user(context), four_eyes=self.four_eyes)
         if not verdict.promote:
             self._record(hook, report, verdict, Decision.REJECTED, approval, dag_run=dag_run, previous_champion=None)
@@ -151,12 +148,12 @@ class PromoteChampionOperator(FailFastTemplates, BaseOperator):
         with registry_lock(
             hook, name, owner=owner, timeout=self.lock_timeout.total_seconds(), ttl=self.lock_ttl.total_seconds(), log=self.log.warning
         ) as lease:
-            champion = _alias_version(hook, name, CHAMPION_ALIAS)
+            champion = alias_version(hook, name, CHAMPION_ALIAS)
             if champion == str(version):
                 self.log.info("%s v%s is already the champion; nothing to move", name, version)
                 self._finish_interrupted_record(hook, name, report, verdict, approval, dag_run=dag_run)
                 return {"decision": str(Decision.PROMOTED), "version": str(version), "champion": champion, "moved": False}
-            compared_with = report["champion"]["version"] if report["champion"] else None
+            compared_with = report.champion.version if report.champion else None
             if champion != compared_with:
                 report, verdict = self._reevaluate(context, hook, spec, report, approval, champion, compared_with, force)
                 if not verdict.promote:
@@ -169,11 +166,13 @@ class PromoteChampionOperator(FailFastTemplates, BaseOperator):
         self.log.info("Promoted %s v%s to %s (previous champion: %s); by %s", name, version, CHAMPION_ALIAS, champion, verdict.by)
         return {"decision": str(Decision.PROMOTED), "version": str(version), "previous_champion": champion, "moved": True}
 
-    def _reevaluate(self, context, hook, spec, report, approval: Approval, champion, compared_with, force) -> tuple[dict, Verdict]:
+    def _reevaluate(
+        self, context, hook, spec, report: EvaluationReport, approval: Approval, champion, compared_with, force
+    ) -> tuple[EvaluationReport, Verdict]:
         """The champion moved since the evaluation. First try: fail loudly. A retry: evaluate again, now."""
         from mlops_airflow.core.evaluation import summary_table
         from mlops_airflow.core.promotion import decide
-        from mlops_airflow.operators.evaluation import evaluate_registered_versions
+        from mlops_airflow.hooks.model_versions import evaluate_registered_versions
         from mlops_airflow.utils.task_args import as_date
 
         name = spec.registered_model_name
@@ -183,36 +182,35 @@ class PromoteChampionOperator(FailFastTemplates, BaseOperator):
         if context["ti"].try_number <= 1:
             raise ChampionChangedError(f"{moved}; the retry re-evaluates against {_v(champion)}")
         self.log.warning("%s; re-evaluating", moved)
-        fresh = evaluate_registered_versions(hook, spec, as_date(self.window_end, "window_end"), expected_challenger=report["challenger"]["version"])
+        fresh = evaluate_registered_versions(hook, spec, as_date(self.window_end, "window_end"), expected_challenger=report.challenger.version)
         self.log.info("Re-evaluation of %s:\n%s", name, summary_table(fresh))
-        current = fresh["champion"]["version"] if fresh["champion"] else None
+        current = fresh.champion.version if fresh.champion else None
         if current != champion:
             raise ChampionChangedError(f"the champion of {name} is moving under us ({_v(champion)} then {_v(current)}); retry later")
         return fresh, decide(fresh, approval, force=force, force_reason=str(self.reason), user=_triggering_user(context), four_eyes=self.four_eyes)
 
     def _approval(self, ti, *, asked: bool) -> Approval:
         """The human-in-the-loop record of this run's approval task; read only when a person was asked."""
-        from mlops_airflow.core.promotion import Approval
+        from mlops_airflow.core.payloads import Approval
 
         if not as_bool(self.require_approval):
             return Approval.not_required()
         if not asked:
             return Approval(required=True)  # the gates said no and nobody forces: nothing was put to a person
-        from mlops_airflow.hooks.airflow_api import AirflowApiError
-        from mlops_airflow.operators.backfill import airflow_client
+        from mlops_airflow.hooks.airflow_api import AirflowApiError, AirflowApiHook
 
         try:
-            detail = airflow_client(self.airflow_conn_id).hitl_detail(ti.dag_id, ti.run_id, self.approval_task_id)
+            detail = AirflowApiHook(self.airflow_conn_id).get_conn().hitl_detail(ti.dag_id, ti.run_id, self.approval_task_id)
         except (AirflowApiError, OSError) as err:
             raise MlopsError(f"cannot read the approval record of {self.approval_task_id!r} through connection {self.airflow_conn_id!r}: {err}") from err
         approval = Approval.from_hitl(detail)
         self.log.info("Approval record of %s: %s", self.approval_task_id, approval)
         return approval
 
-    def _move_aliases(self, hook, name: str, report: dict, verdict: Verdict, approval: Approval, *, dag_run: str, champion: str | None) -> None:
+    def _move_aliases(self, hook, name: str, report: EvaluationReport, verdict: Verdict, approval: Approval, *, dag_run: str, champion: str | None) -> None:
         """previous_champion, then champion; read back; on any failure put both back as they were."""
-        version = str(report["challenger"]["version"])
-        previous = _alias_version(hook, name, PREVIOUS_CHAMPION_ALIAS)
+        version = str(report.challenger.version)
+        previous = alias_version(hook, name, PREVIOUS_CHAMPION_ALIAS)
         # The intent first: a promotion that dies half-way is visible as "promoting", never as nothing.
         hook.set_version_tags(name, version, {TAG_DECISION: str(Decision.PROMOTING), TAG_DECISION_DAG_RUN: dag_run})
         try:
@@ -220,7 +218,7 @@ class PromoteChampionOperator(FailFastTemplates, BaseOperator):
                 hook.set_alias(name, PREVIOUS_CHAMPION_ALIAS, champion)
             hook.set_alias(name, CHAMPION_ALIAS, version)
             expected = {CHAMPION_ALIAS: version, PREVIOUS_CHAMPION_ALIAS: champion if champion is not None else previous}
-            observed = {alias: _alias_version(hook, name, alias) for alias in expected}
+            observed = {alias: alias_version(hook, name, alias) for alias in expected}
             if observed != expected:
                 raise MlopsError(f"aliases of {name} read back as {observed}, expected {expected}")
             # Inside the try: a promotion whose record cannot be written is undone, and the retry redoes both.
@@ -232,12 +230,12 @@ class PromoteChampionOperator(FailFastTemplates, BaseOperator):
                 raise
             raise MlopsError(f"moving the aliases of {name} failed and was undone: {err}") from err
 
-    def _finish_interrupted_record(self, hook, name: str, report: dict, verdict: Verdict, approval: Approval, *, dag_run: str) -> None:
+    def _finish_interrupted_record(self, hook, name: str, report: EvaluationReport, verdict: Verdict, approval: Approval, *, dag_run: str) -> None:
         """An earlier try of this run moved the aliases and died before its record was complete: write it again."""
         current = hook.get_version_by_alias(name, CHAMPION_ALIAS)
         if current is not None and (current.tags or {}).get(TAG_DECISION_DAG_RUN) == dag_run:
             self.log.info("An earlier try of %s promoted v%s; completing its decision record", dag_run, current.version)
-            previous = _alias_version(hook, name, PREVIOUS_CHAMPION_ALIAS)
+            previous = alias_version(hook, name, PREVIOUS_CHAMPION_ALIAS)
             self._record(hook, report, verdict, Decision.PROMOTED, approval, dag_run=dag_run, previous_champion=previous)
 
     def _restore(self, hook, name: str, *, champion: str | None, previous: str | None) -> None:
@@ -250,35 +248,22 @@ class PromoteChampionOperator(FailFastTemplates, BaseOperator):
             except Exception:  # keep undoing the rest; the task fails either way
                 self.log.exception("Could not restore %s@%s to %s", name, alias, value)
 
-    def _record(self, hook, report: dict, verdict: Verdict, decision: Decision, approval: Approval, *, dag_run: str, previous_champion: str | None) -> None:
+    def _record(
+        self, hook, report: EvaluationReport, verdict: Verdict, decision: Decision, approval: Approval, *, dag_run: str, previous_champion: str | None
+    ) -> None:
         """Tags on the version, the JSON artifact on its run, the table in the log."""
         from mlops_airflow.core.evaluation import summary_table
         from mlops_airflow.core.promotion import decision_record, decision_seal, decision_tags
 
-        name, version = report["registered_model_name"], report["challenger"]["version"]
+        name, version = report.registered_model_name, report.challenger.version
         tags = decision_tags(report, verdict, decision, dag_run=dag_run, previous_champion=previous_champion)
         if decision is Decision.PROMOTED:
             tags[TAG_DECISION_SEAL] = decision_seal(name, str(version), tags, hook.get_lock_secret())
         hook.set_version_tags(name, version, tags)
         record = decision_record(report, verdict, decision, approval, dag_run=dag_run, previous_champion=previous_champion)
         artifact = f"{DECISION_ARTIFACT_DIR}/{re.sub(r'[^A-Za-z0-9_.-]+', '_', dag_run)}.json"
-        hook.log_dict(report["challenger"]["run_id"], record, artifact)
+        hook.log_dict(report.challenger.run_id, record, artifact)
         self.log.info("%s v%s: %s (%s)\n%s", name, version, decision, "; ".join(verdict.reasons), summary_table(report))
-
-
-def restore_previous_champion(hook: MlflowHook, name: str, *, previous: str, current: str | None) -> dict[str, str | None]:
-    """``champion`` to ``previous``, ``previous_champion`` to ``current``; read back, or a retryable error.
-
-    The caller holds the registry lock (:func:`~mlops_airflow.hooks.registry_lock.registry_lock`).
-    """
-    hook.set_alias(name, CHAMPION_ALIAS, previous)
-    if current is not None:
-        hook.set_alias(name, PREVIOUS_CHAMPION_ALIAS, current)
-    expected = {CHAMPION_ALIAS: previous, PREVIOUS_CHAMPION_ALIAS: current if current is not None else previous}
-    observed = {alias: _alias_version(hook, name, alias) for alias in expected}
-    if observed != expected:
-        raise MlopsError(f"aliases of {name} read back as {observed}, expected {expected}")
-    return observed
 
 
 def _triggering_user(context: Context) -> str | None:

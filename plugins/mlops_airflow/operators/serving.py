@@ -17,6 +17,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_airflow.constants import CHAMPION_ALIAS, DEFAULT_MLFLOW_CONN_ID, PREVIOUS_CHAMPION_ALIAS
+from mlops_airflow.core.payloads import Release
 from mlops_airflow.observability.metrics import SERVING_ROLLBACK, SERVING_SMOKE_LATENCY, SERVING_SWITCH, incr, timings
 from mlops_airflow.utils.templates import FailFastTemplates
 
@@ -43,7 +44,7 @@ class _ServingOperator(FailFastTemplates, BaseOperator):
         self.deploy_task_id = deploy_task_id
         self.mlflow_conn_id = mlflow_conn_id
 
-    def setup(self) -> tuple[ModelSpec, MlflowHook, ServingBackend]:
+    def spec_hook_and_backend(self) -> tuple[ModelSpec, MlflowHook, ServingBackend]:
         from mlops_airflow.hooks.mlflow import MlflowHook
         from mlops_airflow.serving import factory
         from mlops_airflow.utils.task_args import load_task_spec
@@ -52,11 +53,13 @@ class _ServingOperator(FailFastTemplates, BaseOperator):
         hook = MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
         return spec, hook, factory.serving_backend(spec, mlflow_env=hook.get_env())
 
-    def release(self, context: Context) -> dict[str, Any]:
-        release = context["ti"].xcom_pull(task_ids=self.deploy_task_id)
-        if not release:
+    def release(self, context: Context) -> Release:
+        from mlops_airflow.utils.task_args import read_payload
+
+        pulled = context["ti"].xcom_pull(task_ids=self.deploy_task_id)
+        if not pulled:
             raise AirflowFailException(f"no release from {self.deploy_task_id!r}")
-        return release
+        return read_payload(Release, pulled, f"the XCom of {self.deploy_task_id}")
 
 
 def golden_rows(hook: MlflowHook, spec: ModelSpec, run_id: str):
@@ -78,7 +81,7 @@ class DeployIdleColorOperator(_ServingOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_airflow.hooks.model_versions import require_servable
 
-        spec, hook, backend = self.setup()
+        spec, hook, backend = self.spec_hook_and_backend()
         champion = hook.get_version_by_alias(spec.registered_model_name, CHAMPION_ALIAS)
         if champion is None:
             raise AirflowFailException(f"{spec.registered_model_name} has no {CHAMPION_ALIAS!r} to serve")
@@ -87,19 +90,19 @@ class DeployIdleColorOperator(_ServingOperator):
         status = backend.status()
         if status.live is not None and status.live_version == version and status.colors[status.live].ready:
             self.log.info("%s v%s is already live on %s; nothing to deploy", spec.name, version, status.live)
-            return {"action": ALREADY_LIVE, "color": str(status.live), "version": version, "run_id": champion.run_id}
+            return Release(action=ALREADY_LIVE, color=str(status.live), version=version, run_id=champion.run_id).to_xcom()
         idle = status.idle
         backend.deploy(idle, version, f"models:/{spec.registered_model_name}/{version}", estimator_kind=kind)
         state = backend.wait_ready(idle, timeout=spec.serving.ready_timeout_seconds)
         self.log.info("%s v%s is ready on %s (%s); live is %s", spec.name, version, idle, state.detail, status.live)
-        return {
-            "action": DEPLOYED,
-            "color": str(idle),
-            "version": version,
-            "run_id": champion.run_id,
-            "previous_color": str(status.live) if status.live else None,
-            "previous_version": status.live_version,
-        }
+        return Release(
+            action=DEPLOYED,
+            color=str(idle),
+            version=version,
+            run_id=champion.run_id,
+            previous_color=str(status.live) if status.live else None,
+            previous_version=status.live_version,
+        ).to_xcom()
 
 
 class SmokeTestIdleOperator(_ServingOperator):
@@ -110,16 +113,16 @@ class SmokeTestIdleOperator(_ServingOperator):
         from mlops_airflow.serving.smoke import smoke_test
 
         release = self.release(context)
-        if release["action"] == ALREADY_LIVE:
-            self.log.info("Nothing new to test: v%s is already live", release["version"])
+        if release.action == ALREADY_LIVE:
+            self.log.info("Nothing new to test: v%s is already live", release.version)
             return {"skipped": True}
-        spec, hook, backend = self.setup()
-        rows = golden_rows(hook, spec, release["run_id"])
-        kind = hook.estimator_kind(release["run_id"], spec.training.estimator.kind)
-        expected = hook.load_model(spec.registered_model_name, release["version"], estimator_kind=kind).predict(rows)
+        spec, hook, backend = self.spec_hook_and_backend()
+        rows = golden_rows(hook, spec, release.run_id)
+        kind = hook.estimator_kind(release.run_id, spec.training.estimator.kind)
+        expected = hook.load_model(spec.registered_model_name, release.version, estimator_kind=kind).predict(rows)
         smoke = spec.serving.smoke
         result = smoke_test(
-            backend.preview_url(Color(release["color"])),
+            backend.preview_url(Color(release.color)),
             rows,
             expected,
             burst=smoke.burst_requests,
@@ -128,9 +131,9 @@ class SmokeTestIdleOperator(_ServingOperator):
             tolerance=smoke.tolerance,
         )
         timings(SERVING_SMOKE_LATENCY, result.latencies_ms, model=spec.name)
-        self.log.info("Smoke test of %s v%s on %s: %s", spec.name, release["version"], release["color"], result.as_dict())
+        self.log.info("Smoke test of %s v%s on %s: %s", spec.name, release.version, release.color, result.as_dict())
         if not result.passed:
-            raise AirflowFailException(f"smoke test of {spec.name} v{release['version']} on {release['color']} failed: " + "; ".join(result.problems))
+            raise AirflowFailException(f"smoke test of {spec.name} v{release.version} on {release.color} failed: " + "; ".join(result.problems))
         return result.as_dict()
 
 
@@ -142,14 +145,14 @@ class SwitchTrafficOperator(_ServingOperator):
         from mlops_airflow.serving.base import Color, SwitchOutcome
 
         release = self.release(context)
-        spec, hook, backend = self.setup()
-        version = hook.get_model_version(spec.registered_model_name, release["version"])
+        spec, hook, backend = self.spec_hook_and_backend()
+        version = hook.get_model_version(spec.registered_model_name, release.version)
         require_promoted(spec.registered_model_name, version, action="switch live traffic to", secret=hook.get_lock_secret())
-        outcome = backend.switch(Color(release["color"]))
+        outcome = backend.switch(Color(release.color))
         if outcome is SwitchOutcome.SWITCHED:
             incr(SERVING_SWITCH, model=spec.name)
-        self.log.info("%s: live traffic on %s (%s)", spec.name, release["color"], outcome)
-        return {"outcome": str(outcome), "color": release["color"], "at": dt.datetime.now(dt.UTC).isoformat()}
+        self.log.info("%s: live traffic on %s (%s)", spec.name, release.color, outcome)
+        return {"outcome": str(outcome), "color": release.color, "at": dt.datetime.now(dt.UTC).isoformat()}
 
 
 class VerifyLiveOperator(_ServingOperator):
@@ -159,15 +162,15 @@ class VerifyLiveOperator(_ServingOperator):
         from mlops_airflow.serving.smoke import payload, post
 
         release = self.release(context)
-        spec, hook, backend = self.setup()
+        spec, hook, backend = self.spec_hook_and_backend()
         status = backend.status()
         champion = hook.get_version_by_alias(spec.registered_model_name, CHAMPION_ALIAS)
         problems = []
-        if str(status.live) != release["color"]:
-            problems.append(f"live colour is {status.live}, expected {release['color']}")
+        if str(status.live) != release.color:
+            problems.append(f"live colour is {status.live}, expected {release.color}")
         if champion is None or status.live_version != str(champion.version):
             problems.append(f"live serves v{status.live_version}, champion is v{champion.version if champion else None}")
-        rows = golden_rows(hook, spec, release["run_id"]).head(5)
+        rows = golden_rows(hook, spec, release.run_id).head(5)
         code, latency, answer = post(backend.live_url(), payload(rows), timeout=10)
         if code != 200 or not answer or len(answer.get("predictions", [])) != len(rows):
             problems.append(f"the live URL answered {code} without {len(rows)} predictions")
@@ -195,18 +198,31 @@ class RollbackReleaseOperator(_ServingOperator):
         self.lock_timeout = lock_timeout
         self.lock_ttl = lock_ttl
 
+    def _release_if_any(self, context: Context) -> Release | None:
+        """The deploy task's release; ``None`` when it failed before making one, or left one this release cannot read."""
+        from mlops_airflow.core.payloads import PayloadError
+
+        pulled = context["ti"].xcom_pull(task_ids=self.deploy_task_id)
+        if not pulled:
+            return None
+        try:
+            return Release.from_xcom(pulled)
+        except PayloadError as err:
+            self.log.warning("Cannot read the release of %s (%s): live traffic is not moved", self.deploy_task_id, err)
+            return None
+
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_airflow.hooks.registry_lock import lock_owner, registry_lock
         from mlops_airflow.serving.base import Color
 
-        spec, hook, backend = self.setup()
+        spec, hook, backend = self.spec_hook_and_backend()
         name = spec.registered_model_name
-        release = context["ti"].xcom_pull(task_ids=self.deploy_task_id) or {}
+        release = self._release_if_any(context)
         status = backend.status()
         restored_color = None
-        if release.get("previous_color") and str(status.live) != release["previous_color"]:
-            backend.switch(Color(release["previous_color"]))
-            restored_color = release["previous_color"]
+        if release is not None and release.previous_color and str(status.live) != release.previous_color:
+            backend.switch(Color(release.previous_color))
+            restored_color = release.previous_color
         live_version = backend.status().live_version
         ti = context["ti"]
         owner = lock_owner(f"{ti.dag_id}/{ti.run_id}/{ti.task_id}", ti.try_number)
@@ -223,7 +239,7 @@ class RollbackReleaseOperator(_ServingOperator):
                 and str(champion.version) != live_version
                 and str(previous.version) == live_version
             ):
-                from mlops_airflow.operators.registry import restore_previous_champion
+                from mlops_airflow.hooks.model_versions import restore_previous_champion
 
                 lease.ensure_held()
                 restore_previous_champion(hook, name, previous=str(previous.version), current=str(champion.version))
@@ -258,7 +274,7 @@ class ScaleDownPreviousOperator(_ServingOperator):
 
     def execute(self, context: Context) -> None:
         release = self.release(context)
-        if release["action"] == ALREADY_LIVE or not release.get("previous_color"):
+        if release.action == ALREADY_LIVE or not release.previous_color:
             self.log.info("Nothing to scale down")
             return
         if self.drain >= MIN_DEFERRED_DRAIN:
@@ -266,7 +282,7 @@ class ScaleDownPreviousOperator(_ServingOperator):
 
             self.defer(trigger=DateTimeTrigger(moment=dt.datetime.now(dt.UTC) + self.drain), method_name="execute_complete")
         if self.drain.total_seconds() > 0:
-            self.log.info("Draining %s for %.0f s before scaling it down", release["previous_color"], self.drain.total_seconds())
+            self.log.info("Draining %s for %.0f s before scaling it down", release.previous_color, self.drain.total_seconds())
             time.sleep(self.drain.total_seconds())
         self.execute_complete(context)
 
@@ -274,8 +290,8 @@ class ScaleDownPreviousOperator(_ServingOperator):
         from mlops_airflow.serving.base import Color
 
         release = self.release(context)
-        spec, _, backend = self.setup()
-        color = Color(release["previous_color"])
+        spec, _, backend = self.spec_hook_and_backend()
+        color = Color(release.previous_color)
         if backend.status().live is color:
             self.log.info("%s is live again (a rollback?); leaving it up", color)
             return

@@ -14,8 +14,8 @@ from airflow.providers.docker.exceptions import DockerContainerFailedException
 from airflow.providers.docker.operators.docker import DockerOperator, stringify
 from airflow.sdk.exceptions import AirflowException
 
-from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID
-from mlops_airflow.operators.training_local import CONTAINER_RESULT_PATH, CONTAINER_SPEC_ENV, container_training_command, raise_for_exit_code
+from mlops_airflow.operators.training_base import ModelTrainingBase, raise_for_exit_code
+from mlops_airflow.training.command_line import CONTAINER_RESULT_PATH, CONTAINER_SPEC_ENV
 from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ SPEC_ENV = CONTAINER_SPEC_ENV
 RESULT_PATH = CONTAINER_RESULT_PATH
 
 
-class ModelTrainingDockerOperator(FailFastTemplates, DockerOperator):
+class ModelTrainingDockerOperator(ModelTrainingBase, FailFastTemplates, DockerOperator):
     """
     Train a model version in a Docker container running ``python -m mlops_airflow.training``.
 
@@ -40,44 +40,30 @@ class ModelTrainingDockerOperator(FailFastTemplates, DockerOperator):
     (not even an image's entrypoint script) re-reads the reason, window or report URI, which
     come from Params and XCom. Docker expands no ``$(VAR)``, so they pass unchanged.
 
-    :param spec_path: the model spec, read on the worker and handed over as YAML text.
-    :param window_start: first day of the training window (templated, part of ``command``).
-    :param window_end: day after the last day of the window (templated, part of ``command``).
-    :param data_report_uri: the data check's report (templated, part of ``command``).
-    :param reason: why the run was started (templated, part of ``command``).
+    The training arguments are :class:`~mlops_airflow.operators.training_base.ModelTrainingBase`'s
+    (the window, report and reason are templated as part of ``command``), and:
+
     :param gpus: how many GPUs to request; 0 requests none.
-    :param mlflow_conn_id: connection of the MLflow server (URI and credentials).
     """
 
     template_fields: Sequence[str] = DockerOperator.template_fields
 
-    def __init__(
-        self,
-        *,
-        spec_path: str,
-        window_start: str,
-        window_end: str,
-        data_report_uri: str | None = None,
-        reason: str = "",
-        gpus: int = 0,
-        mlflow_conn_id: str = DEFAULT_MLFLOW_CONN_ID,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, gpus: int = 0, **kwargs: Any) -> None:
         kwargs.setdefault("user", "10001:10001")
-        python, *arguments = container_training_command(window_start=window_start, window_end=window_end, data_report_uri=data_report_uri, reason=reason)
         super().__init__(
-            entrypoint=[python],
-            command=arguments,
             retrieve_output=True,
             retrieve_output_path=RESULT_PATH,
             auto_remove="success",
             mount_tmp_dir=False,
             **kwargs,
         )
-        self.spec_path = spec_path
         self.gpus = gpus
-        self.mlflow_conn_id = mlflow_conn_id
         self.pickling_library = json  # the result file is JSON, read back with json.load
+
+    def backend_arguments(self, *, window_start: str, window_end: str, data_report_uri: str | None, reason: str) -> dict[str, Any]:
+        # Exec form with python itself as the entrypoint: no shell re-reads these values.
+        arguments = self.container_arguments(window_start=window_start, window_end=window_end, data_report_uri=data_report_uri, reason=reason)
+        return {"entrypoint": ["python"], "command": arguments}
 
     def execute(self, context: Context) -> Any:
         from docker.types import DeviceRequest

@@ -1,16 +1,15 @@
-"""Training operators: run ``python -m mlops_airflow.training`` and return its result as XCom.
+"""LocalModelTrainingOperator: the training entrypoint as a subprocess of the task (the embedded default).
 
-Where it sits in the loop: check data -> **train** -> evaluate -> promote.
+Where it sits in the loop: check data -> **train** -> evaluate -> promote. What the three
+backends share is :mod:`mlops_airflow.operators.training_base`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 from collections import deque
 from collections.abc import Sequence
@@ -21,8 +20,9 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 import mlops_airflow
-from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID, TAG_DAG_RUN, TAG_REASON, TRAINING_PARENT_PID_ENV, TrainingExitCode
-from mlops_airflow.exceptions import TrackingServerUnavailableError, TrainingFailedError
+from mlops_airflow.constants import TAG_DAG_RUN, TAG_REASON, TRAINING_PARENT_PID_ENV
+from mlops_airflow.operators.training_base import ModelTrainingBase, raise_for_exit_code
+from mlops_airflow.training.command_line import training_command
 from mlops_airflow.utils.task_args import as_date, load_task_spec
 from mlops_airflow.utils.templates import FailFastTemplates
 
@@ -33,113 +33,19 @@ if TYPE_CHECKING:
 _TERMINATE_GRACE_SECONDS = 15
 
 
-def training_command(
-    *,
-    spec_path: str,
-    window_start: dt.date | str,
-    window_end: dt.date | str,
-    result_path: str,
-    idempotency_key: str,
-    tags: dict[str, str],
-    data_report_uri: str | None = None,
-    python: str = sys.executable,
-) -> list[str]:
-    """The entrypoint's argv; shared by every backend so they run the same thing.
-
-    Values may be Jinja templates: the pod and container operators render their command.
-    """
-    command = [
-        python,
-        "-m",
-        "mlops_airflow.training",
-        "--spec",
-        spec_path,
-        "--window-start",
-        str(window_start),
-        "--window-end",
-        str(window_end),
-        "--result-path",
-        result_path,
-        "--idempotency-key",
-        idempotency_key,
-    ]
-    if data_report_uri:
-        command += ["--data-report", data_report_uri]
-    for key, value in sorted(tags.items()):
-        command += ["--tag", f"{key}={value}"]
-    return command
-
-
-# The file contract of the pod and container backends (KubernetesPodOperator's XCom path).
-CONTAINER_RESULT_PATH = "/airflow/xcom/return.json"
-# Pods and containers get the spec as YAML text in this variable, not as a file in the image.
-CONTAINER_SPEC_ENV = "MLOPS_MODEL_SPEC"
-
-
-def container_training_command(*, window_start: str, window_end: str, data_report_uri: str | None, reason: str) -> list[str]:
-    """The entrypoint's argv inside a pod or container, with Jinja the operator renders."""
-    run = "{{ dag_run.dag_id }}/{{ dag_run.run_id }}"
-    return training_command(
-        python="python",
-        spec_path=f"env:{CONTAINER_SPEC_ENV}",
-        window_start=window_start,
-        window_end=window_end,
-        result_path=CONTAINER_RESULT_PATH,
-        idempotency_key=run,
-        data_report_uri=data_report_uri,
-        tags={TAG_DAG_RUN: run, TAG_REASON: reason},
-    )
-
-
-def raise_for_exit_code(returncode: int, tail: Sequence[str]) -> None:
-    """Turn the entrypoint's exit code into the right Airflow decision."""
-    if returncode == TrainingExitCode.OK:
-        return
-    last_lines = "\n".join(tail[-5:])
-    if returncode in (TrainingExitCode.BAD_DATA, TrainingExitCode.BAD_ARGUMENTS):
-        # A retry reads the same data and the same spec: fail without retrying.
-        raise AirflowFailException(f"training refused its input (exit {returncode}):\n{last_lines}")
-    if returncode == TrainingExitCode.TRACKING_UNREACHABLE:
-        raise TrackingServerUnavailableError(f"training could not reach MLflow (exit {returncode}):\n{last_lines}")
-    raise TrainingFailedError(f"training failed (exit {returncode}):\n{last_lines}")
-
-
-class LocalModelTrainingOperator(FailFastTemplates, BaseOperator):
+class LocalModelTrainingOperator(ModelTrainingBase, FailFastTemplates, BaseOperator):
     """
     Train a model version with the training entrypoint as a local subprocess.
 
     The embedded default and single-machine installs use this backend; the pod and
-    container backends run the same entrypoint and return the same XCom.
-
-    :param spec_path: path of the model spec YAML, readable on the worker.
-    :param window_start: first day of the training window, ``YYYY-MM-DD`` (templated).
-    :param window_end: day after the last day of the window (templated).
-    :param data_report_uri: the data check's report, logged to the MLflow run (templated).
-    :param reason: why the run was started, recorded as the MLflow run tag ``mlops.reason`` (templated).
-    :param mlflow_conn_id: connection of the MLflow server.
+    container backends run the same entrypoint and return the same XCom. Parameters:
+    :class:`~mlops_airflow.operators.training_base.ModelTrainingBase`.
     """
 
     template_fields: Sequence[str] = ("window_start", "window_end", "data_report_uri", "reason")
-    ui_color = "#d6eaf8"
 
-    def __init__(
-        self,
-        *,
-        spec_path: str,
-        window_start: str,
-        window_end: str,
-        data_report_uri: str | None = None,
-        reason: str = "",
-        mlflow_conn_id: str = DEFAULT_MLFLOW_CONN_ID,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.spec_path = spec_path
-        self.window_start = window_start
-        self.window_end = window_end
-        self.data_report_uri = data_report_uri
-        self.reason = reason
-        self.mlflow_conn_id = mlflow_conn_id
         self._process: subprocess.Popen[str] | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -180,9 +86,7 @@ class LocalModelTrainingOperator(FailFastTemplates, BaseOperator):
             self.log.info("Training %s on %s..%s (end exclusive)", spec.name, window_start, window_end)
             returncode, tail = self._run(command, env)
             raise_for_exit_code(returncode, tail)
-            result = json.loads(Path(result_path).read_text(encoding="utf-8"))
-        self.log.info("Registered %s version %s (run %s)", result["registered_model_name"], result["version"], result["run_id"])
-        return result
+            return self.training_result(json.loads(Path(result_path).read_text(encoding="utf-8")))
 
     def _run(self, command: list[str], env: dict[str, str]) -> tuple[int, list[str]]:
         """Run the entrypoint in its own process group, streaming its output into the task log.

@@ -15,10 +15,10 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.providers.cncf.kubernetes.secret import Secret
 from airflow.sdk.exceptions import AirflowFailException
 
-from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID
 from mlops_airflow.exceptions import MlopsError
-from mlops_airflow.operators.training_local import CONTAINER_RESULT_PATH, CONTAINER_SPEC_ENV, container_training_command, raise_for_exit_code
+from mlops_airflow.operators.training_base import ModelTrainingBase, raise_for_exit_code
 from mlops_airflow.settings import specs_dir
+from mlops_airflow.training.command_line import CONTAINER_RESULT_PATH, CONTAINER_SPEC_ENV
 from mlops_airflow.utils.container_args import kubernetes_literal
 from mlops_airflow.utils.pod_security import restricted_violations
 from mlops_airflow.utils.templates import FailFastTemplates
@@ -59,7 +59,7 @@ def _start_failure_reason(pod) -> str:
     return "; ".join(reasons) or "no reason reported by Kubernetes"
 
 
-class ModelTrainingPodOperator(FailFastTemplates, KubernetesPodOperator):
+class ModelTrainingPodOperator(ModelTrainingBase, FailFastTemplates, KubernetesPodOperator):
     """
     Train a model version in a Kubernetes pod running ``python -m mlops_airflow.training``.
 
@@ -77,14 +77,13 @@ class ModelTrainingPodOperator(FailFastTemplates, KubernetesPodOperator):
     command, args and the env values the operator sets are escaped (``$`` as ``$$``) once
     rendered, and the entrypoint receives exactly the text that was given.
 
-    :param spec_path: the model spec, read on the worker and handed to the pod as YAML text.
-    :param window_start: first day of the training window (templated).
-    :param window_end: day after the last day of the window (templated).
-    :param data_report_uri: the data check's report, logged to the MLflow run (templated).
-    :param reason: why the run was started (templated).
+    The training arguments are :class:`~mlops_airflow.operators.training_base.ModelTrainingBase`'s
+    (the window, report and reason are templated as part of ``arguments``), and:
+
     :param gpus: ``nvidia.com/gpu`` limit.
+    :param cpu: CPU request.
+    :param memory: memory request and limit.
     :param mlflow_credentials_secret: Kubernetes Secret with keys ``username`` and ``password``.
-    :param mlflow_conn_id: connection giving the tracking URI the pod should use.
     """
 
     # The window, report and reason are rendered as part of ``arguments``.
@@ -93,16 +92,10 @@ class ModelTrainingPodOperator(FailFastTemplates, KubernetesPodOperator):
     def __init__(
         self,
         *,
-        spec_path: str,
-        window_start: str,
-        window_end: str,
-        data_report_uri: str | None = None,
-        reason: str = "",
         gpus: int = 0,
         cpu: str = "1",
         memory: str = "2Gi",
         mlflow_credentials_secret: str | None = None,
-        mlflow_conn_id: str = DEFAULT_MLFLOW_CONN_ID,
         **kwargs: Any,
     ) -> None:
         from kubernetes.client import models as k8s
@@ -137,15 +130,15 @@ class ModelTrainingPodOperator(FailFastTemplates, KubernetesPodOperator):
         }
         super().__init__(
             cmds=["python"],
-            arguments=container_training_command(window_start=window_start, window_end=window_end, data_report_uri=data_report_uri, reason=reason)[1:],
             container_resources=k8s.V1ResourceRequirements(requests={"cpu": cpu, "memory": memory}, limits=limits),
             secrets=secrets,
             # Overrides are allowed, but build_pod_request_obj() refuses a pod they weaken.
             **{**hardening, **kwargs},
         )
-        self.spec_path = spec_path
         self.gpus = gpus
-        self.mlflow_conn_id = mlflow_conn_id
+
+    def backend_arguments(self, *, window_start: str, window_end: str, data_report_uri: str | None, reason: str) -> dict[str, Any]:
+        return {"arguments": self.container_arguments(window_start=window_start, window_end=window_end, data_report_uri=data_report_uri, reason=reason)}
 
     def execute(self, context: Context) -> Any:
         from kubernetes.client import models as k8s

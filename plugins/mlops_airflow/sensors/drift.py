@@ -81,7 +81,7 @@ class KSDriftSensor(FailFastTemplates, BaseSensorOperator):
     # -- one check -----------------------------------------------------------------------------
 
     def check(self, window_end: dt.date) -> dict[str, Any] | None:
-        """Test the window ending at ``window_end``: the summary on drift, else ``None``."""
+        """Test the window ending at ``window_end``: the summary on drift (as XCom, :class:`~mlops_airflow.core.payloads.DriftSummary`), else ``None``."""
         from mlops_airflow.core.drift_windows import check_window, summary, summary_table
         from mlops_airflow.hooks.mlflow import MlflowHook
         from mlops_airflow.stats.ks import DriftInputError
@@ -113,8 +113,8 @@ class KSDriftSensor(FailFastTemplates, BaseSensorOperator):
         if not check.drifted:
             return None
         result = summary(check, spec, champion.version)
-        self.log.info("Drift in %s since %s", ", ".join(result["drifted_features"]), result["onset"])
-        return result
+        self.log.info("Drift in %s since %s", ", ".join(result.drifted_features), result.onset)
+        return result.to_xcom()
 
     # -- poke / reschedule mode ------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import logging
 import os
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
@@ -32,6 +32,7 @@ from mlops_airflow.constants import (
 )
 from mlops_airflow.core.features import FeatureError, prepare_features
 from mlops_airflow.core.partitions import read_window
+from mlops_airflow.core.payloads import TrainingResult
 from mlops_airflow.core.tracking import tracking_server_problem
 from mlops_airflow.settings import code_version_override
 from mlops_airflow.specs import ModelSpec
@@ -65,23 +66,6 @@ class TrainingRequest:
     idempotency_key: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     data_report_uri: str | None = None
-
-
-@dataclass(frozen=True)
-class TrainingResult:
-    """What training hands downstream through XCom."""
-
-    run_id: str
-    model_uri: str
-    version: str
-    registered_model_name: str
-    window_start: str
-    window_end: str
-    metrics: dict[str, float]
-    reused: bool = False
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
 
 
 def code_version() -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -44,3 +44,16 @@ def as_bool(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("true", "1", "yes", "on")
     return bool(value)
+
+
+_Payload = TypeVar("_Payload")
+
+
+def read_payload(payload_type: type[_Payload], value: Any, where: str) -> _Payload:
+    """``payload_type.from_xcom(value)``; a value of another shape fails the task (no retry) naming ``where`` and the problem."""
+    from mlops_airflow.core.payloads import PayloadError
+
+    try:
+        return payload_type.from_xcom(value)  # type: ignore[attr-defined]
+    except PayloadError as err:
+        raise AirflowFailException(f"{where} is not what this task reads: {err}") from None

@@ -31,10 +31,10 @@ def test_drift_is_found_with_its_onset(tmp_path, reference):
     assert (check.window_start, check.window_end, check.rows) == (DATA_END - dt.timedelta(days=2), DATA_END, 1200)
     assert check.onset == DRIFT_START  # three drifted days, found one by one
     result = summary(check, spec, "4")
-    assert result["retrain_run_id"] == drift_run_id(DRIFT_START, DATA_END) == f"drift__{DRIFT_START}__{DATA_END}"
-    assert (result["backfill_start"], result["backfill_end"]) == (str(DRIFT_START), str(DATA_END - dt.timedelta(days=1)))
-    assert result["features"]["monthly_charges"]["verdict"] == "drift"
-    pd.io.json.ujson_dumps(result)  # JSON only: it travels as XCom and as a run's conf
+    assert result.retrain_run_id == drift_run_id(DRIFT_START, DATA_END) == f"drift__{DRIFT_START}__{DATA_END}"
+    assert result.backfill_days == (DRIFT_START, DATA_END - dt.timedelta(days=1))
+    assert result.features["monthly_charges"].verdict == "drift"
+    pd.io.json.ujson_dumps(result.to_xcom())  # JSON only: it travels as XCom and as a run's conf
 
 
 def test_no_drift_in_undrifted_data(tmp_path, reference):

@@ -21,6 +21,7 @@ from mlops_airflow.core.evaluation import (
     predict_proba,
     summary_table,
 )
+from mlops_airflow.core.payloads import EvaluationReport
 from mlops_airflow.stats.gating import EvaluationError
 
 START, END = dt.date(2026, 2, 22), dt.date(2026, 3, 1)
@@ -117,22 +118,22 @@ class TestPredictProba:
 class TestEvaluate:
     def test_first_model_is_judged_on_the_minimums_alone(self, churn_spec):
         report = evaluate(churn_spec, rows(), candidate(Scorer()), None)
-        assert report["decision"] == "promote"
-        assert [g["name"] for g in report["gates"]] == ["minimum roc_auc", "maximum log_loss"]
-        assert report["champion"] is None
-        assert report["bootstrap"] is None
-        json.dumps(report)  # travels through XCom
+        assert report.recommendation == "promote"
+        assert [g["name"] for g in report.gates] == ["minimum roc_auc", "maximum log_loss"]
+        assert report.champion is None
+        assert report.bootstrap is None
+        assert EvaluationReport.from_xcom(json.loads(json.dumps(report.to_xcom()))) == report  # travels through XCom as JSON
 
     def test_better_challenger_is_promoted_with_the_bootstrap_on_record(self, churn_spec):
         report = evaluate(churn_spec, rows(), candidate(Scorer()), candidate(Scorer(noise=1.5), "champion", "1"))
-        assert report["decision"] == "promote", report["reasons"]
-        assert report["bootstrap"]["lower"] > 0
-        assert report["bootstrap"]["resamples"] == churn_spec.promotion.bootstrap_resamples
+        assert report.recommendation == "promote", report.reasons
+        assert report.bootstrap["lower"] > 0
+        assert report.bootstrap["resamples"] == churn_spec.promotion.bootstrap_resamples
 
     def test_worse_challenger_is_rejected(self, churn_spec):
         report = evaluate(churn_spec, rows(), candidate(Scorer(noise=1.5)), candidate(Scorer(), "champion", "1"))
-        assert report["decision"] == "reject"
-        assert any(r.startswith("non-inferiority roc_auc") for r in report["reasons"])
+        assert report.recommendation == "reject"
+        assert any(r.startswith("non-inferiority roc_auc") for r in report.reasons)
 
     def test_a_segment_that_regresses(self, churn_spec):
         def flip_two_year(frame, proba):
@@ -141,7 +142,7 @@ class TestEvaluate:
             return proba
 
         report = evaluate(churn_spec, rows(4000), candidate(Scorer(transform=flip_two_year)), candidate(Scorer(), "champion", "1"))
-        failed = [g["name"] for g in report["gates"] if not g["passed"]]
+        failed = [g["name"] for g in report.gates if not g["passed"]]
         assert "segment contract=two-year" in failed
         assert "segment contract=one-year" not in failed
 
@@ -151,10 +152,10 @@ class TestEvaluate:
         y[(data.frame["contract"] == "two-year").to_numpy()] = 0
         data = EvaluationRows(frame=data.frame, y=y, start=START, end=END)
         report = evaluate(churn_spec, data, candidate(Scorer()), candidate(Scorer(), "champion", "1"))
-        skipped = {s["value"]: s["skipped"] for s in report["segments"]}
+        skipped = {s["value"]: s["skipped"] for s in report.segments}
         assert "not defined here" in skipped["two-year"]
         assert skipped["month-to-month"] is None
-        assert not any(g["name"] == "segment contract=two-year" for g in report["gates"])
+        assert not any(g["name"] == "segment contract=two-year" for g in report.gates)
 
     def test_one_class_window_fails_closed(self, churn_spec):
         data = rows()
@@ -167,4 +168,4 @@ class TestEvaluate:
         table = summary_table(report)
         assert "| metric | champion v1 | challenger v2 |" in table
         assert "| non-inferiority roc_auc | pass |" in table
-        assert table.endswith("Decision: **promote**")
+        assert table.endswith("Recommendation: **promote**")

@@ -192,9 +192,10 @@ def _batch_score(champion):
 
 
 def _smoke_test(champion):
+    from mlops_airflow.core.payloads import Release
     from mlops_airflow.operators.serving import SmokeTestIdleOperator
 
-    release = {"action": "deployed", "color": "green", "version": champion["version"], "run_id": champion["run_id"]}
+    release = Release(action="deployed", color="green", version=champion["version"], run_id=champion["run_id"]).to_xcom()
     SmokeTestIdleOperator(task_id="smoke_test_idle", spec_path=SPEC).execute(task_context({"deploy_idle_color": release}))
 
 

@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import pytest
 
-from mlops_airflow.constants import Decision
-from mlops_airflow.core.promotion import AUTOMATIC, Approval, decide, decision_record, decision_tags
+from mlops_airflow.constants import Decision, Recommendation
+from mlops_airflow.core.payloads import Approval, EvaluationReport, ScoredVersion
+from mlops_airflow.core.promotion import AUTOMATIC, decide, decision_record, decision_tags
 
 SUBJECT = "Promote churn v7 to champion?"
 
 
 def report(decision="promote"):
-    return {
-        "registered_model_name": "churn",
-        "challenger": {"version": "7"},
-        "window": {"start": "2026-02-22", "end": "2026-03-01"},
-        "champion": {"version": "3"},
-        "gates": [
+    return EvaluationReport(
+        registered_model_name="churn",
+        primary_metric="roc_auc",
+        window_start="2026-02-22",
+        window_end="2026-03-01",
+        rows=100,
+        challenger=ScoredVersion("7", "r7", {"roc_auc": 0.8}),
+        champion=ScoredVersion("3", "r3", {"roc_auc": 0.8}),
+        bootstrap=None,
+        segments=(),
+        gates=(
             {"name": "minimum roc_auc", "passed": True, "detail": "0.8 >= 0.7"},
             {"name": "non-inferiority roc_auc", "passed": decision == "promote", "detail": "d"},
-        ],
-        "decision": decision,
-        "reasons": ["all gates passed"] if decision == "promote" else ["non-inferiority roc_auc: d"],
-    }
+        ),
+        recommendation=Recommendation(decision),
+        reasons=("all gates passed",) if decision == "promote" else ("non-inferiority roc_auc: d",),
+    )
 
 
 NOT_ASKED = Approval(required=False)
@@ -196,5 +202,5 @@ def test_a_version_without_a_promotion_record_may_not_serve(tags, reason):
 
 def test_record_carries_the_whole_evaluation():
     record = decision_record(report(), decide(report(), NOT_ASKED), Decision.PROMOTED, NOT_ASKED, dag_run="d", previous_champion="3")
-    assert record["evaluation"] == report()
+    assert record["evaluation"] == report().to_xcom()
     assert (record["decision"], record["previous_champion"], record["approval"]["required"]) == ("promoted", "3", False)

@@ -8,20 +8,26 @@ from unittest import mock
 import pytest
 from helpers import task_context
 
+from mlops_airflow.constants import Recommendation
+from mlops_airflow.core.payloads import EvaluationReport, ScoredVersion
 from mlops_airflow.operators.approval import PromotionApprovalOperator
 
 
 def report(decision="promote"):
-    return {
-        "registered_model_name": "churn",
-        "window": {"start": "2026-02-22", "end": "2026-03-01"},
-        "rows": 2100,
-        "challenger": {"version": "7", "run_id": "r", "metrics": {"roc_auc": 0.81}},
-        "champion": {"version": "6", "run_id": "q", "metrics": {"roc_auc": 0.80}},
-        "gates": [{"name": "non-inferiority roc_auc", "passed": decision == "promote", "detail": "lower bound +0.0010 > -0.0050"}],
-        "decision": decision,
-        "reasons": ["all gates passed"],
-    }
+    return EvaluationReport(
+        registered_model_name="churn",
+        primary_metric="roc_auc",
+        window_start="2026-02-22",
+        window_end="2026-03-01",
+        rows=2100,
+        challenger=ScoredVersion("7", "r", {"roc_auc": 0.81}),
+        champion=ScoredVersion("6", "q", {"roc_auc": 0.80}),
+        bootstrap=None,
+        segments=(),
+        gates=({"name": "non-inferiority roc_auc", "passed": decision == "promote", "detail": "lower bound +0.0010 > -0.0050"},),
+        recommendation=Recommendation(decision),
+        reasons=("all gates passed",),
+    ).to_xcom()
 
 
 def operator(**kwargs):

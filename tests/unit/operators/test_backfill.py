@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -9,11 +10,22 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from fake_airflow_api import FakeAirflowApi
 from helpers import free_port
 
+from mlops_airflow.core.payloads import DriftSummary
 from mlops_airflow.exceptions import MlopsError
 from mlops_airflow.operators.backfill import BackfillScoresOperator
 
 MONITOR_RUN = "scheduled__2026-03-01T00:00:00+00:00"
-RECORDED = {"backfill_start": "2026-02-26", "backfill_end": "2026-02-28", "onset": "2026-02-26"}  # what detect_drift returned
+# What detect_drift returned: the days to re-score are its onset to the window's last day, 2026-02-26..2026-02-28.
+RECORDED = DriftSummary(
+    model="churn",
+    champion_version="1",
+    window_start=dt.date(2026, 2, 27),
+    window_end=dt.date(2026, 3, 1),
+    onset=dt.date(2026, 2, 26),
+    rows=1200,
+    drifted_features=("monthly_charges",),
+    retrain_run_id="drift__2026-02-26__2026-03-01",
+).to_xcom()
 DRIFT = {**RECORDED, "monitor_run_id": MONITOR_RUN}  # the retrain's drift Param, as the gate sets it
 
 
@@ -51,9 +63,9 @@ def test_runs_not_started_by_drift_have_nothing_to_backfill(api):
 
 
 def test_a_bad_window_fails_without_retrying(api):
-    with pytest.raises(AirflowFailException, match="before backfill_start"):
-        run({"backfill_start": "2026-03-01", "backfill_end": "2026-02-01"})
-    with pytest.raises(AirflowFailException, match="backfill_start"):
+    with pytest.raises(AirflowFailException, match="last day 2026-02-01 is before its onset 2026-03-01"):
+        run({**DRIFT, "onset": "2026-03-01", "window_end": "2026-02-02"})
+    with pytest.raises(AirflowFailException, match="the drift Param is not what this task reads: drift_summary: the value has no 'payload' key"):
         run({"onset": "2026-03-01"})
 
 
@@ -61,7 +73,7 @@ class TestForgedDrift:
     """Anyone who may trigger the retrain can write its conf: only recorded, bounded drift windows are backfilled."""
 
     def test_a_window_beyond_the_spec_maximum_is_refused_before_asking_the_api(self, api):
-        forged = {**DRIFT, "backfill_start": "1900-01-01", "backfill_end": "2100-01-01"}
+        forged = {**DRIFT, "onset": "1900-01-01", "window_end": "2100-01-02"}
         with pytest.raises(AirflowFailException, match=r"1900-01-01..2100-01-01, 73050 days; drift.max_backfill_days allows 31"):
             run(forged)
         with pytest.raises(AirflowFailException, match=r"2026-02-26..2026-02-28, 3 days; drift.max_backfill_days allows 2"):
@@ -71,9 +83,7 @@ class TestForgedDrift:
     @pytest.mark.parametrize(
         ("drift", "message"),
         [
-            pytest.param(
-                {**DRIFT, "backfill_start": "2026-02-01"}, r"2026-02-01..2026-02-28, but .*recorded the drifted days 2026-02-26..2026-02-28", id="other-days"
-            ),
+            pytest.param({**DRIFT, "onset": "2026-02-01"}, r"2026-02-01..2026-02-28, but .*recorded the drifted days 2026-02-26..2026-02-28", id="other-days"),
             pytest.param({**DRIFT, "monitor_run_id": "manual__made_up"}, r"'manual__made_up' \(detect_drift\) recorded no drift", id="unknown-run"),
             pytest.param(RECORDED, "names no drift_monitor_churn run", id="no-monitor-run"),
             pytest.param({**DRIFT, "monitor_run_id": ["a"]}, "names no drift_monitor_churn run", id="monitor-run-not-text"),

@@ -17,7 +17,8 @@ from helpers import REPO_ROOT
 
 from mlops_airflow.core.partitions import write_partition
 from mlops_airflow.embedded.synthetic import generate_day
-from mlops_airflow.operators.data_checks import DataContractCheckOperator, safe_name
+from mlops_airflow.hooks.partition_storage import safe_name
+from mlops_airflow.operators.data_checks import DataContractCheckOperator
 
 SEEDS = range(10)
 ROWS = 300

@@ -6,6 +6,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from helpers import REPO_ROOT, mark_promoted, task_context
 
+from mlops_airflow.core.payloads import Release
 from mlops_airflow.serving.base import Color, ColorNotReadyError, ColorState, LiveColorError, ServingStatus, SwitchOutcome
 
 SPEC = str(REPO_ROOT / "include" / "models" / "churn.yaml")
@@ -155,7 +156,7 @@ class TestSwitchTrafficOperator:
         from mlops_airflow.operators.serving import SwitchTrafficOperator
 
         backend.live, backend.versions = Color.BLUE, {Color.BLUE: "1", Color.GREEN: "2"}
-        release = {"action": "deployed", "color": "green", "version": "2"}
+        release = Release(action="deployed", color="green", version="2", run_id="r").to_xcom()
         result = operator(SwitchTrafficOperator).execute(task_context({"deploy_idle_color": release}))
         assert (result["outcome"], backend.live) == ("switched", Color.GREEN)
         assert statsd(1) == ["mlops.serving.churn.switch:1|c"]
@@ -165,7 +166,7 @@ class TestSwitchTrafficOperator:
         from mlops_airflow.operators.serving import SwitchTrafficOperator
 
         backend.live, backend.versions = Color.BLUE, {Color.BLUE: "1", Color.GREEN: "3"}
-        release = {"action": "deployed", "color": "green", "version": "3"}
+        release = Release(action="deployed", color="green", version="3", run_id="r").to_xcom()
         with pytest.raises(UnservableVersionError, match="refusing to switch live traffic to churn v3: it has no promotion decision"):
             operator(SwitchTrafficOperator).execute(task_context({"deploy_idle_color": release}))
         assert backend.live is Color.BLUE
@@ -179,7 +180,7 @@ class TestRollbackReleaseOperator:
         registry.set_registered_model_alias("churn", "champion", "2")
         registry.set_registered_model_alias("churn", "previous_champion", "1")
         backend.live, backend.versions = Color.GREEN, {Color.BLUE: "1", Color.GREEN: "2"}
-        release = {"action": "deployed", "color": "green", "version": "2", "previous_color": "blue", "previous_version": "1"}
+        release = Release(action="deployed", color="green", version="2", previous_color="blue", previous_version="1", run_id="r").to_xcom()
         result = operator(RollbackReleaseOperator).execute(task_context({"deploy_idle_color": release}))
         assert result == {"color": "blue", "champion": "1"}
         assert backend.live is Color.BLUE
@@ -209,7 +210,7 @@ class TestRollbackReleaseOperator:
         registry.set_registered_model_alias("churn", "champion", "2")
         registry.set_registered_model_alias("churn", "previous_champion", "1")
         backend.live, backend.versions = Color.GREEN, {Color.BLUE: "1", Color.GREEN: "2"}
-        release = {"action": "deployed", "color": "green", "version": "2", "previous_color": "blue", "previous_version": "1"}
+        release = Release(action="deployed", color="green", version="2", previous_color="blue", previous_version="1", run_id="r").to_xcom()
         rollback = operator(RollbackReleaseOperator, lock_timeout=dt.timedelta(seconds=0.5))
         promotion = "retrain_churn/manual__other/promote_champion/try1@worker~1:1"
 
@@ -243,7 +244,7 @@ class TestScaleDownPreviousOperator:
 
         from mlops_airflow.operators.serving import ScaleDownPreviousOperator
 
-        release = {"action": "deployed", "color": "green", "version": "2", "previous_color": "blue", "previous_version": "1"}
+        release = Release(action="deployed", color="green", version="2", previous_color="blue", previous_version="1", run_id="r").to_xcom()
         backend.live, backend.versions = Color.GREEN, {Color.BLUE: "1", Color.GREEN: "2"}
         operator(ScaleDownPreviousOperator, drain=dt.timedelta(0)).execute(task_context({"deploy_idle_color": release}))
         assert backend.calls == [("scale_down", Color.BLUE)]
@@ -259,7 +260,7 @@ class TestScaleDownPreviousOperator:
 
         from mlops_airflow.operators.serving import ScaleDownPreviousOperator
 
-        release = {"action": "deployed", "color": "green", "version": "2", "previous_color": "blue", "previous_version": "1"}
+        release = Release(action="deployed", color="green", version="2", previous_color="blue", previous_version="1", run_id="r").to_xcom()
         with pytest.raises(TaskDeferred) as deferred:
             operator(ScaleDownPreviousOperator, drain=dt.timedelta(minutes=5)).execute(task_context({"deploy_idle_color": release}))
         assert deferred.value.method_name == "execute_complete"
@@ -272,7 +273,7 @@ class TestScaleDownPreviousOperator:
 
         waited = []
         monkeypatch.setattr(serving.time, "sleep", waited.append)
-        release = {"action": "deployed", "color": "green", "version": "2", "previous_color": "blue", "previous_version": "1"}
+        release = Release(action="deployed", color="green", version="2", previous_color="blue", previous_version="1", run_id="r").to_xcom()
         backend.live, backend.versions = Color.GREEN, {Color.BLUE: "1", Color.GREEN: "2"}
         operator(serving.ScaleDownPreviousOperator, drain=dt.timedelta(seconds=2)).execute(task_context({"deploy_idle_color": release}))
         assert waited == [2.0]

@@ -1,58 +1,16 @@
 from __future__ import annotations
 
-import datetime as dt
 import os
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 
-from mlops_airflow.constants import TrainingExitCode
-from mlops_airflow.exceptions import MlopsError, TrackingServerUnavailableError, TrainingFailedError
-from mlops_airflow.operators.training_local import LocalModelTrainingOperator, raise_for_exit_code, training_command
+from mlops_airflow.core.payloads import TrainingResult
+from mlops_airflow.operators.training_local import LocalModelTrainingOperator
 
-
-class TestRaiseForExitCode:
-    def test_ok(self):
-        assert raise_for_exit_code(0, ["training finished"]) is None  # success: nothing raised
-
-    @pytest.mark.parametrize(
-        ("code", "error"),
-        [
-            pytest.param(TrainingExitCode.BAD_DATA, AirflowFailException, id="bad-data-no-retry"),
-            pytest.param(TrainingExitCode.BAD_ARGUMENTS, AirflowFailException, id="bad-arguments-no-retry"),
-            pytest.param(TrainingExitCode.TRACKING_UNREACHABLE, TrackingServerUnavailableError, id="tracking-retry"),
-            pytest.param(TrainingExitCode.FAILED, TrainingFailedError, id="crash-retry"),
-            pytest.param(-9, TrainingFailedError, id="killed-retry"),
-        ],
-    )
-    def test_mapping(self, code, error):
-        with pytest.raises(error) as info:
-            raise_for_exit_code(code, ["line 1", "the reason"])
-        assert "the reason" in str(info.value)
-        assert isinstance(info.value, MlopsError) == (error is not AirflowFailException)
-
-
-def test_training_command_is_the_shared_entrypoint():
-    command = training_command(
-        spec_path="/specs/churn.yaml",
-        window_start=dt.date(2026, 1, 1),
-        window_end=dt.date(2026, 1, 29),
-        result_path="/airflow/xcom/return.json",
-        idempotency_key="retrain_churn/run",
-        tags={"b": "2", "a": "1"},
-        data_report_uri="file:///reports/check.json",
-        python="python",
-    )
-    assert command == [
-        "python", "-m", "mlops_airflow.training",
-        "--spec", "/specs/churn.yaml",
-        "--window-start", "2026-01-01",
-        "--window-end", "2026-01-29",
-        "--result-path", "/airflow/xcom/return.json",
-        "--idempotency-key", "retrain_churn/run",
-        "--data-report", "file:///reports/check.json",
-        "--tag", "a=1", "--tag", "b=2",
-    ]  # fmt: skip
+# What a fake entrypoint writes as its result file.
+TRAINED = TrainingResult(
+    run_id="r", model_uri="models:/churn/1", version="1", registered_model_name="churn", window_start="2026-01-01", window_end="2026-01-29", metrics={}
+)
 
 
 def test_constructor_does_no_io(tmp_path):
@@ -80,7 +38,7 @@ def test_the_training_subprocess_gets_no_secret_of_the_worker(monkeypatch):
         def wait(self):
             result_path = self.args[self.args.index("--result-path") + 1]
             with open(result_path, "w", encoding="utf-8") as handle:
-                json.dump({"registered_model_name": "churn", "version": "1", "run_id": "r"}, handle)
+                json.dump(TRAINED.to_xcom(), handle)
             return 0
 
     monkeypatch.setattr("mlops_airflow.operators.training_local.subprocess", SimpleNamespace(**{**vars(subprocess), "Popen": RecordingPopen}))
@@ -136,7 +94,7 @@ def test_the_local_entrypoint_gets_the_reason_verbatim_without_a_shell(monkeypat
         def wait(self):
             result_path = self.args[self.args.index("--result-path") + 1]
             with open(result_path, "w", encoding="utf-8") as handle:
-                json.dump({"registered_model_name": "churn", "version": "1", "run_id": "r"}, handle)
+                json.dump(TRAINED.to_xcom(), handle)
             return 0
 
     # Only the operator's module sees the recorder.

@@ -9,18 +9,21 @@ import pytest
 from airflow.sdk.exceptions import AirflowSkipException
 from helpers import DATA_END, register_champion_with_reference, task_context, write_drift_data, write_drift_spec
 
+from mlops_airflow.core.payloads import DriftSummary
 from mlops_airflow.exceptions import MlopsError
 from mlops_airflow.operators.drift import DriftReportOperator, DriftRetrainGateOperator, cooldown_reason
 
 NOW = dt.datetime(2026, 3, 2, 12, tzinfo=dt.UTC)
-SUMMARY = {
-    "onset": "2026-02-26",
-    "window_start": "2026-02-27",
-    "window_end": "2026-03-01",
-    "retrain_run_id": "drift__2026-02-26__2026-03-01",
-    "drifted_features": ["monthly_charges", "contract"],
-    "champion_version": "1",
-}
+SUMMARY = DriftSummary(
+    model="churn",
+    champion_version="1",
+    window_start=dt.date(2026, 2, 27),
+    window_end=dt.date(2026, 3, 1),
+    onset=dt.date(2026, 2, 26),
+    rows=1200,
+    drifted_features=("monthly_charges", "contract"),
+    retrain_run_id="drift__2026-02-26__2026-03-01",
+).to_xcom()
 
 
 def last(onset="2026-02-26", window_end="2026-02-28", hours_ago=2.0, run_id="drift__2026-02-26__2026-02-28"):
@@ -39,7 +42,7 @@ def last(onset="2026-02-26", window_end="2026-02-28", hours_ago=2.0, run_id="dri
     ],
 )
 def test_cooldown(previous, state, blocked):
-    reason = cooldown_reason(previous, SUMMARY, cooldown=dt.timedelta(hours=24), now=NOW, last_run_state=state)
+    reason = cooldown_reason(previous, DriftSummary.from_xcom(SUMMARY), cooldown=dt.timedelta(hours=24), now=NOW, last_run_state=state)
     assert (reason is None) if blocked is None else (blocked in reason)
 
 
