@@ -29,7 +29,7 @@ from sampling import FULL_VARIABLE, SEED_VARIABLE, full, session_seed
 # Started first, one per worker.
 LONG_FIRST = ("tests/e2e/test_distributed.py", "tests/e2e/test_demo.py")
 # Short files that wait behind the end-to-end tests (xdist queues a second file on every worker).
-QUICK_BEHIND_LONG = ("tests/deploy/test_compose.py", "tests/unit/specs/test_specs.py")
+QUICK_BEHIND_LONG = ("tests/deploy/test_compose.py", "tests/unit/specs/test_parsing_operations.py")
 # The heaviest of the rest, heaviest first (seconds measured on this 2-core machine).
 HEAVY_NEXT = (
     "tests/integration/test_kill_release_tasks.py",

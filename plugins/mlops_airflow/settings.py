@@ -21,6 +21,7 @@ SERVING_PORT_ENV = {"live_port": "MLOPS_SERVING_LIVE_PORT", "blue_port": "MLOPS_
 CODE_VERSION_ENV = "MLOPS_CODE_VERSION"
 
 DEFAULT_RETRY_DELAY = dt.timedelta(minutes=2)
+MAX_RETRY_DELAY = dt.timedelta(days=1)
 DEFAULT_SERVING_STATE_DIR = Path("/tmp/mlops-airflow/serving")  # noqa: S108 - a default the embedded stack overrides
 
 _CHECKOUT_SPECS = Path(__file__).resolve().parents[2] / "include" / "models"
@@ -48,7 +49,7 @@ def specs_dir() -> Path:
 
 
 def retry_delay() -> dt.timedelta:
-    """``$MLOPS_RETRY_DELAY_SECONDS`` (a positive number of seconds) if set, else 2 minutes.
+    """``$MLOPS_RETRY_DELAY_SECONDS`` (a positive number of seconds, at most a day) if set, else 2 minutes.
 
     Test stacks shorten it through the environment of the DAG processor, which parses the DAGs.
     """
@@ -59,8 +60,8 @@ def retry_delay() -> dt.timedelta:
         seconds = float(raw)
     except ValueError:
         raise ValueError(f"{RETRY_DELAY_ENV}={raw!r} is not a number of seconds") from None
-    if not seconds > 0:
-        raise ValueError(f"{RETRY_DELAY_ENV}={raw!r} must be a positive number of seconds")
+    if not 0 < seconds <= MAX_RETRY_DELAY.total_seconds():  # also refuses nan and inf
+        raise ValueError(f"{RETRY_DELAY_ENV}={raw!r} must be a positive number of seconds, at most {MAX_RETRY_DELAY.total_seconds():.0f}")
     return dt.timedelta(seconds=seconds)
 
 

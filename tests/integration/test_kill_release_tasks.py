@@ -162,7 +162,7 @@ class ReleaseWorld:
             mark_promoted(self.client, "churn", self.v2)  # switch serves promoted versions only; "promote" resets v2's record
             backend = self.backend()
             from mlops_airflow.serving.base import Color
-            from mlops_airflow.serving.local import group_alive, stop_group
+            from mlops_airflow.serving.local_processes import group_alive, stop_group
 
             backend.switch(Color.BLUE)
             for entry in (self.serving_state().get("proxy"), self.serving_state().get("front")):  # the router died as well

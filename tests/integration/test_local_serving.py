@@ -18,7 +18,9 @@ import pytest
 from helpers import free_port
 
 from mlops_airflow.serving.base import Color, ColorNotReadyError, LiveColorError, SwitchOutcome
-from mlops_airflow.serving.local import LocalPorts, LocalServingBackend, group_alive
+from mlops_airflow.serving.local import LocalServingBackend
+from mlops_airflow.serving.local_ports import LocalPorts
+from mlops_airflow.serving.local_processes import group_alive
 
 pytestmark = pytest.mark.integration
 

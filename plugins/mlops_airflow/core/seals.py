@@ -28,4 +28,5 @@ def mac(secret: str, purpose: str, *fields: str) -> str:
 
 
 def verifies(found: str | None, secret: str, purpose: str, *fields: str) -> bool:
-    return bool(found) and hmac.compare_digest(found, mac(secret, purpose, *fields))
+    # compare_digest refuses a non-ASCII str (a tag anyone with EDIT can write): such a tag is no seal.
+    return bool(found) and found.isascii() and hmac.compare_digest(found, mac(secret, purpose, *fields))

@@ -47,7 +47,7 @@ class StackConfig:
     def from_env(cls, repo_root: Path | None = None, environ: Mapping[str, str] | None = None) -> StackConfig:
         env = os.environ if environ is None else environ
         root = (repo_root or Path.cwd()).resolve()
-        state = Path(env.get("MLOPS_STATE_DIR", root / ".local")).resolve()
+        state = Path(env.get("MLOPS_STATE_DIR") or root / ".local").resolve()  # empty means unset
         return cls(
             repo_root=root,
             state_dir=state,

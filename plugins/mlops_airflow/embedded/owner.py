@@ -61,7 +61,7 @@ def ensure_watchdog(config: StackConfig, environ: dict[str, str] | None = None) 
     raw = environ.get(OWNER_ENV, "").strip()
     if not raw:
         return None
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # isdigit alone accepts "²", which the watchdog's int() refuses
         raise ValueError(f"{OWNER_ENV}={raw!r} is not a process id")
     recorded = _recorded(config)
     if recorded and recorded[1] == int(raw):

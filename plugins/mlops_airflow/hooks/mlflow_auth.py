@@ -61,17 +61,22 @@ def refuse_default_admin_password(tracking_uri: str, *, admin_username: str = "a
     Raise :class:`InsecureMlflowServerError` when ``admin_username`` can log in to this server
     with a well-known default password. Only http(s) servers are checked, once per process.
     A server without the auth app answers 404 here and passes (the embedded stack listens on
-    loopback only); an unreachable one passes too, and fails on the call that follows.
+    loopback only); an unreachable one (or one answering 5xx) passes too, fails on the call
+    that follows, and is checked again next time.
     """
     if not tracking_uri.startswith(("http://", "https://")) or tracking_uri in _checked:
         return
+    answered = True
     for password in KNOWN_DEFAULT_ADMIN_PASSWORDS:
-        if _get_user_status(tracking_uri, admin_username, password, timeout) == 200:
+        status = _get_user_status(tracking_uri, admin_username, password, timeout)
+        if status == 200:
             raise InsecureMlflowServerError(
                 f"the MLflow server at {tracking_uri} still accepts MLflow's default password for its admin user {admin_username!r}: "
                 "anyone can change its registry. Change the admin password (mlflow.server.auth update-password API), then retry."
             )
-    _checked.add(tracking_uri)
+        answered = answered and status is not None and status < 500
+    if answered:
+        _checked.add(tracking_uri)
 
 
 def ensure_pipeline_identity(tracking_uri: str, *, admin_username: str, admin_password: str, username: str, password: str, models: Iterable[str]) -> list[str]:

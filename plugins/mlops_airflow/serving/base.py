@@ -3,12 +3,15 @@
 Where it sits in the loop: promote -> **deploy idle colour -> smoke -> switch -> verify**
 (-> rollback). Two colours serve the model; the live endpoint points at exactly one.
 The operators use only this protocol, so the Kubernetes and local backends are
-interchangeable.
+interchangeable. :class:`BlueGreenBackend` is what the three backends share: the wait for a
+colour to be ready, and the guard that keeps deploys and scale-downs off the live colour.
 """
 
 from __future__ import annotations
 
+import abc
 import enum
+import time
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -94,3 +97,50 @@ class ServingBackend(Protocol):
 
     def scale_down(self, color: Color) -> bool:
         """Stop ``color`` (never the live one); ``False`` when it was already down."""
+
+
+class BlueGreenBackend(abc.ABC):
+    """The parts of :class:`ServingBackend` every backend does the same way.
+
+    A backend names its colours (:meth:`color_name`), says which one is live
+    (:meth:`live_color`) and how ready one is (:meth:`is_ready`); this base waits for
+    readiness and refuses, before anything changes, to deploy onto or scale down the live colour.
+    """
+
+    model: str
+    ready_poll: float = 2.0  # seconds between two readiness checks
+
+    @abc.abstractmethod
+    def live_color(self) -> Color | None:
+        """The colour live traffic goes to now (``None``: nothing is live yet)."""
+
+    @abc.abstractmethod
+    def is_ready(self, color: Color) -> ColorState: ...
+
+    def color_name(self, color: Color) -> str:
+        """How the backend names one colour's server in messages (a container, a Deployment, a process)."""
+        return f"{self.model}-{color}"
+
+    def cannot_become_ready(self, state: ColorState) -> bool:
+        """Whether waiting longer is pointless (the server is gone or reported unhealthy)."""
+        return False
+
+    def not_ready_detail(self, color: Color) -> str:
+        """What a not-ready error adds after the reason (a log tail), starting with its own separator."""
+        return ""
+
+    def wait_ready(self, color: Color, *, timeout: float, poll: float | None = None) -> ColorState:
+        """Block until ``color`` is ready; :class:`ColorNotReadyError` with the reason when it is not in time."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.is_ready(color)
+            if state.ready:
+                return state
+            if self.cannot_become_ready(state) or time.monotonic() >= deadline:
+                raise ColorNotReadyError(f"{self.color_name(color)} is not ready after {timeout:.0f} s ({state.detail}){self.not_ready_detail(color)}")
+            time.sleep(self.ready_poll if poll is None else poll)
+
+    def refuse_live(self, color: Color, action: str) -> None:
+        """:class:`LiveColorError` when ``color`` is live: ``action`` (a deploy, a scale-down) must never touch it."""
+        if self.live_color() is color:
+            raise LiveColorError(f"refusing to {action}: it is the live colour")

@@ -15,12 +15,11 @@ and remove on the two named containers, and a pull when their image is missing.
 from __future__ import annotations
 
 import json
-import time
 from typing import TYPE_CHECKING, Any
 
 from mlops_airflow.exceptions import MlopsError
 from mlops_airflow.serving.admin_http import admin_request
-from mlops_airflow.serving.base import Color, ColorNotReadyError, ColorState, LiveColorError, ServingStatus, SwitchOutcome
+from mlops_airflow.serving.base import BlueGreenBackend, Color, ColorNotReadyError, ColorState, ServingStatus, SwitchOutcome
 
 if TYPE_CHECKING:
     from docker import APIClient
@@ -51,7 +50,7 @@ def _admin(address: str, method: str, path: str, body: Any = None) -> tuple[int,
         raise DockerServingError(f"the serving router's admin API at {address} did not answer: {err}") from err
 
 
-class DockerServingBackend:
+class DockerServingBackend(BlueGreenBackend):
     """
     Blue-green serving of one model on a Docker host.
 
@@ -192,8 +191,7 @@ class DockerServingBackend:
         return self._state(color, self._inspect(color))
 
     def deploy(self, color: Color, version: str, model_uri: str, *, estimator_kind: str) -> bool:
-        if self.proxy_color() is color:
-            raise LiveColorError(f"refusing to deploy {self.model} v{version} onto {color}: it is the live colour")
+        self.refuse_live(color, f"deploy {self.model} v{version} onto {color}")
         container = self._inspect(color)
         if container is not None:
             labels = (container.get("Config") or {}).get("Labels") or {}
@@ -204,15 +202,17 @@ class DockerServingBackend:
         self._create(color, str(version), model_uri, estimator_kind)
         return True
 
-    def wait_ready(self, color: Color, *, timeout: float, poll: float = 2.0) -> ColorState:
-        deadline = time.monotonic() + timeout
-        while True:
-            state = self.is_ready(color)
-            if state.ready:
-                return state
-            if state.replicas == 0 or state.detail == "health unhealthy" or time.monotonic() >= deadline:
-                raise ColorNotReadyError(f"{container_name(self.model, color)} is not ready after {timeout:.0f} s ({state.detail}){self._log_tail(color)}")
-            time.sleep(poll)
+    def live_color(self) -> Color | None:
+        return self.proxy_color()
+
+    def color_name(self, color: Color) -> str:
+        return container_name(self.model, color)
+
+    def cannot_become_ready(self, state: ColorState) -> bool:
+        return state.replicas == 0 or state.detail == "health unhealthy"
+
+    def not_ready_detail(self, color: Color) -> str:
+        return self._log_tail(color)
 
     def _log_tail(self, color: Color) -> str:
         try:
@@ -249,8 +249,7 @@ class DockerServingBackend:
         return SwitchOutcome.SWITCHED
 
     def scale_down(self, color: Color) -> bool:
-        if self.proxy_color() is color:
-            raise LiveColorError(f"refusing to scale down {container_name(self.model, color)}: it is the live colour")
+        self.refuse_live(color, f"scale down {container_name(self.model, color)}")
         if self._inspect(color) is None:
             return False
         self._remove(color)

@@ -12,11 +12,10 @@ Role grants.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from mlops_airflow.exceptions import MlopsError
-from mlops_airflow.serving.base import Color, ColorNotReadyError, ColorState, LiveColorError, ServingStatus, SwitchConflictError, SwitchOutcome
+from mlops_airflow.serving.base import BlueGreenBackend, Color, ColorNotReadyError, ColorState, ServingStatus, SwitchConflictError, SwitchOutcome
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -62,7 +61,7 @@ def rollout_ready(deployment: dict[str, Any]) -> tuple[bool, str]:
     return True, f"{available} of {wanted} replicas available"
 
 
-class KubernetesServingBackend:
+class KubernetesServingBackend(BlueGreenBackend):
     """
     Blue-green serving of one model in one namespace.
 
@@ -153,8 +152,7 @@ class KubernetesServingBackend:
     def deploy(self, color: Color, version: str, model_uri: str, *, estimator_kind: str) -> bool:
         from mlops_airflow.serving.model_server import ESTIMATOR_KIND_ENV, MODEL_URI_ENV
 
-        if self.live_color() is color:
-            raise LiveColorError(f"refusing to deploy {self.model} v{version} onto {color}: it is the live colour")
+        self.refuse_live(color, f"deploy {self.model} v{version} onto {color}")
         current = self.is_ready(color)
         changed = False
         if current.version != str(version) or current.replicas != self.replicas:
@@ -186,15 +184,8 @@ class KubernetesServingBackend:
             changed = True
         return changed
 
-    def wait_ready(self, color: Color, *, timeout: float, poll: float = 2.0) -> ColorState:
-        deadline = time.monotonic() + timeout
-        while True:
-            state = self.is_ready(color)
-            if state.ready:
-                return state
-            if time.monotonic() >= deadline:
-                raise ColorNotReadyError(f"{deployment_name(self.model, color)} is not ready after {timeout:.0f} s: {state.detail}")
-            time.sleep(poll)
+    def color_name(self, color: Color) -> str:
+        return deployment_name(self.model, color)
 
     def preview_url(self, color: Color) -> str:
         return f"http://{preview_service_name(self.model)}.{self.namespace}.svc:{self.port}"
@@ -224,8 +215,7 @@ class KubernetesServingBackend:
         raise SwitchConflictError(f"the Service {self.model} changed under us {_SWITCH_ATTEMPTS} times; retry")
 
     def scale_down(self, color: Color) -> bool:
-        if self.live_color() is color:
-            raise LiveColorError(f"refusing to scale down {deployment_name(self.model, color)}: it is the live colour")
+        self.refuse_live(color, f"scale down {deployment_name(self.model, color)}")
         if self.is_ready(color).replicas == 0:
             return False
         self._patch_deployment(color, {"spec": {"replicas": 0}})

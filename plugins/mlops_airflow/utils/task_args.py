@@ -28,15 +28,18 @@ def as_date(value: Any, name: str) -> dt.date:
 
 
 def as_utc_datetime(value: Any, name: str) -> dt.datetime:
-    """A UTC datetime from a date, a datetime or an ISO string; a bare date means its midnight."""
+    """A UTC datetime from a date, a datetime or an ISO string; a bare date means its midnight.
+
+    A value without an offset is read as UTC; one with another offset is converted to UTC.
+    """
     if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
     text = str(value).strip()
     try:
         moment = dt.datetime.fromisoformat(text) if len(text) > 10 else dt.datetime.combine(parse_day(text), dt.time())
     except ValueError:
         raise AirflowFailException(f"{name} must be a date or an ISO timestamp, got {value!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC) if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def as_bool(value: Any) -> bool:

@@ -72,3 +72,16 @@ class TestVerifies:
     )
     def test_anything_else_does_not(self, found):
         assert verifies(found, SECRET, "decision", *FIELDS) is False
+
+    @pytest.mark.parametrize(
+        "found",
+        [
+            pytest.param("é", id="accented"),
+            pytest.param(mac(SECRET, "decision", *FIELDS)[:-1] + "é", id="seal-with-a-non-ascii-last-char"),
+            pytest.param("\u0663" * 64, id="arabic-indic-digits"),
+            pytest.param("\ud800", id="lone-surrogate"),
+        ],
+    )
+    def test_a_non_ascii_tag_does_not_verify(self, found):
+        """Anyone with EDIT on a model can write the tag: a non-ASCII one is a forgery, not an error."""
+        assert verifies(found, SECRET, "decision", *FIELDS) is False

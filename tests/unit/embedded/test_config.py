@@ -50,6 +50,12 @@ class TestStackConfig:
         config = StackConfig.from_env()
         assert (config.repo_root, config.state_dir, config.mlflow_port) == (tmp_path.resolve(), tmp_path.resolve() / "state", 15501)
 
+    def test_an_empty_state_dir_means_unset(self, tmp_path, monkeypatch):
+        """Not the current directory: `down` would match any process started there."""
+        monkeypatch.chdir(tmp_path)
+        config = StackConfig.from_env(repo_root=tmp_path / "repo", environ={"MLOPS_STATE_DIR": ""})
+        assert config.state_dir == tmp_path.resolve() / "repo" / ".local"
+
     def test_from_env_refuses_an_unknown_database(self, tmp_path):
         with pytest.raises(ValueError, match="MLOPS_EMBEDDED_DATABASE='mysql' is not one of postgres, sqlite"):
             StackConfig.from_env(repo_root=tmp_path, environ={"MLOPS_EMBEDDED_DATABASE": "mysql"})

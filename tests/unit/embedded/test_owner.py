@@ -67,6 +67,25 @@ class TestEnsureWatchdog:
             ensure_watchdog(config, {OWNER_ENV: raw})
         assert started_nothing(config)
 
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            pytest.param("\u00b2", id="superscript-two"),
+            pytest.param("\u0661\u0662", id="arabic-indic-digits"),
+            pytest.param("\uff11\uff12", id="fullwidth-digits"),
+        ],
+    )
+    def test_non_ascii_digits_are_refused(self, config, monkeypatch, raw):
+        """str.isdigit() accepts them; the watchdog's int() does not (or reads another number)."""
+
+        def no_watchdog(*args, **kwargs):
+            raise AssertionError(f"a watchdog was started: {args}")
+
+        monkeypatch.setattr(subprocess, "Popen", no_watchdog)
+        with pytest.raises(ValueError, match=f"^{re.escape(f'{OWNER_ENV}={raw!r} is not a process id')}$"):
+            ensure_watchdog(config, {OWNER_ENV: raw})
+        assert started_nothing(config)
+
     def test_reads_the_process_environment_by_default(self, config, monkeypatch):
         monkeypatch.setenv(OWNER_ENV, "owner")
         with pytest.raises(ValueError, match="is not a process id"):

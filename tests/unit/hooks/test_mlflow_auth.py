@@ -83,6 +83,19 @@ class TestRefuseDefaultAdminPassword:
         """It fails on the call that follows, with that call's error."""
         refuse_default_admin_password(f"http://127.0.0.1:{free_port()}")
 
+    def test_an_unreachable_server_is_checked_again(self):
+        """Down at the first check, it may come up with the default password: only a server that answered is remembered."""
+        refuse_default_admin_password(f"http://127.0.0.1:{free_port()}")
+        assert mlflow_auth._checked == set()
+
+    def test_a_server_answering_5xx_is_checked_again(self):
+        with FakeAuthServer(password="password1234", mode="error") as server:
+            refuse_default_admin_password(server.url)  # 503: passes, and is not remembered
+            server.mode = "auth"
+            with pytest.raises(InsecureMlflowServerError):
+                refuse_default_admin_password(server.url)
+        assert len(server.requests) == 2
+
     def test_a_server_that_never_answers_passes_after_the_timeout(self):
         with socket.socket() as listener:
             listener.bind(("127.0.0.1", 0))

@@ -62,7 +62,7 @@ def test_a_model_server_starts_with_no_secret_of_the_worker_and_loads_safely(tmp
     from helpers import free_port
 
     from mlops_airflow.serving.base import Color
-    from mlops_airflow.serving.local import LocalPorts
+    from mlops_airflow.serving.local_ports import LocalPorts
 
     started = []
 
@@ -71,7 +71,7 @@ def test_a_model_server_starts_with_no_secret_of_the_worker_and_loads_safely(tmp
             started.append((args, kwargs["env"]))
             self.pid = os.getpid()
 
-    monkeypatch.setattr("mlops_airflow.serving.local.subprocess", SimpleNamespace(**{**vars(subprocess), "Popen": RecordingPopen}))
+    monkeypatch.setattr("mlops_airflow.serving.local_processes.subprocess", SimpleNamespace(**{**vars(subprocess), "Popen": RecordingPopen}))
     for name, value in {
         "AIRFLOW__CORE__FERNET_KEY": "fernet-canary",
         "AIRFLOW__API_AUTH__JWT_SECRET": "jwt-canary",
@@ -101,7 +101,7 @@ def test_a_colour_port_held_by_another_program_is_refused_before_anything_starts
     from helpers import free_port
 
     from mlops_airflow.serving.base import Color, ColorNotReadyError
-    from mlops_airflow.serving.local import LocalPorts
+    from mlops_airflow.serving.local_ports import LocalPorts
 
     with socket.socket() as stranger:
         stranger.bind(("127.0.0.1", 0))
@@ -120,7 +120,8 @@ def test_a_live_port_held_by_another_model_or_program_is_refused_not_shared(tmp_
 
     from helpers import free_port
 
-    from mlops_airflow.serving.local import LocalPorts, ProxyError
+    from mlops_airflow.serving.local_ports import LocalPorts
+    from mlops_airflow.serving.local_proxy import ProxyError
 
     with socket.socket() as stranger:
         stranger.bind(("127.0.0.1", 0))

@@ -77,6 +77,20 @@ class TestAsUtcDatetime:
         assert moment.utcoffset() == dt.timedelta(0)
 
     @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            pytest.param("2026-03-01T01:00:00+02:00", dt.datetime(2026, 2, 28, 23), id="east-of-utc-is-the-day-before"),
+            pytest.param("2026-02-28T20:00:00-05:00", dt.datetime(2026, 3, 1, 1), id="west-of-utc-is-the-day-after"),
+            pytest.param(dt.datetime(2026, 3, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=2))), dt.datetime(2026, 2, 28, 23), id="aware-datetime"),
+        ],
+    )
+    def test_an_offset_is_converted_to_utc(self, value, expected):
+        """Callers take ``.date()`` of the result: it must be the UTC day, not the local one."""
+        moment = as_utc_datetime(value, "interval_start")
+        assert moment.utcoffset() == dt.timedelta(0)
+        assert (moment.date(), moment.replace(tzinfo=None)) == (expected.date(), expected)
+
+    @pytest.mark.parametrize(
         "value",
         [
             pytest.param("", id="empty"),
