@@ -19,7 +19,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from mlops_airflow.core.partitions import partition_uri
 
 if TYPE_CHECKING:
-    from mlops_airflow.core.contract import PartitionInput
+    from mlops_airflow.core.contract_results import PartitionInput
 
 QUARANTINE_FOLDER = "_quarantine"
 
@@ -55,7 +55,7 @@ def read_partition(base_uri: str, day: dt.date, conn_id: str | None, dictionary_
     """Read one day's Parquet files; what cannot be read becomes a finding, not a traceback."""
     import pyarrow as pa
 
-    from mlops_airflow.core.contract import PartitionInput
+    from mlops_airflow.core.contract_results import PartitionInput
 
     folder = ObjectStoragePath(partition_uri(base_uri, day), conn_id=conn_id)
     if not folder.exists():

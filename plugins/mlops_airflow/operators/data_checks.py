@@ -70,7 +70,8 @@ class DataContractCheckOperator(FailFastTemplates, BaseOperator):
         self.conn_id = conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops_airflow.core.contract import LabelRule, evaluate_contract
+        from mlops_airflow.core.contract import evaluate_contract
+        from mlops_airflow.core.contract_results import LabelRule
 
         spec = load_task_spec(self.spec_path)
         start = as_utc_datetime(self.interval_start, "interval_start")

@@ -9,8 +9,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from mlops_airflow.core import contract as contract_module
-from mlops_airflow.core.contract import LabelRule, PartitionInput, duplicate_row_mask, evaluate_contract, row_hashes
+from mlops_airflow.core import row_hashes as row_hashes_module
+from mlops_airflow.core.contract import evaluate_contract
+from mlops_airflow.core.contract_results import LabelRule, PartitionInput
+from mlops_airflow.core.row_hashes import duplicate_row_mask, row_hashes
 from mlops_airflow.embedded.synthetic import generate_day
 from mlops_airflow.specs import load_spec
 
@@ -128,7 +130,7 @@ class TestDuplicates:
 
     def test_hash_collisions_are_not_duplicates(self):
         table = pa.table({"a": np.arange(1000), "b": [str(i % 7) for i in range(1000)]})
-        with mock.patch.object(contract_module, "row_hashes", return_value=np.zeros(1000, dtype=np.uint64)):
+        with mock.patch.object(row_hashes_module, "row_hashes", return_value=np.zeros(1000, dtype=np.uint64)):
             assert not duplicate_row_mask(table).any()
 
     def test_hash_separates_columns(self):
