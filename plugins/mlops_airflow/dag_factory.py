@@ -312,7 +312,7 @@ def build_drift_monitor_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
 
     from mlops_airflow.operators.data_checks import DataContractCheckOperator
     from mlops_airflow.operators.drift import DriftReportOperator, DriftRetrainGateOperator
-    from mlops_airflow.sensors.drift import KSDriftSensor
+    from mlops_airflow.sensors.drift import FeatureDriftSensor
     from mlops_airflow.sensors.partitions import PartitionSensor
 
     drift = spec.drift
@@ -344,7 +344,7 @@ def build_drift_monitor_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
             timeout=dt.timedelta(hours=2),
         )
         check = DataContractCheckOperator(task_id="check_current_data", spec_path=spec.source, interval_start=window_start, interval_end=window_end)
-        detect = KSDriftSensor(
+        detect = FeatureDriftSensor(
             task_id="detect_drift",
             spec_path=spec.source,
             window_end=window_end,

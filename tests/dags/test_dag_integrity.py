@@ -155,12 +155,12 @@ def test_rollback_is_manual_only(dagbag, specs):
 def test_drift_monitor_waits_deferred_and_triggers_one_retrain_per_window(dagbag, specs):
     from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 
-    from mlops_airflow.sensors.drift import KSDriftSensor
+    from mlops_airflow.sensors.drift import FeatureDriftSensor
 
     for spec in specs:
         dag = dagbag.dags[f"drift_monitor_{spec.name}"]
         detect = dag.get_task("detect_drift")
-        assert isinstance(detect, KSDriftSensor)
+        assert isinstance(detect, FeatureDriftSensor)
         assert detect.deferrable
         assert detect.timeout == spec.drift.timeout_minutes * 60
         trigger = dag.get_task("trigger_retrain")

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from helpers import REPO_ROOT
 
-from mlops_airflow.observability.metrics import METRICS, MetricKind
+from mlops_airflow.observability.metrics import STATSD_METRICS, MetricKind
 
 DASHBOARD = REPO_ROOT / "deploy/compose/grafana/dashboards/mlops-airflow.json"
 MAPPING = REPO_ROOT / "deploy/compose/statsd-mapping.yml"
@@ -40,7 +40,7 @@ def series() -> dict[str, set[str]]:
     """Prometheus series name -> label names, for one sample of every declared metric."""
     rules = yaml.safe_load(MAPPING.read_text())["mappings"]
     produced: dict[str, set[str]] = {}
-    for metric in METRICS:
+    for metric in STATSD_METRICS:
         sample = "airflow." + metric.name(**{label: f"x_{label}" for label in metric.labels})
         mapped = map_statsd(sample, rules)
         assert mapped is not None, f"{sample} matches no mapping rule"

@@ -143,9 +143,9 @@ class ReleaseWorld:
         return self.detect(self.context("manual__summary", "detect_drift"))
 
     def detect(self, context: dict) -> dict:
-        from mlops_airflow.sensors.drift import KSDriftSensor
+        from mlops_airflow.sensors.drift import FeatureDriftSensor
 
-        return KSDriftSensor(task_id="detect_drift", spec_path=self.spec_path, window_end=str(DATA_END)).execute(context)
+        return FeatureDriftSensor(task_id="detect_drift", spec_path=self.spec_path, window_end=str(DATA_END)).execute(context)
 
     # -- the tasks, each with the state it starts from and the outputs it must reach --------------
 

@@ -79,7 +79,7 @@ class ContractResult:
         lines += [f"  - {r.message}" for r in self.failed_rules]
         return "\n".join(lines)
 
-    def to_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed,
             "interval_start": self.interval_start,

@@ -1,6 +1,6 @@
 """Our statsd metrics: one documented list, sent through Airflow's ``[metrics]`` settings.
 
-Every metric we send is declared once in :data:`METRICS`, with its kind, the Prometheus
+Every metric we send is declared once in :data:`STATSD_METRICS`, with its kind, the Prometheus
 name the statsd-exporter mapping gives it and what it means. Names on the wire are
 ``<statsd_prefix>.mlops.<area>.<model>...`` (the prefix is Airflow's, ``airflow`` by
 default); the README's table, the statsd-exporter mapping of the Helm values and of the
@@ -40,7 +40,7 @@ class MetricKind(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class Metric:
+class StatsdMetric:
     """One metric: ``pattern`` is its name after ``mlops.``, with ``<label>`` placeholders."""
 
     pattern: str
@@ -86,38 +86,38 @@ class Metric:
         return rule
 
 
-METRICS: tuple[Metric, ...] = (
-    DATA_CHECK_RULES_FAILED := Metric(
+STATSD_METRICS: tuple[StatsdMetric, ...] = (
+    DATA_CHECK_RULES_FAILED := StatsdMetric(
         "data_check.<model>.rules_failed", MetricKind.GAUGE, "mlops_data_check_rules_failed", "rules that failed in the last data check"
     ),
-    DATA_CHECK_ROWS := Metric("data_check.<model>.rows", MetricKind.GAUGE, "mlops_data_check_rows", "rows the last data check read"),
-    PROMOTION_PRIMARY_METRIC := Metric(
+    DATA_CHECK_ROWS := StatsdMetric("data_check.<model>.rows", MetricKind.GAUGE, "mlops_data_check_rows", "rows the last data check read"),
+    PROMOTION_PRIMARY_METRIC := StatsdMetric(
         "promotion.<model>.<role>.<metric>",
         MetricKind.GAUGE,
         "mlops_promotion_primary_metric",
         "the primary metric of the challenger and the champion (`role`) on the last evaluation window",
     ),
-    PROMOTION_PROMOTED := Metric("promotion.<model>.promoted", MetricKind.COUNTER, "mlops_promotion_promoted_total", "challengers promoted to champion"),
-    PROMOTION_REJECTED := Metric("promotion.<model>.rejected", MetricKind.COUNTER, "mlops_promotion_rejected_total", "challengers not promoted"),
-    SERVING_SWITCH := Metric("serving.<model>.switch", MetricKind.COUNTER, "mlops_serving_switches_total", "live traffic moved to the other colour"),
-    SERVING_ROLLBACK := Metric("serving.<model>.rollback", MetricKind.COUNTER, "mlops_serving_rollbacks_total", "releases undone"),
-    SERVING_SMOKE_LATENCY := Metric(
+    PROMOTION_PROMOTED := StatsdMetric("promotion.<model>.promoted", MetricKind.COUNTER, "mlops_promotion_promoted_total", "challengers promoted to champion"),
+    PROMOTION_REJECTED := StatsdMetric("promotion.<model>.rejected", MetricKind.COUNTER, "mlops_promotion_rejected_total", "challengers not promoted"),
+    SERVING_SWITCH := StatsdMetric("serving.<model>.switch", MetricKind.COUNTER, "mlops_serving_switches_total", "live traffic moved to the other colour"),
+    SERVING_ROLLBACK := StatsdMetric("serving.<model>.rollback", MetricKind.COUNTER, "mlops_serving_rollbacks_total", "releases undone"),
+    SERVING_SMOKE_LATENCY := StatsdMetric(
         "serving.<model>.smoke_latency_ms",
         MetricKind.TIMER,
         "mlops_serving_smoke_latency_seconds",
         "each request of the smoke test's burst on the idle colour",
     ),
-    DRIFT_KS_STAT := Metric(
+    DRIFT_KS_STAT := StatsdMetric(
         "drift.<model>.<feature>.ks_stat", MetricKind.GAUGE, "mlops_drift_ks_stat", "KS statistic D of a numeric feature in the last drift check"
     ),
-    DRIFT_TVD := Metric(
+    DRIFT_TVD := StatsdMetric(
         "drift.<model>.<feature>.tvd", MetricKind.GAUGE, "mlops_drift_tvd", "total variation distance of a categorical feature in the last drift check"
     ),
-    DRIFT_P_VALUE := Metric("drift.<model>.<feature>.p_value", MetricKind.GAUGE, "mlops_drift_p_value", "a feature's p-value in the last drift check"),
-    DRIFT_DRIFTED_FEATURES := Metric(
+    DRIFT_P_VALUE := StatsdMetric("drift.<model>.<feature>.p_value", MetricKind.GAUGE, "mlops_drift_p_value", "a feature's p-value in the last drift check"),
+    DRIFT_DRIFTED_FEATURES := StatsdMetric(
         "drift.<model>.drifted_features", MetricKind.GAUGE, "mlops_drift_drifted_features", "features that drifted in the last drift check"
     ),
-    ALERT_DELIVERY_FAILED := Metric(
+    ALERT_DELIVERY_FAILED := StatsdMetric(
         "alerts.<dag>.delivery_failed",
         MetricKind.COUNTER,
         "mlops_alert_delivery_failures_total",
@@ -126,9 +126,9 @@ METRICS: tuple[Metric, ...] = (
 )
 
 
-def find_metric(name: str) -> Metric | None:
+def find_metric(name: str) -> StatsdMetric | None:
     """The declared metric a statsd name (without Airflow's prefix) belongs to, if any."""
-    return next((metric for metric in METRICS if metric.matches(name)), None)
+    return next((metric for metric in STATSD_METRICS if metric.matches(name)), None)
 
 
 def _client():
@@ -155,19 +155,19 @@ def _send(name: str, send) -> None:
         log.warning("Could not send metric %s", name, exc_info=True)
 
 
-def gauge(metric: Metric, value: float, /, **labels: Any) -> None:
+def gauge(metric: StatsdMetric, value: float, /, **labels: Any) -> None:
     """Set a gauge; never raises."""
     name = metric.name(**labels)
     _send(name, lambda client: client.gauge(name, value))
 
 
-def incr(metric: Metric, count: int = 1, /, **labels: Any) -> None:
+def incr(metric: StatsdMetric, count: int = 1, /, **labels: Any) -> None:
     """Increase a counter; never raises."""
     name = metric.name(**labels)
     _send(name, lambda client: client.incr(name, count))
 
 
-def timings(metric: Metric, milliseconds: Iterable[float], /, **labels: Any) -> None:
+def timings(metric: StatsdMetric, milliseconds: Iterable[float], /, **labels: Any) -> None:
     """Send timer values (one per request of a burst) through one client; never raises."""
     name = metric.name(**labels)
 
@@ -181,13 +181,13 @@ def timings(metric: Metric, milliseconds: Iterable[float], /, **labels: Any) -> 
 
 def statsd_mapping() -> dict[str, Any]:
     """The statsd-exporter mapping of every metric, as its YAML config file holds it."""
-    return {"mappings": [metric.mapping() for metric in METRICS]}
+    return {"mappings": [metric.mapping() for metric in STATSD_METRICS]}
 
 
 def markdown_table() -> str:
     """The README's table of metrics."""
     rows = ["| statsd name | kind | Prometheus (statsd-exporter) | meaning |", "|---|---|---|---|"]
-    for metric in METRICS:
+    for metric in STATSD_METRICS:
         labels = ", ".join(metric.labels)
         rows.append(f"| `{metric.template}` | {metric.kind} | `{metric.prometheus_name}{{{labels}}}` | {metric.description} |")
     return "\n".join(rows)

@@ -113,7 +113,7 @@ class DataContractCheckOperator(FailFastTemplates, BaseOperator):
             "task_id": self.task_id,
             "data_uri": base_uri,
             "check_label": self.check_label,
-            **result.to_dict(),
+            **result.as_dict(),
             "quarantined": quarantined,
         }
         report_uri = self._write_report(report, spec, context)

@@ -1,4 +1,4 @@
-"""KSDriftSensor: wait until production data drifts away from the champion's reference sample."""
+"""FeatureDriftSensor: wait until production data drifts away from the champion's reference sample (KS and chi-squared per feature)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def send_drift_metrics(spec: ModelSpec, check: DriftCheck) -> None:
     gauge(DRIFT_DRIFTED_FEATURES, len(check.assessment.drifted_features), model=spec.name)
 
 
-class KSDriftSensor(FailFastTemplates, BaseSensorOperator):
+class FeatureDriftSensor(FailFastTemplates, BaseSensorOperator):
     """
     Succeed, returning the drift summary, when the current window drifts from the champion's reference sample.
 
@@ -158,3 +158,7 @@ class KSDriftSensor(FailFastTemplates, BaseSensorOperator):
             method_name="execute_complete",
             kwargs={"deadline": deadline.isoformat()},
         )
+
+
+# The name of releases before 0.2, when the sensor ran the KS test only; DAGs that import it keep working.
+KSDriftSensor = FeatureDriftSensor

@@ -82,7 +82,7 @@ class DriftAssessment:
     def feature(self, name: str) -> FeatureDrift:
         return next(f for f in self.features if f.feature == name)
 
-    def to_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "drifted": self.drifted,
             "drifted_features": self.drifted_features,

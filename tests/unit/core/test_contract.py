@@ -118,7 +118,7 @@ def test_freshness(spec):
 def test_report_is_json_ready(spec):
     import json
 
-    report = evaluate(spec, partitions(change=lambda f: f.assign(region="atlantis"))).to_dict()
+    report = evaluate(spec, partitions(change=lambda f: f.assign(region="atlantis"))).as_dict()
     assert json.loads(json.dumps(report))["rules_failed"] == 1
     assert report["rules"][0]["rule"]
 

@@ -51,7 +51,9 @@ class FakeRegistry:
 
     def _version(self, version: str) -> ModelVersion:
         tags = [ModelVersionTag(key, value) for key, value in self.tags[version].items()]
-        return ModelVersion(self.name, version, creation_timestamp=0, run_id=f"run-{version}", tags=tags, aliases=[a for a, v in self.aliases.items() if v == version])
+        return ModelVersion(
+            self.name, version, creation_timestamp=0, run_id=f"run-{version}", tags=tags, aliases=[a for a, v in self.aliases.items() if v == version]
+        )
 
     def version(self, version: str) -> ModelVersion:
         return self._version(version)

@@ -10,10 +10,10 @@ from helpers import REPO_ROOT
 
 from mlops_airflow.observability.metrics import (
     DRIFT_P_VALUE,
-    METRICS,
     PROMOTION_PRIMARY_METRIC,
     PROMOTION_PROMOTED,
     SERVING_SMOKE_LATENCY,
+    STATSD_METRICS,
     MetricKind,
     gauge,
     incr,
@@ -64,9 +64,9 @@ def test_timings_of_a_burst(statsd):
 
 
 def test_every_metric_is_declared_once_with_a_distinct_prometheus_name():
-    assert len({m.template for m in METRICS}) == len(METRICS)
-    assert len({m.prometheus_name for m in METRICS}) == len(METRICS)
-    for metric in METRICS:
+    assert len({m.template for m in STATSD_METRICS}) == len(STATSD_METRICS)
+    assert len({m.prometheus_name for m in STATSD_METRICS}) == len(STATSD_METRICS)
+    for metric in STATSD_METRICS:
         assert re.fullmatch(r"mlops_[a-z_]+", metric.prometheus_name)
         assert metric.prometheus_name.endswith("_total") == (metric.kind is MetricKind.COUNTER)
 
@@ -75,7 +75,7 @@ def test_mapping_numbers_labels_after_airflows_prefix():
     rule = DRIFT_P_VALUE.mapping()
     assert rule == {"match": "*.mlops.drift.*.*.p_value", "name": "mlops_drift_p_value", "labels": {"model": "$2", "feature": "$3"}}
     assert SERVING_SMOKE_LATENCY.mapping()["observer_type"] == "histogram"
-    assert len(statsd_mapping()["mappings"]) == len(METRICS)
+    assert len(statsd_mapping()["mappings"]) == len(STATSD_METRICS)
 
 
 def test_the_readme_lists_every_metric():
@@ -83,7 +83,7 @@ def test_the_readme_lists_every_metric():
 
 
 def test_no_code_sends_a_name_outside_the_list():
-    """Every send goes through a declared Metric: no free-form names left in the package."""
+    """Every send goes through a declared StatsdMetric: no free-form names left in the package."""
     package = REPO_ROOT / "plugins" / "mlops_airflow"
     offenders = [
         str(path.relative_to(package))

@@ -1,4 +1,4 @@
-"""KSDriftSensor against a real MLflow store and real partitions; the deferral with its trigger."""
+"""FeatureDriftSensor against a real MLflow store and real partitions; the deferral with its trigger."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, TaskDeferred
 from helpers import DATA_END, DRIFT_START, register_champion_with_reference, task_context, write_drift_data, write_drift_spec
 
-from mlops_airflow.sensors.drift import KSDriftSensor
+from mlops_airflow.sensors.drift import FeatureDriftSensor
 from mlops_airflow.triggers.partitions import NewPartitionTrigger
 
 
 def sensor(spec_path, window_end=DATA_END, **kwargs):
     kwargs.setdefault("timeout", 600)
-    return KSDriftSensor(task_id="detect_drift", spec_path=spec_path, window_end=str(window_end), **kwargs)
+    return FeatureDriftSensor(task_id="detect_drift", spec_path=spec_path, window_end=str(window_end), **kwargs)
 
 
 def test_drift_returns_the_summary_and_sends_gauges(tmp_path, mlflow_store, statsd):
