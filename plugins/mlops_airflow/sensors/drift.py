@@ -160,5 +160,5 @@ class FeatureDriftSensor(FailFastTemplates, BaseSensorOperator):
         )
 
 
-# The name of releases before 0.2, when the sensor ran the KS test only; DAGs that import it keep working.
+# Its name until the re-layout, from when it ran the KS test only: DAGs that import it keep working.
 KSDriftSensor = FeatureDriftSensor
