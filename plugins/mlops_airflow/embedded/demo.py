@@ -10,6 +10,8 @@
    backfills ``batch_score_<model>`` over the drifted days, which are re-scored by it.
 5. A summary: versions, decisions, drift statistics, metrics received, and the timings,
    split into the tasks' own time and Airflow's (scheduling, queueing, task start).
+
+Over 400 lines because it is one narrated script, step after step, with its own printing.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ PostgreSQL cluster (Airflow's metadata database and MLflow's store, see
 MLflow artifacts, the demo data and ``stack.json``, which records what was started. ``up`` is idempotent (a healthy stack is reused); ``down`` ends only the
 process groups recorded there, and only processes that carry this stack's marker in
 their environment, so a recycled process id is never mistaken for ours.
+
+Over 400 lines because it is one lifecycle (start in order, check, restore serving, stop in
+reverse) over four services; the configuration, the owner's watchdog and PostgreSQL are apart.
 """
 
 from __future__ import annotations

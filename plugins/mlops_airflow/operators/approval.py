@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
 
-from mlops_airflow.core.payloads import EvaluationReport
 from mlops_airflow.utils.task_args import as_bool, read_payload
 from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from mlops_airflow.core.payloads import EvaluationReport
 
 
 class PromotionApprovalOperator(FailFastTemplates, ApprovalOperator):

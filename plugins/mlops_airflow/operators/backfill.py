@@ -11,7 +11,6 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_airflow.constants import DEFAULT_AIRFLOW_API_CONN_ID
 from mlops_airflow.core.partitions import parse_day
-from mlops_airflow.core.payloads import DriftSummary
 from mlops_airflow.exceptions import MlopsError
 from mlops_airflow.hooks.airflow_api import AirflowApiHook
 from mlops_airflow.specs import DriftSpec
@@ -21,6 +20,7 @@ from mlops_airflow.utils.templates import FailFastTemplates
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from mlops_airflow.core.payloads import DriftSummary
     from mlops_airflow.hooks.airflow_api import AirflowClient
 
 # Answers after which the same request is asked again.

@@ -18,13 +18,14 @@ from mlops_airflow.constants import (
     TAG_DRIFT_LAST_TRIGGER,
 )
 from mlops_airflow.core.partitions import parse_day
-from mlops_airflow.core.payloads import DriftSummary
 from mlops_airflow.exceptions import MlopsError
 from mlops_airflow.utils.task_args import load_task_spec, read_payload
 from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from mlops_airflow.core.payloads import DriftSummary
 
 ACTIVE_RUN_STATES = frozenset({"queued", "running"})
 

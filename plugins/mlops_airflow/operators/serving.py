@@ -17,13 +17,13 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_airflow.constants import CHAMPION_ALIAS, DEFAULT_MLFLOW_CONN_ID, PREVIOUS_CHAMPION_ALIAS
-from mlops_airflow.core.payloads import Release
 from mlops_airflow.observability.metrics import SERVING_ROLLBACK, SERVING_SMOKE_LATENCY, SERVING_SWITCH, incr, timings
 from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from mlops_airflow.core.payloads import Release
     from mlops_airflow.hooks.mlflow import MlflowHook
     from mlops_airflow.serving.base import ServingBackend
     from mlops_airflow.specs import ModelSpec

@@ -10,15 +10,17 @@ over its Airflow operator, as astronomer-cosmos's ``AbstractDbtBase`` serves its
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID, TrainingExitCode
-from mlops_airflow.core.payloads import TrainingResult
 from mlops_airflow.exceptions import TrackingServerUnavailableError, TrainingFailedError
 from mlops_airflow.training.command_line import container_training_command
 from mlops_airflow.utils.task_args import read_payload
+
+if TYPE_CHECKING:
+    from mlops_airflow.core.payloads import TrainingResult
 
 
 class ModelTrainingBase:

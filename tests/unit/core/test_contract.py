@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from unittest import mock
 
-import numpy as np
 import pyarrow as pa
 import pytest
 
-from mlops_airflow.core import row_hashes as row_hashes_module
 from mlops_airflow.core.contract import evaluate_contract
 from mlops_airflow.core.contract_results import LabelRule, PartitionInput
-from mlops_airflow.core.row_hashes import duplicate_row_mask, row_hashes
 from mlops_airflow.embedded.synthetic import generate_day
 from mlops_airflow.specs import load_spec
 
@@ -121,30 +117,6 @@ def test_report_is_json_ready(spec):
     report = evaluate(spec, partitions(change=lambda f: f.assign(region="atlantis"))).as_dict()
     assert json.loads(json.dumps(report))["rules_failed"] == 1
     assert report["rules"][0]["rule"]
-
-
-class TestDuplicates:
-    def test_exact_duplicate_rows(self):
-        table = pa.table({"a": [1.0, 2.0, 1.0, None, None, float("nan"), float("nan"), 3.0], "b": ["x", "y", "x", None, None, "n", "n", "x"]})
-        assert duplicate_row_mask(table).tolist() == [False, False, True, False, True, False, True, False]
-
-    def test_hash_collisions_are_not_duplicates(self):
-        table = pa.table({"a": np.arange(1000), "b": [str(i % 7) for i in range(1000)]})
-        with mock.patch.object(row_hashes_module, "row_hashes", return_value=np.zeros(1000, dtype=np.uint64)):
-            assert not duplicate_row_mask(table).any()
-
-    def test_hash_separates_columns(self):
-        table = pa.table({"a": [1, 2], "b": [2, 1]})
-        hashes = row_hashes(table)
-        assert hashes[0] != hashes[1]
-
-    def test_strings_hash_by_value_across_chunks(self):
-        table = pa.Table.from_batches(
-            [pa.record_batch({"s": ["p", "q"]}), pa.record_batch({"s": ["q", "p"]})],
-        )
-        hashes = row_hashes(table)
-        assert hashes[0] == hashes[3]
-        assert hashes[1] == hashes[2]
 
 
 def test_categoricals_read_as_dictionaries(spec):

@@ -49,14 +49,11 @@ class FakeRegistry:
         if method in self.errors:
             raise self.errors[method]
 
-    def _version(self, version: str) -> ModelVersion:
-        tags = [ModelVersionTag(key, value) for key, value in self.tags[version].items()]
-        return ModelVersion(
-            self.name, version, creation_timestamp=0, run_id=f"run-{version}", tags=tags, aliases=[a for a, v in self.aliases.items() if v == version]
-        )
-
     def version(self, version: str) -> ModelVersion:
-        return self._version(version)
+        """The version as MLflow returns it: its tags, its run, its aliases."""
+        tags = [ModelVersionTag(key, value) for key, value in self.tags[version].items()]
+        aliases = [alias for alias, target in self.aliases.items() if target == version]
+        return ModelVersion(self.name, version, creation_timestamp=0, run_id=f"run-{version}", tags=tags, aliases=aliases)
 
     # MlflowHook's methods.
     def get_lock_secret(self) -> str:
@@ -70,7 +67,7 @@ class FakeRegistry:
         if "get_version_by_alias" in self.errors:
             raise self.errors["get_version_by_alias"]
         version = self.aliases.get(alias) if name == self.name else None
-        return None if version is None else self._version(version)
+        return None if version is None else self.version(version)
 
     def set_alias(self, name: str, alias: str, version: str | int) -> None:
         self._call("set_alias", name, alias, version)
