@@ -17,8 +17,6 @@ from mlops_airflow.utils.templates import FailFastTemplates
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from mlops_airflow.core.payloads import EvaluationReport
-
 
 class PromotionApprovalOperator(FailFastTemplates, ApprovalOperator):
     """
@@ -55,6 +53,7 @@ class PromotionApprovalOperator(FailFastTemplates, ApprovalOperator):
 
     def execute(self, context: Context) -> Any:
         from mlops_airflow.core.evaluation import summary_table
+        from mlops_airflow.core.payloads import EvaluationReport
         from mlops_airflow.core.promotion import approval_subject
 
         if not as_bool(self.require_approval):

@@ -101,6 +101,7 @@ class BackfillScoresOperator(FailFastTemplates, BaseOperator):
         self.unavailable_delay = unavailable_delay
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_airflow.core.payloads import DriftSummary
         from mlops_airflow.hooks.airflow_api import AirflowApiError
 
         drift = context["params"].get("drift")
@@ -131,6 +132,8 @@ class BackfillScoresOperator(FailFastTemplates, BaseOperator):
 
     def _check_recorded(self, client: AirflowClient, monitor_run_id: str, start: dt.date, end: dt.date) -> None:
         """Refuse days other than those the drift monitor run recorded."""
+        from mlops_airflow.core.payloads import DriftSummary
+
         record = client.xcom(self.drift_monitor_dag_id, monitor_run_id, self.drift_sensor_task_id)
         where = f"{self.drift_monitor_dag_id} run {monitor_run_id!r} ({self.drift_sensor_task_id})"
         if not isinstance(record, dict):

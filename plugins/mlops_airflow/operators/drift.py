@@ -96,6 +96,7 @@ class DriftRetrainGateOperator(FailFastTemplates, BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_airflow.core.payloads import DriftSummary
         from mlops_airflow.hooks.mlflow import MlflowHook
 
         spec = load_task_spec(self.spec_path)
@@ -167,6 +168,7 @@ class DriftReportOperator(FailFastTemplates, BaseOperator):
 
         from mlops_airflow.core.drift_windows import drift_features
         from mlops_airflow.core.partitions import read_window
+        from mlops_airflow.core.payloads import DriftSummary
         from mlops_airflow.hooks.mlflow import MlflowHook
 
         spec = load_task_spec(self.spec_path)

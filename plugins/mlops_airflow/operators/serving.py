@@ -54,6 +54,7 @@ class _ServingOperator(FailFastTemplates, BaseOperator):
         return spec, hook, factory.serving_backend(spec, mlflow_env=hook.get_env())
 
     def release(self, context: Context) -> Release:
+        from mlops_airflow.core.payloads import Release
         from mlops_airflow.utils.task_args import read_payload
 
         pulled = context["ti"].xcom_pull(task_ids=self.deploy_task_id)
@@ -79,6 +80,7 @@ class DeployIdleColorOperator(_ServingOperator):
     """
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_airflow.core.payloads import Release
         from mlops_airflow.hooks.model_versions import require_servable
 
         spec, hook, backend = self.spec_hook_and_backend()
@@ -200,7 +202,7 @@ class RollbackReleaseOperator(_ServingOperator):
 
     def _release_if_any(self, context: Context) -> Release | None:
         """The deploy task's release; ``None`` when it failed before making one, or left one this release cannot read."""
-        from mlops_airflow.core.payloads import PayloadError
+        from mlops_airflow.core.payloads import PayloadError, Release
 
         pulled = context["ti"].xcom_pull(task_ids=self.deploy_task_id)
         if not pulled:

@@ -10,7 +10,7 @@ over its Airflow operator, as astronomer-cosmos's ``AbstractDbtBase`` serves its
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -18,9 +18,6 @@ from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID, TrainingExitCode
 from mlops_airflow.exceptions import TrackingServerUnavailableError, TrainingFailedError
 from mlops_airflow.training.command_line import container_training_command
 from mlops_airflow.utils.task_args import read_payload
-
-if TYPE_CHECKING:
-    from mlops_airflow.core.payloads import TrainingResult
 
 
 class ModelTrainingBase:
@@ -70,6 +67,8 @@ class ModelTrainingBase:
 
     def training_result(self, value: Any) -> dict[str, Any]:
         """The entrypoint's result file as the task's XCom, refused (no retry) when it is not a training result."""
+        from mlops_airflow.core.payloads import TrainingResult
+
         result = read_payload(TrainingResult, value, "the training entrypoint's result")
         self.log.info("Registered %s version %s (run %s)", result.registered_model_name, result.version, result.run_id)  # type: ignore[attr-defined]
         return result.to_xcom()
