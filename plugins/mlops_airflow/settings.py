@@ -1,16 +1,23 @@
 """The package's settings: the one reader of ``MLOPS_*`` configuration and of where the model specs live.
 
 Every value is read when asked for, not at import, so a test or a stack that changes the
-environment sees its change. Variables that pass between our own processes (a training
-subprocess's parent, a serving process's identity) belong to that protocol, not here.
+environment sees its change. Not here, on purpose: variables that pass between our own
+processes (a training subprocess's parent, a pod's spec text, a serving process's identity)
+belong to that protocol; ``${MLOPS_*}`` in a spec is the spec's own data
+(:func:`mlops_airflow.specs.expand_env`); the credentials ``python -m mlops_airflow.mlflow_auth``
+takes from its environment are that command's input; the demo harness reads its own
+(:mod:`mlops_airflow.embedded.config`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 SPECS_DIR_ENV = "MLOPS_SPECS_DIR"
 RETRY_DELAY_ENV = "MLOPS_RETRY_DELAY_SECONDS"
@@ -49,7 +56,7 @@ def specs_dir() -> Path:
 
 
 def retry_delay() -> dt.timedelta:
-    """``$MLOPS_RETRY_DELAY_SECONDS`` (a positive number of seconds, at most a day) if set, else 2 minutes.
+    """``$MLOPS_RETRY_DELAY_SECONDS`` (a positive number of seconds; more than a day counts as a day) if set, else 2 minutes.
 
     Test stacks shorten it through the environment of the DAG processor, which parses the DAGs.
     """
@@ -60,8 +67,11 @@ def retry_delay() -> dt.timedelta:
         seconds = float(raw)
     except ValueError:
         raise ValueError(f"{RETRY_DELAY_ENV}={raw!r} is not a number of seconds") from None
-    if not 0 < seconds <= MAX_RETRY_DELAY.total_seconds():  # also refuses nan and inf
-        raise ValueError(f"{RETRY_DELAY_ENV}={raw!r} must be a positive number of seconds, at most {MAX_RETRY_DELAY.total_seconds():.0f}")
+    if not seconds > 0:  # also refuses nan
+        raise ValueError(f"{RETRY_DELAY_ENV}={raw!r} must be a positive number of seconds")
+    if seconds > MAX_RETRY_DELAY.total_seconds():  # inf too: every DAG would fail to parse over a value that only asks for long
+        log.warning("%s=%r is more than a day; the first retry waits a day", RETRY_DELAY_ENV, raw)
+        return MAX_RETRY_DELAY
     return dt.timedelta(seconds=seconds)
 
 

@@ -192,7 +192,9 @@ class ReleaseWorld:
         if kind == "deploy":
             return DeployIdleColorOperator(task_id="deploy_idle_color", spec_path=self.spec_path).execute(self.context(run_id, "deploy_idle_color", try_number))
         if kind == "switch":
-            release = {"action": "deployed", "color": "green", "version": self.v2}
+            from mlops_airflow.core.payloads import Release
+
+            release = Release(action="deployed", color="green", version=self.v2, run_id="").to_xcom()
             return SwitchTrafficOperator(task_id="switch_traffic", spec_path=self.spec_path).execute(
                 self.context(run_id, "switch_traffic", try_number, {"deploy_idle_color": release})
             )
@@ -245,7 +247,10 @@ class ReleaseWorld:
                 "reports": len(reports),
                 "non_empty": all(a.file_size > 1000 for a in reports),
             }
-        window = [b for b in self.api.backfills if (b["from_date"][:10], b["to_date"][:10]) == (self.summary["backfill_start"], self.summary["backfill_end"])]
+        from mlops_airflow.core.payloads import DriftSummary
+
+        days = tuple(day.isoformat() for day in DriftSummary.from_xcom(self.summary).backfill_days)
+        window = [b for b in self.api.backfills if (b["from_date"][:10], b["to_date"][:10]) == days]
         return {"backfills_for_the_window": len(window), "returned_is_it": [b["id"] for b in window] == [result["backfill_id"]]}
 
 

@@ -363,7 +363,7 @@ def test_a_required_approval_is_read_from_airflows_record_never_from_an_xcom(wor
     better = world.register(world.fit({"max_iter": 100}))
     world.client.set_registered_model_alias("churn", "challenger", better)
     report = EvaluateChallengerOperator(task_id="evaluate_challenger", spec_path=world.spec_path, window_end=str(END)).execute(task_context())
-    assert report["decision"] == "promote", report["reasons"]
+    assert report["recommendation"] == "promote", report["reasons"]
     with FakeAirflowApi() as api:
         monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", api.connection())
         for n, case in enumerate(APPROVAL_CASES):

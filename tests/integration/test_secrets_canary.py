@@ -108,14 +108,20 @@ def files_containing(root: Path, needle: bytes) -> list[str]:
 
 
 def test_the_canary_secrets_leak_nowhere(airflow_db, dagbag, churn_data, canary_connections, mlflow_store, tmp_path, capfd, caplog, monkeypatch):
+    # retrain: every step of a release, and the backfill of a drift-started run (fake API).
+    from mlops_airflow.core.payloads import DriftSummary
     from mlops_airflow.serving.local import default_state_dir
 
-    # retrain: every step of a release, and the backfill of a drift-started run (fake API).
-    drift = {
-        "onset": str(DATA_END - dt.timedelta(days=3)),
-        "backfill_start": str(DATA_END - dt.timedelta(days=3)),
-        "backfill_end": str(DATA_END - dt.timedelta(days=1)),
-    }
+    drift = DriftSummary(
+        model="churn",
+        champion_version="1",
+        window_start=DATA_END - dt.timedelta(days=2),
+        window_end=DATA_END,
+        onset=DATA_END - dt.timedelta(days=3),
+        rows=1000,
+        drifted_features=("monthly_charges",),
+        retrain_run_id="drift__canary",
+    ).to_xcom()
     # The drift monitor run that recorded these days, as the backfill reads it back through the (fake) API.
     canary_connections.api.xcoms[("drift_monitor_churn", "scheduled__canary", "detect_drift")] = dict(drift)
     drift["monitor_run_id"] = "scheduled__canary"

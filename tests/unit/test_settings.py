@@ -39,7 +39,10 @@ class TestRetryDelay:
             pytest.param("  ", dt.timedelta(minutes=2), id="blank"),
             pytest.param("30", dt.timedelta(seconds=30), id="seconds"),
             pytest.param(" 0.5 ", dt.timedelta(milliseconds=500), id="fraction-with-spaces"),
-            pytest.param("86400", dt.timedelta(days=1), id="a-day-at-most"),
+            pytest.param("86400", dt.timedelta(days=1), id="a-day"),
+            pytest.param("86400.5", dt.timedelta(days=1), id="over-a-day-is-a-day"),
+            pytest.param("1e20", dt.timedelta(days=1), id="huge-is-a-day"),
+            pytest.param("inf", dt.timedelta(days=1), id="infinite-is-a-day"),
         ],
     )
     def test_values(self, monkeypatch, raw, expected):
@@ -56,9 +59,6 @@ class TestRetryDelay:
             pytest.param("0", r"MLOPS_RETRY_DELAY_SECONDS='0' must be a positive number of seconds", id="zero"),
             pytest.param("-5", r"MLOPS_RETRY_DELAY_SECONDS='-5' must be a positive", id="negative"),
             pytest.param("nan", r"MLOPS_RETRY_DELAY_SECONDS='nan' must be a positive", id="nan"),
-            pytest.param("inf", r"MLOPS_RETRY_DELAY_SECONDS='inf' must be a positive number of seconds, at most 86400", id="infinite"),
-            pytest.param("1e20", r"MLOPS_RETRY_DELAY_SECONDS='1e20' must be a positive number of seconds, at most 86400", id="huge"),
-            pytest.param("86400.5", r"MLOPS_RETRY_DELAY_SECONDS='86400.5' must be a positive number of seconds, at most 86400", id="over-a-day"),
         ],
     )
     def test_refusals_name_the_variable(self, monkeypatch, raw, match):

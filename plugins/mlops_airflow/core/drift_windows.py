@@ -1,6 +1,6 @@
 """Drift between the champion's reference sample and a window of production data.
 
-Reads the data, turns it into the arrays ``stats/drift.py`` tests, finds the day the
+Reads the data, turns it into the arrays ``stats/drift_assessment.py`` tests, finds the day the
 drift began, and writes the summary that ``drift_monitor_<model>`` hands to the retrain it
 triggers. No Airflow here; pandas and pyarrow are imported when used.
 """

@@ -6,8 +6,10 @@ sensor -> :class:`DriftSummary` -> the retrain gate, the retrain run's ``drift``
 
 On the wire each payload is plain JSON with two keys of its own: ``payload`` (its kind) and
 ``payload_version``. ``from_xcom`` refuses anything else with a :class:`PayloadError` that names
-the payload and the problem, so a value rewritten through the API, or written by another
+the payload and the problem, so a value rewritten through the API, or written by a later
 release of this package, fails the task that reads it instead of being half-understood.
+A value without those two keys was written before payloads were versioned (a run in flight
+across an upgrade, a trainer image built before it): each payload reads that shape too.
 """
 
 from __future__ import annotations
@@ -44,13 +46,37 @@ class _Payload:
         """JSON-ready: what the task returns, or what a DAG run's conf carries."""
         return {KIND_KEY: self.KIND, VERSION_KEY: self.VERSION, **_json_ready(self._fields())}
 
+    @staticmethod
+    def is_unversioned(value: Any) -> bool:
+        """Whether ``value`` has the shape written before payloads were versioned (no kind, no version)."""
+        return isinstance(value, Mapping) and KIND_KEY not in value and VERSION_KEY not in value
+
+    @classmethod
+    def from_xcom(cls: type[_P], value: Any) -> _P:
+        """The payload in ``value``; :class:`PayloadError` naming the problem for any other shape."""
+        try:
+            return cls._from_fields(cls._read(cls._upgrade(value) if cls.is_unversioned(value) else value, legacy=cls.is_unversioned(value)))
+        except PayloadError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError) as err:
+            raise PayloadError(f"{cls.KIND}: a field has the wrong shape: {type(err).__name__}: {err}") from None
+
+    @classmethod
+    def _upgrade(cls, value: Mapping[str, Any]) -> Mapping[str, Any]:
+        """An unversioned value in this release's field names (the same names, unless a payload says otherwise)."""
+        return value
+
+    @classmethod
+    def _from_fields(cls: type[_P], fields: dict[str, Any]) -> _P:
+        return cls(**fields)
+
     @classmethod
     def _read(cls, value: Any, *, legacy: bool = False) -> dict[str, Any]:
         """The fields of ``value``, checked: a mapping of this kind and version with every required field."""
         if not isinstance(value, Mapping):
             raise PayloadError(f"{cls.KIND}: expected a JSON object, got {type(value).__name__}")
         kind, version = value.get(KIND_KEY), value.get(VERSION_KEY)
-        if not (legacy and kind is None and version is None):
+        if not legacy:
             if kind != cls.KIND:
                 raise PayloadError(f"{cls.KIND}: the value is a {kind!r} payload" if kind else f"{cls.KIND}: the value has no {KIND_KEY!r} key")
             if version != cls.VERSION:
@@ -68,7 +94,7 @@ class _Payload:
             value = json.loads(text)
         except ValueError as err:
             raise PayloadError(f"{cls.KIND}: not JSON: {err}") from None
-        return cls.from_xcom(value)  # type: ignore[attr-defined]
+        return cls.from_xcom(value)
 
     def to_json(self) -> str:
         return json.dumps(self.to_xcom(), sort_keys=True)
@@ -109,8 +135,8 @@ class TrainingResult(_Payload):
     reused: bool = False
 
     @classmethod
-    def from_xcom(cls, value: Any) -> TrainingResult:
-        return cls(**cls._read(value))
+    def _from_fields(cls, fields: dict[str, Any]) -> TrainingResult:
+        return cls(**{**fields, "version": str(fields["version"]), "metrics": {str(k): float(v) for k, v in dict(fields["metrics"]).items()}})
 
 
 @dataclass(frozen=True)
@@ -162,8 +188,19 @@ class EvaluationReport(_Payload):
         return dataclasses.replace(self, already_champion=True)
 
     @classmethod
-    def from_xcom(cls, value: Any) -> EvaluationReport:
-        fields = cls._read(value)
+    def _upgrade(cls, value: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Before versioning the recommendation was ``decision`` and the window one ``window`` object."""
+        upgraded = {k: v for k, v in value.items() if k not in ("decision", "window")}
+        window = value.get("window") if isinstance(value.get("window"), Mapping) else {}
+        upgraded.setdefault("recommendation", value.get("decision"))
+        upgraded.setdefault("window_start", window.get("start"))
+        upgraded.setdefault("window_end", window.get("end"))
+        for name, default in (("primary_metric", ""), ("bootstrap", None), ("segments", ())):
+            upgraded.setdefault(name, default)
+        return upgraded
+
+    @classmethod
+    def _from_fields(cls, fields: dict[str, Any]) -> EvaluationReport:
         try:
             recommendation = Recommendation(fields["recommendation"])
         except ValueError:
@@ -174,13 +211,17 @@ class EvaluationReport(_Payload):
         return cls(
             **{
                 **fields,
+                "window_start": str(fields["window_start"]),
+                "window_end": str(fields["window_end"]),
                 "rows": int(fields["rows"]),
                 "challenger": challenger,
                 "champion": ScoredVersion.from_json(cls.KIND, fields["champion"]),
+                "bootstrap": None if fields["bootstrap"] is None else dict(fields["bootstrap"]),
                 "segments": tuple(fields["segments"]),
                 "gates": tuple(fields["gates"]),
                 "recommendation": recommendation,
                 "reasons": tuple(fields["reasons"]),
+                "already_champion": bool(fields.get("already_champion", False)),
             }
         )
 
@@ -242,10 +283,6 @@ class Approval(_Payload):
         """Whether ``user`` (a user name or id) gave this answer."""
         return bool(user) and user in {self.by, self.by_id}
 
-    @classmethod
-    def from_xcom(cls, value: Any) -> Approval:
-        return cls(**cls._read(value))
-
 
 @dataclass(frozen=True)
 class FeatureDrift:
@@ -294,11 +331,19 @@ class DriftSummary(_Payload):
         return value
 
     @classmethod
+    def _upgrade(cls, value: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Before versioning the onset was also written as ``backfill_start``, beside ``backfill_end``."""
+        return {**value, "onset": value.get("onset", value.get("backfill_start"))}
+
+    @classmethod
     def from_xcom(cls, value: Any) -> DriftSummary:
-        legacy = isinstance(value, Mapping) and KIND_KEY not in value and "backfill_start" in value
-        if legacy:
-            value = {"onset": value["backfill_start"], **{k: v for k, v in value.items() if k not in {"onset", "backfill_start"}}}
-        fields = cls._read(value, legacy=legacy)
+        summary = super().from_xcom(value)
+        if cls.is_unversioned(value) and value.get("backfill_end") is not None:  # only an unversioned summary names its own last day
+            return dataclasses.replace(summary, backfill_end=_day(cls.KIND, "backfill_end", value["backfill_end"]))
+        return summary
+
+    @classmethod
+    def _from_fields(cls, fields: dict[str, Any]) -> DriftSummary:
         features = fields.get("features") or {}
         if not isinstance(features, Mapping):
             raise PayloadError(f"{cls.KIND}: features must be an object, got {type(features).__name__}")
@@ -307,7 +352,6 @@ class DriftSummary(_Payload):
         except TypeError as err:
             raise PayloadError(f"{cls.KIND}: a feature's entry is malformed: {err}") from None
         days = {name: _day(cls.KIND, name, fields[name]) for name in ("window_start", "window_end", "onset")}
-        backfill_end = _day(cls.KIND, "backfill_end", fields["backfill_end"]) if fields.get("backfill_end") is not None else None
         return cls(
             **{
                 **fields,
@@ -317,7 +361,7 @@ class DriftSummary(_Payload):
                 "drifted_features": tuple(fields["drifted_features"]),
                 "features": parsed_features,
                 "thresholds": dict(fields.get("thresholds") or {}),
-                "backfill_end": backfill_end,
+                "backfill_end": None,
             }
         )
 
@@ -336,5 +380,10 @@ class Release(_Payload):
     previous_version: str | None = None
 
     @classmethod
-    def from_xcom(cls, value: Any) -> Release:
-        return cls(**cls._read(value))
+    def _from_fields(cls, fields: dict[str, Any]) -> Release:
+        if fields["color"] not in ("blue", "green"):
+            raise PayloadError(f"{cls.KIND}: color {str(fields['color'])[:20]!r} is neither blue nor green")
+        previous = fields.get("previous_color")
+        if previous is not None and previous not in ("blue", "green"):
+            raise PayloadError(f"{cls.KIND}: previous_color {str(previous)[:20]!r} is neither blue nor green")
+        return cls(**{**fields, "version": str(fields["version"])})

@@ -201,17 +201,18 @@ class RollbackReleaseOperator(_ServingOperator):
         self.lock_ttl = lock_ttl
 
     def _release_if_any(self, context: Context) -> Release | None:
-        """The deploy task's release; ``None`` when it failed before making one, or left one this release cannot read."""
-        from mlops_airflow.core.payloads import PayloadError, Release
+        """The deploy task's release; ``None`` when it failed before making one.
+
+        A release that is there but cannot be read fails the rollback (no retry) naming why:
+        skipping would leave live traffic where the failed release put it, unannounced.
+        """
+        from mlops_airflow.core.payloads import Release
+        from mlops_airflow.utils.task_args import read_payload
 
         pulled = context["ti"].xcom_pull(task_ids=self.deploy_task_id)
         if not pulled:
             return None
-        try:
-            return Release.from_xcom(pulled)
-        except PayloadError as err:
-            self.log.warning("Cannot read the release of %s (%s): live traffic is not moved", self.deploy_task_id, err)
-            return None
+        return read_payload(Release, pulled, f"the XCom of {self.deploy_task_id}")
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_airflow.hooks.registry_lock import lock_owner, registry_lock

@@ -5,6 +5,8 @@ Where it sits in the loop: check data -> **train** -> evaluate -> promote. The b
 :class:`~mlops_airflow.operators.training_docker.ModelTrainingDockerOperator` and
 :class:`~mlops_airflow.operators.training_pod.ModelTrainingPodOperator`; each is this base
 over its Airflow operator, as astronomer-cosmos's ``AbstractDbtBase`` serves its backends.
+It is an operator itself, so Airflow sees its arguments: ``default_args`` fill them, and
+``.partial()`` / ``.expand()`` accept them on every backend.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID, TrainingExitCode
@@ -20,7 +23,7 @@ from mlops_airflow.training.command_line import container_training_command
 from mlops_airflow.utils.task_args import read_payload
 
 
-class ModelTrainingBase:
+class ModelTrainingBase(BaseOperator):
     """
     Train a model version with ``python -m mlops_airflow.training``; the XCom is its
     :class:`~mlops_airflow.core.payloads.TrainingResult`, whatever the backend.

@@ -83,7 +83,8 @@ class ModelTrainingDockerOperator(ModelTrainingBase, FailFastTemplates, DockerOp
         self._private_environment = {**self._private_environment, **mlflow_env}  # credentials: never rendered or logged
         if self.gpus:
             self.device_requests = [DeviceRequest(count=self.gpus, capabilities=[["gpu"]])]
-        return super().execute(context)
+        # The result file, as every backend returns it (a trainer image older than versioned payloads too).
+        return self.training_result(super().execute(context))
 
     def _run_image_with_mounts(self, target_mounts, add_tmp_variable: bool):
         # DockerOperator has no arguments for these: add them to the host config it builds.

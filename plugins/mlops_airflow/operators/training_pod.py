@@ -159,7 +159,9 @@ class ModelTrainingPodOperator(ModelTrainingBase, FailFastTemplates, KubernetesP
             k8s.V1EnvVar(name="HOME", value="/tmp"),  # noqa: S108 - the read-only root needs a writable home
             k8s.V1EnvVar(name=PICKLE_ENV, value="false"),  # no MLflow loader in the pod deserialises pickle
         ]
-        return super().execute(context)
+        result = super().execute(context)
+        # A deferred pod returns through the trigger (execute_complete), which KubernetesPodOperator reads itself.
+        return self.training_result(result) if result is not None else result
 
     def build_pod_request_obj(self, context: Context | None = None, *, dry_run: bool = False):
         """The KubernetesPodOperator pod, refused if it breaks the restricted Pod Security Standard.

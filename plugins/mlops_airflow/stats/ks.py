@@ -26,7 +26,7 @@ costs up to half a second per feature at n = 500,000, the p-value is the closed 
 ``2 exp(-(6 n d + 1)^2 / (18 n))`` of the one-sided Smirnov tail. Its absolute error is at
 most ``TAIL_ERROR_PER_N / n`` (measured on a dense grid of n and d, and tested); the result
 carries that bound per feature (``pvalue_error``) so that a decision near a threshold can
-ask for scipy's value (``exact_pvalue``), as ``stats/drift.py`` does.
+ask for scipy's value (``exact_pvalue``), as ``stats/drift_assessment.py`` does.
 """
 
 from __future__ import annotations

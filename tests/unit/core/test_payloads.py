@@ -160,3 +160,37 @@ class TestApproval:
         timed_out = Approval.from_hitl({"response_received": True, "responded_by_user": None, "chosen_options": ["Reject"]})
         assert (timed_out.timed_out, timed_out.approved, timed_out.answered) == (True, False, False)
         assert Approval.from_hitl(None) == Approval(required=True)
+
+
+class TestWrittenBeforePayloadsWereVersioned:
+    """A run in flight across an upgrade, or an older trainer image, hands over the unversioned shape."""
+
+    def test_an_evaluation_report_with_decision_and_window(self):
+        old = {k: v for k, v in REPORT.to_xcom().items() if k not in ("payload", "payload_version", "recommendation", "window_start", "window_end")}
+        old |= {"decision": "promote", "window": {"start": "2026-02-22", "end": "2026-03-01"}}
+        assert EvaluationReport.from_xcom(old) == REPORT
+
+    @pytest.mark.parametrize("payload", [pytest.param(TRAINED, id="training-result"), pytest.param(RELEASE, id="release")])
+    def test_the_same_fields_without_kind_and_version(self, payload):
+        old = {k: v for k, v in payload.to_xcom().items() if k not in ("payload", "payload_version")}
+        assert type(payload).from_xcom(old) == payload
+
+    def test_a_versioned_summary_cannot_name_its_own_last_day(self):
+        """Only the unversioned shape carried backfill_end; in a versioned one it would widen the re-scored days."""
+        assert DriftSummary.from_xcom({**DRIFT.to_xcom(), "backfill_end": "2100-01-01"}).backfill_days == DRIFT.backfill_days
+
+
+@pytest.mark.parametrize(
+    ("payload", "change"),
+    [
+        pytest.param(REPORT, {"rows": "many"}, id="rows-not-a-number"),
+        pytest.param(REPORT, {"reasons": None}, id="reasons-none"),
+        pytest.param(TRAINED, {"metrics": ["roc_auc"]}, id="metrics-a-list"),
+        pytest.param(DRIFT, {"drifted_features": 3}, id="features-a-number"),
+        pytest.param(RELEASE, {"color": "purple"}, id="release-colour"),
+        pytest.param(RELEASE, {"previous_color": "red"}, id="previous-colour"),
+    ],
+)
+def test_a_field_of_the_wrong_shape_is_a_payload_error(payload, change):
+    with pytest.raises(PayloadError, match=rf"^{payload.KIND}: "):
+        type(payload).from_xcom({**payload.to_xcom(), **change})

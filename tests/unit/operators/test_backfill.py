@@ -65,7 +65,7 @@ def test_runs_not_started_by_drift_have_nothing_to_backfill(api):
 def test_a_bad_window_fails_without_retrying(api):
     with pytest.raises(AirflowFailException, match="last day 2026-02-01 is before its onset 2026-03-01"):
         run({**DRIFT, "onset": "2026-03-01", "window_end": "2026-02-02"})
-    with pytest.raises(AirflowFailException, match="the drift Param is not what this task reads: drift_summary: the value has no 'payload' key"):
+    with pytest.raises(AirflowFailException, match="the drift Param is not what this task reads: drift_summary: missing 'model'"):
         run({"onset": "2026-03-01"})
 
 

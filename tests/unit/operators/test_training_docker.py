@@ -12,11 +12,14 @@ from airflow.sdk.exceptions import AirflowFailException
 from helpers import REPO_ROOT
 
 from mlops_airflow.constants import TAG_REASON
+from mlops_airflow.core.payloads import TrainingResult
 from mlops_airflow.exceptions import TrackingServerUnavailableError, TrainingFailedError
 from mlops_airflow.operators.training_docker import ModelTrainingDockerOperator
 
 SPEC_PATH = REPO_ROOT / "include" / "models" / "churn.yaml"
-RESULT = {"run_id": "r1", "model_uri": "models:/churn/7", "version": "7"}
+RESULT = TrainingResult(
+    run_id="r1", model_uri="models:/churn/7", version="7", registered_model_name="churn", window_start="2026-01-01", window_end="2026-01-29", metrics={}
+).to_xcom()
 
 
 class FakeDockerClient:
