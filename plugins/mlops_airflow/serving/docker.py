@@ -24,6 +24,7 @@ from mlops_airflow.serving.base import BlueGreenBackend, Color, ColorNotReadyErr
 if TYPE_CHECKING:
     from docker import APIClient
 
+    from mlops_airflow.serving.model_server import Capacity
     from mlops_airflow.specs import DockerServingSpec
 
 LABEL_MODEL = "mlops-airflow.model"
@@ -61,19 +62,24 @@ class DockerServingBackend(BlueGreenBackend):
         from the worker, besides what :meth:`container_env` adds.
     """
 
-    def __init__(self, *, model: str, spec: DockerServingSpec, api_client: APIClient, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *, model: str, spec: DockerServingSpec, api_client: APIClient, env: dict[str, str] | None = None, capacity: Capacity | None = None
+    ) -> None:
         self.model = model
         self.spec = spec
         self.api = api_client
         self.env = env or {}
+        self.capacity = capacity
 
     @classmethod
-    def from_hook(cls, *, model: str, spec: DockerServingSpec, env: dict[str, str] | None = None, docker_conn_id: str | None = None) -> DockerServingBackend:
+    def from_hook(
+        cls, *, model: str, spec: DockerServingSpec, env: dict[str, str] | None = None, docker_conn_id: str | None = None, capacity: Capacity | None = None
+    ) -> DockerServingBackend:
         """Build the client with the Docker provider's hook; ``docker_conn_id`` only to log in to a registry."""
         from airflow.providers.docker.hooks.docker import DockerHook
 
         hook = DockerHook(docker_conn_id=docker_conn_id, base_url=spec.base_url)
-        return cls(model=model, spec=spec, api_client=hook.api_client, env=env)
+        return cls(model=model, spec=spec, api_client=hook.api_client, env=env, capacity=capacity)
 
     # -- Docker ---------------------------------------------------------------------------
 
@@ -105,7 +111,7 @@ class DockerServingBackend(BlueGreenBackend):
         arguments = {
             "image": self.spec.image,
             "name": name,
-            "command": server_command("python", model_uri=model_uri, estimator_kind=estimator_kind, host="0.0.0.0", port=port),  # noqa: S104 - inside its container
+            "command": server_command("python", model_uri=model_uri, estimator_kind=estimator_kind, host="0.0.0.0", port=port, capacity=self.capacity),  # noqa: S104 - inside its container
             "environment": self.container_env(),
             "labels": {LABEL_MODEL: self.model, LABEL_COLOR: str(color), LABEL_VERSION: str(version), LABEL_URI: model_uri},
             "healthcheck": {"test": ["CMD", "python", "-c", probe], "interval": 2 * _NS, "timeout": 3 * _NS, "retries": 3, "start_period": 300 * _NS},

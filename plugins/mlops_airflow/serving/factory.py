@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mlops_airflow.serving.model_server import Capacity
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -27,7 +29,7 @@ def serving_backend(spec: ModelSpec, *, mlflow_env: dict[str, str]) -> ServingBa
     if spec.serving.backend == "docker":
         from mlops_airflow.serving.docker import DockerServingBackend
 
-        return DockerServingBackend.from_hook(model=spec.name, spec=spec.serving.docker, env=mlflow_env)
+        return DockerServingBackend.from_hook(model=spec.name, spec=spec.serving.docker, env=mlflow_env, capacity=Capacity.from_spec(spec.serving.capacity))
     return local_serving_backend(spec, env=mlflow_env)
 
 
@@ -38,5 +40,9 @@ def local_serving_backend(spec: ModelSpec, *, state_dir: Path | None = None, env
 
     local = spec.serving.local
     return LocalServingBackend(
-        model=spec.name, state_dir=state_dir, ports=LocalPorts(live=local.live_port, blue=local.blue_port, green=local.green_port), env=env
+        model=spec.name,
+        state_dir=state_dir,
+        ports=LocalPorts(live=local.live_port, blue=local.blue_port, green=local.green_port),
+        env=env,
+        capacity=Capacity.from_spec(spec.serving.capacity),
     )

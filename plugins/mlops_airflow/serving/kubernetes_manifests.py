@@ -13,9 +13,19 @@ from typing import Any
 from mlops_airflow.core.model_loading import SAFE_MODEL_ENV
 from mlops_airflow.serving.base import Color
 from mlops_airflow.serving.kubernetes import CONTAINER, MANAGED_BY, VERSION_ANNOTATION, deployment_name, preview_service_name
-from mlops_airflow.serving.model_server import ESTIMATOR_KIND_ENV, MODEL_URI_ENV, server_command
+from mlops_airflow.serving.model_server import (
+    ESTIMATOR_KIND_ENV,
+    MAX_BATCH_ROWS_ENV,
+    MAX_PENDING_ENV,
+    MAX_WAIT_ENV,
+    MODEL_URI_ENV,
+    WORKERS_ENV,
+    Capacity,
+    server_command,
+)
 
 SERVER_PORT = 8080
+DEFAULT_POD_WORKERS = 2
 
 
 def switch_role_rules(model: str) -> list[dict[str, Any]]:
@@ -26,8 +36,21 @@ def switch_role_rules(model: str) -> list[dict[str, Any]]:
     ]
 
 
-def _deployment(model: str, namespace: str, color: Color, image: str, tracking_uri: str, credentials_secret: str | None) -> dict[str, Any]:
+def capacity_env(capacity: Capacity) -> list[dict[str, str]]:
+    """The server's capacity as environment variables. A pod sees its node's CPUs, not its own share: workers are set, never counted."""
+    return [
+        {"name": WORKERS_ENV, "value": str(capacity.workers or DEFAULT_POD_WORKERS)},
+        {"name": MAX_PENDING_ENV, "value": str(capacity.max_pending)},
+        {"name": MAX_BATCH_ROWS_ENV, "value": str(capacity.max_batch_rows)},
+        {"name": MAX_WAIT_ENV, "value": f"{capacity.max_wait_seconds:g}"},
+    ]
+
+
+def _deployment(
+    model: str, namespace: str, color: Color, image: str, tracking_uri: str, credentials_secret: str | None, capacity: Capacity
+) -> dict[str, Any]:
     labels = {"app": model, "color": str(color)}
+    workers = capacity.workers or DEFAULT_POD_WORKERS
     # What the server needs and nothing else; a deploy sets the model URI and estimator kind.
     env = [
         {"name": MODEL_URI_ENV, "value": ""},
@@ -35,6 +58,7 @@ def _deployment(model: str, namespace: str, color: Color, image: str, tracking_u
         {"name": "MLFLOW_TRACKING_URI", "value": tracking_uri},
         *({"name": name, "value": value} for name, value in SAFE_MODEL_ENV.items()),
         {"name": "HOME", "value": "/tmp"},  # noqa: S108 - an emptyDir
+        *capacity_env(capacity),
     ]
     if credentials_secret:
         env += [
@@ -65,7 +89,8 @@ def _deployment(model: str, namespace: str, color: Color, image: str, tracking_u
                             "ports": [{"name": "http", "containerPort": SERVER_PORT}],
                             "readinessProbe": {"httpGet": {"path": "/ping", "port": "http"}, "periodSeconds": 5},
                             "livenessProbe": {"httpGet": {"path": "/health", "port": "http"}, "initialDelaySeconds": 30, "periodSeconds": 10},
-                            "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+                            # A CPU per worker process; memory: the model once, shared by the forked workers, plus their own.
+                            "resources": {"requests": {"cpu": str(workers), "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
                             "securityContext": {
                                 "allowPrivilegeEscalation": False,
                                 "readOnlyRootFilesystem": True,
@@ -113,6 +138,7 @@ def serving_manifests(
     switcher_service_account: str,
     switcher_namespace: str,
     credentials_secret: str | None = "mlflow-serving-credentials",  # noqa: S107 - the name of a Kubernetes Secret
+    capacity: Capacity | None = None,
 ) -> list[dict[str, Any]]:
     """Deployments per colour, the live and preview Services, the servers' NetworkPolicy, and the Role + RoleBinding for the switch.
 
@@ -126,7 +152,7 @@ def serving_manifests(
             "metadata": {"name": f"{model}-model-server", "namespace": namespace, "labels": MANAGED_BY},
             "automountServiceAccountToken": False,
         },
-        *(_deployment(model, namespace, color, image, tracking_uri, credentials_secret) for color in Color),
+        *(_deployment(model, namespace, color, image, tracking_uri, credentials_secret, capacity or Capacity(workers=None)) for color in Color),
         _service(model, model, namespace, Color.BLUE),
         _service(preview_service_name(model), model, namespace, Color.GREEN),
         _network_policy(model, namespace),
@@ -156,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracking-uri", required=True)
     parser.add_argument("--switcher-service-account", default="airflow-worker")
     parser.add_argument("--switcher-namespace", default="airflow")
+    parser.add_argument("--workers", type=int, default=DEFAULT_POD_WORKERS, help="model-server processes per pod (and CPUs requested)")
     args = parser.parse_args(argv)
     documents = serving_manifests(
         model=args.model,
@@ -164,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         tracking_uri=args.tracking_uri,
         switcher_service_account=args.switcher_service_account,
         switcher_namespace=args.switcher_namespace,
+        capacity=Capacity(workers=args.workers),
     )
     sys.stdout.write(yaml.safe_dump_all(documents, sort_keys=False))
     return 0

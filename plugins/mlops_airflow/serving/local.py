@@ -35,7 +35,7 @@ from mlops_airflow.serving.base import BlueGreenBackend, Color, ColorNotReadyErr
 from mlops_airflow.serving.local_ports import LocalPorts
 from mlops_airflow.serving.local_processes import group_alive, http_request, log_tail, port_open, process_alive, stop_group
 from mlops_airflow.serving.local_proxy import ROUTE, CaddyProxy, ProxyError
-from mlops_airflow.serving.model_server import server_command
+from mlops_airflow.serving.model_server import Capacity, server_command
 from mlops_airflow.settings import serving_state_dir
 
 
@@ -51,16 +51,25 @@ class LocalServingBackend(CaddyProxy, BlueGreenBackend):
     :param state_dir: where the state file and the process logs go.
     :param ports: live, blue and green ports on ``host``.
     :param env: extra environment for the model servers (the MLflow URIs and credentials).
+    :param capacity: each colour's workers and limits (``serving.capacity``); ``None``: the server's defaults.
     """
 
     def __init__(
-        self, *, model: str, state_dir: Path | None = None, ports: LocalPorts | None = None, host: str = "127.0.0.1", env: dict[str, str] | None = None
+        self,
+        *,
+        model: str,
+        state_dir: Path | None = None,
+        ports: LocalPorts | None = None,
+        host: str = "127.0.0.1",
+        env: dict[str, str] | None = None,
+        capacity: Capacity | None = None,
     ) -> None:
         self.model = model
         self.state_dir = Path(state_dir or default_state_dir())
         self.ports = ports or LocalPorts.from_env()
         self.host = host
         self.env = env or {}
+        self.capacity = capacity
 
     # -- state ---------------------------------------------------------------------------
 
@@ -122,7 +131,7 @@ class LocalServingBackend(CaddyProxy, BlueGreenBackend):
 
     def _start_server(self, state: dict[str, Any], color: Color, version: str, model_uri: str, estimator_kind: str) -> None:
         port = self.ports.of(color)
-        command = server_command(sys.executable, model_uri=model_uri, estimator_kind=estimator_kind, host=self.host, port=port)
+        command = server_command(sys.executable, model_uri=model_uri, estimator_kind=estimator_kind, host=self.host, port=port, capacity=self.capacity)
         process = self._spawn(color, command, self.env)
         state["colors"][str(color)] = {
             "version": str(version),

@@ -13,6 +13,7 @@ names the file and the dotted path of the offending field.
 from mlops_airflow.specs.loading import SpecFolder, find_spec, load_spec, load_spec_folder, load_spec_text, load_specs, model_specs
 from mlops_airflow.specs.model import (
     MAX_SPEC_BYTES,
+    CapacitySpec,
     ColumnContract,
     ComputeSpec,
     DataContract,
@@ -37,6 +38,7 @@ from mlops_airflow.specs.reading import expand_env, normalise_uri
 
 __all__ = [
     "MAX_SPEC_BYTES",
+    "CapacitySpec",
     "ColumnContract",
     "ComputeSpec",
     "DataContract",

@@ -192,6 +192,21 @@ class SmokeSpec:
     max_p95_ms: float = 500.0
     max_error_rate: float = 0.0
     tolerance: float = 1e-6
+    concurrency: int = 8  # the burst's requests in flight at once: p95 is judged under concurrency
+
+
+@dataclass(frozen=True)
+class CapacitySpec:
+    """What one colour's model server takes on (every backend): worker processes, and per worker its limits.
+
+    Past ``max_pending`` requests waiting or running in a worker, or ``max_wait_seconds`` of waiting,
+    a request is answered 503 with ``Retry-After`` at once instead of queueing.
+    """
+
+    workers: int | None = None  # None: one per CPU of the machine or container the server runs on
+    max_pending: int = 32
+    max_batch_rows: int = 4096  # concurrent requests are scored together, up to this many rows per model call
+    max_wait_seconds: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -238,6 +253,7 @@ class ServingSpec:
     kubernetes_conn_id: str = "kubernetes_default"
     docker: DockerServingSpec = field(default_factory=lambda: DockerServingSpec())
     local: LocalServingSpec = field(default_factory=LocalServingSpec)
+    capacity: CapacitySpec = field(default_factory=CapacitySpec)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from mlops_airflow.specs.model import (
     SERVING_BACKENDS,
     WEEK_MINUTES,
     YEAR_HOURS,
+    CapacitySpec,
     DockerServingSpec,
     DriftSpec,
     FeatureSpec,
@@ -41,6 +42,7 @@ def _parse_serving(section: _Section) -> ServingSpec:
         max_p95_ms=float(smoke_section.number("max_p95_ms", SmokeSpec.max_p95_ms, minimum=1.0, maximum=600_000.0)),
         max_error_rate=float(smoke_section.number("max_error_rate", SmokeSpec.max_error_rate, minimum=0.0, maximum=1.0)),
         tolerance=float(smoke_section.number("tolerance", SmokeSpec.tolerance, minimum=0.0, maximum=1.0)),
+        concurrency=smoke_section.integer("concurrency", SmokeSpec.concurrency, minimum=1, maximum=256),
     )
     smoke_section.finish()
     k8s = section.section("kubernetes", required=False)
@@ -55,8 +57,22 @@ def _parse_serving(section: _Section) -> ServingSpec:
         kubernetes_conn_id=k8s.string("conn_id", defaults.kubernetes_conn_id),
         docker=_parse_docker_serving(section.section("docker", required=False)),
         local=_parse_local_serving(section.section("local", required=False)),
+        capacity=_parse_capacity(section.section("capacity", required=False)),
     )
     k8s.finish()
+    section.finish()
+    return spec
+
+
+def _parse_capacity(section: _Section) -> CapacitySpec:
+    defaults = CapacitySpec()
+    workers = section.integer("workers", 0, minimum=0, maximum=256)
+    spec = CapacitySpec(
+        workers=workers or None,  # 0 or absent: one per CPU where the server runs
+        max_pending=section.integer("max_pending", defaults.max_pending, minimum=1, maximum=100_000),
+        max_batch_rows=section.integer("max_batch_rows", defaults.max_batch_rows, minimum=1, maximum=1_000_000),
+        max_wait_seconds=float(section.number("max_wait_seconds", defaults.max_wait_seconds, minimum=0.001, maximum=600.0)),
+    )
     section.finish()
     return spec
 

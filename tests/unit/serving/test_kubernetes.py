@@ -136,8 +136,29 @@ class TestManifests:
                 "MLFLOW_TRACKING_PASSWORD",
                 "MLFLOW_ALLOW_PICKLE_DESERIALIZATION",
                 "HOME",
+                "MLOPS_SERVING_WORKERS",
+                "MLOPS_SERVING_MAX_PENDING",
+                "MLOPS_SERVING_MAX_BATCH_ROWS",
+                "MLOPS_SERVING_MAX_WAIT_SECONDS",
             }
             assert env["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false"
+
+    def test_each_pod_runs_as_many_workers_as_the_cpus_it_requests(self):
+        from mlops_airflow.serving.kubernetes_manifests import main
+
+        for argv, workers in (([], "2"), (["--workers", "4"], "4")):
+            import contextlib
+            import io
+
+            import yaml
+
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                main(["--model", "churn", "--image", "img:1", "--tracking-uri", "http://mlflow", *argv])
+            for deployment in [d for d in yaml.safe_load_all(out.getvalue()) if d["kind"] == "Deployment"]:
+                (container,) = deployment["spec"]["template"]["spec"]["containers"]
+                env = {e["name"]: e.get("value") for e in container["env"]}
+                assert env["MLOPS_SERVING_WORKERS"] == container["resources"]["requests"]["cpu"] == workers
 
     def test_model_servers_are_reachable_on_the_serving_port_only(self):
         (policy,) = [d for d in manifests() if d["kind"] == "NetworkPolicy"]

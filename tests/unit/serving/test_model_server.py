@@ -12,9 +12,10 @@ import pytest
 
 from mlops_airflow.core.model_loading import PICKLE_ENV, UnsafeModelError
 from mlops_airflow.serving import model_server
-from mlops_airflow.serving.model_server import EXIT_REFUSED, main, server_command
+from mlops_airflow.serving.model_server import EXIT_REFUSED, Capacity, Supervisor, main, parse_args, server_command
 
 HGB = "hist_gradient_boosting"
+CAPACITY_ENV = (model_server.WORKERS_ENV, model_server.MAX_PENDING_ENV, model_server.MAX_BATCH_ROWS_ENV, model_server.MAX_WAIT_ENV)
 
 
 @pytest.fixture
@@ -30,8 +31,10 @@ def refusing_loader(monkeypatch):
     monkeypatch.setattr(model_server, "load", refuse)
     # main() switches pickle off in this (the test's) process: give monkeypatch a value to put back.
     monkeypatch.setenv(PICKLE_ENV, "true")
-    for name in (model_server.MODEL_URI_ENV, model_server.ESTIMATOR_KIND_ENV):
+    for name in (model_server.MODEL_URI_ENV, model_server.ESTIMATOR_KIND_ENV, *CAPACITY_ENV):
         monkeypatch.delenv(name, raising=False)
+    for name in model_server.SINGLE_THREADED_ENV:  # main() sets them where unset: give monkeypatch a value to put back
+        monkeypatch.setenv(name, "1")
     return asked
 
 
@@ -103,3 +106,73 @@ class TestMain:
         assert refusing_loader["pickle"] == "false"
         assert refusing_loader["folder_existed"] is True
         assert not refusing_loader["folder"].exists()
+
+
+class TestCapacity:
+    def test_the_command_carries_it_and_the_server_reads_it_back(self, refusing_loader):
+        capacity = Capacity(workers=3, max_pending=16, max_batch_rows=512, max_wait_seconds=0.25)
+        command = server_command("python", model_uri="models:/churn/3", estimator_kind=HGB, host="127.0.0.1", port=9000, capacity=capacity)
+        assert parse_args(command[3:]).capacity == capacity
+
+    def test_the_environment_sets_what_the_arguments_leave_out(self, refusing_loader, monkeypatch):
+        monkeypatch.setenv(model_server.WORKERS_ENV, "5")
+        monkeypatch.setenv(model_server.MAX_WAIT_ENV, "0.5")
+        args = parse_args(["--model-uri", "m", "--estimator-kind", HGB, "--max-pending", "8"])
+        assert args.capacity == Capacity(workers=5, max_pending=8, max_batch_rows=model_server.DEFAULT_MAX_BATCH_ROWS, max_wait_seconds=0.5)
+
+    def test_workers_default_to_the_cpus_this_process_may_use(self, refusing_loader, monkeypatch):
+        monkeypatch.setattr(model_server.os, "sched_getaffinity", lambda pid: {0, 1, 2})
+        assert parse_args(["--model-uri", "m", "--estimator-kind", HGB]).capacity.workers == 3
+
+    @pytest.mark.parametrize(
+        ("name", "value", "message"), [("MLOPS_SERVING_WORKERS", "two", "is not a whole number"), ("MLOPS_SERVING_MAX_WAIT_SECONDS", "0", "must be above 0")]
+    )
+    def test_a_bad_environment_value_is_named(self, refusing_loader, monkeypatch, name, value, message):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(SystemExit, match=f"{name}='{value}' {message}"):
+            parse_args(["--model-uri", "m", "--estimator-kind", HGB])
+
+    def test_a_negative_argument_is_refused(self, refusing_loader, capsys):
+        with pytest.raises(SystemExit):
+            parse_args(["--model-uri", "m", "--estimator-kind", HGB, "--workers", "-1"])
+        assert "capacity must be positive" in capsys.readouterr().err
+
+
+class TestSupervisor:
+    def test_a_worker_that_dies_is_started_again(self):
+        import signal
+        import time
+
+        supervisor = Supervisor(2, lambda: time.sleep(60), min_uptime=0.0, backoff=0.0, grace=5.0)
+        try:
+            for _ in range(2):
+                supervisor._fork()
+            victim = sorted(supervisor.children)[0]
+            os.kill(victim, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while supervisor.restarts == 0 and time.monotonic() < deadline:
+                supervisor._reap_and_replace()
+                time.sleep(0.02)
+            assert supervisor.restarts == 1
+            assert victim not in supervisor.children
+            assert len(supervisor.children) == 2
+            for pid in supervisor.children:
+                os.kill(pid, 0)  # alive
+        finally:
+            supervisor.stopping = True
+            survivors = list(supervisor.children)
+            supervisor._end_children()
+        for pid in survivors:
+            with pytest.raises(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # reaped by _end_children
+
+    def test_stopping_ends_every_worker(self):
+        import time
+
+        supervisor = Supervisor(1, lambda: time.sleep(60), grace=5.0)
+        supervisor._fork()
+        (pid,) = supervisor.children
+        supervisor._stop()
+        supervisor._end_children()
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
