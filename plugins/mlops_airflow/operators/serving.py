@@ -131,6 +131,7 @@ class SmokeTestIdleOperator(_ServingOperator):
             max_p95_ms=smoke.max_p95_ms,
             max_error_rate=smoke.max_error_rate,
             tolerance=smoke.tolerance,
+            concurrency=smoke.concurrency,
         )
         timings(SERVING_SMOKE_LATENCY, result.latencies_ms, model=spec.name)
         self.log.info("Smoke test of %s v%s on %s: %s", spec.name, release.version, release.color, result.as_dict())

@@ -46,9 +46,7 @@ def capacity_env(capacity: Capacity) -> list[dict[str, str]]:
     ]
 
 
-def _deployment(
-    model: str, namespace: str, color: Color, image: str, tracking_uri: str, credentials_secret: str | None, capacity: Capacity
-) -> dict[str, Any]:
+def _deployment(model: str, namespace: str, color: Color, image: str, tracking_uri: str, credentials_secret: str | None, capacity: Capacity) -> dict[str, Any]:
     labels = {"app": model, "color": str(color)}
     workers = capacity.workers or DEFAULT_POD_WORKERS
     # What the server needs and nothing else; a deploy sets the model URI and estimator kind.

@@ -33,7 +33,7 @@ from typing import Any
 
 from mlops_airflow.serving.base import BlueGreenBackend, Color, ColorNotReadyError, ColorState, ServingStatus, SwitchOutcome
 from mlops_airflow.serving.local_ports import LocalPorts
-from mlops_airflow.serving.local_processes import group_alive, http_request, log_tail, port_open, process_alive, stop_group
+from mlops_airflow.serving.local_processes import group_alive, group_members, http_request, log_tail, port_open, process_alive, stop_group
 from mlops_airflow.serving.local_proxy import ROUTE, CaddyProxy, ProxyError
 from mlops_airflow.serving.model_server import Capacity, server_command
 from mlops_airflow.settings import serving_state_dir
@@ -98,7 +98,10 @@ class LocalServingBackend(CaddyProxy, BlueGreenBackend):
             return ColorState(color, entry.get("version"), False, 0, "not running")
         status, _ = http_request("GET", f"{self.preview_url(color)}/ping", timeout=2)
         ready = status == 200
-        return ColorState(color, entry.get("version"), ready, 1, "answers /ping" if ready else f"/ping answered {status or 'nothing'}")
+        # The server's process and its forked workers share its group: the workers are the replicas.
+        workers = max(len(group_members(entry["pgid"])) - 1, 0) if entry.get("pgid") else 0
+        detail = f"answers /ping ({workers} worker{'s' if workers != 1 else ''})" if ready else f"/ping answered {status or 'nothing'}"
+        return ColorState(color, entry.get("version"), ready, workers, detail)
 
     def live_color(self) -> Color | None:
         """The router's colour; when the router is not running, the one recorded as live."""

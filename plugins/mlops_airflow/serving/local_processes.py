@@ -60,6 +60,19 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of a group (Linux /proc; empty elsewhere)."""
+    members = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat_file.parent.name))
+    return members
+
+
 def stop_group(pgid: int, timeout: float = 20.0) -> None:
     """SIGTERM a process group, then SIGKILL what is left after ``timeout``."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
