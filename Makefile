@@ -52,6 +52,9 @@ bench: setup ## benchmarks, side by side as ratios (installs the comparison libr
 	$(UV) sync --locked --group bench
 	$(PYTHON) bench/contract_bench.py
 	$(PYTHON) bench/drift_bench.py
+	@command -v wrk >/dev/null || { echo "installing wrk (the serving benchmark's load generator) from Debian's packages"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -qq wrk >/dev/null; else sudo apt-get install -y -qq wrk >/dev/null; fi; }
+	$(PYTHON) bench/serving_bench.py
 
 # The Astro runtime and the official image bring Airflow itself; everything else is pinned as locked.
 REQUIREMENTS_OUT ?= requirements.txt
