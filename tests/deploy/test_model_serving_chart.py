@@ -66,6 +66,29 @@ def test_every_rendered_manifest_validates(helm):
     assert {doc["metadata"]["namespace"] for doc in docs} == {NAMESPACE}
 
 
+def test_an_optional_autoscaler_per_colour_targets_its_deployment(helm):
+    assert by_kind(render(helm), "HorizontalPodAutoscaler") == {}
+    docs = render(helm, "autoscaling.enabled=true", "autoscaling.maxReplicas=6")
+    autoscalers = by_kind(docs, "HorizontalPodAutoscaler")
+    assert set(autoscalers) == {"churn-blue", "churn-green"}
+    deployments = by_kind(docs, "Deployment")
+    for name, autoscaler in autoscalers.items():
+        kubernetes_validate.validate(autoscaler, K8S_VERSION, strict=True)
+        target = autoscaler["spec"]["scaleTargetRef"]
+        assert (target["kind"], target["name"]) == ("Deployment", name)
+        assert name in deployments
+        assert (autoscaler["spec"]["minReplicas"], autoscaler["spec"]["maxReplicas"]) == (2, 6)
+
+
+def test_each_pod_runs_as_many_workers_as_the_cpus_it_requests(helm):
+    for values, workers in (((), "2"), (("capacity.workers=4", "resources.requests.cpu=4"), "4")):
+        for deployment in by_kind(render(helm, *values), "Deployment").values():
+            (container,) = deployment["spec"]["template"]["spec"]["containers"]
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert env["MLOPS_SERVING_WORKERS"] == str(container["resources"]["requests"]["cpu"]) == workers
+            assert (env["MLOPS_SERVING_MAX_PENDING"], env["MLOPS_SERVING_MAX_WAIT_SECONDS"]) == ("32", "1")
+
+
 def test_pods_pass_the_restricted_pod_security_standard(helm):
     deployments = by_kind(render(helm), "Deployment")
     assert set(deployments) == {"churn-blue", "churn-green"}
