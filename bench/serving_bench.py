@@ -150,11 +150,12 @@ class Wrk:
         path.write_text("\n".join(lines) + "\n")
         return path
 
-    def run(self, url: str, *, connections: int, seconds: float, close: bool = False, rate: float = 0.0) -> dict[str, float]:
-        delay_ms = int(connections * 1000 / rate) if rate else 0
+    def run(self, url: str, *, connections: int, seconds: float, close: bool = False, rate: float = 0.0, latency_ms: float = 0.0) -> dict[str, float]:
+        """``rate``: each connection waits so that, with answers taking about ``latency_ms``, they offer ``rate`` requests/s in all."""
+        delay_ms = max(1, int(connections * 1000 / rate - latency_ms)) if rate else 0
         script = self.script(close=close, delay_ms=delay_ms)
         out = subprocess.run(
-            ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "--latency", "-s", str(script), f"{url}/invocations"],
+            ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "--latency", "-s", str(script), f"{url}/invocations"],
             capture_output=True,
             text=True,
             check=True,
@@ -385,6 +386,9 @@ def main() -> int:
         blue_pids = group_pids(backend._load()["colors"]["blue"]["pgid"])
         rows_out.append((f"ours, live URL (Caddy -> {workers} workers)", wrk.run(live, connections=args.connections, seconds=args.seconds), pss_mib(blue_pids)))
         rows_out.append(("ours, live URL, a connection per request", wrk.run(live, connections=args.connections, seconds=args.seconds, close=True), 0.0))
+        for rate in (500, 1000):  # the goal's rates, offered (wrk paced over 64 connections) rather than as fast as answers come
+            paced = wrk.run(live, connections=64, seconds=args.seconds, rate=rate, latency_ms=rows_out[0][1]["p50"])
+            rows_out.append((f"ours, live URL, {rate} requests/s offered", paced, 0.0))
         for make, name in ((our_server, "ours, direct"), (mlflow_server, "MLflow scoring server")):
             for n in sorted({1, workers}):
                 process, url = make(model_dir, n, folder)
@@ -405,7 +409,7 @@ def main() -> int:
             )
         print(f"  served vs offline predictions (400 rows, 2-row requests 8 at a time): largest difference {difference:.3g}")
 
-        capacity = rows_out[0][1]["rps"]
+        capacity = rows_out[0][1]["rps"]  # closed loop, wrk -c<connections>
         print(f"\nOverload: 3x the live URL's capacity above ({3 * capacity:.0f} requests/s offered, wrk paced) for 20 s; a probe request every 20 ms")
         overload = overload_and_recovery(live, wrk, rate=3 * capacity, burst_seconds=20)
         for key, value in overload.items():

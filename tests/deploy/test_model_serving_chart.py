@@ -86,7 +86,7 @@ def test_each_pod_runs_as_many_workers_as_the_cpus_it_requests(helm):
             (container,) = deployment["spec"]["template"]["spec"]["containers"]
             env = {e["name"]: e.get("value") for e in container["env"]}
             assert env["MLOPS_SERVING_WORKERS"] == str(container["resources"]["requests"]["cpu"]) == workers
-            assert (env["MLOPS_SERVING_MAX_PENDING"], env["MLOPS_SERVING_MAX_WAIT_SECONDS"]) == ("32", "1")
+            assert (env["MLOPS_SERVING_MAX_PENDING"], env["MLOPS_SERVING_MAX_WAIT_SECONDS"]) == ("64", "1")
 
 
 def test_pods_pass_the_restricted_pod_security_standard(helm):

@@ -204,7 +204,7 @@ class CapacitySpec:
     """
 
     workers: int | None = None  # None: one per CPU of the machine or container the server runs on
-    max_pending: int = 32
+    max_pending: int = 64
     max_batch_rows: int = 4096  # concurrent requests are scored together, up to this many rows per model call
     max_wait_seconds: float = 1.0
 
