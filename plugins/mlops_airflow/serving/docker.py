@@ -111,7 +111,14 @@ class DockerServingBackend(BlueGreenBackend):
         arguments = {
             "image": self.spec.image,
             "name": name,
-            "command": server_command("python", model_uri=model_uri, estimator_kind=estimator_kind, host="0.0.0.0", port=port, capacity=self.capacity),  # noqa: S104 - inside its container
+            "command": server_command(
+                "python",
+                model_uri=model_uri,
+                estimator_kind=estimator_kind,
+                host="0.0.0.0",  # noqa: S104 - inside its container
+                port=port,
+                capacity=self.capacity.for_container() if self.capacity else None,
+            ),
             "environment": self.container_env(),
             "labels": {LABEL_MODEL: self.model, LABEL_COLOR: str(color), LABEL_VERSION: str(version), LABEL_URI: model_uri},
             "healthcheck": {"test": ["CMD", "python", "-c", probe], "interval": 2 * _NS, "timeout": 3 * _NS, "retries": 3, "start_period": 300 * _NS},

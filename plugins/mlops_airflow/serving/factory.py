@@ -25,6 +25,7 @@ def serving_backend(spec: ModelSpec, *, mlflow_env: dict[str, str]) -> ServingBa
             namespace=spec.serving.namespace,
             replicas=spec.serving.replicas,
             port=spec.serving.port,
+            capacity=Capacity.from_spec(spec.serving.capacity),
         )
     if spec.serving.backend == "docker":
         from mlops_airflow.serving.docker import DockerServingBackend

@@ -20,6 +20,8 @@ from mlops_airflow.serving.base import BlueGreenBackend, Color, ColorNotReadyErr
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
+    from mlops_airflow.serving.model_server import Capacity
+
 VERSION_ANNOTATION = "mlops-airflow/model-version"
 CONTAINER = "model-server"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "mlops-airflow"}
@@ -73,9 +75,20 @@ class KubernetesServingBackend(BlueGreenBackend):
     :param request_timeout: seconds per API request.
     """
 
-    def __init__(self, *, model: str, namespace: str, api_client: ApiClient, replicas: int = 2, port: int = 80, request_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        model: str,
+        namespace: str,
+        api_client: ApiClient,
+        replicas: int = 2,
+        port: int = 80,
+        request_timeout: float = 10.0,
+        capacity: Capacity | None = None,
+    ) -> None:
         from kubernetes import client
 
+        self.capacity = capacity
         self.model = model
         self.namespace = namespace
         self.replicas = replicas
@@ -154,6 +167,7 @@ class KubernetesServingBackend(BlueGreenBackend):
 
         self.refuse_live(color, f"deploy {self.model} v{version} onto {color}")
         current = self.is_ready(color)
+        capacity_environment = self.capacity.for_container().environment() if self.capacity is not None else {}
         changed = False
         if current.version != str(version) or current.replicas != self.replicas:
             annotation = {VERSION_ANNOTATION: str(version)}
@@ -169,7 +183,12 @@ class KubernetesServingBackend(BlueGreenBackend):
                                 "containers": [
                                     {
                                         "name": CONTAINER,
-                                        "env": [{"name": MODEL_URI_ENV, "value": model_uri}, {"name": ESTIMATOR_KIND_ENV, "value": estimator_kind}],
+                                        "env": [
+                                            {"name": MODEL_URI_ENV, "value": model_uri},
+                                            {"name": ESTIMATOR_KIND_ENV, "value": estimator_kind},
+                                            # The spec's serving.capacity, per pod (merged by name with the manifests' values).
+                                            *({"name": k, "value": v} for k, v in capacity_environment.items()),
+                                        ],
                                     }
                                 ]
                             },

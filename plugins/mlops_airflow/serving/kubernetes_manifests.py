@@ -14,18 +14,14 @@ from mlops_airflow.core.model_loading import SAFE_MODEL_ENV
 from mlops_airflow.serving.base import Color
 from mlops_airflow.serving.kubernetes import CONTAINER, MANAGED_BY, VERSION_ANNOTATION, deployment_name, preview_service_name
 from mlops_airflow.serving.model_server import (
+    CONTAINER_WORKERS,
     ESTIMATOR_KIND_ENV,
-    MAX_BATCH_ROWS_ENV,
-    MAX_PENDING_ENV,
-    MAX_WAIT_ENV,
     MODEL_URI_ENV,
-    WORKERS_ENV,
     Capacity,
     server_command,
 )
 
 SERVER_PORT = 8080
-DEFAULT_POD_WORKERS = 2
 
 
 def switch_role_rules(model: str) -> list[dict[str, Any]]:
@@ -38,17 +34,12 @@ def switch_role_rules(model: str) -> list[dict[str, Any]]:
 
 def capacity_env(capacity: Capacity) -> list[dict[str, str]]:
     """The server's capacity as environment variables. A pod sees its node's CPUs, not its own share: workers are set, never counted."""
-    return [
-        {"name": WORKERS_ENV, "value": str(capacity.workers or DEFAULT_POD_WORKERS)},
-        {"name": MAX_PENDING_ENV, "value": str(capacity.max_pending)},
-        {"name": MAX_BATCH_ROWS_ENV, "value": str(capacity.max_batch_rows)},
-        {"name": MAX_WAIT_ENV, "value": f"{capacity.max_wait_seconds:g}"},
-    ]
+    return [{"name": name, "value": value} for name, value in capacity.for_container().environment().items()]
 
 
 def _deployment(model: str, namespace: str, color: Color, image: str, tracking_uri: str, credentials_secret: str | None, capacity: Capacity) -> dict[str, Any]:
     labels = {"app": model, "color": str(color)}
-    workers = capacity.workers or DEFAULT_POD_WORKERS
+    workers = capacity.for_container().workers
     # What the server needs and nothing else; a deploy sets the model URI and estimator kind.
     env = [
         {"name": MODEL_URI_ENV, "value": ""},
@@ -180,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracking-uri", required=True)
     parser.add_argument("--switcher-service-account", default="airflow-worker")
     parser.add_argument("--switcher-namespace", default="airflow")
-    parser.add_argument("--workers", type=int, default=DEFAULT_POD_WORKERS, help="model-server processes per pod (and CPUs requested)")
+    parser.add_argument("--workers", type=int, default=CONTAINER_WORKERS, help="model-server processes per pod (and CPUs requested)")
     args = parser.parse_args(argv)
     documents = serving_manifests(
         model=args.model,

@@ -5,16 +5,19 @@ scores through one :class:`MicroBatcher`. A model costs about the same for 2 row
 churn pipeline: 8 ms per call, 5 µs per row), so requests that arrive while the model is busy are
 merged and scored in one call when it is free: no timer, a request alone is scored at once.
 
-Exactness: requests are merged only when MLflow would parse them the same way alone and together
-(the same format, the same columns); the merged rows go through MLflow's own parser and the model's
-signature enforcement once. When a merged batch fails (one request's bad value), each of its
+Exactness: requests are merged only when MLflow would parse them the same way alone and together:
+the same format, exactly the signature's columns, none of them datetime or binary (pandas infers
+those from the rows it sees together). The merged rows go through MLflow's own parser and the
+model's signature enforcement once. A tree ensemble (the demo's) answers identically merged or
+alone; a linear model can differ in the last bits (BLAS sums a batch in another order, ~1e-15). When a merged batch fails (one request's bad value), each of its
 requests is scored alone through MLflow's own ``invocations``: the bad one gets MLflow's error, the
 others their predictions.
 
 Admission control: at most ``max_pending`` requests wait or run in a worker. One more is refused at
-once with :class:`Overloaded` (the app answers 503 with ``Retry-After``), and a request that waited
-longer than ``max_wait`` before its batch started is refused the same way: work is never queued
-beyond what the worker can do while the client still waits. Nothing here imports Airflow.
+once with :class:`Overloaded` (the app answers 503 with ``Retry-After``, before it reads the body),
+and a request that waited longer than ``max_wait`` for its batch to start is answered the same way
+instead of being scored: work is never queued beyond what the worker can do while the client still
+waits. The limits are a worker's: under load a busy worker may refuse while another has room. Nothing here imports Airflow.
 """
 
 from __future__ import annotations
@@ -92,6 +95,27 @@ def batch_key(body: bytes, content_type: str) -> tuple[tuple | None, list, list 
     return None, [], None
 
 
+# Signature types whose values MLflow casts the same way whatever rows share a frame with them.
+_MERGEABLE_TYPES = frozenset({"double", "float", "long", "integer", "boolean", "string"})
+
+
+def mergeable_columns(model: Any) -> frozenset[str] | None:
+    """The columns a merged request must have: exactly the signature's, every one of a type in :data:`_MERGEABLE_TYPES`.
+
+    ``None`` (nothing merges) for a model without a column signature, with a datetime or binary
+    column (pandas infers those from the rows it sees together), or whose signature comes from
+    type hints (MLflow hands those models the raw input, not a frame).
+    """
+    metadata = model.metadata
+    schema = metadata.get_input_schema()
+    from_type_hint = getattr(metadata, "_is_signature_from_type_hint", lambda: False)()
+    if schema is None or from_type_hint or schema.is_tensor_spec() or not schema.has_input_names():
+        return None
+    if not all(getattr(t, "name", str(t)) in _MERGEABLE_TYPES for t in schema.input_types()):
+        return None
+    return frozenset(schema.input_names())
+
+
 class MicroBatcher:
     """
     Scores requests for one model, merging those that wait together; one batch at a time.
@@ -108,6 +132,7 @@ class MicroBatcher:
             raise ValueError(f"max_pending ({max_pending}) and max_batch_rows ({max_batch_rows}) must be at least 1, max_wait ({max_wait}) above 0")
         self.model = model
         self.input_schema = model.metadata.get_input_schema()
+        self.mergeable_columns = mergeable_columns(model)
         self.max_pending = max_pending
         self.max_batch_rows = max_batch_rows
         self.max_wait = max_wait
@@ -125,6 +150,8 @@ class MicroBatcher:
             self.refused += 1
             raise Overloaded(f"{self.in_flight} requests are waiting or running (at most {self.max_pending})")
         key, rows, columns = batch_key(body, content_type)
+        if key is not None and frozenset(key[1]) != self.mergeable_columns:
+            key = None  # columns the signature does not type: pandas would infer them across requests
         future = asyncio.get_running_loop().create_future()
         self.pending.append(_Pending(body, content_type, key, rows, columns, self.clock(), future))
         self.in_flight += 1
@@ -136,6 +163,16 @@ class MicroBatcher:
             self.in_flight -= 1
 
     async def _drain(self) -> None:
+        try:
+            await self._drain_pending()
+        except BaseException as err:  # whatever broke the loop, nobody is left waiting for ever
+            waiting, self.pending = self.pending, []
+            for item in waiting:
+                if not item.future.done():
+                    item.future.set_result(_error(500, f"scoring failed: {type(err).__name__}"))
+            raise
+
+    async def _drain_pending(self) -> None:
         loop = asyncio.get_running_loop()
         while self.pending:
             batch = self._take_batch()
@@ -144,7 +181,7 @@ class MicroBatcher:
             try:
                 responses = await loop.run_in_executor(self._executor, self._score_batch, batch)
             except Exception as err:  # every waiter gets an answer, whatever happened
-                responses = [_error(500, f"scoring failed: {type(err).__name__}: {err}")] * len(batch)
+                responses = [_error(500, f"scoring failed: {type(err).__name__}")] * len(batch)
             for item, response in zip(batch, responses, strict=True):
                 if not item.future.done():
                     item.future.set_result(response)
@@ -154,6 +191,8 @@ class MicroBatcher:
         now = self.clock()
         fresh = []
         for item in self.pending:
+            if item.future.done():  # its client's request timed out or went away: nobody waits for the answer
+                continue
             if now - item.enqueued > self.max_wait:
                 self.refused += 1
                 item.future.set_exception(Overloaded(f"waited {now - item.enqueued:.2f} s for the model (at most {self.max_wait:g} s)"))
@@ -216,6 +255,8 @@ class MicroBatcher:
             result = invocations(item.body, item.content_type, self.model, self.input_schema)
         except MlflowException as err:
             return ScoringResponse(err.get_http_status_code(), err.serialize_as_json().encode())
+        except Exception as err:  # this request's failure is its own: the others of its batch are answered
+            return _error(500, f"scoring failed: {type(err).__name__}")
         return ScoringResponse(result.status, result.response.encode() if isinstance(result.response, str) else result.response, result.mimetype)
 
     def close(self) -> None:

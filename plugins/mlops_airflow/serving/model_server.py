@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import os
 import signal
@@ -47,11 +48,12 @@ MAX_WAIT_ENV = "MLOPS_SERVING_MAX_WAIT_SECONDS"
 EXIT_REFUSED = 3
 
 DEFAULT_MAX_PENDING = 64
+CONTAINER_WORKERS = 2  # a container's or pod's workers when the spec leaves them to the CPUs
 DEFAULT_MAX_BATCH_ROWS = 4096
 DEFAULT_MAX_WAIT_SECONDS = 1.0
 REQUEST_TIMEOUT_ENV = "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"  # MLflow's own setting, kept
 # One thread per worker for the native libraries: the workers are the parallelism, and OpenMP
-# threads contending for the same cores made a 2-row prediction 40 times slower here.
+# threads contending for the same cores made a 2-row prediction 4 to 60 times slower here.
 SINGLE_THREADED_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -65,6 +67,8 @@ class Capacity:
     max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS
 
     def __post_init__(self) -> None:
+        if self.workers == 0:  # 0 means what None means, everywhere: one per CPU where the server runs
+            object.__setattr__(self, "workers", None)
         if (self.workers is not None and self.workers < 1) or self.max_pending < 1 or self.max_batch_rows < 1 or not self.max_wait_seconds > 0:
             raise ValueError(f"capacity must be positive: {self}")
 
@@ -72,6 +76,19 @@ class Capacity:
     def from_spec(cls, spec: CapacitySpec) -> Capacity:
         """A spec's ``serving.capacity``; workers ``None`` stays for the server to count its CPUs."""
         return cls(workers=spec.workers, max_pending=spec.max_pending, max_batch_rows=spec.max_batch_rows, max_wait_seconds=spec.max_wait_seconds)
+
+    def for_container(self) -> Capacity:
+        """A container or pod counts its host's CPUs, not its own share: ``None`` workers become :data:`CONTAINER_WORKERS`."""
+        return self if self.workers is not None else dataclasses.replace(self, workers=CONTAINER_WORKERS)
+
+    def environment(self) -> dict[str, str]:
+        """The same settings as the server's environment variables (what a Deployment sets)."""
+        return {
+            WORKERS_ENV: str(self.workers or 0),
+            MAX_PENDING_ENV: str(self.max_pending),
+            MAX_BATCH_ROWS_ENV: str(self.max_batch_rows),
+            MAX_WAIT_ENV: f"{self.max_wait_seconds:g}",
+        }
 
     def arguments(self) -> list[str]:
         """The server's options; ``--workers`` only when set."""
@@ -138,7 +155,8 @@ def serve_worker(model, sock: socket.socket, capacity: Capacity, request_timeout
 
     batcher = MicroBatcher(model, max_pending=capacity.max_pending, max_batch_rows=capacity.max_batch_rows, max_wait=capacity.max_wait_seconds)
     app = ScoringApp(batcher, request_timeout=request_timeout, version=mlflow.__version__)
-    config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="on", log_level="warning", access_log=False, timeout_keep_alive=30)
+    # uvloop and httptools where installed (the serving image has them), asyncio and h11 otherwise.
+    config = uvicorn.Config(app, loop="auto", http="auto", lifespan="on", log_level="warning", access_log=False, timeout_keep_alive=30)
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -146,10 +164,14 @@ class Supervisor:
     """Forks ``workers`` processes running ``work`` and starts one again when it dies; SIGTERM ends them all.
 
     A worker that dies within ``min_uptime`` seconds of its start is started again only after
-    ``backoff`` seconds: a model that crashes every worker does not become a fork loop.
+    ``backoff`` seconds; after ``max_quick_deaths`` of those in a row the server gives up and exits
+    1, so that its orchestrator (Kubernetes, Docker, the release's readiness check) sees a crash,
+    not a server that answers nothing. A worker ends when the server's process does, even killed.
     """
 
-    def __init__(self, workers: int, work: Callable[[], None], *, min_uptime: float = 5.0, backoff: float = 1.0, grace: float = 20.0) -> None:
+    def __init__(
+        self, workers: int, work: Callable[[], None], *, min_uptime: float = 5.0, backoff: float = 1.0, grace: float = 20.0, max_quick_deaths: int = 5
+    ) -> None:
         self.workers = workers
         self.work = work
         self.min_uptime = min_uptime
@@ -157,13 +179,22 @@ class Supervisor:
         self.grace = grace
         self.children: dict[int, float] = {}  # pid -> started at
         self.restarts = 0
+        self.quick_deaths = 0  # in a row: workers that died within min_uptime of their start
+        self.max_quick_deaths = max_quick_deaths
         self.stopping = False
+        self.crashed = False
 
     def _fork(self) -> None:
+        # SIGTERM held back across the fork: one that arrives before the worker has its own
+        # handlers would otherwise run the server's (note "stop") in the worker, which would serve on.
+        stopping_signals = {signal.SIGTERM, signal.SIGINT}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stopping_signals)
         pid = os.fork()
         if pid == 0:  # the worker
+            _end_with_parent()
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stopping_signals)
             code = 0
             try:
                 self.work()
@@ -176,6 +207,7 @@ class Supervisor:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stopping_signals)
         self.children[pid] = time.monotonic()
 
     def _stop(self, *_: object) -> None:
@@ -190,7 +222,8 @@ class Supervisor:
         while not self.stopping:
             self._reap_and_replace()
             time.sleep(0.2)
-        return self._end_children()
+        self._end_children()
+        return 1 if self.crashed else 0
 
     def _reap_and_replace(self) -> None:
         for pid, started in list(self.children.items()):
@@ -201,9 +234,17 @@ class Supervisor:
                 del self.children[pid]
                 if self.stopping:
                     continue
+                quick = time.monotonic() - started < self.min_uptime
+                self.quick_deaths = self.quick_deaths + 1 if quick else 0
+                if self.quick_deaths >= self.max_quick_deaths:
+                    print(
+                        f"worker {pid} ended ({_describe(status)}); {self.quick_deaths} workers in a row died at start: giving up", file=sys.stderr, flush=True
+                    )
+                    self.stopping = self.crashed = True
+                    return
                 self.restarts += 1
                 print(f"worker {pid} ended ({_describe(status)}); starting another (restart {self.restarts})", file=sys.stderr, flush=True)
-                if time.monotonic() - started < self.min_uptime:
+                if quick:
                     time.sleep(self.backoff)
                 self._fork()
 
@@ -218,10 +259,26 @@ class Supervisor:
                     if os.waitpid(pid, os.WNOHANG)[0]:
                         del self.children[pid]
             time.sleep(0.05)
-        for pid in self.children:
+        for pid in list(self.children):  # past the grace: killed, and reaped
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            del self.children[pid]
         return 0
+
+
+def _end_with_parent() -> None:
+    """Linux: this (forked) process gets SIGTERM when the server's process dies, even by SIGKILL; elsewhere nothing."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the server died before the call above
+        os._exit(0)
 
 
 def _describe(status: int) -> str:
@@ -230,9 +287,9 @@ def _describe(status: int) -> str:
     return f"exit code {os.WEXITSTATUS(status)}"
 
 
-def _positive_env(name: str, default: float, kind: type = int):
+def _positive_env(name: str, default: float, kind: type = int, *, zero_is_default: bool = False):
     raw = os.environ.get(name)
-    if raw in (None, ""):
+    if raw in (None, "") or (zero_is_default and raw.strip() == "0"):
         return default
     try:
         value = kind(raw)
@@ -241,6 +298,11 @@ def _positive_env(name: str, default: float, kind: type = int):
     if not value > 0:
         raise SystemExit(f"{name}={raw!r} must be above 0")
     return value
+
+
+def _given(argument, name: str, default: float, kind: type = int):
+    """An option given on the command line (even a bad one, refused by :class:`Capacity`), else its environment variable."""
+    return argument if argument is not None else _positive_env(name, default, kind)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -257,11 +319,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.model_uri or not args.estimator_kind:
         parser.error(f"--model-uri and --estimator-kind (or {MODEL_URI_ENV} and {ESTIMATOR_KIND_ENV}) are required")
     try:
+        # --workers 0, like MLOPS_SERVING_WORKERS=0 and the spec's 0: one per CPU.
+        workers = args.workers if args.workers is not None else _positive_env(WORKERS_ENV, 0, zero_is_default=True)
         args.capacity = Capacity(
-            workers=args.workers or _positive_env(WORKERS_ENV, default_workers()),
-            max_pending=args.max_pending or _positive_env(MAX_PENDING_ENV, DEFAULT_MAX_PENDING),
-            max_batch_rows=args.max_batch_rows or _positive_env(MAX_BATCH_ROWS_ENV, DEFAULT_MAX_BATCH_ROWS),
-            max_wait_seconds=args.max_wait_seconds or _positive_env(MAX_WAIT_ENV, DEFAULT_MAX_WAIT_SECONDS, float),
+            workers=workers or default_workers(),
+            max_pending=_given(args.max_pending, MAX_PENDING_ENV, DEFAULT_MAX_PENDING),
+            max_batch_rows=_given(args.max_batch_rows, MAX_BATCH_ROWS_ENV, DEFAULT_MAX_BATCH_ROWS),
+            max_wait_seconds=_given(args.max_wait_seconds, MAX_WAIT_ENV, DEFAULT_MAX_WAIT_SECONDS, float),
         )
     except ValueError as err:
         parser.error(str(err))

@@ -62,17 +62,18 @@ class ScoringApp:
     async def _invocations(self, scope: dict[str, Any], receive: Any) -> ScoringResponse:
         headers = dict(scope["headers"])
         content_type = headers.get(b"content-type", b"").decode("latin-1")
+        if self.batcher.in_flight >= self.batcher.max_pending:  # refused before its body is read
+            return _overloaded(f"{self.batcher.in_flight} requests are waiting or running (at most {self.batcher.max_pending})")
+        declared = headers.get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return _too_large()
         body = await _read_body(receive)
         if body is None:
-            return _json(413, {"error_code": "BAD_REQUEST", "message": f"the request body is larger than {MAX_BODY_BYTES} bytes"})
+            return _too_large()
         try:
             return await asyncio.wait_for(self.batcher.score(body, content_type), timeout=self.request_timeout)
         except Overloaded as err:
-            return ScoringResponse(
-                503,
-                json.dumps({"error_code": "TEMPORARILY_UNAVAILABLE", "message": f"overloaded, retry later: {err}"}).encode(),
-                retry_after=RETRY_AFTER_SECONDS,
-            )
+            return _overloaded(str(err))
         except TimeoutError:
             return ScoringResponse(504, b"Request processing time exceeded limit")
 
@@ -85,6 +86,16 @@ class ScoringApp:
                 self.batcher.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _overloaded(why: str) -> ScoringResponse:
+    return ScoringResponse(
+        503, json.dumps({"error_code": "TEMPORARILY_UNAVAILABLE", "message": f"overloaded, retry later: {why}"}).encode(), retry_after=RETRY_AFTER_SECONDS
+    )
+
+
+def _too_large() -> ScoringResponse:
+    return _json(413, {"error_code": "BAD_REQUEST", "message": f"the request body is larger than {MAX_BODY_BYTES} bytes"})
 
 
 async def _read_body(receive: Any) -> bytes | None:

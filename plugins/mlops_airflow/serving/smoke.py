@@ -74,9 +74,10 @@ def smoke_test(
 ) -> SmokeResult:
     """Every check runs and every problem is listed; ``passed`` only when there is none.
 
-    The burst sends ``burst`` requests, ``concurrency`` at a time (as live traffic arrives: the
-    server batches them), and judges the error rate, the p95 latency under that concurrency, and
-    every answer's predictions against the offline ones.
+    The burst sends ``burst`` requests of two golden rows each (a different pair per request),
+    ``concurrency`` at a time (as live traffic arrives: the server batches them), and judges the
+    error rate, the p95 latency under that concurrency, and every answer against the offline
+    predictions of its own rows.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -96,15 +97,19 @@ def smoke_test(
         result.problems.append(f"golden rows: served predictions differ from the offline ones by up to {difference:.3g} (tolerance {tolerance:g})")
     elif difference is None:
         result.problems.append(f"schema: predictions of shape {np.asarray(answer['predictions']).shape}, expected {expected.shape}")
+    # Each burst request carries its own slice of the golden rows (two at a time, round the sample):
+    # an answer that came back with another request's rows (a batching bug) is caught.
+    starts = [(2 * i) % len(rows) for i in range(burst)]
+    bodies = {start: payload(rows.iloc[start : start + 2]) for start in set(starts)}
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, burst)), thread_name_prefix="smoke") as pool:
-        answers = list(pool.map(lambda _: post(url, body, timeout), range(burst)))
+        answers = list(pool.map(lambda start: post(url, bodies[start], timeout), starts))
     wrong = 0
-    for status, latency, answer in answers:
+    for start, (status, latency, answer) in zip(starts, answers, strict=True):
         result.requests += 1
         result.errors += status != 200
         result.latencies_ms.append(latency)
         if status == 200:
-            difference = _difference(answer.get("predictions") if isinstance(answer, dict) else None, expected)
+            difference = _difference(answer.get("predictions") if isinstance(answer, dict) else None, expected[start : start + 2])
             wrong += difference is None or difference > tolerance
     ordered = sorted(result.latencies_ms)
     result.p95_ms = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] if ordered else 0.0

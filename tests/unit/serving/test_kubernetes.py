@@ -196,6 +196,17 @@ class TestBackend:
         assert backend.wait_ready(Color.GREEN, timeout=5, poll=0.01).version == "2"
         assert backend.deploy(Color.GREEN, "2", "models:/churn/2", estimator_kind="hist_gradient_boosting") is False  # already there: no patch
 
+    def test_deploy_sets_the_specs_capacity_on_the_pods_and_keeps_the_other_variables(self, cluster):
+        from mlops_airflow.serving.model_server import Capacity
+
+        fake, backend = cluster
+        backend.capacity = Capacity(workers=None, max_pending=16)  # the spec's 0: a pod gets the container default
+        backend.deploy(Color.GREEN, "2", "models:/churn/2", estimator_kind="hist_gradient_boosting")
+        (container,) = fake.get("Deployment", "churn-green")["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert (env["MLOPS_SERVING_WORKERS"], env["MLOPS_SERVING_MAX_PENDING"], env["MODEL_URI"]) == ("2", "16", "models:/churn/2")
+        assert env["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false"  # merged by name, not replaced
+
     def test_never_deploys_onto_or_scales_down_the_live_colour(self, cluster):
         _, backend = cluster
         with pytest.raises(LiveColorError):

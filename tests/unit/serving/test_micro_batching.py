@@ -214,7 +214,82 @@ class TestAdmission:
         asyncio.run(scenario())
         assert gate.calls == [1]
 
+    def test_a_request_whose_client_gave_up_is_never_scored_and_frees_its_place(self, model):
+        gate = Gate(model)
+        batcher = MicroBatcher(gate, max_pending=8, max_batch_rows=100, max_wait=5)
+
+        async def scenario():
+            first = asyncio.ensure_future(batcher.score(split(ROWS[:1]), "application/json"))
+            await asyncio.get_running_loop().run_in_executor(None, gate.entered.wait, 10)
+            with pytest.raises(TimeoutError):  # as the app's request timeout does
+                await asyncio.wait_for(batcher.score(split(ROWS[:2]), "application/json"), timeout=0.05)
+            assert batcher.in_flight == 1
+            gate.opened.set()
+            assert (await first).status == 200
+            await asyncio.sleep(0.05)  # the drain loop looks at the queue once more
+
+        asyncio.run(scenario())
+        assert gate.calls == [1]
+        assert batcher.in_flight == 0
+
     @pytest.mark.parametrize("arguments", [{"max_pending": 0}, {"max_batch_rows": 0}, {"max_wait": 0}])
     def test_limits_must_be_positive(self, model, arguments):
         with pytest.raises(ValueError, match="must be at least 1"):
             MicroBatcher(model, **{"max_pending": 1, "max_batch_rows": 1, "max_wait": 1.0, **arguments})
+
+
+class TestWhatMerges:
+    def test_only_requests_with_exactly_the_signatures_columns_merge(self, model):
+        gate = Gate(model)
+        batcher = MicroBatcher(gate, max_pending=64, max_batch_rows=1000, max_wait=5)
+        assert batcher.mergeable_columns == frozenset(COLUMNS)
+        extra = split([[*ROWS[0], 1]], [*COLUMNS, "unused"])
+
+        async def scenario():
+            first = asyncio.ensure_future(batcher.score(split(ROWS[:1]), "application/json"))
+            await asyncio.get_running_loop().run_in_executor(None, gate.entered.wait, 10)
+            rest = [asyncio.ensure_future(batcher.score(body, "application/json")) for body in (extra, split(ROWS[:2]))]
+            await asyncio.sleep(0.05)
+            gate.opened.set()
+            return await asyncio.gather(first, *rest)
+
+        answers = asyncio.run(scenario())
+        assert gate.calls == [1, 1, 2]  # the one with a column outside the signature was scored alone
+        assert (answers[1].status, json.loads(answers[1].body)) == alone(model, extra)
+
+    def test_nothing_merges_for_a_datetime_column_or_no_signature(self):
+        from types import SimpleNamespace
+
+        from mlflow.models.signature import ModelSignature
+        from mlflow.types import ColSpec, Schema
+
+        from mlops_airflow.serving.micro_batching import mergeable_columns
+
+        def with_schema(schema):
+            signature = ModelSignature(inputs=schema) if schema is not None else None
+            return SimpleNamespace(metadata=SimpleNamespace(get_input_schema=lambda: signature.inputs if signature else None))
+
+        assert mergeable_columns(with_schema(Schema([ColSpec("double", "x"), ColSpec("string", "s")]))) == {"x", "s"}
+        assert mergeable_columns(with_schema(Schema([ColSpec("double", "x"), ColSpec("datetime", "when")]))) is None
+        assert mergeable_columns(with_schema(None)) is None
+
+    def test_a_request_that_breaks_the_scorer_itself_fails_alone(self, model, monkeypatch):
+        from mlflow.pyfunc import scoring_server
+
+        real = scoring_server.invocations
+
+        def breaks_on_the_second(data, *args):
+            if b"0.9" in data:
+                raise RuntimeError("not an MLflow error")
+            return real(data, *args)
+
+        monkeypatch.setattr(scoring_server, "invocations", breaks_on_the_second)
+        batcher = MicroBatcher(model, max_pending=8, max_batch_rows=100, max_wait=5)
+        batcher.mergeable_columns = None  # every request alone
+
+        async def scenario():
+            return await asyncio.gather(*(batcher.score(split([row]), "application/json") for row in ROWS[:2]))
+
+        good, broken = asyncio.run(scenario())
+        assert good.status == 200
+        assert (broken.status, json.loads(broken.body)["message"]) == (500, "scoring failed: RuntimeError")

@@ -132,6 +132,24 @@ class TestCapacity:
         with pytest.raises(SystemExit, match=f"{name}='{value}' {message}"):
             parse_args(["--model-uri", "m", "--estimator-kind", HGB])
 
+    @pytest.mark.parametrize(("argv", "environ"), [(["--workers", "0"], {}), ([], {"MLOPS_SERVING_WORKERS": "0"})], ids=["argument", "environment"])
+    def test_zero_workers_means_one_per_cpu_everywhere(self, refusing_loader, monkeypatch, argv, environ):
+        monkeypatch.setattr(model_server.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+        for name, value in environ.items():
+            monkeypatch.setenv(name, value)
+        assert parse_args(["--model-uri", "m", "--estimator-kind", HGB, *argv]).capacity.workers == 4
+        assert Capacity(workers=0).workers is None
+
+    def test_a_container_gets_a_fixed_number_of_workers_and_the_same_settings_as_variables(self):
+        assert Capacity(workers=None, max_pending=8).for_container() == Capacity(workers=model_server.CONTAINER_WORKERS, max_pending=8)
+        assert Capacity(workers=3).for_container().workers == 3
+        assert Capacity(workers=3, max_wait_seconds=0.5).environment() == {
+            "MLOPS_SERVING_WORKERS": "3",
+            "MLOPS_SERVING_MAX_PENDING": str(model_server.DEFAULT_MAX_PENDING),
+            "MLOPS_SERVING_MAX_BATCH_ROWS": str(model_server.DEFAULT_MAX_BATCH_ROWS),
+            "MLOPS_SERVING_MAX_WAIT_SECONDS": "0.5",
+        }
+
     def test_a_negative_argument_is_refused(self, refusing_loader, capsys):
         with pytest.raises(SystemExit):
             parse_args(["--model-uri", "m", "--estimator-kind", HGB, "--workers", "-1"])
@@ -176,3 +194,10 @@ class TestSupervisor:
         supervisor._end_children()
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
+
+
+def test_workers_that_keep_dying_at_start_end_the_server_with_a_failure(capsys):
+    supervisor = Supervisor(2, lambda: os._exit(7), min_uptime=30.0, backoff=0.0, max_quick_deaths=3)
+    assert supervisor.run() == 1
+    assert supervisor.children == {}
+    assert "3 workers in a row died at start: giving up" in capsys.readouterr().err

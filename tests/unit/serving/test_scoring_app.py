@@ -116,3 +116,18 @@ def test_lifespan_shutdown_closes_the_batcher():
     asyncio.run(app({"type": "lifespan"}, receive, send))
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert batcher.closed
+
+
+class TestBeforeTheBody:
+    def test_a_full_worker_refuses_before_reading_the_body(self):
+        app, batcher = make()
+        batcher.in_flight = batcher.max_pending
+        status, headers, _ = call(app, "POST", "/invocations", b"{}")
+        assert (status, headers[b"retry-after"], batcher.seen) == (503, b"1", [])
+
+    def test_a_declared_length_past_the_limit_is_413_at_once(self, monkeypatch):
+        monkeypatch.setattr(scoring_app, "MAX_BODY_BYTES", 10)
+        app, batcher = make()
+        headers = ((b"content-type", b"application/json"), (b"content-length", b"11"))
+        assert call(app, "POST", "/invocations", b"x" * 11, headers=headers)[0] == 413
+        assert batcher.seen == []

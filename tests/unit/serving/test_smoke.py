@@ -8,9 +8,11 @@ import time
 import pytest
 from fake_http import FakeServer, JsonHandler
 
+TENURES = [1, 24, 60]
+
 
 class ModelServer(JsonHandler):
-    """``/ping`` and ``/invocations`` as MLflow's scoring server answers them; ``predictions`` for every row."""
+    """``/ping`` and ``/invocations`` as MLflow's scoring server answers them: ``predictions`` of each row, by its tenure."""
 
     predictions: list[float]
     delay: float = 0.0
@@ -20,18 +22,19 @@ class ModelServer(JsonHandler):
         self.reply(200 if self.path == "/ping" else 404, {})
 
     def do_POST(self):
-        rows = len(self.body()["dataframe_split"]["data"])
+        split = self.body()["dataframe_split"]
+        tenures = [row[split["columns"].index("tenure_months")] for row in split["data"]]
         time.sleep(self.delay)  # the stand-in's latency, not a wait for an event
         if self.failing:
             return self.reply(500, {"error_code": "INTERNAL_ERROR"})
-        return self.reply(200, {"predictions": self.predictions[:rows]})
+        return self.reply(200, {"predictions": [self.predictions[TENURES.index(t)] for t in tenures]})
 
 
 @pytest.fixture
 def rows():
     import pandas as pd
 
-    return pd.DataFrame({"tenure_months": [1, 24, 60], "contract": ["month-to-month", "one-year", None]})
+    return pd.DataFrame({"tenure_months": TENURES, "contract": ["month-to-month", "one-year", None]})
 
 
 def smoke(server: FakeServer, rows, expected, **gates):
@@ -51,7 +54,7 @@ def test_each_gate_names_its_problem(rows):
     with FakeServer(ModelServer, predictions=[0.0, 1.0, 0.0]) as server:
         assert smoke(server, rows, [0, 1, 1]).problems == [
             "golden rows: served predictions differ from the offline ones by up to 1 (tolerance 1e-09)",
-            "burst: 5 of 5 answers differ from the offline predictions (tolerance 1e-09)",
+            "burst: 3 of 5 answers differ from the offline predictions (tolerance 1e-09)",  # those with the third row
         ]
     with FakeServer(ModelServer, predictions=[0.0, 1.0, 1.0], delay=0.25) as server:
         (problem,) = smoke(server, rows, [0, 1, 1], max_p95_ms=100.0).problems
@@ -75,9 +78,10 @@ class FlakyUnderConcurrency(ModelServer):
             self.seen["most"] = max(self.seen["most"], self.seen["in_flight"])
             crowded = self.seen["in_flight"] > 1
         try:
-            rows = len(self.body()["dataframe_split"]["data"])
+            split = self.body()["dataframe_split"]
+            tenures = [row[split["columns"].index("tenure_months")] for row in split["data"]]
             time.sleep(0.05)  # the stand-in's latency: requests overlap
-            return self.reply(200, {"predictions": [0.5] * rows if crowded else self.predictions[:rows]})
+            return self.reply(200, {"predictions": [0.5] * len(tenures) if crowded else [self.predictions[TENURES.index(t)] for t in tenures]})
         finally:
             with self.lock:
                 self.seen["in_flight"] -= 1
@@ -99,3 +103,21 @@ def test_a_sequential_burst_of_a_correct_server_passes_and_a_concurrent_one_too(
         with FakeServer(ModelServer, predictions=[0.0, 1.0, 1.0]) as server:
             result = smoke(server, rows, [0, 1, 1], burst=16, concurrency=concurrency)
         assert (result.passed, result.requests, result.errors) == (True, 16, 0)
+
+
+class SwapsAnswers(ModelServer):
+    """Answers each request with the predictions of another request's rows (what a batching mix-up would do)."""
+
+    def do_POST(self):
+        split = self.body()["dataframe_split"]
+        tenures = [row[split["columns"].index("tenure_months")] for row in split["data"]]
+        if len(tenures) == 3:  # the golden-rows check, whole
+            return self.reply(200, {"predictions": self.predictions})
+        shifted = [self.predictions[(TENURES.index(t) + 1) % len(TENURES)] for t in tenures]
+        return self.reply(200, {"predictions": shifted})
+
+
+def test_an_answer_with_another_requests_rows_is_caught(rows):
+    with FakeServer(SwapsAnswers, predictions=[0.0, 1.0, 0.5]) as server:
+        result = smoke(server, rows, [0.0, 1.0, 0.5], burst=6, concurrency=3)
+    assert result.problems == ["burst: 6 of 6 answers differ from the offline predictions (tolerance 1e-09)"]
