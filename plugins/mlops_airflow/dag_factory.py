@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, CronTriggerTimetable, Param
+from airflow.sdk import DAG, CronDataIntervalTimetable, CronTriggerTimetable, Param, chain
 
 from mlops_airflow.constants import (
     BATCH_SCORE_DAG_PREFIX,
@@ -169,9 +169,31 @@ def _training_operator(spec: ModelSpec, **kwargs):
     return LocalModelTrainingOperator(**kwargs, execution_timeout=dt.timedelta(minutes=spec.training.timeout_minutes))
 
 
+def _release_gates(spec: ModelSpec) -> list:
+    """Between the smoke test and the switch: the strategy's analysis and a person's decision when it is inconclusive; none for blue-green."""
+    release = spec.serving.release
+    if release.strategy == "blue_green":
+        return []
+    from mlops_airflow.operators.release_strategies import CanaryReleaseOperator, ReleaseDecisionOperator, ShadowReplayOperator
+
+    if release.strategy == "canary":
+        canary = release.canary
+        per_step = canary.step_seconds + spec.serving.inference_log.flush_seconds + 120
+        analyse = CanaryReleaseOperator(task_id="canary_release", spec_path=spec.source, execution_timeout=dt.timedelta(seconds=len(canary.steps) * per_step + 300))
+    else:
+        analyse = ShadowReplayOperator(task_id="shadow_replay", spec_path=spec.source, execution_timeout=dt.timedelta(minutes=60))
+    decide = ReleaseDecisionOperator(
+        task_id="decide_release",
+        spec_path=spec.source,
+        analysis_task_id=analyse.task_id,
+        response_timeout=dt.timedelta(hours=release.decision_timeout_hours),
+    )
+    return [analyse, decide]
+
+
 def _release_tasks(spec: ModelSpec):
-    """deploy_idle_color -> smoke_test_idle -> switch_traffic -> verify_live -> scale_down_previous, and
-    rollback_release when any step of the release fails. Returns (first task, rollback task)."""
+    """deploy_idle_color -> smoke_test_idle -> [canary_release or shadow_replay -> decide_release] -> switch_traffic ->
+    verify_live -> scale_down_previous, and rollback_release when any step of the release fails. Returns (first task, rollback task)."""
     from mlops_airflow.operators.serving import (
         DeployIdleColorOperator,
         RollbackReleaseOperator,
@@ -186,13 +208,15 @@ def _release_tasks(spec: ModelSpec):
         task_id="deploy_idle_color", spec_path=spec.source, execution_timeout=dt.timedelta(seconds=serving.ready_timeout_seconds + 300)
     )
     smoke = SmokeTestIdleOperator(task_id="smoke_test_idle", spec_path=spec.source)
-    switch = SwitchTrafficOperator(task_id="switch_traffic", spec_path=spec.source)
+    gates = _release_gates(spec)
+    # After a gate, switch_traffic runs when nobody needed to decide (decide_release skipped).
+    switch = SwitchTrafficOperator(task_id="switch_traffic", spec_path=spec.source, trigger_rule="none_failed" if gates else "all_success")
     verify = VerifyLiveOperator(task_id="verify_live", spec_path=spec.source)
     drain = ScaleDownPreviousOperator(task_id="scale_down_previous", spec_path=spec.source, drain=dt.timedelta(seconds=serving.drain_seconds))
     # Moves aliases: through the promotion pool, like every alias move (and under the registry lock).
     rollback = RollbackReleaseOperator(task_id="rollback_release", spec_path=spec.source, trigger_rule="one_failed", pool=spec.promotion.pool)
-    deploy >> smoke >> switch >> verify >> drain
-    [deploy, smoke, switch, verify] >> rollback
+    chain(deploy, smoke, *gates, switch, verify, drain)
+    [deploy, smoke, *gates, switch, verify] >> rollback
     return deploy, rollback
 
 

@@ -110,3 +110,12 @@ def write_partition(table: pa.Table, base_uri: str, day: dt.date, filename: str 
         if filesystem.get_file_info(temporary).type != fs.FileType.NotFound:
             filesystem.delete_file(temporary)
     return f"{folder_uri}/{filename}"
+
+
+def read_period(base_uri: str, start: dt.datetime, end: dt.datetime, *, time_column: str = "ts", columns: list[str] | None = None) -> pd.DataFrame:
+    """The rows of the daily partitions whose ``time_column`` (UTC) falls in ``[start, end)``: the inference log's reader."""
+    frame = read_window(base_uri, start.astimezone(dt.UTC).date(), end.astimezone(dt.UTC).date() + dt.timedelta(days=1), columns).frame
+    if frame.empty:
+        return frame
+    times = frame[time_column]
+    return frame[(times >= start) & (times < end)].reset_index(drop=True)

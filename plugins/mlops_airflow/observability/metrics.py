@@ -107,6 +107,21 @@ STATSD_METRICS: tuple[StatsdMetric, ...] = (
         "mlops_serving_smoke_latency_seconds",
         "each request of the smoke test's burst on the idle colour",
     ),
+    RELEASE_CANARY_WEIGHT := StatsdMetric(
+        "release.<model>.canary_weight", MetricKind.GAUGE, "mlops_release_canary_weight", "percent of live traffic on the new colour during a canary"
+    ),
+    RELEASE_ANALYSIS := StatsdMetric(
+        "release.<model>.<strategy>.<verdict>",
+        MetricKind.COUNTER,
+        "mlops_release_analyses_total",
+        "canary steps and shadow replays judged, by verdict (successful, failed, inconclusive)",
+    ),
+    RELEASE_SHADOW_AGREEMENT := StatsdMetric(
+        "release.<model>.shadow_agreement",
+        MetricKind.GAUGE,
+        "mlops_release_shadow_agreement",
+        "share of replayed rows on which the new colour predicts what the live colour did",
+    ),
     DRIFT_KS_STAT := StatsdMetric(
         "drift.<model>.<feature>.ks_stat", MetricKind.GAUGE, "mlops_drift_ks_stat", "KS statistic D of a numeric feature in the last drift check"
     ),

@@ -224,7 +224,8 @@ class RollbackReleaseOperator(_ServingOperator):
         release = self._release_if_any(context)
         status = backend.status()
         restored_color = None
-        if release is not None and release.previous_color and str(status.live) != release.previous_color:
+        # A canary in flight splits the traffic: the old colour may have most of it and still not all.
+        if release is not None and release.previous_color and (str(status.live) != release.previous_color or status.split):
             backend.switch(Color(release.previous_color))
             restored_color = release.previous_color
         live_version = backend.status().live_version

@@ -40,6 +40,10 @@ class SwitchConflictError(MlopsError):
     """The live endpoint kept changing under us; retry."""
 
 
+class SplitUnsupportedError(MlopsError):
+    """The backend cannot split live traffic between the colours."""
+
+
 class LiveColorError(MlopsError):
     """An action that must never touch the live colour was asked to."""
 
@@ -57,8 +61,14 @@ class ColorState:
 
 @dataclass(frozen=True)
 class ServingStatus:
-    live: Color | None
+    live: Color | None  # the colour with most of the live traffic
     colors: dict[Color, ColorState] = field(default_factory=dict)
+    weights: dict[Color, int] = field(default_factory=dict)  # percent of live traffic per colour while split (a canary); empty: all on live
+
+    @property
+    def split(self) -> bool:
+        """Whether live traffic goes to both colours."""
+        return len([w for w in self.weights.values() if w > 0]) > 1
 
     @property
     def idle(self) -> Color:
@@ -97,6 +107,9 @@ class ServingBackend(Protocol):
 
     def scale_down(self, color: Color) -> bool:
         """Stop ``color`` (never the live one); ``False`` when it was already down."""
+
+    def set_weights(self, weights: dict[Color, int]) -> None:
+        """Split live traffic: percent per colour (summing to 100); every colour with a share must be ready."""
 
 
 class BlueGreenBackend(abc.ABC):
@@ -140,7 +153,16 @@ class BlueGreenBackend(abc.ABC):
                 raise ColorNotReadyError(f"{self.color_name(color)} is not ready after {timeout:.0f} s ({state.detail}){self.not_ready_detail(color)}")
             time.sleep(self.ready_poll if poll is None else poll)
 
+    def traffic_weights(self) -> dict[Color, int]:
+        """Percent of live traffic per colour while it is split; empty when it all goes to the live colour."""
+        return {}
+
+    def set_weights(self, weights: dict[Color, int]) -> None:
+        raise SplitUnsupportedError(f"{type(self).__name__} sends live traffic to one colour only (blue-green); a split (canary) needs the local backend")
+
     def refuse_live(self, color: Color, action: str) -> None:
-        """:class:`LiveColorError` when ``color`` is live: ``action`` (a deploy, a scale-down) must never touch it."""
+        """:class:`LiveColorError` when ``color`` takes live traffic: ``action`` (a deploy, a scale-down) must never touch it."""
         if self.live_color() is color:
             raise LiveColorError(f"refusing to {action}: it is the live colour")
+        if self.traffic_weights().get(color, 0) > 0:
+            raise LiveColorError(f"refusing to {action}: it takes {self.traffic_weights()[color]}% of live traffic")

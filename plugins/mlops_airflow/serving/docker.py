@@ -24,6 +24,7 @@ from mlops_airflow.serving.base import BlueGreenBackend, Color, ColorNotReadyErr
 if TYPE_CHECKING:
     from docker import APIClient
 
+    from mlops_airflow.serving.inference_log import InferenceLogSettings
     from mlops_airflow.serving.model_server import Capacity
     from mlops_airflow.specs import DockerServingSpec
 
@@ -63,23 +64,38 @@ class DockerServingBackend(BlueGreenBackend):
     """
 
     def __init__(
-        self, *, model: str, spec: DockerServingSpec, api_client: APIClient, env: dict[str, str] | None = None, capacity: Capacity | None = None
+        self,
+        *,
+        model: str,
+        spec: DockerServingSpec,
+        api_client: APIClient,
+        env: dict[str, str] | None = None,
+        capacity: Capacity | None = None,
+        inference_log: InferenceLogSettings | None = None,
     ) -> None:
         self.model = model
         self.spec = spec
         self.api = api_client
         self.env = env or {}
         self.capacity = capacity
+        self.inference_log = inference_log
 
     @classmethod
     def from_hook(
-        cls, *, model: str, spec: DockerServingSpec, env: dict[str, str] | None = None, docker_conn_id: str | None = None, capacity: Capacity | None = None
+        cls,
+        *,
+        model: str,
+        spec: DockerServingSpec,
+        env: dict[str, str] | None = None,
+        docker_conn_id: str | None = None,
+        capacity: Capacity | None = None,
+        inference_log: InferenceLogSettings | None = None,
     ) -> DockerServingBackend:
         """Build the client with the Docker provider's hook; ``docker_conn_id`` only to log in to a registry."""
         from airflow.providers.docker.hooks.docker import DockerHook
 
         hook = DockerHook(docker_conn_id=docker_conn_id, base_url=spec.base_url)
-        return cls(model=model, spec=spec, api_client=hook.api_client, env=env, capacity=capacity)
+        return cls(model=model, spec=spec, api_client=hook.api_client, env=env, capacity=capacity, inference_log=inference_log)
 
     # -- Docker ---------------------------------------------------------------------------
 
@@ -118,6 +134,8 @@ class DockerServingBackend(BlueGreenBackend):
                 host="0.0.0.0",  # noqa: S104 - inside its container
                 port=port,
                 capacity=self.capacity.for_container() if self.capacity else None,
+                color=str(color),
+                inference_log=self.inference_log,
             ),
             "environment": self.container_env(),
             "labels": {LABEL_MODEL: self.model, LABEL_COLOR: str(color), LABEL_VERSION: str(version), LABEL_URI: model_uri},

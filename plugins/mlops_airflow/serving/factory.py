@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mlops_airflow.serving.inference_log import InferenceLogSettings
 from mlops_airflow.serving.model_server import Capacity
 
 if TYPE_CHECKING:
@@ -26,12 +27,31 @@ def serving_backend(spec: ModelSpec, *, mlflow_env: dict[str, str]) -> ServingBa
             replicas=spec.serving.replicas,
             port=spec.serving.port,
             capacity=Capacity.from_spec(spec.serving.capacity),
+            inference_log=inference_log_settings(spec, shared_storage_only=True),
         )
     if spec.serving.backend == "docker":
         from mlops_airflow.serving.docker import DockerServingBackend
 
-        return DockerServingBackend.from_hook(model=spec.name, spec=spec.serving.docker, env=mlflow_env, capacity=Capacity.from_spec(spec.serving.capacity))
+        return DockerServingBackend.from_hook(
+            model=spec.name,
+            spec=spec.serving.docker,
+            env=mlflow_env,
+            capacity=Capacity.from_spec(spec.serving.capacity),
+            inference_log=inference_log_settings(spec, shared_storage_only=True),
+        )
     return local_serving_backend(spec, env=mlflow_env)
+
+
+def inference_log_settings(spec: ModelSpec, *, shared_storage_only: bool = False) -> InferenceLogSettings | None:
+    """The spec's ``serving.inference_log``; ``None`` when off.
+
+    ``shared_storage_only``: ``None`` for a ``file://`` URI too, because a container's or pod's own
+    disk is not where the pipeline reads (Docker and Kubernetes log to object storage).
+    """
+    log = spec.serving.inference_log
+    if log.uri is None or (shared_storage_only and log.uri.startswith("file://")):
+        return None
+    return InferenceLogSettings(uri=log.uri, sample_rate=log.sample_rate, flush_seconds=log.flush_seconds)
 
 
 def local_serving_backend(spec: ModelSpec, *, state_dir: Path | None = None, env: dict[str, str] | None = None) -> LocalServingBackend:
@@ -46,4 +66,5 @@ def local_serving_backend(spec: ModelSpec, *, state_dir: Path | None = None, env
         ports=LocalPorts(live=local.live_port, blue=local.blue_port, green=local.green_port),
         env=env,
         capacity=Capacity.from_spec(spec.serving.capacity),
+        inference_log=inference_log_settings(spec),
     )

@@ -20,6 +20,7 @@ from mlops_airflow.serving.base import BlueGreenBackend, Color, ColorNotReadyErr
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
+    from mlops_airflow.serving.inference_log import InferenceLogSettings
     from mlops_airflow.serving.model_server import Capacity
 
 VERSION_ANNOTATION = "mlops-airflow/model-version"
@@ -85,10 +86,12 @@ class KubernetesServingBackend(BlueGreenBackend):
         port: int = 80,
         request_timeout: float = 10.0,
         capacity: Capacity | None = None,
+        inference_log: InferenceLogSettings | None = None,
     ) -> None:
         from kubernetes import client
 
         self.capacity = capacity
+        self.inference_log = inference_log
         self.model = model
         self.namespace = namespace
         self.replicas = replicas
@@ -163,11 +166,12 @@ class KubernetesServingBackend(BlueGreenBackend):
         return self._state(color, self._deployment(color))
 
     def deploy(self, color: Color, version: str, model_uri: str, *, estimator_kind: str) -> bool:
-        from mlops_airflow.serving.model_server import ESTIMATOR_KIND_ENV, MODEL_URI_ENV
+        from mlops_airflow.serving.model_server import COLOR_ENV, ESTIMATOR_KIND_ENV, MODEL_URI_ENV
 
         self.refuse_live(color, f"deploy {self.model} v{version} onto {color}")
         current = self.is_ready(color)
         capacity_environment = self.capacity.for_container().environment() if self.capacity is not None else {}
+        log_environment = self.inference_log.environment() if self.inference_log is not None else {}
         changed = False
         if current.version != str(version) or current.replicas != self.replicas:
             annotation = {VERSION_ANNOTATION: str(version)}
@@ -188,6 +192,9 @@ class KubernetesServingBackend(BlueGreenBackend):
                                             {"name": ESTIMATOR_KIND_ENV, "value": estimator_kind},
                                             # The spec's serving.capacity, per pod (merged by name with the manifests' values).
                                             *({"name": k, "value": v} for k, v in capacity_environment.items()),
+                                            # Where every answer is logged (object storage; the pods' credentials come from the manifests).
+                                            {"name": COLOR_ENV, "value": str(color)},
+                                            *({"name": k, "value": v} for k, v in log_environment.items()),
                                         ],
                                     }
                                 ]

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_airflow.serving.base import BlueGreenBackend, Color, ColorNotReadyError, ColorState, ServingStatus, SwitchOutcome
+from mlops_airflow.serving.inference_log import InferenceLogSettings
 from mlops_airflow.serving.local_ports import LocalPorts
 from mlops_airflow.serving.local_processes import group_alive, group_members, http_request, log_tail, port_open, process_alive, stop_group
 from mlops_airflow.serving.local_proxy import ROUTE, CaddyProxy, ProxyError
@@ -52,6 +53,7 @@ class LocalServingBackend(CaddyProxy, BlueGreenBackend):
     :param ports: live, blue and green ports on ``host``.
     :param env: extra environment for the model servers (the MLflow URIs and credentials).
     :param capacity: each colour's workers and limits (``serving.capacity``); ``None``: the server's defaults.
+    :param inference_log: where the servers log every answer (``serving.inference_log``); ``None``: nowhere.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class LocalServingBackend(CaddyProxy, BlueGreenBackend):
         host: str = "127.0.0.1",
         env: dict[str, str] | None = None,
         capacity: Capacity | None = None,
+        inference_log: InferenceLogSettings | None = None,
     ) -> None:
         self.model = model
         self.state_dir = Path(state_dir or default_state_dir())
@@ -70,6 +73,7 @@ class LocalServingBackend(CaddyProxy, BlueGreenBackend):
         self.host = host
         self.env = env or {}
         self.capacity = capacity
+        self.inference_log = inference_log
 
     # -- state ---------------------------------------------------------------------------
 
@@ -112,7 +116,36 @@ class LocalServingBackend(CaddyProxy, BlueGreenBackend):
         return live
 
     def status(self) -> ServingStatus:
-        return ServingStatus(live=self.live_color(), colors={c: self.is_ready(c) for c in Color})
+        return ServingStatus(live=self.live_color(), colors={c: self.is_ready(c) for c in Color}, weights=self.traffic_weights())
+
+    def traffic_weights(self) -> dict[Color, int]:
+        weights = self.proxy_weights() or {}
+        return weights if len([w for w in weights.values() if w > 0]) > 1 else {}
+
+    def set_weights(self, weights: dict[Color, int]) -> None:
+        """Split live traffic between the colours (a canary step): one reload of the router; 100 on one colour is a switch."""
+        if set(weights) - set(Color) or sum(weights.values()) != 100 or any(w < 0 for w in weights.values()):
+            raise ValueError(f"weights must be percentages of blue and green summing to 100, got {weights}")
+        whole = [c for c, w in weights.items() if w == 100]
+        if whole:
+            self.switch(whole[0])
+            return
+        self.ensure_proxy()
+        for color, weight in weights.items():
+            state = self.is_ready(color)
+            if weight > 0 and not state.ready:
+                raise ColorNotReadyError(f"refusing to send {weight}% of {self.model}'s live traffic to {color}: {state.detail}")
+        live = self.proxy_color()
+        status, body = self._admin("POST", "/load", self._router_config(live, weights))
+        if status != 200:
+            raise ProxyError(f"Caddy refused the split {weights}: {status} {body[:300]!r}")
+        deadline = time.monotonic() + 5.0
+        expected = {c: w for c, w in weights.items() if w > 0}
+        while (observed := self.proxy_weights()) != expected:
+            if time.monotonic() >= deadline:
+                raise ProxyError(f"Caddy reads back {observed} after the split {weights}")
+            time.sleep(0.05)
+        self._record_live(max(expected, key=expected.__getitem__) if live is None else live)
 
     def deploy(self, color: Color, version: str, model_uri: str, *, estimator_kind: str) -> bool:
         self.refuse_live(color, f"deploy {self.model} v{version} onto {color}")
@@ -134,7 +167,16 @@ class LocalServingBackend(CaddyProxy, BlueGreenBackend):
 
     def _start_server(self, state: dict[str, Any], color: Color, version: str, model_uri: str, estimator_kind: str) -> None:
         port = self.ports.of(color)
-        command = server_command(sys.executable, model_uri=model_uri, estimator_kind=estimator_kind, host=self.host, port=port, capacity=self.capacity)
+        command = server_command(
+            sys.executable,
+            model_uri=model_uri,
+            estimator_kind=estimator_kind,
+            host=self.host,
+            port=port,
+            capacity=self.capacity,
+            color=str(color),
+            inference_log=self.inference_log,
+        )
         process = self._spawn(color, command, self.env)
         state["colors"][str(color)] = {
             "version": str(version),
@@ -186,13 +228,14 @@ class LocalServingBackend(CaddyProxy, BlueGreenBackend):
 
     def switch(self, color: Color) -> SwitchOutcome:
         self.ensure_proxy()
-        if self.proxy_color() is color:
+        split = bool(self.traffic_weights())
+        if self.proxy_color() is color and not split:
             self._record_live(color)
             return SwitchOutcome.ALREADY_LIVE
         state = self.is_ready(color)
         if not state.ready:
             raise ColorNotReadyError(f"refusing to switch {self.model} to {color}: {state.detail}")
-        if self.proxy_color() is None:  # nothing live yet: the route holds a static response
+        if self.proxy_color() is None or split:  # nothing live yet (a static response), or a split: the whole route is replaced
             status, body = self._admin("POST", "/load", self._router_config(color))
         else:  # one change of the upstream; Caddy lets requests in flight finish on the old colour
             status, body = self._admin("PATCH", ROUTE, [{"dial": f"{self.host}:{self.ports.of(color)}"}])

@@ -18,10 +18,12 @@ from typing import Any
 from mlops_airflow.exceptions import MlopsError
 from mlops_airflow.serving.admin_http import UNIX_PREFIX, admin_request
 from mlops_airflow.serving.base import Color
+from mlops_airflow.serving.inference_log import ROUTE_HEADER, ROUTE_LIVE
 from mlops_airflow.serving.local_ports import LocalPorts
 from mlops_airflow.serving.local_processes import PROCESS_ENV, ServingProcesses, group_alive, port_open, process_alive, stop_group
 
-ROUTE = "/config/apps/http/servers/router/routes/0/handle/0/upstreams"
+HANDLER = "/config/apps/http/servers/router/routes/0/handle/0"
+ROUTE = f"{HANDLER}/upstreams"
 _REQUEST_BUFFER_BYTES = 16 * 1024 * 1024  # a retried request's body is replayed from here
 _MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux
 _SHORT_SOCKET_ROOT = Path("/tmp")  # noqa: S108 - one short directory every process of the machine agrees on
@@ -82,11 +84,24 @@ class CaddyProxy(ServingProcesses):
         except OSError:
             return 0, b""
 
-    def _router_config(self, color: Color | None) -> dict[str, Any]:
-        if color is None:
+    def _router_config(self, color: Color | None, weights: dict[Color, int] | None = None) -> dict[str, Any]:
+        """The router's whole configuration: all traffic to ``color``, or split by ``weights`` (percent per colour, the larger first).
+
+        Every request it forwards says it came through the live URL (the inference log's ``route``).
+        """
+        marked = {"headers": {"request": {"set": {ROUTE_HEADER: [ROUTE_LIVE]}}}}
+        if weights:
+            shares = sorted(((w, c) for c, w in weights.items() if w > 0), key=lambda wc: (-wc[0], wc[1] is not color))
+            handler = {
+                "handler": "reverse_proxy",
+                "upstreams": [{"dial": f"{self.host}:{self.ports.of(c)}"} for _, c in shares],
+                "load_balancing": {"selection_policy": {"policy": "weighted_round_robin", "weights": [w for w, _ in shares]}},
+                **marked,
+            }
+        elif color is None:
             handler = {"handler": "static_response", "status_code": 503, "body": f"{self.model}: no colour is live yet\n"}
         else:
-            handler = {"handler": "reverse_proxy", "upstreams": [{"dial": f"{self.host}:{self.ports.of(color)}"}]}
+            handler = {"handler": "reverse_proxy", "upstreams": [{"dial": f"{self.host}:{self.ports.of(color)}"}], **marked}
         return {
             "admin": {"listen": f"unix/{self.admin_socket}|0600"},
             "logging": {"logs": {"default": {"level": "WARN"}}},
@@ -111,13 +126,29 @@ class CaddyProxy(ServingProcesses):
             "apps": {"http": {"servers": {"live": {"listen": [f"{self.host}:{self.ports.live}"], "routes": [{"handle": [upstream]}]}}}},
         }
 
-    def proxy_color(self) -> Color | None:
-        """The colour Caddy sends live traffic to, read from Caddy itself; ``None`` when down or none."""
-        status, body = self._admin("GET", ROUTE)
+    def proxy_weights(self) -> dict[Color, int] | None:
+        """Percent of live traffic per colour, read from Caddy itself; ``None`` when it does not answer, ``{}`` when nothing is live."""
+        status, body = self._admin("GET", HANDLER)
         if status != 200:
             return None
-        dials = {u.get("dial") for u in json.loads(body or b"null") or []}
-        return next((c for c in Color if f"{self.host}:{self.ports.of(c)}" in dials), None)
+        handler = json.loads(body or b"null") or {}
+        colors = {f"{self.host}:{self.ports.of(c)}": c for c in Color}
+        upstreams = [colors.get(u.get("dial")) for u in handler.get("upstreams") or []]
+        policy = (handler.get("load_balancing") or {}).get("selection_policy") or {}
+        weights = policy.get("weights") if policy.get("policy") == "weighted_round_robin" else None
+        if not upstreams:
+            return {}
+        if weights is None or len(weights) != len(upstreams):
+            weights = [100] + [0] * (len(upstreams) - 1)  # one upstream (the first, should there be more) takes everything
+        total = sum(weights) or 1
+        return {c: round(100 * w / total) for c, w in zip(upstreams, weights, strict=True) if c is not None and w > 0}
+
+    def proxy_color(self) -> Color | None:
+        """The colour Caddy sends most live traffic to (all of it, outside a canary); ``None`` when down or none."""
+        weights = self.proxy_weights()
+        if not weights:
+            return None
+        return max(weights, key=weights.__getitem__)  # the first listed on a tie: the router lists the live colour first
 
     def ensure_proxy(self, timeout: float = 30.0) -> None:
         """Start the router and the front when they do not answer; the router routes to the state file's live colour."""

@@ -36,6 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mlops_airflow.serving.inference_log import FLUSH_SECONDS_ENV, SAMPLE_RATE_ENV, URI_ENV, InferenceLogSettings
+
 if TYPE_CHECKING:
     from mlops_airflow.specs import CapacitySpec
 
@@ -51,6 +53,7 @@ DEFAULT_MAX_PENDING = 64
 CONTAINER_WORKERS = 2  # a container's or pod's workers when the spec leaves them to the CPUs
 DEFAULT_MAX_BATCH_ROWS = 4096
 DEFAULT_MAX_WAIT_SECONDS = 1.0
+COLOR_ENV = "MLOPS_SERVING_COLOR"
 REQUEST_TIMEOUT_ENV = "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"  # MLflow's own setting, kept
 # One thread per worker for the native libraries: the workers are the parallelism, and OpenMP
 # threads contending for the same cores made a 2-row prediction 4 to 60 times slower here.
@@ -112,9 +115,23 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def server_command(python: str, *, model_uri: str | None, estimator_kind: str | None, host: str, port: int, capacity: Capacity | None = None) -> list[str]:
+def server_command(
+    python: str,
+    *,
+    model_uri: str | None,
+    estimator_kind: str | None,
+    host: str,
+    port: int,
+    capacity: Capacity | None = None,
+    color: str | None = None,
+    inference_log: InferenceLogSettings | None = None,
+) -> list[str]:
     """The server's argv; ``None`` leaves a value to its environment variable."""
     command = [python, "-m", "mlops_airflow.serving.model_server", "--host", host, "--port", str(port)]
+    if color is not None:
+        command += ["--color", color]
+    if inference_log is not None:
+        command += inference_log.arguments()
     if model_uri is not None:
         command += ["--model-uri", model_uri]
     if estimator_kind is not None:
@@ -145,16 +162,21 @@ def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
     return sock
 
 
-def serve_worker(model, sock: socket.socket, capacity: Capacity, request_timeout: float) -> None:
-    """One worker: an uvicorn server of the scoring app on the shared socket, until SIGTERM."""
+def serve_worker(
+    model, sock: socket.socket, capacity: Capacity, request_timeout: float, *, model_uri: str = "", color: str = "", log: InferenceLogSettings | None = None
+) -> None:
+    """One worker: an uvicorn server of the scoring app on the shared socket, until SIGTERM (which writes what the log holds)."""
     import mlflow
     import uvicorn
 
+    from mlops_airflow.serving.inference_log import InferenceLog, model_and_version
     from mlops_airflow.serving.micro_batching import MicroBatcher
     from mlops_airflow.serving.scoring_app import ScoringApp
 
     batcher = MicroBatcher(model, max_pending=capacity.max_pending, max_batch_rows=capacity.max_batch_rows, max_wait=capacity.max_wait_seconds)
-    app = ScoringApp(batcher, request_timeout=request_timeout, version=mlflow.__version__)
+    name, version = model_and_version(model_uri)
+    inference_log = InferenceLog(log, model=name, version=version, color=color or "unknown") if log is not None else None
+    app = ScoringApp(batcher, request_timeout=request_timeout, version=mlflow.__version__, inference_log=inference_log)
     # uvloop and httptools where installed (the serving image has them), asyncio and h11 otherwise.
     config = uvicorn.Config(app, loop="auto", http="auto", lifespan="on", log_level="warning", access_log=False, timeout_keep_alive=30)
     uvicorn.Server(config).run(sockets=[sock])
@@ -315,6 +337,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-pending", type=int, default=None, help=f"requests waiting or running per worker (env {MAX_PENDING_ENV})")
     parser.add_argument("--max-batch-rows", type=int, default=None, help=f"rows per model call (env {MAX_BATCH_ROWS_ENV})")
     parser.add_argument("--max-wait-seconds", type=float, default=None, help=f"longest wait for the model before a 503 (env {MAX_WAIT_ENV})")
+    parser.add_argument("--color", default=os.environ.get(COLOR_ENV) or "", help=f"the colour this server is, for the inference log (env {COLOR_ENV})")
+    parser.add_argument(
+        "--inference-log", default=os.environ.get(URI_ENV) or None, help=f"log every answer under this URI, daily Parquet partitions (env {URI_ENV})"
+    )
+    parser.add_argument("--inference-log-sample-rate", type=float, default=None, help=f"share of requests logged, (0, 1] (env {SAMPLE_RATE_ENV})")
+    parser.add_argument("--inference-log-flush-seconds", type=float, default=None, help=f"seconds between two writes (env {FLUSH_SECONDS_ENV})")
     args = parser.parse_args(argv)
     if not args.model_uri or not args.estimator_kind:
         parser.error(f"--model-uri and --estimator-kind (or {MODEL_URI_ENV} and {ESTIMATOR_KIND_ENV}) are required")
@@ -326,6 +354,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             max_pending=_given(args.max_pending, MAX_PENDING_ENV, DEFAULT_MAX_PENDING),
             max_batch_rows=_given(args.max_batch_rows, MAX_BATCH_ROWS_ENV, DEFAULT_MAX_BATCH_ROWS),
             max_wait_seconds=_given(args.max_wait_seconds, MAX_WAIT_ENV, DEFAULT_MAX_WAIT_SECONDS, float),
+        )
+        args.log = (
+            InferenceLogSettings(
+                uri=args.inference_log,
+                sample_rate=_given(args.inference_log_sample_rate, SAMPLE_RATE_ENV, 1.0, float),
+                flush_seconds=_given(args.inference_log_flush_seconds, FLUSH_SECONDS_ENV, 2.0, float),
+            )
+            if args.inference_log
+            else None
         )
     except ValueError as err:
         parser.error(str(err))
@@ -358,7 +395,10 @@ def main(argv: list[str] | None = None) -> int:
     # out of the garbage collector's sight, a full collection no longer walks it (pauses of
     # 100 ms and more under load), and the workers' forked copies of those pages stay shared.
     gc.freeze()
-    return Supervisor(capacity.workers, lambda: serve_worker(model, sock, capacity, args.request_timeout)).run()
+    def work() -> None:
+        serve_worker(model, sock, capacity, args.request_timeout, model_uri=args.model_uri, color=args.color, log=args.log)
+
+    return Supervisor(capacity.workers, work).run()
 
 
 if __name__ == "__main__":

@@ -210,6 +210,56 @@ class CapacitySpec:
 
 
 @dataclass(frozen=True)
+class InferenceLogSpec:
+    """Every live request and answer, kept as daily Parquet partitions (``<uri>/dt=YYYY-MM-DD/``)."""
+
+    uri: str | None  # None: not logged (sample_rate 0)
+    sample_rate: float = 1.0  # the share of requests kept
+    flush_seconds: float = 2.0  # each worker writes what it holds this often (and on a graceful stop)
+
+
+RELEASE_STRATEGIES = ("blue_green", "canary", "shadow")
+
+
+@dataclass(frozen=True)
+class CanarySpec:
+    """Live traffic moves to the new colour in steps; each step is analysed on the inference log before the next.
+
+    A step fails when the new colour's error rate, its p95 latency, or the shift of its predictions
+    against the old colour's over the same period (the KS statistic) passes its limit; it is
+    inconclusive with fewer than ``min_requests`` answers from the new colour.
+    """
+
+    steps: tuple[int, ...] = (10, 50)  # percent of live traffic on the new colour; 100 follows the last step
+    step_seconds: int = 300  # how long each step is held before its analysis
+    max_error_rate: float = 0.01  # 5xx answers (refusals under overload included) / answers
+    max_p95_ms: float = 500.0
+    max_output_shift: float = 0.2  # KS statistic D between the two colours' scores in the step
+    min_requests: int = 50
+
+
+@dataclass(frozen=True)
+class ShadowSpec:
+    """The new colour scores the live colour's logged requests before it gets any traffic (replay; it answers no client)."""
+
+    window_minutes: int = 60  # the logged requests of the last this many minutes
+    max_requests: int = 2000  # at most this many, the newest
+    concurrency: int = 4
+    min_requests: int = 50  # fewer logged: inconclusive
+    min_agreement: float = 0.9  # share of requests whose predicted class (or value within tolerance) is the live colour's
+    max_error_rate: float = 0.0
+    max_p95_ms: float = 500.0
+
+
+@dataclass(frozen=True)
+class ReleaseSpec:
+    strategy: str = "blue_green"
+    canary: CanarySpec = field(default_factory=CanarySpec)
+    shadow: ShadowSpec = field(default_factory=ShadowSpec)
+    decision_timeout_hours: float = 24.0  # an inconclusive analysis waits this long for a person; no answer: rolled back
+
+
+@dataclass(frozen=True)
 class DockerServingSpec:
     """Serving on one Docker host (the compose stack): scoring containers behind a Caddy router container."""
 
@@ -254,6 +304,8 @@ class ServingSpec:
     docker: DockerServingSpec = field(default_factory=lambda: DockerServingSpec())
     local: LocalServingSpec = field(default_factory=LocalServingSpec)
     capacity: CapacitySpec = field(default_factory=CapacitySpec)
+    inference_log: InferenceLogSpec = field(default_factory=lambda: InferenceLogSpec(uri=None))
+    release: ReleaseSpec = field(default_factory=ReleaseSpec)
 
 
 @dataclass(frozen=True)

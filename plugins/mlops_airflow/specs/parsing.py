@@ -91,7 +91,7 @@ def parse_spec(raw: Any, *, source: str) -> ModelSpec:
     schedules = _parse_schedules(top.section("schedules", required=False))
     contract = _parse_contract(top.section("contract"))
     promotion = _parse_promotion(top.section("promotion", required=False), training, features)
-    serving = _parse_serving(top.section("serving", required=False))
+    serving = _parse_serving(top.section("serving", required=False), data_uri=data_uri)
     drift = _parse_drift(top.section("drift", required=False), features)
     required = (*features.columns, target.column, data.timestamp_column)
     undeclared = [c for c in required if contract.column(c) is None]

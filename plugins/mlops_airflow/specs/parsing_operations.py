@@ -13,21 +13,26 @@ from mlops_airflow.specs.model import (
     SERVING_BACKENDS,
     WEEK_MINUTES,
     YEAR_HOURS,
+    RELEASE_STRATEGIES,
+    CanarySpec,
     CapacitySpec,
     DockerServingSpec,
     DriftSpec,
     FeatureSpec,
+    InferenceLogSpec,
     LocalServingSpec,
     ModelSpecError,
+    ReleaseSpec,
     ScheduleSpec,
     ServingSpec,
+    ShadowSpec,
     SmokeSpec,
     shown,
 )
-from mlops_airflow.specs.reading import _cron, _Section
+from mlops_airflow.specs.reading import _cron, _Section, _uri
 
 
-def _parse_serving(section: _Section) -> ServingSpec:
+def _parse_serving(section: _Section, *, data_uri: str) -> ServingSpec:
     defaults = ServingSpec()
     backend = section.choice("backend", SERVING_BACKENDS, default=defaults.backend)
     override = serving_backend_override()
@@ -58,10 +63,75 @@ def _parse_serving(section: _Section) -> ServingSpec:
         docker=_parse_docker_serving(section.section("docker", required=False)),
         local=_parse_local_serving(section.section("local", required=False)),
         capacity=_parse_capacity(section.section("capacity", required=False)),
+        inference_log=_parse_inference_log(section.section("inference_log", required=False), data_uri),
+        release=_parse_release(section.section("release", required=False)),
     )
     k8s.finish()
+    if spec.release.strategy != "blue_green":
+        if spec.inference_log.uri is None:
+            section.fail("release.strategy", f"{spec.release.strategy} is analysed on the inference log: serving.inference_log.sample_rate must be above 0")
+        if spec.backend != "local":
+            section.fail(
+                "release.strategy",
+                f"{spec.release.strategy} releases run on the local backend (Caddy weights) so far; {spec.backend} serving releases blue_green only",
+            )
     section.finish()
     return spec
+
+
+def _parse_inference_log(section: _Section, data_uri: str) -> InferenceLogSpec:
+    defaults = InferenceLogSpec(uri=None)
+    sample_rate = float(section.number("sample_rate", defaults.sample_rate, minimum=0.0, maximum=1.0))
+    # Beside the model's partitions, in a "_" folder that readers of the data skip.
+    uri = _uri(section, "uri") if section.raw.get("uri") else f"{data_uri}/_inference_log"
+    spec = InferenceLogSpec(
+        uri=uri if sample_rate > 0 else None,
+        sample_rate=sample_rate,
+        flush_seconds=float(section.number("flush_seconds", defaults.flush_seconds, minimum=0.05, maximum=3600.0)),
+    )
+    section.finish()
+    return spec
+
+
+def _parse_release(section: _Section) -> ReleaseSpec:
+    strategy = section.choice("strategy", RELEASE_STRATEGIES, default=ReleaseSpec.strategy)
+    canary_section = section.section("canary", required=False)
+    steps = canary_section._get("steps", list(CanarySpec.steps), False)
+    if (
+        not isinstance(steps, list)
+        or not steps
+        or not all(isinstance(s, int) and not isinstance(s, bool) and 0 < s < 100 for s in steps)
+        or steps != sorted(set(steps))
+    ):
+        canary_section.fail("steps", f"must be rising whole percentages between 1 and 99 (100 follows the last step), got {shown(steps)}")
+    canary = CanarySpec(
+        steps=tuple(steps),
+        step_seconds=canary_section.integer("step_seconds", CanarySpec.step_seconds, minimum=1, maximum=DAY_SECONDS),
+        max_error_rate=float(canary_section.number("max_error_rate", CanarySpec.max_error_rate, minimum=0.0, maximum=1.0)),
+        max_p95_ms=float(canary_section.number("max_p95_ms", CanarySpec.max_p95_ms, minimum=1.0, maximum=600_000.0)),
+        max_output_shift=float(canary_section.number("max_output_shift", CanarySpec.max_output_shift, minimum=0.0, maximum=1.0)),
+        min_requests=canary_section.integer("min_requests", CanarySpec.min_requests, minimum=1, maximum=MAX_ROWS),
+    )
+    canary_section.finish()
+    shadow_section = section.section("shadow", required=False)
+    shadow = ShadowSpec(
+        window_minutes=shadow_section.integer("window_minutes", ShadowSpec.window_minutes, minimum=1, maximum=WEEK_MINUTES),
+        max_requests=shadow_section.integer("max_requests", ShadowSpec.max_requests, minimum=1, maximum=1_000_000),
+        concurrency=shadow_section.integer("concurrency", ShadowSpec.concurrency, minimum=1, maximum=256),
+        min_requests=shadow_section.integer("min_requests", ShadowSpec.min_requests, minimum=1, maximum=1_000_000),
+        min_agreement=float(shadow_section.number("min_agreement", ShadowSpec.min_agreement, minimum=0.0, maximum=1.0)),
+        max_error_rate=float(shadow_section.number("max_error_rate", ShadowSpec.max_error_rate, minimum=0.0, maximum=1.0)),
+        max_p95_ms=float(shadow_section.number("max_p95_ms", ShadowSpec.max_p95_ms, minimum=1.0, maximum=600_000.0)),
+    )
+    shadow_section.finish()
+    release = ReleaseSpec(
+        strategy=strategy,
+        canary=canary,
+        shadow=shadow,
+        decision_timeout_hours=float(section.number("decision_timeout_hours", ReleaseSpec.decision_timeout_hours, minimum=0.001, maximum=YEAR_HOURS)),
+    )
+    section.finish()
+    return release
 
 
 def _parse_capacity(section: _Section) -> CapacitySpec:

@@ -13,22 +13,26 @@ from fake_http import JsonHandler
 from mlops_airflow.serving.base import Color
 from mlops_airflow.serving.local import LocalServingBackend
 from mlops_airflow.serving.local_ports import LocalPorts
-from mlops_airflow.serving.local_proxy import ROUTE
+from mlops_airflow.serving.local_proxy import HANDLER, ROUTE
 
 PORTS = LocalPorts(live=9600, blue=9601, green=9602)
 
 
 class _RouterAdmin(JsonHandler):
-    """The router's admin API as far as proxy_color reads it: the live route's upstreams."""
+    """The router's admin API as far as proxy_color reads it: the live route's handler (upstreams, and weights when split)."""
 
     upstreams: object
+    weights: object = None
 
     def address_string(self) -> str:
         return "unix"
 
     def do_GET(self) -> None:
-        if self.path == ROUTE:
-            self.reply(200, json.dumps(self.upstreams).encode())
+        if self.path == HANDLER:
+            handler = {"handler": "reverse_proxy", "upstreams": self.upstreams} if self.upstreams is not None else {"handler": "static_response"}
+            if self.weights is not None:
+                handler["load_balancing"] = {"selection_policy": {"policy": "weighted_round_robin", "weights": self.weights}}
+            self.reply(200, json.dumps(handler).encode())
         else:
             self.reply(404, b'{"error": "unknown path"}')
 
@@ -43,9 +47,9 @@ def router_admin(tmp_path):
     backend = LocalServingBackend(model="churn", state_dir=tmp_path, ports=PORTS)
     servers: list[_UnixHTTPServer] = []
 
-    def start(upstreams: object) -> None:
+    def start(upstreams: object, weights: object = None) -> None:
         backend._private_socket_dir()
-        handler = type("_Handler", (_RouterAdmin,), {"upstreams": upstreams})
+        handler = type("_Handler", (_RouterAdmin,), {"upstreams": upstreams, "weights": weights})
         server = _UnixHTTPServer(str(backend.admin_socket), handler)
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         servers.append(server)
@@ -107,7 +111,31 @@ class TestConfigs:
         backend = LocalServingBackend(model="churn", state_dir=tmp_path, ports=PORTS)
         server = backend._router_config(color)["apps"]["http"]["servers"]["router"]
         assert server["listen"] == [f"unix/{backend.router_socket}"]
-        assert server["routes"] == [{"handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": f"127.0.0.1:{PORTS.of(color)}"}]}]}]
+        (route,) = server["routes"]
+        (handler,) = route["handle"]
+        assert handler["upstreams"] == [{"dial": f"127.0.0.1:{PORTS.of(color)}"}]
+        assert "load_balancing" not in handler
+
+    def test_every_request_the_router_forwards_is_marked_live(self, tmp_path):
+        """The inference log tells live traffic from the smoke test's and a replay's, which reach a colour's own port."""
+        backend = LocalServingBackend(model="churn", state_dir=tmp_path, ports=PORTS)
+        for config in (backend._router_config(Color.BLUE), backend._router_config(Color.BLUE, {Color.BLUE: 90, Color.GREEN: 10})):
+            (handler,) = config["apps"]["http"]["servers"]["router"]["routes"][0]["handle"]
+            assert handler["headers"] == {"request": {"set": {"x-mlops-route": ["live"]}}}
+
+    def test_a_split_lists_the_larger_share_first_with_its_weight(self, tmp_path):
+        backend = LocalServingBackend(model="churn", state_dir=tmp_path, ports=PORTS)
+        config = backend._router_config(Color.BLUE, {Color.GREEN: 10, Color.BLUE: 90})
+        (handler,) = config["apps"]["http"]["servers"]["router"]["routes"][0]["handle"]
+        assert handler["upstreams"] == [{"dial": "127.0.0.1:9601"}, {"dial": "127.0.0.1:9602"}]
+        assert handler["load_balancing"] == {"selection_policy": {"policy": "weighted_round_robin", "weights": [90, 10]}}
+
+    def test_an_even_split_lists_the_live_colour_first(self, tmp_path):
+        backend = LocalServingBackend(model="churn", state_dir=tmp_path, ports=PORTS)
+        for live in Color:
+            config = backend._router_config(live, {Color.BLUE: 50, Color.GREEN: 50})
+            (handler,) = config["apps"]["http"]["servers"]["router"]["routes"][0]["handle"]
+            assert handler["upstreams"][0] == {"dial": f"127.0.0.1:{PORTS.of(live)}"}
 
     def test_with_nothing_live_the_router_answers_503(self, tmp_path):
         backend = LocalServingBackend(model="churn", state_dir=tmp_path, ports=PORTS)
@@ -148,6 +176,21 @@ class TestProxyColor:
         backend, start = router_admin
         start(upstreams)
         assert backend.proxy_color() is color
+
+    @pytest.mark.parametrize(
+        ("weights", "live", "split"),
+        [
+            pytest.param([90, 10], Color.BLUE, {Color.BLUE: 90, Color.GREEN: 10}, id="canary-10"),
+            pytest.param([10, 90], Color.GREEN, {Color.BLUE: 10, Color.GREEN: 90}, id="mostly-green"),
+            pytest.param([50, 50], Color.BLUE, {Color.BLUE: 50, Color.GREEN: 50}, id="even-first-listed"),
+            pytest.param([1, 2, 3], Color.BLUE, {}, id="weights-not-matching-upstreams-mean-the-first"),
+        ],
+    )
+    def test_a_split_is_read_from_the_router(self, router_admin, weights, live, split):
+        backend, start = router_admin
+        start([{"dial": "127.0.0.1:9601"}, {"dial": "127.0.0.1:9602"}], weights)
+        assert backend.proxy_color() is live
+        assert backend.traffic_weights() == split
 
     def test_a_router_that_is_down_routes_nowhere(self, tmp_path):
         backend = LocalServingBackend(model="churn", state_dir=tmp_path, ports=PORTS)

@@ -1,0 +1,286 @@
+"""Release strategies beyond blue-green: canary steps and shadow replay, judged on the inference log.
+
+Where they sit in the loop: deploy idle colour -> smoke -> **canary_release or shadow_replay ->
+decide_release** -> switch -> verify, with rollback_release when any of them fails. The spec's
+``serving.release.strategy`` picks; ``blue_green`` has neither task.
+
+- *Canary* (:class:`CanaryReleaseOperator`): live traffic moves to the new colour in steps (10 %,
+  50 %, then the switch to 100 %); each step is held, then judged on what both colours answered in
+  that period (:func:`mlops_airflow.core.release_analysis.analyse_canary_step`). Failed: all traffic
+  back on the old colour at once, and the task fails, so that the rollback restores the aliases.
+- *Shadow* (:class:`ShadowReplayOperator`): before it gets any traffic, the new colour scores the
+  live colour's logged requests through its own URL (it answers no client); the report compares
+  its answers with the live ones.
+- *Inconclusive* (too little traffic to judge): :class:`ReleaseDecisionOperator` asks a person in
+  the Airflow UI (human-in-the-loop); no answer in time counts as a rejection.
+
+Every step and verdict lands on the new version's tags (``mlops.release.*``), in the task log, in
+the task's XCom and in the statsd metrics.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from mlops_airflow.observability.metrics import RELEASE_ANALYSIS, RELEASE_CANARY_WEIGHT, RELEASE_SHADOW_AGREEMENT, gauge, incr
+from mlops_airflow.operators.serving import ALREADY_LIVE, _ServingOperator
+from mlops_airflow.utils.templates import FailFastTemplates
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from airflow.sdk import Context
+
+    from mlops_airflow.core.payloads import Release
+    from mlops_airflow.hooks.mlflow import MlflowHook
+    from mlops_airflow.specs import ModelSpec
+
+TAG_STRATEGY = "mlops.release.strategy"
+TAG_VERDICT = "mlops.release.verdict"
+TAG_CANARY_STEP = "mlops.release.canary.step_{}"
+TAG_SHADOW = "mlops.release.shadow"
+TAG_DECISION = "mlops.release.decision"
+_FLUSH_MARGIN_SECONDS = 1.0  # beyond the servers' flush interval, before a period's log is read
+
+
+def _nothing_to_compare(release: Release, live: str | None) -> str | None:
+    """Why there is no old colour to judge the new one against (``None`` when there is one)."""
+    if release.action == ALREADY_LIVE:
+        return f"v{release.version} is already live"
+    if not release.previous_color or live is None:
+        return "nothing was live before this release"
+    return None
+
+
+def read_live_log(spec: ModelSpec, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
+    """The inference log's rows that came through the live URL in ``[start, end)``."""
+    from mlops_airflow.core.partitions import read_period
+    from mlops_airflow.serving.inference_log import ROUTE_LIVE
+
+    frame = read_period(spec.serving.inference_log.uri, start, end)
+    return frame[frame["route"] == ROUTE_LIVE] if not frame.empty else frame
+
+
+def _record(hook: MlflowHook, spec: ModelSpec, version: str, tags: dict[str, Any]) -> None:
+    hook.set_version_tags(spec.registered_model_name, version, {k: v if isinstance(v, str) else json.dumps(v) for k, v in tags.items()})
+
+
+class CanaryReleaseOperator(_ServingOperator):
+    """
+    Move live traffic to the released colour step by step, judging each step on the inference log.
+
+    For each of ``serving.release.canary.steps`` (percent of live traffic on the new colour): split
+    the traffic, hold it ``step_seconds``, then compare what the new colour answered with what the old
+    one answered over the same period. A Failed step puts all traffic back on the old colour at once
+    and fails the task (the rollback then restores the aliases). An Inconclusive one leaves the
+    split as it is and ends the task: :class:`ReleaseDecisionOperator` asks a person. After the last
+    Successful step, ``switch_traffic`` moves the rest. A first release (nothing live) has nothing to
+    compare with: it is switched as blue-green.
+    """
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_airflow.core.release_analysis import CanaryCriteria, TrafficSample, Verdict, analyse_canary_step
+        from mlops_airflow.hooks.model_versions import require_promoted
+        from mlops_airflow.serving.base import Color
+
+        release = self.release(context)
+        spec, hook, backend = self.spec_hook_and_backend()
+        status = backend.status()
+        why_not = _nothing_to_compare(release, str(status.live) if status.live else None)
+        if why_not:
+            self.log.info("No canary: %s", why_not)
+            return {"verdict": str(Verdict.SUCCESSFUL), "steps": [], "note": why_not}
+        name = spec.registered_model_name
+        require_promoted(name, hook.get_model_version(name, release.version), action="send live traffic to", secret=hook.get_lock_secret())
+        canary = spec.serving.release.canary
+        criteria = CanaryCriteria(canary.max_error_rate, canary.max_p95_ms, canary.max_output_shift, canary.min_requests)
+        new, old = Color(release.color), Color(release.previous_color)
+        _record(hook, spec, release.version, {TAG_STRATEGY: "canary"})
+        steps: list[dict[str, Any]] = []
+        for number, weight in enumerate(canary.steps, start=1):
+            backend.set_weights({old: 100 - weight, new: weight})
+            gauge(RELEASE_CANARY_WEIGHT, weight, model=spec.name)
+            started = dt.datetime.now(dt.UTC)
+            self.log.info("Canary step %d: %d%% of %s's live traffic on %s (v%s) for %d s", number, weight, spec.name, new, release.version, canary.step_seconds)
+            time.sleep(canary.step_seconds)
+            ended = dt.datetime.now(dt.UTC)
+            time.sleep(spec.serving.inference_log.flush_seconds + _FLUSH_MARGIN_SECONDS)  # every server has written the period
+            frame = read_live_log(spec, started, ended)
+            analysis = analyse_canary_step(
+                TrafficSample.from_log(_answers_of(frame, old, release.previous_version)),
+                TrafficSample.from_log(_answers_of(frame, new, release.version)),
+                criteria,
+                step=number,
+                weight=weight,
+                started=started,
+                ended=ended,
+            )
+            steps.append(analysis.as_dict())
+            _record(hook, spec, release.version, {TAG_CANARY_STEP.format(number): analysis.as_dict(), TAG_VERDICT: str(analysis.verdict)})
+            incr(RELEASE_ANALYSIS, model=spec.name, strategy="canary", verdict=str(analysis.verdict).lower())
+            self.log.info("Canary step %d (%d%%): %s %s", number, weight, analysis.verdict, analysis.as_dict())
+            if analysis.verdict is Verdict.FAILED:
+                backend.switch(old)
+                gauge(RELEASE_CANARY_WEIGHT, 0, model=spec.name)
+                raise AirflowFailException(
+                    f"canary of {spec.name} v{release.version} failed at step {number} ({weight}%): {'; '.join(analysis.reasons)}; all live traffic is back on {old}"
+                )
+            if analysis.verdict is Verdict.INCONCLUSIVE:
+                return {"verdict": str(Verdict.INCONCLUSIVE), "steps": steps, "reasons": list(analysis.reasons)}
+        return {"verdict": str(Verdict.SUCCESSFUL), "steps": steps}
+
+
+def _answers_of(frame: pd.DataFrame, color: Any, version: str | None) -> pd.DataFrame:
+    if frame.empty:
+        return frame
+    chosen = frame[frame["color"] == str(color)]
+    return chosen[chosen["version"] == str(version)] if version is not None else chosen
+
+
+class ShadowReplayOperator(_ServingOperator):
+    """
+    Before the switch, have the new colour score the live colour's logged requests; judge its answers.
+
+    The newest ``max_requests`` requests the live colour answered (200) through the live URL in the
+    last ``window_minutes`` are sent again, as they were, to the new colour's own URL, ``concurrency``
+    at a time. The new colour answers no client. The report: requests logged and replayed, errors,
+    agreement (rows whose predicted class, or value within the smoke tolerance, is the live one's),
+    p95 latency, and the KS shift of the scores. Failed fails the task (the rollback restores the
+    aliases; live traffic never moved); Inconclusive goes to a person.
+    """
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_airflow.core.release_analysis import ShadowCriteria, Verdict, judge_shadow
+
+        release = self.release(context)
+        spec, hook, backend = self.spec_hook_and_backend()
+        status = backend.status()
+        why_not = _nothing_to_compare(release, str(status.live) if status.live else None)
+        if why_not:
+            self.log.info("No shadow replay: %s", why_not)
+            return {"verdict": str(Verdict.SUCCESSFUL), "note": why_not}
+        shadow = spec.serving.release.shadow
+        time.sleep(spec.serving.inference_log.flush_seconds + _FLUSH_MARGIN_SECONDS)  # the live colour's latest answers are written
+        end = dt.datetime.now(dt.UTC)
+        frame = _answers_of(read_live_log(spec, end - dt.timedelta(minutes=shadow.window_minutes), end), status.live, status.live_version)
+        if not frame.empty:
+            frame = frame[frame["status"] == 200].sort_values("ts").tail(shadow.max_requests)
+        replays = replay(backend.preview_url(_color(release.color)), frame, concurrency=shadow.concurrency)
+        report = judge_shadow(
+            len(frame),
+            replays,
+            ShadowCriteria(shadow.min_requests, shadow.min_agreement, shadow.max_error_rate, shadow.max_p95_ms),
+            tolerance=spec.serving.smoke.tolerance,
+        )
+        _record(hook, spec, release.version, {TAG_STRATEGY: "shadow", TAG_SHADOW: report.as_dict(), TAG_VERDICT: str(report.verdict)})
+        incr(RELEASE_ANALYSIS, model=spec.name, strategy="shadow", verdict=str(report.verdict).lower())
+        if report.agreement is not None:
+            gauge(RELEASE_SHADOW_AGREEMENT, report.agreement, model=spec.name)
+        self.log.info("Shadow replay of %s v%s against v%s: %s", spec.name, release.version, status.live_version, report.as_dict())
+        if report.verdict is Verdict.FAILED:
+            raise AirflowFailException(f"shadow replay of {spec.name} v{release.version} failed: {'; '.join(report.reasons)}; live traffic never moved")
+        return {**report.as_dict(), "reasons": list(report.reasons)}
+
+
+def _color(value: str):
+    from mlops_airflow.serving.base import Color
+
+    return Color(value)
+
+
+def replay(url: str, frame: pd.DataFrame, *, concurrency: int, timeout: float = 30.0) -> list:
+    """Send each logged request to ``url``/invocations as it was; one :class:`Replayed` per row, in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import urllib.error
+    import urllib.request
+
+    from mlops_airflow.core.release_analysis import Replayed
+
+    def one(row: tuple[bytes, str, bytes]) -> Replayed:
+        body, content_type, live_response = row
+        request = urllib.request.Request(f"{url}/invocations", data=body, method="POST", headers={"Content-Type": content_type or "application/json"})  # noqa: S310 - the colour's own URL
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+                code, answer = response.status, response.read()
+        except urllib.error.HTTPError as err:
+            code, answer = err.code, err.read()
+        except (urllib.error.URLError, OSError):
+            code, answer = 0, b""
+        return Replayed(live_response=live_response, status=code, response=answer, latency_ms=(time.perf_counter() - started) * 1000.0)
+
+    if frame.empty:
+        return []
+    rows = list(zip(frame["request"], frame["content_type"], frame["response"], strict=True))
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="shadow") as pool:
+        return list(pool.map(one, rows))
+
+
+class ReleaseDecisionOperator(FailFastTemplates, ApprovalOperator):
+    """
+    When the release's analysis is Inconclusive, a person decides in the Airflow UI: Approve goes on to the switch, Reject rolls back.
+
+    Skipped (nothing to decide) after a Successful analysis. No answer within ``response_timeout``
+    counts as Reject. The answer, and who gave it, land on the version's tags.
+
+    :param spec_path: the model spec (templated).
+    :param analysis_task_id: the canary or shadow task whose XCom holds the verdict.
+    :param deploy_task_id: the task whose XCom names the release.
+    """
+
+    template_fields: Sequence[str] = (*ApprovalOperator.template_fields, "spec_path")
+
+    def __init__(self, *, spec_path: str, analysis_task_id: str, deploy_task_id: str = "deploy_idle_color", **kwargs: Any) -> None:
+        kwargs.setdefault("defaults", ApprovalOperator.REJECT)
+        super().__init__(subject="Release the new version?", **kwargs)
+        self.spec_path = spec_path
+        self.analysis_task_id = analysis_task_id
+        self.deploy_task_id = deploy_task_id
+
+    def execute(self, context: Context) -> Any:
+        analysis = context["ti"].xcom_pull(task_ids=self.analysis_task_id) or {}
+        verdict = analysis.get("verdict")
+        if verdict != "Inconclusive":
+            raise AirflowSkipException(f"the analysis says {verdict}: nothing to decide")
+        release = self._release(context)
+        self.subject = f"Release v{release.version}? Its analysis was inconclusive"
+        self.body = "\n".join(
+            [
+                f"**{self.analysis_task_id}**: {verdict}",
+                "",
+                *(f"- {reason}" for reason in analysis.get("reasons", [])),
+                "",
+                "Approve to move all live traffic to the new version; Reject to roll back.",
+            ]
+        )
+        return super().execute(context)
+
+    def _release(self, context: Context) -> Release:
+        from mlops_airflow.core.payloads import Release
+        from mlops_airflow.utils.task_args import read_payload
+
+        return read_payload(Release, context["ti"].xcom_pull(task_ids=self.deploy_task_id), f"the XCom of {self.deploy_task_id}")
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        from mlops_airflow.hooks.mlflow import MlflowHook
+        from mlops_airflow.utils.task_args import load_task_spec
+
+        payload = HITLOperator.execute_complete(self, context, event)
+        approved = payload["chosen_options"] == [self.APPROVE]
+        user = payload.get("responded_by_user") or {}
+        by = user.get("name") or user.get("id")
+        release = self._release(context)
+        spec = load_task_spec(self.spec_path)
+        decision = {"approved": approved, "by": by, "timed_out": bool(event.get("timedout"))}
+        _record(MlflowHook(), spec, release.version, {TAG_DECISION: decision})
+        if not approved:
+            raise AirflowFailException(f"release of v{release.version} rejected {f'by {by}' if by else '(no answer before the timeout)'}")
+        self.log.info("Release approved by %s", by)
+        return decision
