@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MIN_SHIFT_SAMPLES = 20  # scores per colour below which the output shift is not judged
+# A shift fails a step only when it is both large (D above the limit) and no accident of a small
+# sample: at a 10% step a few hundred scores differ from the old colour's by chance (D ~ 0.1).
+SHIFT_ALPHA = 0.01
 
 
 class Verdict(enum.StrEnum):
@@ -95,13 +98,14 @@ class TrafficSample:
         return float(np.percentile(answered, 95)) if len(answered) else None
 
 
-def output_shift(baseline: np.ndarray, candidate: np.ndarray) -> float | None:
-    """The KS statistic D between two colours' scores; ``None`` when either has fewer than :data:`MIN_SHIFT_SAMPLES`."""
+def output_shift(baseline: np.ndarray, candidate: np.ndarray) -> tuple[float, float] | None:
+    """The KS statistic D between two colours' scores and its p-value; ``None`` when either has fewer than :data:`MIN_SHIFT_SAMPLES`."""
     if len(baseline) < MIN_SHIFT_SAMPLES or len(candidate) < MIN_SHIFT_SAMPLES:
         return None
     from mlops_airflow.stats.ks import ks_2samp_columns
 
-    return float(ks_2samp_columns(baseline.reshape(-1, 1), candidate.reshape(-1, 1)).statistic[0])
+    result = ks_2samp_columns(baseline.reshape(-1, 1), candidate.reshape(-1, 1), fast_tail=False)
+    return float(result.statistic[0]), float(result.pvalue[0])
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ class StepAnalysis:
     error_rate: float | None
     p95_ms: float | None
     output_shift: float | None  # KS D of the new colour's scores against the old colour's
+    output_shift_p_value: float | None
     baseline_requests: int
     verdict: Verdict
     reasons: tuple[str, ...]
@@ -140,8 +145,8 @@ class StepAnalysis:
 def analyse_canary_step(
     baseline: TrafficSample, candidate: TrafficSample, criteria: CanaryCriteria, *, step: int, weight: int, started: dt.datetime, ended: dt.datetime
 ) -> StepAnalysis:
-    """Failed when any limit is passed (errors beyond the allowed share count even before ``min_requests``); else
-    Inconclusive below ``min_requests`` answers of the new colour; else Successful."""
+    """Failed when any limit is passed (errors beyond the allowed share count even before ``min_requests``; a shift
+    counts when significant at :data:`SHIFT_ALPHA`); else Inconclusive below ``min_requests`` answers of the new colour; else Successful."""
     requests, errors = candidate.requests, candidate.errors
     error_rate = errors / requests if requests else None
     p95 = candidate.p95_ms()
@@ -153,8 +158,8 @@ def analyse_canary_step(
         failed.append(f"error rate {errors}/{requests} = {error_rate:.3f} above {criteria.max_error_rate:g}")
     if enough and p95 is not None and p95 > criteria.max_p95_ms:
         failed.append(f"p95 latency {p95:.1f} ms above {criteria.max_p95_ms:g} ms")
-    if shift is not None and shift > criteria.max_output_shift:
-        failed.append(f"predictions shifted from the old colour's: KS D {shift:.3f} above {criteria.max_output_shift:g}")
+    if shift is not None and shift[0] > criteria.max_output_shift and shift[1] < SHIFT_ALPHA:
+        failed.append(f"predictions shifted from the old colour's: KS D {shift[0]:.3f} above {criteria.max_output_shift:g} (p = {shift[1]:.2g})")
     if failed:
         verdict, reasons = Verdict.FAILED, failed
     elif not enough:
@@ -170,7 +175,8 @@ def analyse_canary_step(
         errors=errors,
         error_rate=error_rate,
         p95_ms=p95,
-        output_shift=shift,
+        output_shift=shift[0] if shift else None,
+        output_shift_p_value=shift[1] if shift else None,
         baseline_requests=baseline.requests,
         verdict=verdict,
         reasons=tuple(reasons),
@@ -263,7 +269,7 @@ def judge_shadow(logged: int, replays: Sequence[Replayed], criteria: ShadowCrite
         rows_compared=compared,
         agreement=agreement,
         p95_ms=p95,
-        output_shift=shift,
+        output_shift=shift[0] if shift else None,
         verdict=verdict,
         reasons=tuple(reasons),
     )

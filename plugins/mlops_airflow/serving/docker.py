@@ -135,6 +135,7 @@ class DockerServingBackend(BlueGreenBackend):
                 port=port,
                 capacity=self.capacity.for_container() if self.capacity else None,
                 color=str(color),
+                identity=(self.model, str(version)),
                 inference_log=self.inference_log,
             ),
             "environment": self.container_env(),

@@ -175,6 +175,7 @@ class LocalServingBackend(CaddyProxy, BlueGreenBackend):
             port=port,
             capacity=self.capacity,
             color=str(color),
+            identity=(self.model, str(version)),
             inference_log=self.inference_log,
         )
         process = self._spawn(color, command, self.env)

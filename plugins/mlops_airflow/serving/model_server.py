@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mlops_airflow.serving.inference_log import FLUSH_SECONDS_ENV, SAMPLE_RATE_ENV, URI_ENV, InferenceLogSettings
+from mlops_airflow.serving.inference_log import FLUSH_SECONDS_ENV, SAMPLE_RATE_ENV, URI_ENV, InferenceLogSettings, model_and_version
 
 if TYPE_CHECKING:
     from mlops_airflow.specs import CapacitySpec
@@ -124,12 +124,15 @@ def server_command(
     port: int,
     capacity: Capacity | None = None,
     color: str | None = None,
+    identity: tuple[str, str] | None = None,
     inference_log: InferenceLogSettings | None = None,
 ) -> list[str]:
-    """The server's argv; ``None`` leaves a value to its environment variable."""
+    """The server's argv; ``None`` leaves a value to its environment variable. ``identity``: (model, version) for the log."""
     command = [python, "-m", "mlops_airflow.serving.model_server", "--host", host, "--port", str(port)]
     if color is not None:
         command += ["--color", color]
+    if identity is not None:
+        command += ["--model-name", identity[0], "--model-version", identity[1]]
     if inference_log is not None:
         command += inference_log.arguments()
     if model_uri is not None:
@@ -163,18 +166,25 @@ def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
 
 
 def serve_worker(
-    model, sock: socket.socket, capacity: Capacity, request_timeout: float, *, model_uri: str = "", color: str = "", log: InferenceLogSettings | None = None
+    model,
+    sock: socket.socket,
+    capacity: Capacity,
+    request_timeout: float,
+    *,
+    identity: tuple[str, str] = ("unknown", "unknown"),
+    color: str = "",
+    log: InferenceLogSettings | None = None,
 ) -> None:
     """One worker: an uvicorn server of the scoring app on the shared socket, until SIGTERM (which writes what the log holds)."""
     import mlflow
     import uvicorn
 
-    from mlops_airflow.serving.inference_log import InferenceLog, model_and_version
+    from mlops_airflow.serving.inference_log import InferenceLog
     from mlops_airflow.serving.micro_batching import MicroBatcher
     from mlops_airflow.serving.scoring_app import ScoringApp
 
     batcher = MicroBatcher(model, max_pending=capacity.max_pending, max_batch_rows=capacity.max_batch_rows, max_wait=capacity.max_wait_seconds)
-    name, version = model_and_version(model_uri)
+    name, version = identity
     inference_log = InferenceLog(log, model=name, version=version, color=color or "unknown") if log is not None else None
     app = ScoringApp(batcher, request_timeout=request_timeout, version=mlflow.__version__, inference_log=inference_log)
     # uvloop and httptools where installed (the serving image has them), asyncio and h11 otherwise.
@@ -338,6 +348,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-batch-rows", type=int, default=None, help=f"rows per model call (env {MAX_BATCH_ROWS_ENV})")
     parser.add_argument("--max-wait-seconds", type=float, default=None, help=f"longest wait for the model before a 503 (env {MAX_WAIT_ENV})")
     parser.add_argument("--color", default=os.environ.get(COLOR_ENV) or "", help=f"the colour this server is, for the inference log (env {COLOR_ENV})")
+    parser.add_argument("--model-name", default=None, help="the registered model, for the inference log (default: from a models:/ URI)")
+    parser.add_argument("--model-version", default=None, help="the version, for the inference log (default: from a models:/ URI)")
     parser.add_argument(
         "--inference-log", default=os.environ.get(URI_ENV) or None, help=f"log every answer under this URI, daily Parquet partitions (env {URI_ENV})"
     )
@@ -396,7 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     # 100 ms and more under load), and the workers' forked copies of those pages stay shared.
     gc.freeze()
     def work() -> None:
-        serve_worker(model, sock, capacity, args.request_timeout, model_uri=args.model_uri, color=args.color, log=args.log)
+        named, numbered = model_and_version(args.model_uri)
+        identity = (args.model_name or named, args.model_version or numbered)
+        serve_worker(model, sock, capacity, args.request_timeout, identity=identity, color=args.color, log=args.log)
 
     return Supervisor(capacity.workers, work).run()
 
