@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-import pytest
 from helpers import REPO_ROOT, free_port
 
 from mlops_airflow.serving.base import Color
@@ -16,8 +15,7 @@ from mlops_airflow.serving.model_server import Capacity
 KIND = "hist_gradient_boosting"
 
 
-@pytest.fixture(scope="module")
-def churn(tmp_path_factory):
+def build_churn(tmp_path_factory) -> dict:
     """Two versions of the demo's churn pipeline (its spec's estimator, two seeds and learning rates), saved as skops,
     with 2-row request bodies and each version's offline predictions for them."""
     import mlflow.sklearn

@@ -179,7 +179,9 @@ def _release_gates(spec: ModelSpec) -> list:
     if release.strategy == "canary":
         canary = release.canary
         per_step = canary.step_seconds + spec.serving.inference_log.flush_seconds + 120
-        analyse = CanaryReleaseOperator(task_id="canary_release", spec_path=spec.source, execution_timeout=dt.timedelta(seconds=len(canary.steps) * per_step + 300))
+        analyse = CanaryReleaseOperator(
+            task_id="canary_release", spec_path=spec.source, execution_timeout=dt.timedelta(seconds=len(canary.steps) * per_step + 300)
+        )
     else:
         analyse = ShadowReplayOperator(task_id="shadow_replay", spec_path=spec.source, execution_timeout=dt.timedelta(minutes=60))
     decide = ReleaseDecisionOperator(

@@ -22,7 +22,7 @@ if ERROR_RATE or LATENCY_SECONDS:
     async def _faulty_score(self, body: bytes, content_type: str) -> micro_batching.ScoringResponse:
         if LATENCY_SECONDS:
             await asyncio.sleep(LATENCY_SECONDS)
-        if random.random() < ERROR_RATE:  # noqa: S311 - a test's fault, not a secret
+        if random.random() < ERROR_RATE:
             return micro_batching.ScoringResponse(500, b'{"error_code": "INTERNAL_ERROR", "message": "injected fault"}')
         return await _score(self, body, content_type)
 

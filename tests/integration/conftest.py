@@ -47,3 +47,11 @@ def serving_state(tmp_path, monkeypatch):
     yield folder
     for state_file in folder.glob("*.json"):
         LocalServingBackend(model=state_file.stem, state_dir=folder).stop_all()
+
+
+@pytest.fixture(scope="module")
+def churn(tmp_path_factory):
+    """Two versions of the demo's churn pipeline, their request bodies and offline predictions (tests/served_churn.py)."""
+    from served_churn import build_churn
+
+    return build_churn(tmp_path_factory)

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from helpers import REPO_ROOT
 from load import Load
-from served_churn import KIND, backend_for, churn, release, which_version  # noqa: F401 - churn is a fixture
+from served_churn import backend_for, release, which_version
 
 from mlops_airflow.core.partitions import read_period
 from mlops_airflow.core.payloads import Release
@@ -74,7 +74,7 @@ class FakeRegistry:
         return version
 
     def get_lock_secret(self) -> str:
-        return "secret"  # noqa: S105 - a stand-in
+        return "secret"
 
 
 class FakeTI:
@@ -129,7 +129,9 @@ def test_the_inference_log_keeps_every_answer_across_a_graceful_stop(tmp_path, c
     assert len(rows) == len(answered)
     assert rows["request_id"].is_unique
     assert set(rows["route"]) == {"live"}
-    assert set(rows["color"]) == {"blue"} and set(rows["version"]) == {"1"} and set(rows["model"]) == {"churn"}
+    assert set(rows["color"]) == {"blue"}
+    assert set(rows["version"]) == {"1"}
+    assert set(rows["model"]) == {"churn"}
     assert Counter(rows["status"]) == Counter(a.status for a in answered)
     assert Counter(bytes(b) for b in rows["response"]) == Counter(a.body for a in answered)
     assert Counter(bytes(b) for b in rows["request"]) == Counter(churn["bodies"][a.request] for a in answered)
@@ -156,16 +158,20 @@ def test_a_bad_canary_is_stopped_at_its_first_step_and_live_is_the_champion_agai
             load.wait_for(len(load.answers) + 100)
         answers = load.stop()
         status = backend.status()
-        assert status.live is Color.BLUE and not status.split
+        assert status.live is Color.BLUE
+        assert not status.split
         assert elapsed < 2 * STEP_SECONDS + 10, "the canary went past its first step"
         failed = [a for a in answers if a.status != 200]
         print(f"\nbad canary: {len(failed)} of {len(answers)} client requests failed; stopped after {elapsed:.1f} s")
         assert failed, "the injected faults never reached a client: the canary got no traffic"
         assert len(failed) / len(answers) <= 0.10, "more errors than the first step's 10% share of traffic"
         after = [a for a in answers if a.sent > stopped_at]
-        assert after and all(a.status == 200 and which_version(churn, a) == "1" for a in after), "the challenger answered after the canary was stopped"
+        assert after
+        assert all(a.status == 200 and which_version(churn, a) == "1" for a in after), "the challenger answered after the canary was stopped"
         step = yaml.safe_load(registry.tags["2"]["mlops.release.canary.step_1"])
-        assert step["verdict"] == "Failed" and step["weight"] == 10 and step["errors"] > 0
+        assert step["verdict"] == "Failed"
+        assert step["weight"] == 10
+        assert step["errors"] > 0
         assert registry.tags["2"]["mlops.release.verdict"] == "Failed"
         assert "mlops.release.canary.step_2" not in registry.tags["2"]
     finally:
@@ -220,18 +226,22 @@ def test_a_shadow_replay_sends_exactly_the_logged_requests_and_answers_no_client
         result = execute()
         print(f"\nshadow replay: {result}")
         assert result["logged"] == result["replayed"] == len(live_answers)
-        assert result["answered"] == result["replayed"] and result["errors"] == 0
+        assert result["answered"] == result["replayed"]
+        assert result["errors"] == 0
         assert result["rows_compared"] == 2 * result["replayed"]
         # What the two versions' offline predictions say the agreement on these requests is (the predicted class per row).
         pairs = [(row_1, row_2) for a in live_answers for row_1, row_2 in zip(*(churn["versions"][v]["offline"][a.request] for v in "12"), strict=True)]
         expected = sum(max(range(2), key=r1.__getitem__) == max(range(2), key=r2.__getitem__) for r1, r2 in pairs) / len(pairs)
         assert result["agreement"] == pytest.approx(expected, abs=1e-12)
         assert result["verdict"] == "Successful"
-        assert backend.status().live is Color.BLUE and not backend.status().split, "a shadow release moves no live traffic"
+        status = backend.status()
+        assert status.live is Color.BLUE, "a shadow release moves no live traffic"
+        assert not status.split, "a shadow release moves no live traffic"
         time.sleep(log.flush_seconds + 1)
         logged = read_period(log.uri, began, dt.datetime.now(dt.UTC))
         replayed = logged[logged["color"] == "green"]
-        assert len(replayed) == result["replayed"] and set(replayed["route"]) == {"preview"}, "the replay is logged as preview traffic, not live"
+        assert len(replayed) == result["replayed"]
+        assert set(replayed["route"]) == {"preview"}, "the replay is logged as preview traffic, not live"
         assert yaml.safe_load(registry.tags["2"]["mlops.release.shadow"])["replayed"] == result["replayed"]
     finally:
         backend.stop_all()

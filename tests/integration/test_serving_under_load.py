@@ -9,12 +9,11 @@ Throughput and latency are the benchmark's (``bench/serving_bench.py``); here th
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 import pytest
 from load import Load
-from served_churn import backend_for, churn, release, which_version  # noqa: F401 - churn is a fixture
+from served_churn import backend_for, release, which_version
 
 from mlops_airflow.serving.base import Color, SwitchOutcome
 from mlops_airflow.serving.model_server import Capacity

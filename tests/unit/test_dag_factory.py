@@ -20,3 +20,32 @@ def test_a_bad_retry_delay_names_the_variable(monkeypatch, raw):
     monkeypatch.setenv(RETRY_DELAY_ENV, raw)
     with pytest.raises(ValueError, match=RETRY_DELAY_ENV):
         retry_delay()
+
+
+@pytest.mark.parametrize(("strategy", "gate"), [("canary", "canary_release"), ("shadow", "shadow_replay")])
+def test_a_canary_or_shadow_release_is_judged_then_decided_before_the_switch(strategy, gate):
+    from helpers import churn_spec_raw
+
+    from mlops_airflow.dag_factory import build_retrain_dag
+    from mlops_airflow.specs import parse_spec
+
+    raw = churn_spec_raw()
+    raw["serving"]["release"] = {"strategy": strategy}
+    dag = build_retrain_dag(parse_spec(raw, source="churn.yaml"))
+    assert dag.get_task("smoke_test_idle").downstream_task_ids == {gate, "rollback_release"}
+    assert dag.get_task(gate).downstream_task_ids == {"decide_release", "rollback_release"}
+    assert dag.get_task("decide_release").downstream_task_ids == {"switch_traffic", "rollback_release"}
+    # After a skipped decision (nothing inconclusive) the switch still runs; after a failure or a rejection it does not.
+    assert dag.get_task("switch_traffic").trigger_rule == "none_failed"
+    assert {gate, "decide_release"} <= dag.get_task("rollback_release").upstream_task_ids
+
+
+def test_a_blue_green_release_has_no_gate():
+    from helpers import churn_spec_raw
+
+    from mlops_airflow.dag_factory import build_retrain_dag
+    from mlops_airflow.specs import parse_spec
+
+    dag = build_retrain_dag(parse_spec(churn_spec_raw(), source="churn.yaml"))
+    assert dag.get_task("smoke_test_idle").downstream_task_ids == {"switch_traffic", "rollback_release"}
+    assert dag.get_task("switch_traffic").trigger_rule == "all_success"

@@ -16,9 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 MIN_SHIFT_SAMPLES = 20  # scores per colour below which the output shift is not judged
@@ -61,7 +60,10 @@ def predicted_classes(response: bytes) -> list[Any]:
         return []
     if not isinstance(predictions, list):
         return []
-    return [int(np.argmax(row)) if isinstance(row, list) and row else row for row in predictions]
+    try:
+        return [max(range(len(row)), key=row.__getitem__) if isinstance(row, list) and row else row for row in predictions]
+    except TypeError:  # a row with nulls or mixed types: nothing comparable
+        return []
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class TrafficSample:
     @classmethod
     def from_log(cls, frame: pd.DataFrame) -> TrafficSample:
         """From inference-log rows (``status``, ``latency_ms``, ``response``)."""
+        import numpy as np
+
         if frame.empty:
             return cls(np.array([], dtype=int), np.array([], dtype=float), np.array([], dtype=float))
         ok = frame["status"].to_numpy() == 200
@@ -90,10 +94,17 @@ class TrafficSample:
 
     @property
     def errors(self) -> int:
-        return int((self.statuses >= 500).sum())
+        """Answers other than 200: a server error, a refusal, and a request the version turned down (a 4xx)."""
+        return int((self.statuses != 200).sum())
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
 
     def p95_ms(self) -> float | None:
         """The 95th percentile latency of the answered (200) requests; ``None`` without any."""
+        import numpy as np
+
         answered = self.latencies_ms[self.statuses == 200]
         return float(np.percentile(answered, 95)) if len(answered) else None
 
@@ -145,17 +156,25 @@ class StepAnalysis:
 def analyse_canary_step(
     baseline: TrafficSample, candidate: TrafficSample, criteria: CanaryCriteria, *, step: int, weight: int, started: dt.datetime, ended: dt.datetime
 ) -> StepAnalysis:
-    """Failed when any limit is passed (errors beyond the allowed share count even before ``min_requests``; a shift
-    counts when significant at :data:`SHIFT_ALPHA`); else Inconclusive below ``min_requests`` answers of the new colour; else Successful."""
+    """Failed when any limit is passed; else Inconclusive below ``min_requests`` answers of the new colour; else Successful.
+
+    Errors are answers other than 200 (a 4xx counts: the old colour answered the same traffic). The new
+    colour may err ``max_error_rate`` more often than the old one over the same period; errors beyond
+    what that allows at ``min_requests`` fail the step even before it has that many answers. A shift
+    counts when it is also significant at :data:`SHIFT_ALPHA`.
+    """
     requests, errors = candidate.requests, candidate.errors
     error_rate = errors / requests if requests else None
+    allowed = baseline.error_rate + criteria.max_error_rate
     p95 = candidate.p95_ms()
     shift = output_shift(baseline.scores, candidate.scores)
     enough = requests >= criteria.min_requests
     failed = []
     # More errors than the limit allows at min_requests: no later answer can bring the rate under it.
-    if errors and (errors > criteria.max_error_rate * max(requests, criteria.min_requests) or (enough and error_rate > criteria.max_error_rate)):
-        failed.append(f"error rate {errors}/{requests} = {error_rate:.3f} above {criteria.max_error_rate:g}")
+    if errors and (errors > allowed * max(requests, criteria.min_requests) or (enough and error_rate > allowed)):
+        failed.append(
+            f"error rate {errors}/{requests} = {error_rate:.3f} above {allowed:.3g} (the old colour's {baseline.error_rate:.3g} + {criteria.max_error_rate:g})"
+        )
     if enough and p95 is not None and p95 > criteria.max_p95_ms:
         failed.append(f"p95 latency {p95:.1f} ms above {criteria.max_p95_ms:g} ms")
     if shift is not None and shift[0] > criteria.max_output_shift and shift[1] < SHIFT_ALPHA:
@@ -198,11 +217,11 @@ class ShadowReport:
     logged: int  # requests selected from the log
     replayed: int  # sent to the new colour
     answered: int  # 200 answers
-    errors: int  # 5xx answers or no answer
+    errors: int  # any other answer, or none
     rows_compared: int
     agreement: float | None  # share of rows with the live colour's predicted class (or value)
     p95_ms: float | None
-    output_shift: float | None
+    output_shift: float | None  # information only: the agreement is what is judged
     verdict: Verdict
     reasons: tuple[str, ...]
 
@@ -237,13 +256,15 @@ def agreeing_rows(live: bytes, shadow: bytes, tolerance: float) -> tuple[int, in
 def judge_shadow(logged: int, replays: Sequence[Replayed], criteria: ShadowCriteria, *, tolerance: float) -> ShadowReport:
     """Failed when the new colour errs, is slow or disagrees beyond the limits; Inconclusive below ``min_requests``."""
     answered = [r for r in replays if r.status == 200]
-    errors = sum(1 for r in replays if r.status == 0 or r.status >= 500)
+    errors = len(replays) - len(answered)  # the live colour answered 200 to every one of these requests
     same = compared = 0
     for replay in answered:
         agree, rows = agreeing_rows(replay.live_response, replay.response, tolerance)
         same += agree
         compared += rows
     agreement = same / compared if compared else None
+    import numpy as np
+
     latencies = np.array([r.latency_ms for r in answered], dtype=float)
     p95 = float(np.percentile(latencies, 95)) if len(latencies) else None
     shift = output_shift(_all_scores(r.live_response for r in answered), _all_scores(r.response for r in answered))
@@ -257,8 +278,8 @@ def judge_shadow(logged: int, replays: Sequence[Replayed], criteria: ShadowCrite
         failed.append(f"agrees with the live colour on {agreement:.3f} of rows, below {criteria.min_agreement:g}")
     if failed:
         verdict, reasons = Verdict.FAILED, failed
-    elif len(replays) < criteria.min_requests:
-        verdict, reasons = Verdict.INCONCLUSIVE, [f"{len(replays)} logged requests to replay, fewer than the {criteria.min_requests} needed to judge"]
+    elif len(answered) < criteria.min_requests:
+        verdict, reasons = Verdict.INCONCLUSIVE, [f"{len(answered)} replayed requests answered, fewer than the {criteria.min_requests} needed to judge"]
     else:
         verdict, reasons = Verdict.SUCCESSFUL, []
     return ShadowReport(
@@ -276,4 +297,6 @@ def judge_shadow(logged: int, replays: Sequence[Replayed], criteria: ShadowCrite
 
 
 def _all_scores(responses: Iterable[bytes]) -> np.ndarray:
+    import numpy as np
+
     return np.array([s for body in responses for s in scores(body)], dtype=float)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID
 from mlops_airflow.observability.metrics import RELEASE_ANALYSIS, RELEASE_CANARY_WEIGHT, RELEASE_SHADOW_AGREEMENT, gauge, incr
 from mlops_airflow.operators.serving import ALREADY_LIVE, _ServingOperator
 from mlops_airflow.utils.templates import FailFastTemplates
@@ -58,13 +59,21 @@ def _nothing_to_compare(release: Release, live: str | None) -> str | None:
     return None
 
 
-def read_live_log(spec: ModelSpec, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
+ANALYSIS_COLUMNS = ("ts", "model", "version", "color", "route", "status", "latency_ms", "response")
+REPLAY_COLUMNS = (*ANALYSIS_COLUMNS, "request", "content_type")
+
+
+def read_live_log(spec: ModelSpec, start: dt.datetime, end: dt.datetime, columns: Sequence[str] = ANALYSIS_COLUMNS) -> pd.DataFrame:
     """The inference log's rows that came through the live URL in ``[start, end)``."""
     from mlops_airflow.core.partitions import read_period
     from mlops_airflow.serving.inference_log import ROUTE_LIVE
 
-    frame = read_period(spec.serving.inference_log.uri, start, end)
-    return frame[frame["route"] == ROUTE_LIVE] if not frame.empty else frame
+    frame = read_period(spec.serving.inference_log.uri, start, end, columns=list(columns))
+    if frame.empty:
+        return frame
+    # Through the live URL, and this model's (two models may share a log): the name the local and Docker servers
+    # log, or the registered name a Kubernetes server reads from its models:/ URI.
+    return frame[(frame["route"] == ROUTE_LIVE) & frame["model"].isin({spec.name, spec.registered_model_name})]
 
 
 def _record(hook: MlflowHook, spec: ModelSpec, version: str, tags: dict[str, Any]) -> None:
@@ -85,7 +94,7 @@ class CanaryReleaseOperator(_ServingOperator):
     """
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops_airflow.core.release_analysis import CanaryCriteria, TrafficSample, Verdict, analyse_canary_step
+        from mlops_airflow.core.release_analysis import CanaryCriteria, Verdict
         from mlops_airflow.hooks.model_versions import require_promoted
         from mlops_airflow.serving.base import Color
 
@@ -102,12 +111,35 @@ class CanaryReleaseOperator(_ServingOperator):
         criteria = CanaryCriteria(canary.max_error_rate, canary.max_p95_ms, canary.max_output_shift, canary.min_requests)
         new, old = Color(release.color), Color(release.previous_color)
         _record(hook, spec, release.version, {TAG_STRATEGY: "canary"})
+        self._backend, self._stable = backend, old  # for on_kill
+        try:
+            return self._steps(context, spec, hook, backend, release, criteria, new, old)
+        except AirflowFailException:
+            raise
+        except BaseException:
+            # Whatever broke the canary (the log unreadable, the registry down, the task timed out):
+            # no split is left behind for the retry or the rollback to find.
+            self.log.warning("Canary of %s interrupted: all live traffic back on %s", spec.name, old)
+            backend.switch(old)
+            raise
+
+    def on_kill(self) -> None:
+        backend, stable = getattr(self, "_backend", None), getattr(self, "_stable", None)
+        if backend is not None and stable is not None:
+            backend.switch(stable)
+
+    def _steps(self, context: Context, spec: ModelSpec, hook: MlflowHook, backend: Any, release: Release, criteria: Any, new: Any, old: Any) -> dict[str, Any]:
+        from mlops_airflow.core.release_analysis import TrafficSample, Verdict, analyse_canary_step
+
+        canary = spec.serving.release.canary
         steps: list[dict[str, Any]] = []
         for number, weight in enumerate(canary.steps, start=1):
             backend.set_weights({old: 100 - weight, new: weight})
             gauge(RELEASE_CANARY_WEIGHT, weight, model=spec.name)
             started = dt.datetime.now(dt.UTC)
-            self.log.info("Canary step %d: %d%% of %s's live traffic on %s (v%s) for %d s", number, weight, spec.name, new, release.version, canary.step_seconds)
+            self.log.info(
+                "Canary step %d: %d%% of %s's live traffic on %s (v%s) for %d s", number, weight, spec.name, new, release.version, canary.step_seconds
+            )
             time.sleep(canary.step_seconds)
             ended = dt.datetime.now(dt.UTC)
             time.sleep(spec.serving.inference_log.flush_seconds + _FLUSH_MARGIN_SECONDS)  # every server has written the period
@@ -168,7 +200,8 @@ class ShadowReplayOperator(_ServingOperator):
         shadow = spec.serving.release.shadow
         time.sleep(spec.serving.inference_log.flush_seconds + _FLUSH_MARGIN_SECONDS)  # the live colour's latest answers are written
         end = dt.datetime.now(dt.UTC)
-        frame = _answers_of(read_live_log(spec, end - dt.timedelta(minutes=shadow.window_minutes), end), status.live, status.live_version)
+        logged = read_live_log(spec, end - dt.timedelta(minutes=shadow.window_minutes), end, columns=REPLAY_COLUMNS)
+        frame = _answers_of(logged, status.live, status.live_version)
         if not frame.empty:
             frame = frame[frame["status"] == 200].sort_values("ts").tail(shadow.max_requests)
         replays = replay(backend.preview_url(_color(release.color)), frame, concurrency=shadow.concurrency)
@@ -196,10 +229,9 @@ def _color(value: str):
 
 def replay(url: str, frame: pd.DataFrame, *, concurrency: int, timeout: float = 30.0) -> list:
     """Send each logged request to ``url``/invocations as it was; one :class:`Replayed` per row, in order."""
-    from concurrent.futures import ThreadPoolExecutor
-
     import urllib.error
     import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
 
     from mlops_airflow.core.release_analysis import Replayed
 
@@ -233,22 +265,34 @@ class ReleaseDecisionOperator(FailFastTemplates, ApprovalOperator):
     :param spec_path: the model spec (templated).
     :param analysis_task_id: the canary or shadow task whose XCom holds the verdict.
     :param deploy_task_id: the task whose XCom names the release.
+    :param mlflow_conn_id: where the decision is recorded.
     """
 
     template_fields: Sequence[str] = (*ApprovalOperator.template_fields, "spec_path")
 
-    def __init__(self, *, spec_path: str, analysis_task_id: str, deploy_task_id: str = "deploy_idle_color", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        spec_path: str,
+        analysis_task_id: str,
+        deploy_task_id: str = "deploy_idle_color",
+        mlflow_conn_id: str = DEFAULT_MLFLOW_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("defaults", ApprovalOperator.REJECT)
         super().__init__(subject="Release the new version?", **kwargs)
         self.spec_path = spec_path
+        self.mlflow_conn_id = mlflow_conn_id
         self.analysis_task_id = analysis_task_id
         self.deploy_task_id = deploy_task_id
 
     def execute(self, context: Context) -> Any:
         analysis = context["ti"].xcom_pull(task_ids=self.analysis_task_id) or {}
         verdict = analysis.get("verdict")
-        if verdict != "Inconclusive":
-            raise AirflowSkipException(f"the analysis says {verdict}: nothing to decide")
+        if verdict == "Successful":
+            raise AirflowSkipException("the analysis was successful: nothing to decide")
+        if verdict != "Inconclusive":  # no analysis on record (a task marked success by hand): never a silent switch
+            raise AirflowFailException(f"{self.analysis_task_id} left no verdict ({verdict!r}); release it again")
         release = self._release(context)
         self.subject = f"Release v{release.version}? Its analysis was inconclusive"
         self.body = "\n".join(
@@ -277,9 +321,11 @@ class ReleaseDecisionOperator(FailFastTemplates, ApprovalOperator):
         user = payload.get("responded_by_user") or {}
         by = user.get("name") or user.get("id")
         release = self._release(context)
-        spec = load_task_spec(self.spec_path)
         decision = {"approved": approved, "by": by, "timed_out": bool(event.get("timedout"))}
-        _record(MlflowHook(), spec, release.version, {TAG_DECISION: decision})
+        try:  # the answer stands even when the registry is down for the record of it
+            _record(MlflowHook(mlflow_conn_id=self.mlflow_conn_id), load_task_spec(self.spec_path), release.version, {TAG_DECISION: decision})
+        except Exception:
+            self.log.warning("Could not record the decision %s on v%s", decision, release.version, exc_info=True)
         if not approved:
             raise AirflowFailException(f"release of v{release.version} rejected {f'by {by}' if by else '(no answer before the timeout)'}")
         self.log.info("Release approved by %s", by)

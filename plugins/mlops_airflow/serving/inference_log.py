@@ -166,7 +166,7 @@ class InferenceLog:
             if not self._stop.is_set():
                 self.flush()
 
-    def close(self, timeout: float = 30.0) -> int:
+    def close(self, timeout: float = 10.0) -> int:
         """Stop the thread and write what is left; the rows written by this call."""
         self._stop.set()
         self._wake.set()
@@ -192,14 +192,16 @@ class InferenceLog:
                 except Exception as err:  # the storage is down or full: keep the rows not written (within the bounds) and say so
                     self.write_errors += 1
                     unwritten = [r for d, rs in sorted(by_day.items()) if d >= day for r in rs]
-                    print(f"inference log: cannot write {len(unwritten)} rows to {self.settings.uri}: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+                    print(f"inference log: cannot write {len(unwritten)} rows: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
                     with self._lock:
                         self.buffer = unwritten + self.buffer
                         self.buffer_bytes += sum(len(r[5]) + len(r[6]) + 128 for r in unwritten)
-                        while len(self.buffer) > self.max_buffer_rows:  # the oldest go first when the outage outlasts the room
-                            self.buffer_bytes -= len(self.buffer[0][5]) + len(self.buffer[0][6]) + 128
-                            self.buffer.pop(0)
-                            self.dropped += 1
+                        excess = 0  # the oldest go first when the outage outlasts the room (rows or bytes)
+                        while excess < len(self.buffer) and (len(self.buffer) - excess > self.max_buffer_rows or self.buffer_bytes > self.max_buffer_bytes):
+                            self.buffer_bytes -= len(self.buffer[excess][5]) + len(self.buffer[excess][6]) + 128
+                            excess += 1
+                        del self.buffer[:excess]
+                        self.dropped += excess
                     break
                 done += len(day_rows)
             self.written += done

@@ -135,7 +135,10 @@ class LocalServingBackend(CaddyProxy, BlueGreenBackend):
             state = self.is_ready(color)
             if weight > 0 and not state.ready:
                 raise ColorNotReadyError(f"refusing to send {weight}% of {self.model}'s live traffic to {color}: {state.detail}")
-        live = self.proxy_color()
+        # The colour live before the split stays the recorded one throughout it, even when the new one gets most of
+        # the traffic: a router restarted mid-canary (its state file) sends everything back there, not to the new one.
+        recorded = self._load().get("live")
+        live = Color(recorded) if self.traffic_weights() and recorded else self.proxy_color()
         status, body = self._admin("POST", "/load", self._router_config(live, weights))
         if status != 200:
             raise ProxyError(f"Caddy refused the split {weights}: {status} {body[:300]!r}")

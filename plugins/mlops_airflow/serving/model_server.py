@@ -407,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     # out of the garbage collector's sight, a full collection no longer walks it (pauses of
     # 100 ms and more under load), and the workers' forked copies of those pages stay shared.
     gc.freeze()
+
     def work() -> None:
         named, numbered = model_and_version(args.model_uri)
         identity = (args.model_name or named, args.model_version or numbered)

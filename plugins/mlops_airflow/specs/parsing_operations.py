@@ -10,10 +10,10 @@ from mlops_airflow.specs.model import (
     MAX_BACKFILL_DAYS,
     MAX_DAYS,
     MAX_ROWS,
+    RELEASE_STRATEGIES,
     SERVING_BACKENDS,
     WEEK_MINUTES,
     YEAR_HOURS,
-    RELEASE_STRATEGIES,
     CanarySpec,
     CapacitySpec,
     DockerServingSpec,
@@ -51,6 +51,7 @@ def _parse_serving(section: _Section, *, data_uri: str) -> ServingSpec:
     )
     smoke_section.finish()
     k8s = section.section("kubernetes", required=False)
+    release = _parse_release(section.section("release", required=False))
     spec = ServingSpec(
         backend=backend,
         drain_seconds=section.integer("drain_seconds", defaults.drain_seconds, minimum=0, maximum=DAY_SECONDS),
@@ -63,27 +64,37 @@ def _parse_serving(section: _Section, *, data_uri: str) -> ServingSpec:
         docker=_parse_docker_serving(section.section("docker", required=False)),
         local=_parse_local_serving(section.section("local", required=False)),
         capacity=_parse_capacity(section.section("capacity", required=False)),
-        inference_log=_parse_inference_log(section.section("inference_log", required=False), data_uri),
-        release=_parse_release(section.section("release", required=False)),
+        release=release,
+        inference_log=_parse_inference_log(section.section("inference_log", required=False), data_uri, needed=release.strategy != "blue_green"),
     )
     k8s.finish()
     if spec.release.strategy != "blue_green":
         if spec.inference_log.uri is None:
             section.fail("release.strategy", f"{spec.release.strategy} is analysed on the inference log: serving.inference_log.sample_rate must be above 0")
         if spec.backend != "local":
+            override = f" ({SERVING_BACKEND_ENV} chose it)" if serving_backend_override() else ""
             section.fail(
                 "release.strategy",
-                f"{spec.release.strategy} releases run on the local backend (Caddy weights) so far; {spec.backend} serving releases blue_green only",
+                f"{spec.release.strategy} releases run on the local backend so far; {spec.backend} serving{override} releases blue_green only",
             )
     section.finish()
     return spec
 
 
-def _parse_inference_log(section: _Section, data_uri: str) -> InferenceLogSpec:
+def _parse_inference_log(section: _Section, data_uri: str, *, needed: bool) -> InferenceLogSpec:
+    """Off unless the spec has the section, or a canary or shadow release needs it (then every request is logged)."""
     defaults = InferenceLogSpec(uri=None)
-    sample_rate = float(section.number("sample_rate", defaults.sample_rate, minimum=0.0, maximum=1.0))
-    # Beside the model's partitions, in a "_" folder that readers of the data skip.
-    uri = _uri(section, "uri") if section.raw.get("uri") else f"{data_uri}/_inference_log"
+    given = bool(section.raw)
+    sample_rate = float(section.number("sample_rate", defaults.sample_rate if given or needed else 0.0, minimum=0.0, maximum=1.0))
+    if "uri" in section.raw:
+        raw_uri = section.raw["uri"]
+        if not isinstance(raw_uri, str) or not raw_uri.strip():
+            section.fail("uri", f"must be a non-empty path or URI, got {shown(raw_uri)}")
+        uri = _uri(section, "uri")
+    else:  # beside the model's partitions, in a "_" folder that readers of the data skip
+        uri = f"{data_uri}/_inference_log"
+    if "@" in uri.split("://", 1)[-1].split("/", 1)[0]:
+        section.fail("uri", "must not carry credentials (user:secret@): the servers get them from their environment or role")
     spec = InferenceLogSpec(
         uri=uri if sample_rate > 0 else None,
         sample_rate=sample_rate,
@@ -123,6 +134,8 @@ def _parse_release(section: _Section) -> ReleaseSpec:
         max_error_rate=float(shadow_section.number("max_error_rate", ShadowSpec.max_error_rate, minimum=0.0, maximum=1.0)),
         max_p95_ms=float(shadow_section.number("max_p95_ms", ShadowSpec.max_p95_ms, minimum=1.0, maximum=600_000.0)),
     )
+    if shadow.min_requests > shadow.max_requests:
+        shadow_section.fail("min_requests", f"({shadow.min_requests}) is more than max_requests ({shadow.max_requests}): the replay could never be judged")
     shadow_section.finish()
     release = ReleaseSpec(
         strategy=strategy,

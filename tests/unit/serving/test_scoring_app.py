@@ -131,3 +131,53 @@ class TestBeforeTheBody:
         headers = ((b"content-type", b"application/json"), (b"content-length", b"11"))
         assert call(app, "POST", "/invocations", b"x" * 11, headers=headers)[0] == 413
         assert batcher.seen == []
+
+
+class RecordingLog:
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def record(self, **row) -> bool:
+        self.rows.append(row)
+        return True
+
+    def stats(self) -> dict[str, int]:
+        return {"logged": len(self.rows)}
+
+
+class TestInferenceLog:
+    def make(self, answer=None):
+        log = RecordingLog()
+        return ScoringApp(FakeBatcher(answer), request_timeout=5.0, version="3.17.2", inference_log=log), log
+
+    def test_an_answer_is_logged_with_its_request_and_the_clients_request_id(self):
+        app, log = self.make()
+        status, headers, _ = call(app, "POST", "/invocations", b'{"x": 1}', headers=((b"content-type", b"application/json"), (b"x-request-id", b"abc-1")))
+        assert status == 200
+        assert headers[b"x-request-id"] == b"abc-1"
+        (row,) = log.rows
+        assert (row["request_id"], row["status"], row["request"], row["response"], row["route"]) == (
+            "abc-1",
+            200,
+            b'{"x": 1}',
+            b'{"predictions": [1]}',
+            "preview",
+        )
+        assert row["latency_ms"] >= 0
+        assert row["content_type"] == "application/json"
+
+    def test_traffic_through_the_live_url_is_marked_by_the_router_header(self):
+        app, log = self.make()
+        call(app, "POST", "/invocations", b"{}", headers=((b"content-type", b"application/json"), (b"x-mlops-route", b"live")))
+        assert log.rows[0]["route"] == "live"
+        assert len(log.rows[0]["request_id"]) == 32
+
+    def test_a_refusal_is_logged_with_no_body(self):
+        app, log = self.make()
+        app.batcher.in_flight = app.batcher.max_pending
+        assert call(app, "POST", "/invocations", b'{"x": 1}')[0] == 503
+        assert (log.rows[0]["status"], log.rows[0]["request"]) == (503, b"")
+
+    def test_stats_include_the_logs(self):
+        app, _ = self.make()
+        assert json.loads(call(app, "GET", "/stats")[2])["log_logged"] == 0

@@ -102,3 +102,72 @@ class TestValidation:
         raw = with_change("drift.lookback_days", 60)
         raw["drift"]["max_backfill_days"] = 60
         assert parse_spec(raw, source="s").drift.max_backfill_days == 60
+
+
+class TestInferenceLogAndRelease:
+    def test_defaults_log_everything_beside_the_data_and_release_blue_green(self):
+        serving = parse_spec(churn_spec_raw(), source="s").serving
+        data_uri = parse_spec(churn_spec_raw(), source="s").data.uri
+        assert serving.inference_log.uri == f"{data_uri}/_inference_log"
+        assert (serving.inference_log.sample_rate, serving.inference_log.flush_seconds) == (1.0, 2.0)
+        assert serving.release.strategy == "blue_green"
+        assert serving.release.canary.steps == (10, 50)
+
+    def test_without_the_section_blue_green_logs_nothing_and_a_canary_logs_everything(self):
+        assert parse_spec(with_change("serving.inference_log", ...), source="s").serving.inference_log.uri is None
+        raw = with_change("serving.inference_log", ...)
+        raw["serving"]["release"] = {"strategy": "canary"}
+        assert parse_spec(raw, source="s").serving.inference_log.sample_rate == 1.0
+
+    @pytest.mark.parametrize(
+        ("log", "message"),
+        [
+            pytest.param({"uri": "s3://key:secret@bucket/log"}, "must not carry credentials", id="credentials"),
+            pytest.param({"uri": ""}, "non-empty", id="empty"),
+            pytest.param({"uri": None}, "non-empty", id="null"),
+        ],
+    )
+    def test_bad_log_uris_name_the_field(self, log, message):
+        with pytest.raises(ModelSpecError) as info:
+            parse_spec(with_change("serving.inference_log", log), source="s")
+        assert info.value.field == "serving.inference_log.uri"
+        assert message in info.value.problem
+
+    def test_a_sample_rate_of_zero_logs_nothing(self):
+        assert parse_spec(with_change("serving.inference_log", {"sample_rate": 0}), source="s").serving.inference_log.uri is None
+
+    def test_a_canary_spec(self):
+        raw = with_change("serving.release", {"strategy": "canary", "canary": {"steps": [5, 25, 75], "step_seconds": 60, "max_output_shift": 0.3}})
+        canary = parse_spec(raw, source="s").serving.release.canary
+        assert (canary.steps, canary.step_seconds, canary.max_output_shift) == ((5, 25, 75), 60, 0.3)
+
+    @pytest.mark.parametrize(
+        ("release", "field", "message"),
+        [
+            pytest.param({"strategy": "rainbow"}, "serving.release.strategy", "must be one of", id="unknown-strategy"),
+            pytest.param({"strategy": "canary", "canary": {"steps": [50, 10]}}, "serving.release.canary.steps", "rising", id="steps-falling"),
+            pytest.param({"canary": {"steps": [10, 100]}}, "serving.release.canary.steps", "between 1 and 99", id="step-of-100"),
+            pytest.param({"canary": {"steps": []}}, "serving.release.canary.steps", "rising", id="no-steps"),
+            pytest.param({"canary": {"steps": [10, 10]}}, "serving.release.canary.steps", "rising", id="repeated-step"),
+            pytest.param({"canary": {"step": 10}}, "serving.release.canary.step", "unknown field", id="canary-typo"),
+            pytest.param({"shadow": {"min_agreement": 2}}, "serving.release.shadow.min_agreement", "must be within", id="agreement-above-1"),
+            pytest.param({"shadow": {"min_requests": 10, "max_requests": 5}}, "serving.release.shadow.min_requests", "never be judged", id="min-above-max"),
+        ],
+    )
+    def test_bad_release_settings_name_the_field(self, release, field, message):
+        with pytest.raises(ModelSpecError) as info:
+            parse_spec(with_change("serving.release", release), source="s")
+        assert info.value.field == field
+        assert message in info.value.problem
+
+    def test_a_canary_needs_the_log(self):
+        raw = with_change("serving.release", {"strategy": "canary"})
+        raw["serving"]["inference_log"] = {"sample_rate": 0}
+        with pytest.raises(ModelSpecError, match="analysed on the inference log"):
+            parse_spec(raw, source="s")
+
+    @pytest.mark.parametrize("backend", ["docker", "kubernetes"])
+    def test_a_split_needs_the_local_backend(self, monkeypatch, backend):
+        monkeypatch.setenv("MLOPS_SERVING_BACKEND", backend)
+        with pytest.raises(ModelSpecError, match=f"{backend} serving \\(MLOPS_SERVING_BACKEND chose it\\) releases blue_green only"):
+            parse_spec(with_change("serving.release", {"strategy": "shadow"}), source="s")

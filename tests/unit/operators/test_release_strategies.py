@@ -1,0 +1,186 @@
+"""Canary steps, shadow replay and the decision on an inconclusive analysis, against an in-memory backend and log."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from helpers import REPO_ROOT, task_context
+
+from mlops_airflow.core.payloads import Release
+from mlops_airflow.operators import release_strategies
+from mlops_airflow.operators.release_strategies import CanaryReleaseOperator, ReleaseDecisionOperator, ShadowReplayOperator
+from mlops_airflow.serving.base import Color, ColorState, ServingStatus
+
+RELEASE = Release(action="deployed", color="green", version="2", run_id="r", previous_color="blue", previous_version="1")
+
+
+def spec(strategy: str = "canary"):
+    from mlops_airflow.specs import parse_spec
+
+    raw = yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())
+    raw["serving"]["release"] = {"strategy": strategy, "canary": {"steps": [10, 50], "step_seconds": 1, "min_requests": 5}, "shadow": {"min_requests": 2}}
+    return parse_spec(raw, source="churn.yaml")
+
+
+class SplitBackend:
+    def __init__(self, live=Color.BLUE):
+        self.live, self.weights, self.calls = live, {}, []
+
+    def status(self):
+        colors = {c: ColorState(c, {"blue": "1", "green": "2"}[c], True, 1) for c in Color}
+        return ServingStatus(self.live, colors, dict(self.weights))
+
+    def set_weights(self, weights):
+        self.calls.append(("set_weights", dict(weights)))
+        self.weights = dict(weights)
+
+    def switch(self, color):
+        self.calls.append(("switch", color))
+        self.live, self.weights = color, {}
+
+    def preview_url(self, color):
+        return f"http://127.0.0.1:1/{color}"
+
+
+class Tags:
+    def __init__(self):
+        self.tags = {}
+
+    def set_version_tags(self, name, version, tags):
+        self.tags.update(tags)
+
+    def get_model_version(self, name, version):
+        return version
+
+    def get_lock_secret(self):
+        return "s"
+
+
+def log_rows(color: str, version: str, count: int, *, status: int = 200, latency: float = 5.0) -> list[dict]:
+    body = json.dumps({"predictions": [[0.5, 0.5]]}).encode()
+    row = {"model": "churn", "color": color, "version": version, "status": status, "latency_ms": latency, "response": body, "route": "live"}
+    return [dict(row) for _ in range(count)]
+
+
+@pytest.fixture
+def canary(monkeypatch):
+    """(run, backend, tags, logs): ``logs`` is the list of frames the steps read, one per step."""
+    import mlops_airflow.hooks.model_versions as model_versions
+
+    monkeypatch.setattr(model_versions, "require_promoted", lambda *a, **k: None)
+    monkeypatch.setattr(release_strategies.time, "sleep", lambda seconds: None)
+    backend, tags, logs = SplitBackend(), Tags(), []
+    monkeypatch.setattr(release_strategies, "read_live_log", lambda spec, start, end, columns=None: pd.DataFrame(logs.pop(0)))
+
+    def run(operator_class=CanaryReleaseOperator, release=RELEASE, strategy="canary"):
+        operator = operator_class(task_id="t", spec_path="churn.yaml")
+        operator.spec_hook_and_backend = lambda: (spec(strategy), tags, backend)
+        return operator.execute(task_context({"deploy_idle_color": release.to_xcom()}))
+
+    return run, backend, tags, logs
+
+
+class TestCanaryReleaseOperator:
+    def test_every_step_successful_leaves_the_last_split_for_the_switch(self, canary):
+        run, backend, tags, logs = canary
+        logs += [log_rows("blue", "1", 90) + log_rows("green", "2", 10), log_rows("blue", "1", 50) + log_rows("green", "2", 50)]
+        result = run()
+        assert result["verdict"] == "Successful"
+        assert [s["weight"] for s in result["steps"]] == [10, 50]
+        assert backend.calls == [("set_weights", {Color.BLUE: 90, Color.GREEN: 10}), ("set_weights", {Color.BLUE: 50, Color.GREEN: 50})]
+        assert tags.tags["mlops.release.strategy"] == "canary"
+        assert tags.tags["mlops.release.verdict"] == "Successful"
+        assert json.loads(tags.tags["mlops.release.canary.step_2"])["requests"] == 50
+
+    def test_a_failed_step_puts_all_traffic_back_and_fails_without_going_on(self, canary):
+        run, backend, tags, logs = canary
+        logs += [log_rows("blue", "1", 90) + log_rows("green", "2", 10, status=500)]
+        with pytest.raises(AirflowFailException, match=r"failed at step 1 \(10%\): error rate 10/10.*back on blue"):
+            run()
+        assert backend.calls == [("set_weights", {Color.BLUE: 90, Color.GREEN: 10}), ("switch", Color.BLUE)]
+        assert "mlops.release.canary.step_2" not in tags.tags
+        assert tags.tags["mlops.release.verdict"] == "Failed"
+
+    def test_an_inconclusive_step_keeps_the_split_and_hands_over_to_a_person(self, canary):
+        run, backend, _, logs = canary
+        logs += [log_rows("blue", "1", 90) + log_rows("green", "2", 2)]
+        result = run()
+        assert result["verdict"] == "Inconclusive"
+        assert "2 answers" in result["reasons"][0]
+        assert backend.calls == [("set_weights", {Color.BLUE: 90, Color.GREEN: 10})]
+
+    def test_an_interrupted_canary_leaves_no_split(self, canary, monkeypatch):
+        run, backend, _, logs = canary
+        monkeypatch.setattr(release_strategies, "read_live_log", lambda spec, start, end, columns=None: (_ for _ in ()).throw(OSError("log unreadable")))
+        with pytest.raises(OSError, match="log unreadable"):
+            run()
+        assert backend.calls[-1] == ("switch", Color.BLUE)
+
+    def test_requests_the_new_colour_turns_down_count_as_errors(self, canary):
+        run, _, _, logs = canary
+        logs += [log_rows("blue", "1", 90) + log_rows("green", "2", 10, status=400)]
+        with pytest.raises(AirflowFailException, match="error rate 10/10"):
+            run()
+
+    def test_answers_of_another_version_on_the_same_colour_do_not_count(self, canary):
+        run, _, _, logs = canary
+        logs += [log_rows("blue", "1", 90) + log_rows("green", "7", 10, status=500) + log_rows("green", "2", 10)]
+        logs += [log_rows("blue", "1", 50) + log_rows("green", "2", 50)]
+        assert run()["verdict"] == "Successful"
+
+    @pytest.mark.parametrize(
+        "release",
+        [
+            pytest.param(Release(action="already_live", color="green", version="2", run_id="r"), id="already-live"),
+            pytest.param(Release(action="deployed", color="blue", version="1", run_id="r"), id="first-release"),
+        ],
+    )
+    def test_nothing_to_compare_with_is_no_canary(self, canary, release):
+        run, backend, _, _ = canary
+        assert run(release=release)["steps"] == []
+        assert backend.calls == []
+
+
+class TestShadowReplayOperator:
+    def test_nothing_logged_is_inconclusive(self, canary):
+        run, backend, tags, logs = canary
+        logs.append(pd.DataFrame(columns=["model", "color", "version", "status", "latency_ms", "response", "route", "ts", "request", "content_type"]))
+        result = run(ShadowReplayOperator, strategy="shadow")
+        assert result["verdict"] == "Inconclusive"
+        assert result["logged"] == result["replayed"] == 0
+        assert backend.calls == []
+        assert json.loads(tags.tags["mlops.release.shadow"])["verdict"] == "Inconclusive"
+
+
+class TestReleaseDecisionOperator:
+    def operator(self):
+        return ReleaseDecisionOperator(task_id="decide_release", spec_path="churn.yaml", analysis_task_id="canary_release")
+
+    def test_nothing_to_decide_skips(self):
+        context = task_context({"canary_release": {"verdict": "Successful"}, "deploy_idle_color": RELEASE.to_xcom()})
+        with pytest.raises(AirflowSkipException, match="nothing to decide"):
+            self.operator().execute(context)
+
+    @pytest.mark.parametrize("analysis", [None, {}, {"verdict": "Failed"}])
+    def test_no_verdict_on_record_never_lets_the_switch_run(self, analysis):
+        context = task_context({"canary_release": analysis, "deploy_idle_color": RELEASE.to_xcom()})
+        with pytest.raises(AirflowFailException, match="left no verdict"):
+            self.operator().execute(context)
+
+    def test_a_rejection_fails_so_that_the_rollback_runs(self, monkeypatch):
+        from airflow.providers.standard.operators.hitl import HITLOperator
+
+        from mlops_airflow.hooks import mlflow as mlflow_hook
+
+        recorded = Tags()
+        monkeypatch.setattr(HITLOperator, "execute_complete", lambda self, context, event: {"chosen_options": ["Reject"], "responded_by_user": {"name": "bob"}})
+        monkeypatch.setattr(mlflow_hook, "MlflowHook", lambda *a, **k: recorded)
+        monkeypatch.setattr("mlops_airflow.utils.task_args.load_task_spec", lambda path: spec())
+        context = task_context({"deploy_idle_color": RELEASE.to_xcom()})
+        with pytest.raises(AirflowFailException, match="release of v2 rejected by bob"):
+            self.operator().execute_complete(context, {})
+        assert json.loads(recorded.tags["mlops.release.decision"]) == {"approved": False, "by": "bob", "timed_out": False}
