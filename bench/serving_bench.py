@@ -227,14 +227,62 @@ def mlflow_server(model_dir: Path, workers: int, folder: Path) -> tuple[subproce
     return process, f"http://127.0.0.1:{port}"
 
 
-def our_server(model_dir: Path, workers: int, folder: Path) -> tuple[subprocess.Popen, str]:
+def our_server(model_dir: Path, workers: int, folder: Path, inference_log=None) -> tuple[subprocess.Popen, str]:
     from mlops_airflow.serving.model_server import Capacity, server_command
 
     port = free_port()
     log = open(folder / f"ours-{workers}.log", "wb")  # noqa: SIM115 - closed with the process
-    command = server_command(sys.executable, model_uri=model_dir.as_uri(), estimator_kind=KIND, host="127.0.0.1", port=port, capacity=Capacity(workers=workers))
+    command = server_command(
+        sys.executable,
+        model_uri=model_dir.as_uri(),
+        estimator_kind=KIND,
+        host="127.0.0.1",
+        port=port,
+        capacity=Capacity(workers=workers),
+        color="blue",
+        identity=("bench", "1"),
+        inference_log=inference_log,
+    )
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     return process, f"http://127.0.0.1:{port}"
+
+
+def inference_log_cost(model_dir: Path, workers: int, folder: Path, wrk: Wrk, *, seconds: float, connections: int, rounds: int = 3) -> list[tuple[str, dict]]:
+    """The same server with and without the inference log, in alternating rounds: closed loop, then paced at half the closed-loop rate."""
+    from mlops_airflow.core.partitions import read_period
+    from mlops_airflow.serving.inference_log import InferenceLogSettings
+
+    results: dict[str, list[dict]] = {"off": [], "on": []}
+    paced_rate = 0.0
+    for round_number in range(rounds):
+        for mode in ("off", "on"):
+            log = InferenceLogSettings(uri=(folder / f"log-{round_number}").as_uri()) if mode == "on" else None
+            process, url = our_server(model_dir, workers, folder, inference_log=log)
+            began = dt.datetime.now(dt.UTC)
+            try:
+                wait_ping(url, log=folder / f"ours-{workers}.log")
+                time.sleep(1)
+                closed = wrk.run(url, connections=connections, seconds=seconds)
+                paced_rate = paced_rate or closed["rps"] / 2
+                paced = wrk.run(url, connections=connections, seconds=seconds, rate=paced_rate, latency_ms=closed["p50"])
+            finally:
+                stop(process)  # a graceful stop: the log writes what it holds
+            if log is not None:
+                closed["logged"] = len(read_period(log.uri, began, dt.datetime.now(dt.UTC), columns=["ts"]))
+                closed["answered"] = closed["requests"] + paced["requests"]  # wrk's count: it drops the answers in flight when it stops
+            results[mode].append({"closed": closed, "paced": paced})
+    rows = []
+    for mode in ("off", "on"):
+        for kind in ("closed", "paced"):
+            runs = [r[kind] for r in results[mode]]
+            median = {key: sorted(run[key] for run in runs)[len(runs) // 2] for key in ("rps", "p50", "p99")}
+            rows.append(
+                (
+                    f"inference log {mode}, {kind}",
+                    {**median, "logged": sum(r.get("logged", 0) for r in runs), "answered": sum(r.get("answered", 0) for r in runs)},
+                )
+            )
+    return rows
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -408,6 +456,12 @@ def main() -> int:
                 f"{result['non_2xx']:>9}{result['socket_errors']:>8}{(f'{memory:.0f}' if memory else '-'):>12}"
             )
         print(f"  served vs offline predictions (400 rows, 2-row requests 8 at a time): largest difference {difference:.3g}")
+
+        print(f"\nThe inference log's cost: ours, direct, {workers} workers, every answer logged or none; 3 alternating rounds, medians")
+        print(f"  {'run':<40}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}")
+        for name, result in inference_log_cost(model_dir, workers, folder, wrk, seconds=args.seconds, connections=args.connections):
+            counted = f"   logged {result['logged']} rows for {result['answered']} answers wrk counted" if result["logged"] else ""
+            print(f"  {name:<40}{result['rps']:>8.0f}{result['p50']:>9.1f}{result['p99']:>9.1f}{counted}")
 
         capacity = rows_out[0][1]["rps"]  # closed loop, wrk -c<connections>
         print(f"\nOverload: 3x the live URL's capacity above ({3 * capacity:.0f} requests/s offered, wrk paced) for 20 s; a probe request every 20 ms")

@@ -174,27 +174,31 @@ def _release_gates(spec: ModelSpec) -> list:
     release = spec.serving.release
     if release.strategy == "blue_green":
         return []
-    from mlops_airflow.operators.release_strategies import CanaryReleaseOperator, ReleaseDecisionOperator, ShadowReplayOperator
+    from mlops_airflow.operators.release_strategies import ABTestOperator, CanaryReleaseOperator, ReleaseDecisionOperator, ShadowReplayOperator
 
+    # No retries: a release on live traffic is judged once, and a failure rolls back at once rather than
+    # after the retries' backoff (an interrupted canary or A/B test puts all traffic back on the old colour first).
     if release.strategy == "canary":
         canary = release.canary
         per_step = canary.step_seconds + spec.serving.inference_log.flush_seconds + 120
-        analyse = CanaryReleaseOperator(
-            task_id="canary_release", spec_path=spec.source, execution_timeout=dt.timedelta(seconds=len(canary.steps) * per_step + 300)
-        )
+        timeout = dt.timedelta(seconds=len(canary.steps) * per_step + 300)
+        analyse = CanaryReleaseOperator(task_id="canary_release", spec_path=spec.source, execution_timeout=timeout, retries=0)
+    elif release.strategy == "ab":
+        analyse = ABTestOperator(task_id="ab_test", spec_path=spec.source, retries=0)
     else:
-        analyse = ShadowReplayOperator(task_id="shadow_replay", spec_path=spec.source, execution_timeout=dt.timedelta(minutes=60))
+        analyse = ShadowReplayOperator(task_id="shadow_replay", spec_path=spec.source, execution_timeout=dt.timedelta(minutes=60), retries=0)
     decide = ReleaseDecisionOperator(
         task_id="decide_release",
         spec_path=spec.source,
         analysis_task_id=analyse.task_id,
         response_timeout=dt.timedelta(hours=release.decision_timeout_hours),
+        retries=0,  # a person's answer is asked once
     )
     return [analyse, decide]
 
 
 def _release_tasks(spec: ModelSpec):
-    """deploy_idle_color -> smoke_test_idle -> [canary_release or shadow_replay -> decide_release] -> switch_traffic ->
+    """deploy_idle_color -> smoke_test_idle -> [canary_release, shadow_replay or ab_test -> decide_release] -> switch_traffic ->
     verify_live -> scale_down_previous, and rollback_release when any step of the release fails. Returns (first task, rollback task)."""
     from mlops_airflow.operators.serving import (
         DeployIdleColorOperator,

@@ -5,6 +5,7 @@
   step: clients see errors only within that step's share, and live traffic is all back on the champion.
 - A canary of a good challenger completes its steps.
 - A shadow replay sends exactly the live colour's logged requests to the new colour.
+- An A/B test splits new clients in its configured ratio, and each client keeps its version.
 
 The operators run with their real backend, log and analysis; only the registry is a stand-in (tags kept in
 a dict, the promotion check passed), since these tests are about traffic, not aliases.
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.integration
 
 FAULTS = Path(__file__).resolve().parent.parent / "faults"
 STEP_SECONDS = 4
+AB_SECONDS = 4
 
 
 def log_settings(tmp_path) -> InferenceLogSettings:
@@ -57,6 +59,7 @@ def spec_for(log: InferenceLogSettings, strategy: str):
             "max_output_shift": 0.4,
         },
         "shadow": {"window_minutes": 5, "min_requests": 20, "max_requests": 5000, "min_agreement": 0.8},
+        "ab": {"percent": 20, "duration_minutes": AB_SECONDS / 60, "min_requests": 20, "max_p95_ms": 200},
     }
     return parse_spec(raw, source="churn.yaml")
 
@@ -245,3 +248,59 @@ def test_a_shadow_replay_sends_exactly_the_logged_requests_and_answers_no_client
         assert yaml.safe_load(registry.tags["2"]["mlops.release.shadow"])["replayed"] == result["replayed"]
     finally:
         backend.stop_all()
+
+
+def test_an_ab_test_splits_new_clients_in_its_ratio_and_each_keeps_its_version(tmp_path, churn, monkeypatch):
+    import http.client
+
+    from mlops_airflow.operators.release_strategies import ABTestOperator
+
+    log = log_settings(tmp_path)
+    spec = spec_for(log, "ab")
+    backend = backend_for(tmp_path, capacity=Capacity(workers=1), inference_log=log)
+    try:
+        release(backend, Color.BLUE, "1", churn)
+        backend.switch(Color.BLUE)
+        release(backend, Color.GREEN, "2", churn)
+        payload = Release(action="deployed", color="green", version="2", run_id="r", previous_color="blue", previous_version="1")
+        _, registry, execute = run_operator(ABTestOperator, spec, backend, payload, monkeypatch)
+        # Clients that keep no cookie are each a new client: every request is split anew.
+        with Load(backend.live_url(), churn["bodies"], keep_alive=2, per_request=1):
+            report = execute()
+        print(f"\nA/B test: {report}")
+        assert report["verdict"] == "Inconclusive", "health passed; which version does better needs labels"
+        assert report["configured_percent"] == 20
+        assert abs(report["observed_share"] - 0.20) <= 0.02, "weighted round robin gives the new version 1 in 5 new clients"
+        assert backend.status().weights == {Color.BLUE: 80, Color.GREEN: 20}, "the split stays while a person decides"
+
+        # Clients that keep the router's cookie: each stays on the version it was first given.
+        port = int(backend.live_url().rsplit(":", 1)[1])
+        firsts = []
+        for client in range(100):
+            body = churn["bodies"][client % len(churn["bodies"])]
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            answer = response.read()
+            cookie = response.getheader("Set-Cookie", "").split(";", 1)[0]
+            assert cookie.startswith("mlops_variant="), "the router did not hand out its cookie"
+            version = which_version(churn, FakeAnswer(client % len(churn["bodies"]), answer))
+            firsts.append(version)
+            for _ in range(3):
+                connection.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json", "Cookie": cookie})
+                again = connection.getresponse().read()
+                assert which_version(churn, FakeAnswer(client % len(churn["bodies"]), again)) == version, "a client changed version"
+            connection.close()
+        share = firsts.count("2") / len(firsts)
+        print(f"sticky clients: {share:.2f} of 100 new clients on v2, each kept its version for 3 more requests")
+        assert abs(share - 0.20) <= 0.02
+        assert yaml.safe_load(registry.tags["2"]["mlops.release.ab"])["observed_share"] == report["observed_share"]
+    finally:
+        backend.stop_all()
+
+
+class FakeAnswer:
+    """What ``which_version`` reads of an answer: which body was sent, and what came back."""
+
+    def __init__(self, request: int, body: bytes) -> None:
+        self.request, self.body = request, body

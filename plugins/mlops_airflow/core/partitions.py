@@ -7,6 +7,7 @@ Heavy imports stay inside functions.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
 from dataclasses import dataclass
@@ -107,8 +108,11 @@ def write_partition(table: pa.Table, base_uri: str, day: dt.date, filename: str 
     finally:
         from pyarrow import fs
 
-        if filesystem.get_file_info(temporary).type != fs.FileType.NotFound:
-            filesystem.delete_file(temporary)
+        # A failed clean-up after a move that succeeded must not report the write as failed
+        # (the inference log would write those rows again under another name).
+        with contextlib.suppress(OSError):
+            if filesystem.get_file_info(temporary).type != fs.FileType.NotFound:
+                filesystem.delete_file(temporary)
     return f"{folder_uri}/{filename}"
 
 

@@ -47,6 +47,7 @@ TAG_VERDICT = "mlops.release.verdict"
 TAG_CANARY_STEP = "mlops.release.canary.step_{}"
 TAG_SHADOW = "mlops.release.shadow"
 TAG_DECISION = "mlops.release.decision"
+TAG_AB = "mlops.release.ab"
 _FLUSH_MARGIN_SECONDS = 1.0  # beyond the servers' flush interval, before a period's log is read
 
 
@@ -173,6 +174,118 @@ def _answers_of(frame: pd.DataFrame, color: Any, version: str | None) -> pd.Data
         return frame
     chosen = frame[frame["color"] == str(color)]
     return chosen[chosen["version"] == str(version)] if version is not None else chosen
+
+
+# An A/B test held for less than this is waited in the worker (as the serving drain): a deferral whose
+# trigger fires within seconds can race Airflow's bookkeeping of the deferral.
+MIN_DEFERRED_TEST = dt.timedelta(seconds=60)
+
+
+class ABTestOperator(_ServingOperator):
+    """
+    Split live traffic between the two versions for ``serving.release.ab.duration_minutes``, each client keeping its version.
+
+    New clients are split ``ab.percent`` / the rest (Caddy's weighted round robin); the router's
+    signed cookie ``ab.cookie`` keeps each one on the version it was first given. The test is held
+    (deferred, holding no worker slot, for a minute or more), then judged on the inference log: the
+    new version's health as a canary step's (errors and p95; its predictions are meant to differ),
+    and the split observed. Failed: all traffic back on the old version, the task fails, the rollback
+    restores the aliases. Otherwise which version does better needs the outcomes (labels), which
+    arrive later: the verdict is Inconclusive with the figures, and ``decide_release`` asks a person
+    while the split stays.
+    """
+
+    def execute(self, context: Context) -> dict[str, Any] | None:
+        from mlops_airflow.core.release_analysis import Verdict
+        from mlops_airflow.hooks.model_versions import require_promoted
+        from mlops_airflow.serving.base import Color
+
+        release = self.release(context)
+        spec, hook, backend = self.spec_hook_and_backend()
+        status = backend.status()
+        why_not = _nothing_to_compare(release, str(status.live) if status.live else None)
+        if why_not:
+            self.log.info("No A/B test: %s", why_not)
+            return {"verdict": str(Verdict.SUCCESSFUL), "note": why_not}
+        name = spec.registered_model_name
+        require_promoted(name, hook.get_model_version(name, release.version), action="send live traffic to", secret=hook.get_lock_secret())
+        ab = spec.serving.release.ab
+        new, old = Color(release.color), Color(release.previous_color)
+        self._backend, self._stable = backend, old  # for on_kill
+        try:
+            backend.set_weights({old: 100 - ab.percent, new: ab.percent}, sticky_cookie=ab.cookie)
+            _record(hook, spec, release.version, {TAG_STRATEGY: "ab"})
+        except BaseException:
+            backend.switch(old)
+            raise
+        started = dt.datetime.now(dt.UTC)
+        duration = dt.timedelta(minutes=ab.duration_minutes)
+        self.log.info(
+            "A/B test of %s: %d%% of new clients on %s (v%s), sticky by the %r cookie, for %s", spec.name, ab.percent, new, release.version, ab.cookie, duration
+        )
+        if duration >= MIN_DEFERRED_TEST:
+            from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+            self.defer(trigger=DateTimeTrigger(moment=started + duration), method_name="execute_complete", kwargs={"started": started.isoformat()})
+        time.sleep(duration.total_seconds())
+        return self.execute_complete(context, started=started.isoformat())
+
+    def on_kill(self) -> None:
+        backend, stable = getattr(self, "_backend", None), getattr(self, "_stable", None)
+        if backend is not None and stable is not None:
+            backend.switch(stable)
+
+    def execute_complete(self, context: Context, event: Any = None, started: str = "") -> dict[str, Any]:
+        from mlops_airflow.serving.base import Color
+
+        release = self.release(context)
+        spec, hook, backend = self.spec_hook_and_backend()
+        try:
+            return self._judge(spec, hook, backend, release, dt.datetime.fromisoformat(started))
+        except AirflowFailException:
+            raise
+        except BaseException:
+            self.log.warning("A/B test of %s interrupted: all live traffic back on %s", spec.name, release.previous_color)
+            backend.switch(Color(release.previous_color))
+            raise
+
+    def _judge(self, spec: ModelSpec, hook: MlflowHook, backend: Any, release: Release, started: dt.datetime) -> dict[str, Any]:
+        from mlops_airflow.core.release_analysis import CanaryCriteria, TrafficSample, Verdict, analyse_canary_step
+        from mlops_airflow.serving.base import Color
+
+        ab = spec.serving.release.ab
+        ended = dt.datetime.now(dt.UTC)
+        time.sleep(spec.serving.inference_log.flush_seconds + _FLUSH_MARGIN_SECONDS)
+        frame = read_live_log(spec, started, ended)
+        old_answers, new_answers = _answers_of(frame, release.previous_color, release.previous_version), _answers_of(frame, release.color, release.version)
+        # Health only: a variant's predictions are meant to differ, so no limit on their shift.
+        health = analyse_canary_step(
+            TrafficSample.from_log(old_answers),
+            TrafficSample.from_log(new_answers),
+            CanaryCriteria(ab.max_error_rate, ab.max_p95_ms, max_output_shift=1.0, min_requests=ab.min_requests),
+            step=1,
+            weight=ab.percent,
+            started=started,
+            ended=ended,
+        )
+        total = len(old_answers) + len(new_answers)
+        observed = len(new_answers) / total if total else None
+        report = {**health.as_dict(), "configured_percent": ab.percent, "observed_share": observed, "cookie": ab.cookie}
+        if health.verdict is Verdict.FAILED:
+            verdict, reasons = Verdict.FAILED, list(health.reasons)
+        else:
+            reasons = [*health.reasons, "which version does better needs the outcomes (labels) of these requests; decide with the figures"]
+            verdict = Verdict.INCONCLUSIVE
+        report.update(verdict=str(verdict), reasons=reasons)
+        _record(hook, spec, release.version, {TAG_AB: report, TAG_VERDICT: str(verdict)})
+        incr(RELEASE_ANALYSIS, model=spec.name, strategy="ab", verdict=str(verdict).lower())
+        self.log.info("A/B test of %s v%s against v%s: %s", spec.name, release.version, release.previous_version, report)
+        if verdict is Verdict.FAILED:
+            backend.switch(Color(release.previous_color))
+            raise AirflowFailException(
+                f"A/B test of {spec.name} v{release.version} failed: {'; '.join(reasons)}; all live traffic is back on {release.previous_color}"
+            )
+        return report
 
 
 class ShadowReplayOperator(_ServingOperator):

@@ -108,8 +108,11 @@ class ServingBackend(Protocol):
     def scale_down(self, color: Color) -> bool:
         """Stop ``color`` (never the live one); ``False`` when it was already down."""
 
-    def set_weights(self, weights: dict[Color, int]) -> None:
-        """Split live traffic: percent per colour (summing to 100); every colour with a share must be ready."""
+    def set_weights(self, weights: dict[Color, int], *, sticky_cookie: str | None = None) -> None:
+        """Split live traffic: percent per colour (summing to 100); every colour with a share must be ready.
+
+        ``sticky_cookie``: each client keeps the colour it was first given, by this cookie (an A/B test).
+        """
 
 
 class BlueGreenBackend(abc.ABC):
@@ -157,7 +160,7 @@ class BlueGreenBackend(abc.ABC):
         """Percent of live traffic per colour while it is split; empty when it all goes to the live colour."""
         return {}
 
-    def set_weights(self, weights: dict[Color, int]) -> None:
+    def set_weights(self, weights: dict[Color, int], *, sticky_cookie: str | None = None) -> None:
         raise SplitUnsupportedError(f"{type(self).__name__} sends live traffic to one colour only (blue-green); a split (canary) needs the local backend")
 
     def refuse_live(self, color: Color, action: str) -> None:

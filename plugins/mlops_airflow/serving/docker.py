@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from mlops_airflow.exceptions import MlopsError
 from mlops_airflow.serving.admin_http import admin_request
 from mlops_airflow.serving.base import BlueGreenBackend, Color, ColorNotReadyError, ColorState, ServingStatus, SwitchOutcome
+from mlops_airflow.serving.inference_log import ROUTE_HEADER, ROUTE_LIVE
 
 if TYPE_CHECKING:
     from docker import APIClient
@@ -201,6 +202,8 @@ class DockerServingBackend(BlueGreenBackend):
             "upstreams": [{"dial": self._dial(color)}],
             # Scoring has no side effects: a request the outgoing colour dropped may be sent again.
             "load_balancing": {"retries": 2, "try_interval": "20ms", "retry_match": [{"method": ["GET", "HEAD", "POST"]}]},
+            # What comes through the live port is live traffic in the inference log (a colour's own port is "preview").
+            "headers": {"request": {"set": {ROUTE_HEADER: [ROUTE_LIVE]}}},
         }
         return {"listen": [f":{self.spec.live_port}"], "routes": [{"handle": [proxy]}]}
 

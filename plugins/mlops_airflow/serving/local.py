@@ -26,6 +26,7 @@ next deploy of that colour, and ``make stop``, end it.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,7 +36,7 @@ from mlops_airflow.serving.base import BlueGreenBackend, Color, ColorNotReadyErr
 from mlops_airflow.serving.inference_log import InferenceLogSettings
 from mlops_airflow.serving.local_ports import LocalPorts
 from mlops_airflow.serving.local_processes import group_alive, group_members, http_request, log_tail, port_open, process_alive, stop_group
-from mlops_airflow.serving.local_proxy import ROUTE, CaddyProxy, ProxyError
+from mlops_airflow.serving.local_proxy import ROUTE, CaddyProxy, ProxyError, StickySplit
 from mlops_airflow.serving.model_server import Capacity, server_command
 from mlops_airflow.settings import serving_state_dir
 
@@ -88,10 +89,13 @@ class LocalServingBackend(CaddyProxy, BlueGreenBackend):
             return {"live": None, "colors": {}, "proxy": None}
 
     def _save(self, state: dict[str, Any]) -> None:
-        """Atomically: a reader never sees half a state file."""
+        """Atomically (a reader never sees half a state file), readable by us only (it holds the sticky split's secret)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         temporary = self.state_file.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(state, indent=2, sort_keys=True))
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(json.dumps(state, indent=2, sort_keys=True))
+        os.chmod(temporary, 0o600)  # one left by an older version may be wider
         temporary.replace(self.state_file)
 
     # -- the protocol ----------------------------------------------------------------------
@@ -118,12 +122,25 @@ class LocalServingBackend(CaddyProxy, BlueGreenBackend):
     def status(self) -> ServingStatus:
         return ServingStatus(live=self.live_color(), colors={c: self.is_ready(c) for c in Color}, weights=self.traffic_weights())
 
+    def _sticky_secret(self) -> str:
+        state = self._load()
+        if not state.get("sticky_secret"):
+            import secrets
+
+            state["sticky_secret"] = secrets.token_hex(32)
+            self._save(state)
+        return state["sticky_secret"]
+
     def traffic_weights(self) -> dict[Color, int]:
         weights = self.proxy_weights() or {}
         return weights if len([w for w in weights.values() if w > 0]) > 1 else {}
 
-    def set_weights(self, weights: dict[Color, int]) -> None:
-        """Split live traffic between the colours (a canary step): one reload of the router; 100 on one colour is a switch."""
+    def set_weights(self, weights: dict[Color, int], *, sticky_cookie: str | None = None) -> None:
+        """Split live traffic between the colours (a canary step): one reload of the router; 100 on one colour is a switch.
+
+        ``sticky_cookie``: each client keeps the colour it was first given, by this cookie (an A/B
+        test); its signing secret is made once per model and kept in the state file.
+        """
         if set(weights) - set(Color) or sum(weights.values()) != 100 or any(w < 0 for w in weights.values()):
             raise ValueError(f"weights must be percentages of blue and green summing to 100, got {weights}")
         whole = [c for c, w in weights.items() if w == 100]
@@ -139,7 +156,8 @@ class LocalServingBackend(CaddyProxy, BlueGreenBackend):
         # the traffic: a router restarted mid-canary (its state file) sends everything back there, not to the new one.
         recorded = self._load().get("live")
         live = Color(recorded) if self.traffic_weights() and recorded else self.proxy_color()
-        status, body = self._admin("POST", "/load", self._router_config(live, weights))
+        sticky = StickySplit(sticky_cookie, self._sticky_secret()) if sticky_cookie else None
+        status, body = self._admin("POST", "/load", self._router_config(live, weights, sticky))
         if status != 200:
             raise ProxyError(f"Caddy refused the split {weights}: {status} {body[:300]!r}")
         deadline = time.monotonic() + 5.0

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,14 @@ ROUTE = f"{HANDLER}/upstreams"
 _REQUEST_BUFFER_BYTES = 16 * 1024 * 1024  # a retried request's body is replayed from here
 _MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux
 _SHORT_SOCKET_ROOT = Path("/tmp")  # noqa: S108 - one short directory every process of the machine agrees on
+
+
+@dataclass(frozen=True)
+class StickySplit:
+    """A client keeps its colour by a cookie the router sets: ``cookie`` names it; ``secret`` signs it (a client cannot pick its colour)."""
+
+    cookie: str
+    secret: str = field(repr=False)
 
 
 class ProxyError(MlopsError):
@@ -84,18 +93,23 @@ class CaddyProxy(ServingProcesses):
         except OSError:
             return 0, b""
 
-    def _router_config(self, color: Color | None, weights: dict[Color, int] | None = None) -> dict[str, Any]:
+    def _router_config(self, color: Color | None, weights: dict[Color, int] | None = None, sticky: StickySplit | None = None) -> dict[str, Any]:
         """The router's whole configuration: all traffic to ``color``, or split by ``weights`` (percent per colour, the larger first).
 
-        Every request it forwards says it came through the live URL (the inference log's ``route``).
+        ``sticky``: a client keeps the colour it was first given, by a cookie (an A/B test); the
+        first request of each client is split by the weights. Every request the router forwards
+        says it came through the live URL (the inference log's ``route``).
         """
         marked = {"headers": {"request": {"set": {ROUTE_HEADER: [ROUTE_LIVE]}}}}
         if weights:
             shares = sorted(((w, c) for c, w in weights.items() if w > 0), key=lambda wc: (-wc[0], wc[1] is not color))
+            policy: dict[str, Any] = {"policy": "weighted_round_robin", "weights": [w for w, _ in shares]}
+            if sticky is not None:
+                policy = {"policy": "cookie", "name": sticky.cookie, "secret": sticky.secret, "fallback": policy}
             handler = {
                 "handler": "reverse_proxy",
                 "upstreams": [{"dial": f"{self.host}:{self.ports.of(c)}"} for _, c in shares],
-                "load_balancing": {"selection_policy": {"policy": "weighted_round_robin", "weights": [w for w, _ in shares]}},
+                "load_balancing": {"selection_policy": policy},
                 **marked,
             }
         elif color is None:
@@ -135,6 +149,8 @@ class CaddyProxy(ServingProcesses):
         colors = {f"{self.host}:{self.ports.of(c)}": c for c in Color}
         upstreams = [colors.get(u.get("dial")) for u in handler.get("upstreams") or []]
         policy = (handler.get("load_balancing") or {}).get("selection_policy") or {}
+        if policy.get("policy") == "cookie":  # a sticky split: new clients are split by its fallback's weights
+            policy = policy.get("fallback") or {}
         weights = policy.get("weights") if policy.get("policy") == "weighted_round_robin" else None
         if not upstreams:
             return {}

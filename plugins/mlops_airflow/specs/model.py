@@ -218,7 +218,7 @@ class InferenceLogSpec:
     flush_seconds: float = 2.0  # each worker writes what it holds this often (and on a graceful stop)
 
 
-RELEASE_STRATEGIES = ("blue_green", "canary", "shadow")
+RELEASE_STRATEGIES = ("blue_green", "canary", "shadow", "ab")
 
 
 @dataclass(frozen=True)
@@ -252,10 +252,27 @@ class ShadowSpec:
 
 
 @dataclass(frozen=True)
+class ABSpec:
+    """A fixed, sticky split: each client keeps the version it was first given (a cookie), for the test's duration.
+
+    Judged on health (errors and latency, as a canary step) with the observed split; which version
+    does better needs the outcomes (labels), so the verdict goes to a person with the figures.
+    """
+
+    percent: int = 50  # of new clients given the new version
+    cookie: str = "mlops_variant"
+    duration_minutes: float = 60.0
+    max_error_rate: float = 0.01
+    max_p95_ms: float = 500.0
+    min_requests: int = 100
+
+
+@dataclass(frozen=True)
 class ReleaseSpec:
     strategy: str = "blue_green"
     canary: CanarySpec = field(default_factory=CanarySpec)
     shadow: ShadowSpec = field(default_factory=ShadowSpec)
+    ab: ABSpec = field(default_factory=ABSpec)
     decision_timeout_hours: float = 24.0  # an inconclusive analysis waits this long for a person; no answer: rolled back
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from mlops_airflow.settings import SERVING_BACKEND_ENV, SERVING_PORT_ENV, serving_backend_override, serving_port
 from mlops_airflow.specs.model import (
@@ -14,6 +15,7 @@ from mlops_airflow.specs.model import (
     SERVING_BACKENDS,
     WEEK_MINUTES,
     YEAR_HOURS,
+    ABSpec,
     CanarySpec,
     CapacitySpec,
     DockerServingSpec,
@@ -137,10 +139,23 @@ def _parse_release(section: _Section) -> ReleaseSpec:
     if shadow.min_requests > shadow.max_requests:
         shadow_section.fail("min_requests", f"({shadow.min_requests}) is more than max_requests ({shadow.max_requests}): the replay could never be judged")
     shadow_section.finish()
+    ab_section = section.section("ab", required=False)
+    ab = ABSpec(
+        percent=ab_section.integer("percent", ABSpec.percent, minimum=1, maximum=99),
+        cookie=ab_section.string("cookie", ABSpec.cookie),
+        duration_minutes=float(ab_section.number("duration_minutes", ABSpec.duration_minutes, minimum=0.01, maximum=WEEK_MINUTES * 4)),
+        max_error_rate=float(ab_section.number("max_error_rate", ABSpec.max_error_rate, minimum=0.0, maximum=1.0)),
+        max_p95_ms=float(ab_section.number("max_p95_ms", ABSpec.max_p95_ms, minimum=1.0, maximum=600_000.0)),
+        min_requests=ab_section.integer("min_requests", ABSpec.min_requests, minimum=1, maximum=MAX_ROWS),
+    )
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", str(ab.cookie)):
+        ab_section.fail("cookie", f"must be a cookie name of letters, digits, '_' and '-' (at most 64), got {shown(ab.cookie)}")
+    ab_section.finish()
     release = ReleaseSpec(
         strategy=strategy,
         canary=canary,
         shadow=shadow,
+        ab=ab,
         decision_timeout_hours=float(section.number("decision_timeout_hours", ReleaseSpec.decision_timeout_hours, minimum=0.001, maximum=YEAR_HOURS)),
     )
     section.finish()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pandas as pd
@@ -22,7 +23,12 @@ def spec(strategy: str = "canary"):
     from mlops_airflow.specs import parse_spec
 
     raw = yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())
-    raw["serving"]["release"] = {"strategy": strategy, "canary": {"steps": [10, 50], "step_seconds": 1, "min_requests": 5}, "shadow": {"min_requests": 2}}
+    raw["serving"]["release"] = {
+        "strategy": strategy,
+        "canary": {"steps": [10, 50], "step_seconds": 1, "min_requests": 5},
+        "shadow": {"min_requests": 2},
+        "ab": {"duration_minutes": 0.01, "min_requests": 5},
+    }
     return parse_spec(raw, source="churn.yaml")
 
 
@@ -34,9 +40,9 @@ class SplitBackend:
         colors = {c: ColorState(c, {"blue": "1", "green": "2"}[c], True, 1) for c in Color}
         return ServingStatus(self.live, colors, dict(self.weights))
 
-    def set_weights(self, weights):
+    def set_weights(self, weights, *, sticky_cookie=None):
         self.calls.append(("set_weights", dict(weights)))
-        self.weights = dict(weights)
+        self.weights, self.sticky = dict(weights), sticky_cookie
 
     def switch(self, color):
         self.calls.append(("switch", color))
@@ -184,3 +190,35 @@ class TestReleaseDecisionOperator:
         with pytest.raises(AirflowFailException, match="release of v2 rejected by bob"):
             self.operator().execute_complete(context, {})
         assert json.loads(recorded.tags["mlops.release.decision"]) == {"approved": False, "by": "bob", "timed_out": False}
+
+
+class TestABTestOperator:
+    def test_a_healthy_test_holds_the_sticky_split_and_asks_a_person_with_the_observed_split(self, canary):
+        run, backend, tags, logs = canary
+        logs += [log_rows("blue", "1", 160) + log_rows("green", "2", 40)]
+        report = run(release_strategies.ABTestOperator, strategy="ab")
+        assert report["verdict"] == "Inconclusive"
+        assert "needs the outcomes (labels)" in report["reasons"][-1]
+        assert (report["configured_percent"], report["observed_share"]) == (50, 0.2)
+        assert backend.calls == [("set_weights", {Color.BLUE: 50, Color.GREEN: 50})]
+        assert backend.sticky == "mlops_variant"
+        assert tags.tags["mlops.release.strategy"] == "ab"
+        assert json.loads(tags.tags["mlops.release.ab"])["observed_share"] == 0.2
+
+    def test_an_unhealthy_new_version_fails_and_all_traffic_goes_back(self, canary):
+        run, backend, _, logs = canary
+        logs += [log_rows("blue", "1", 100) + log_rows("green", "2", 100, status=500)]
+        with pytest.raises(AirflowFailException, match="A/B test of churn v2 failed.*back on blue"):
+            run(release_strategies.ABTestOperator, strategy="ab")
+        assert backend.calls[-1] == ("switch", Color.BLUE)
+
+    def test_a_long_test_is_deferred_holding_no_worker_slot(self, canary, monkeypatch):
+        from airflow.sdk.exceptions import TaskDeferred
+
+        run, backend, _, _ = canary
+        monkeypatch.setattr(release_strategies, "MIN_DEFERRED_TEST", dt.timedelta(seconds=0))
+        with pytest.raises(TaskDeferred) as deferred:
+            run(release_strategies.ABTestOperator, strategy="ab")
+        assert deferred.value.method_name == "execute_complete"
+        assert "started" in deferred.value.kwargs
+        assert backend.weights == {Color.BLUE: 50, Color.GREEN: 50}

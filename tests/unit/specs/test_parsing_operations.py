@@ -151,6 +151,8 @@ class TestInferenceLogAndRelease:
             pytest.param({"canary": {"steps": [10, 10]}}, "serving.release.canary.steps", "rising", id="repeated-step"),
             pytest.param({"canary": {"step": 10}}, "serving.release.canary.step", "unknown field", id="canary-typo"),
             pytest.param({"shadow": {"min_agreement": 2}}, "serving.release.shadow.min_agreement", "must be within", id="agreement-above-1"),
+            pytest.param({"ab": {"percent": 100}}, "serving.release.ab.percent", "<= 99", id="ab-all"),
+            pytest.param({"ab": {"cookie": "a b"}}, "serving.release.ab.cookie", "cookie name", id="ab-cookie"),
             pytest.param({"shadow": {"min_requests": 10, "max_requests": 5}}, "serving.release.shadow.min_requests", "never be judged", id="min-above-max"),
         ],
     )
