@@ -1,4 +1,4 @@
-"""``python -m mlops_airflow.embedded {up,down,status,demo}``: the embedded stack's command line."""
+"""``python -m mlops_airflow.embedded {up,down,status,demo,release-demo}``: the embedded stack's command line."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from mlops_airflow.embedded.stack import EmbeddedStack, StackConfig, StackError
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlops_airflow.embedded", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "demo"])
+    parser.add_argument("command", choices=["up", "down", "status", "demo", "release-demo"])
     parser.add_argument("--model", default="churn", help="model spec the demo retrains (default: churn)")
+    parser.add_argument("--strategy", default="canary", choices=["canary", "shadow", "ab"], help="release-demo: how live traffic moves (default: canary)")
     args = parser.parse_args(argv)
     config = StackConfig.from_env()
     stack = EmbeddedStack(config)
@@ -27,6 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{name}: {state}")
             for model, state in stack.serving_status().items():
                 print(f"serving {model}: {state}")
+        elif args.command == "release-demo":
+            from mlops_airflow.embedded.release_demo import run_release_demo
+
+            return 0 if run_release_demo(config, args.model, args.strategy) else 1
         else:
             from mlops_airflow.embedded.demo import run_demo
 
