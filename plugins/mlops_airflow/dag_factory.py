@@ -176,23 +176,23 @@ def _release_gates(spec: ModelSpec) -> list:
         return []
     from mlops_airflow.operators.release_strategies import ABTestOperator, CanaryReleaseOperator, ReleaseDecisionOperator, ShadowReplayOperator
 
-    # No retries: a release on live traffic is judged once, and a failure rolls back at once rather than
-    # after the retries' backoff (an interrupted canary or A/B test puts all traffic back on the old colour first).
+    # A verdict fails without retries (AirflowFailException). A fault (the log or the registry unreachable)
+    # retries as every task does: the interrupted canary or A/B test has put all traffic back on the old
+    # colour first, so the retry starts again from its first step and nothing is left split while it waits.
     if release.strategy == "canary":
         canary = release.canary
         per_step = canary.step_seconds + spec.serving.inference_log.flush_seconds + 120
         timeout = dt.timedelta(seconds=len(canary.steps) * per_step + 300)
-        analyse = CanaryReleaseOperator(task_id="canary_release", spec_path=spec.source, execution_timeout=timeout, retries=0)
+        analyse = CanaryReleaseOperator(task_id="canary_release", spec_path=spec.source, execution_timeout=timeout)
     elif release.strategy == "ab":
-        analyse = ABTestOperator(task_id="ab_test", spec_path=spec.source, retries=0)
+        analyse = ABTestOperator(task_id="ab_test", spec_path=spec.source)
     else:
-        analyse = ShadowReplayOperator(task_id="shadow_replay", spec_path=spec.source, execution_timeout=dt.timedelta(minutes=60), retries=0)
+        analyse = ShadowReplayOperator(task_id="shadow_replay", spec_path=spec.source, execution_timeout=dt.timedelta(minutes=60))
     decide = ReleaseDecisionOperator(
         task_id="decide_release",
         spec_path=spec.source,
         analysis_task_id=analyse.task_id,
         response_timeout=dt.timedelta(hours=release.decision_timeout_hours),
-        retries=0,  # a person's answer is asked once
     )
     return [analyse, decide]
 

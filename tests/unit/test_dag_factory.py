@@ -38,7 +38,7 @@ def test_a_canary_or_shadow_release_is_judged_then_decided_before_the_switch(str
     # After a skipped decision (nothing inconclusive) the switch still runs; after a failure or a rejection it does not.
     assert dag.get_task("switch_traffic").trigger_rule == "none_failed"
     assert {gate, "decide_release"} <= dag.get_task("rollback_release").upstream_task_ids
-    assert dag.get_task(gate).retries == dag.get_task("decide_release").retries == 0, "live traffic is judged once"
+    assert dag.get_task(gate).retries >= 2, "a fault retries (the interrupted release has put all traffic back first)"
 
 
 def test_a_blue_green_release_has_no_gate():
