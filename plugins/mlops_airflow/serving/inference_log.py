@@ -154,8 +154,18 @@ class InferenceLog:
     def stats(self) -> dict[str, int]:
         return {"logged": self.logged, "written": self.written, "dropped": self.dropped, "sampled_out": self.sampled_out, "write_errors": self.write_errors}
 
+    @staticmethod
+    def load_writer() -> None:
+        """Import the Parquet writer now: the first write would otherwise import it (near a second here) while holding
+        the interpreter lock the request loop needs. The model server calls it before it forks its workers."""
+        import pyarrow.compute
+        import pyarrow.parquet  # noqa: F401
+
+        from mlops_airflow.core.partitions import write_partition  # noqa: F401
+
     def start(self) -> None:
         """Start the writing thread (in the worker process: threads do not survive a fork)."""
+        self.load_writer()
         self._thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
         self._thread.start()
 
@@ -209,13 +219,16 @@ class InferenceLog:
 
     def _write(self, day: dt.date, rows: list[tuple]) -> None:
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         from mlops_airflow.core.partitions import write_partition
 
         arrived, ids, statuses, latencies, content_types, requests, responses, routes = zip(*rows, strict=True)
+        # Built column by column in Arrow's C++ (this thread holds the GIL the request loop needs: no Python loop per row).
+        microseconds = pc.cast(pc.multiply(pa.array(arrived, pa.float64()), 1_000_000.0), pa.int64(), safe=False)
         table = pa.table(
             {
-                "ts": pa.array([int(a * 1_000_000) for a in arrived], pa.timestamp("us", tz="UTC")),
+                "ts": microseconds.cast(pa.timestamp("us", tz="UTC")),
                 "request_id": pa.array(ids, pa.string()),
                 "model": pa.array([self.model] * len(rows), pa.string()),
                 "version": pa.array([self.version] * len(rows), pa.string()),

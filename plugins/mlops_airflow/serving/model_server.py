@@ -403,6 +403,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot listen on {args.host}:{args.port}: {err}", file=sys.stderr, flush=True)
         return 1
     capacity = args.capacity
+    if args.log is not None:
+        from mlops_airflow.serving.inference_log import InferenceLog
+
+        InferenceLog.load_writer()  # once, shared by the workers' memory, and never on a request's path
     # Everything loaded so far (MLflow, pandas, scikit-learn, the model) lives as long as the server:
     # out of the garbage collector's sight, a full collection no longer walks it (pauses of
     # 100 ms and more under load), and the workers' forked copies of those pages stay shared.
