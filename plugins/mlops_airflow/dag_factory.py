@@ -185,7 +185,8 @@ def _release_gates(spec: ModelSpec) -> list:
         timeout = dt.timedelta(seconds=len(canary.steps) * per_step + 300)
         analyse = CanaryReleaseOperator(task_id="canary_release", spec_path=spec.source, execution_timeout=timeout)
     elif release.strategy == "ab":
-        analyse = ABTestOperator(task_id="ab_test", spec_path=spec.source)
+        held = dt.timedelta(minutes=release.ab.duration_minutes, seconds=spec.serving.inference_log.flush_seconds + 300)
+        analyse = ABTestOperator(task_id="ab_test", spec_path=spec.source, execution_timeout=held)
     else:
         analyse = ShadowReplayOperator(task_id="shadow_replay", spec_path=spec.source, execution_timeout=dt.timedelta(minutes=60))
     decide = ReleaseDecisionOperator(

@@ -171,12 +171,12 @@ def test_a_bad_canary_is_stopped_at_its_first_step_and_live_is_the_champion_agai
         after = [a for a in answers if a.sent > stopped_at]
         assert after
         assert all(a.status == 200 and which_version(churn, a) == "1" for a in after), "the challenger answered after the canary was stopped"
-        step = yaml.safe_load(registry.tags["2"]["mlops.release.canary.step_1"])
+        record = yaml.safe_load(registry.tags["2"]["mlops.release.canary"])
+        (step,) = record["steps"]
         assert step["verdict"] == "Failed"
         assert step["weight"] == 10
         assert step["errors"] > 0
         assert registry.tags["2"]["mlops.release.verdict"] == "Failed"
-        assert "mlops.release.canary.step_2" not in registry.tags["2"]
     finally:
         backend.stop_all()
 
@@ -245,6 +245,8 @@ def test_a_shadow_replay_sends_exactly_the_logged_requests_and_answers_no_client
         replayed = logged[logged["color"] == "green"]
         assert len(replayed) == result["replayed"]
         assert set(replayed["route"]) == {"preview"}, "the replay is logged as preview traffic, not live"
+        live_ids = set(logged[logged["color"] == "blue"]["request_id"])
+        assert {rid.removeprefix("replay-") for rid in replayed["request_id"]} == live_ids, "each replay joins its live request by id"
         assert yaml.safe_load(registry.tags["2"]["mlops.release.shadow"])["replayed"] == result["replayed"]
     finally:
         backend.stop_all()
@@ -285,7 +287,7 @@ def test_an_ab_test_splits_new_clients_in_its_ratio_and_each_keeps_its_version(t
             response = connection.getresponse()
             answer = response.read()
             cookie = response.getheader("Set-Cookie", "").split(";", 1)[0]
-            assert cookie.startswith("mlops_variant="), "the router did not hand out its cookie"
+            assert cookie.startswith("mlops_variant_v2="), "the router did not hand out this test's cookie"
             version = which_version(churn, FakeAnswer(client % len(churn["bodies"]), answer))
             firsts.append(version)
             for _ in range(3):

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from mlops_airflow.embedded.stack import EmbeddedStack, StackConfig, StackError
+from mlops_airflow.hooks.airflow_api import AirflowApiError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mlops_airflow.embedded.demo import run_demo
 
             return 0 if run_demo(config, args.model) else 1
-    except (StackError, TimeoutError) as err:
+    except (StackError, TimeoutError, AirflowApiError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -140,6 +140,7 @@ def run_release_demo(config: StackConfig, model: str = "churn", strategy: str = 
     release = {"strategy": strategy, strategy: DEMO_RELEASE[strategy]}
     echo(f"== 1. {spec_file.name} in the stack asks for a {strategy} release: {json.dumps(release[strategy])}")
     before = write_spec_copy(spec_file, release)
+    run_id = None
     try:
         wait_for_task(client, dag_id, gate)
         echo(f"airflow: {dag_id} now runs {gate} and decide_release between smoke_test_idle and switch_traffic")
@@ -149,7 +150,11 @@ def run_release_demo(config: StackConfig, model: str = "churn", strategy: str = 
             time.sleep(5)  # some logged traffic before the release (what a shadow replays)
             run_id = client.trigger(dag_id, conf={"force_promote": True, "reason": f"make release-demo: a {strategy} release"})["dag_run_id"]
             echo(f"== 3. airflow: triggered {dag_id} run {run_id}; waiting for it")
-            state = wait_answering(client, dag_id, run_id, echo=echo)
+            try:
+                state = wait_answering(client, dag_id, run_id, gate, echo=echo)
+            except BaseException:
+                abandon(client, dag_id, run_id, model, echo=echo)
+                raise
         echo(f"{dag_id} run {run_id}: {state.upper()}")
         for ti in sorted(client.task_instances(dag_id, run_id), key=lambda t: t.get("start_date") or "~"):
             duration = f"{ti['duration']:.1f} s" if ti.get("duration") is not None else "-"
@@ -163,11 +168,25 @@ def run_release_demo(config: StackConfig, model: str = "churn", strategy: str = 
                 echo(f"  {key}: {value}")
         return state == "success"
     finally:
-        spec_file.write_text(before)
+        temporary = spec_file.with_suffix(".tmp")
+        temporary.write_text(before)
+        temporary.replace(spec_file)
         echo(f"{spec_file.name} is back to its {spec.serving.release.strategy} release")
 
 
-def wait_answering(client: AirflowClient, dag_id: str, run_id: str, *, echo: Callable[[str], None]) -> str:
+def abandon(client: AirflowClient, dag_id: str, run_id: str, model: str, *, echo: Callable[[str], None]) -> None:
+    """The demo stops before the run ends: a waiting decision is answered Reject (the rollback runs); otherwise say what may be left."""
+    try:
+        if client.hitl_detail(dag_id, run_id, "decide_release"):
+            client.respond(dag_id, run_id, "decide_release", ["Reject"])
+            echo(f"airflow: answered Reject to decide_release of {run_id}: the rollback puts live traffic back")
+            return
+    except Exception as err:  # the demo is stopping anyway; say what to do by hand
+        echo(f"airflow: could not answer decide_release ({err})")
+    echo(f"{dag_id} run {run_id} goes on without the demo; if it stops half-way, live traffic may stay split: trigger rollback_{model}")
+
+
+def wait_answering(client: AirflowClient, dag_id: str, run_id: str, gate: str, *, echo: Callable[[str], None]) -> str:
     """Wait for the run; answer ``decide_release`` (Approve) when it asks, as a person would in the UI."""
     deadline, answered = time.monotonic() + RUN_TIMEOUT, False
     while time.monotonic() < deadline:
@@ -175,14 +194,10 @@ def wait_answering(client: AirflowClient, dag_id: str, run_id: str, *, echo: Cal
         if run["state"] in ("success", "failed"):
             return run["state"]
         if not answered and client.hitl_detail(dag_id, run_id, "decide_release"):
-            analysis = client.xcom(dag_id, run_id, next(g for g in GATES.values() if _ran(client, dag_id, run_id, g))) or {}
+            analysis = client.xcom(dag_id, run_id, gate) or {}
             echo(f"== 4. decide_release asks a person: the analysis was {analysis.get('verdict')} ({'; '.join(analysis.get('reasons', []))})")
             client.respond(dag_id, run_id, "decide_release", ["Approve"])
             echo("airflow: answered Approve through the REST API, as a person would in the UI")
             answered = True
         time.sleep(3)
     raise TimeoutError(f"{dag_id} run {run_id} did not finish within {RUN_TIMEOUT:.0f} s")
-
-
-def _ran(client: AirflowClient, dag_id: str, run_id: str, task_id: str) -> bool:
-    return any(ti["task_id"] == task_id and ti.get("state") for ti in client.task_instances(dag_id, run_id))

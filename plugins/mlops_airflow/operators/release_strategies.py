@@ -1,6 +1,6 @@
-"""Release strategies beyond blue-green: canary steps and shadow replay, judged on the inference log.
+"""Release strategies beyond blue-green: canary steps, shadow replay and A/B tests, judged on the inference log.
 
-Where they sit in the loop: deploy idle colour -> smoke -> **canary_release or shadow_replay ->
+Where they sit in the loop: deploy idle colour -> smoke -> **canary_release, shadow_replay or ab_test ->
 decide_release** -> switch -> verify, with rollback_release when any of them fails. The spec's
 ``serving.release.strategy`` picks; ``blue_green`` has neither task.
 
@@ -11,7 +11,9 @@ decide_release** -> switch -> verify, with rollback_release when any of them fai
 - *Shadow* (:class:`ShadowReplayOperator`): before it gets any traffic, the new colour scores the
   live colour's logged requests through its own URL (it answers no client); the report compares
   its answers with the live ones.
-- *Inconclusive* (too little traffic to judge): :class:`ReleaseDecisionOperator` asks a person in
+- *A/B* (:class:`ABTestOperator`): a fixed split, each client kept on its version by a cookie, held
+  for a while; healthy, it goes to a person with its figures (the outcomes need labels).
+- *Inconclusive* (too little traffic to judge, or an A/B test): :class:`ReleaseDecisionOperator` asks a person in
   the Airflow UI (human-in-the-loop); no answer in time counts as a rejection.
 
 Every step and verdict lands on the new version's tags (``mlops.release.*``), in the task log, in
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
 
 TAG_STRATEGY = "mlops.release.strategy"
 TAG_VERDICT = "mlops.release.verdict"
-TAG_CANARY_STEP = "mlops.release.canary.step_{}"
+TAG_CANARY = "mlops.release.canary"
 TAG_SHADOW = "mlops.release.shadow"
 TAG_DECISION = "mlops.release.decision"
 TAG_AB = "mlops.release.ab"
@@ -61,7 +63,8 @@ def _nothing_to_compare(release: Release, live: str | None) -> str | None:
 
 
 ANALYSIS_COLUMNS = ("ts", "model", "version", "color", "route", "status", "latency_ms", "response")
-REPLAY_COLUMNS = (*ANALYSIS_COLUMNS, "request", "content_type")
+REPLAY_COLUMNS = (*ANALYSIS_COLUMNS, "request", "content_type", "request_id")
+REPLAY_ID_PREFIX = "replay-"  # a replayed request's X-Request-Id: the live one's, so that the two answers join in the log
 
 
 def read_live_log(spec: ModelSpec, start: dt.datetime, end: dt.datetime, columns: Sequence[str] = ANALYSIS_COLUMNS) -> pd.DataFrame:
@@ -155,7 +158,8 @@ class CanaryReleaseOperator(_ServingOperator):
                 ended=ended,
             )
             steps.append(analysis.as_dict())
-            _record(hook, spec, release.version, {TAG_CANARY_STEP.format(number): analysis.as_dict(), TAG_VERDICT: str(analysis.verdict)})
+            # One tag for the whole canary, rewritten at each step: a retry's record replaces the earlier try's.
+            _record(hook, spec, release.version, {TAG_CANARY: {"try": context["ti"].try_number, "steps": steps}, TAG_VERDICT: str(analysis.verdict)})
             incr(RELEASE_ANALYSIS, model=spec.name, strategy="canary", verdict=str(analysis.verdict).lower())
             self.log.info("Canary step %d (%d%%): %s %s", number, weight, analysis.verdict, analysis.as_dict())
             if analysis.verdict is Verdict.FAILED:
@@ -176,9 +180,16 @@ def _answers_of(frame: pd.DataFrame, color: Any, version: str | None) -> pd.Data
     return chosen[chosen["version"] == str(version)] if version is not None else chosen
 
 
+def ab_cookie(name: str, version: str) -> str:
+    """The cookie of one release's test: named after its version, so a client's group in an earlier test (when the
+    colours played the other roles) does not carry into this one."""
+    return f"{name}_v{version}"
+
+
 # An A/B test held for less than this is waited in the worker (as the serving drain): a deferral whose
 # trigger fires within seconds can race Airflow's bookkeeping of the deferral.
 MIN_DEFERRED_TEST = dt.timedelta(seconds=60)
+MAX_SPLIT_DRIFT = 0.1  # an observed share this far from the configured one is named to the person who decides
 
 
 class ABTestOperator(_ServingOperator):
@@ -213,7 +224,7 @@ class ABTestOperator(_ServingOperator):
         new, old = Color(release.color), Color(release.previous_color)
         self._backend, self._stable = backend, old  # for on_kill
         try:
-            backend.set_weights({old: 100 - ab.percent, new: ab.percent}, sticky_cookie=ab.cookie)
+            backend.set_weights({old: 100 - ab.percent, new: ab.percent}, sticky_cookie=ab_cookie(ab.cookie, release.version))
             _record(hook, spec, release.version, {TAG_STRATEGY: "ab"})
         except BaseException:
             backend.switch(old)
@@ -239,15 +250,37 @@ class ABTestOperator(_ServingOperator):
         from mlops_airflow.serving.base import Color
 
         release = self.release(context)
-        spec, hook, backend = self.spec_hook_and_backend()
+        self._stable = Color(release.previous_color)
         try:
+            spec, hook, backend = self.spec_hook_and_backend()
+            self._backend = backend  # for on_kill, on this operator too (a resumed task is a fresh one)
             return self._judge(spec, hook, backend, release, dt.datetime.fromisoformat(started))
         except AirflowFailException:
             raise
         except BaseException:
-            self.log.warning("A/B test of %s interrupted: all live traffic back on %s", spec.name, release.previous_color)
-            backend.switch(Color(release.previous_color))
+            self.log.warning("A/B test interrupted: all live traffic back on %s", self._stable)
+            self._back_to_stable()
             raise
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context):
+        """A trigger that failed or timed out never reaches :meth:`execute_complete`: the split is undone here."""
+        from airflow.sdk.exceptions import TaskDeferralError
+
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except TaskDeferralError:
+            from mlops_airflow.serving.base import Color
+
+            self._stable = Color(self.release(context).previous_color)
+            self.log.warning("The A/B test's wait ended in an error: all live traffic back on %s", self._stable)
+            self._back_to_stable()
+            raise
+
+    def _back_to_stable(self) -> None:
+        backend = getattr(self, "_backend", None)
+        if backend is None:
+            backend = self.spec_hook_and_backend()[2]
+        backend.switch(self._stable)
 
     def _judge(self, spec: ModelSpec, hook: MlflowHook, backend: Any, release: Release, started: dt.datetime) -> dict[str, Any]:
         from mlops_airflow.core.release_analysis import CanaryCriteria, TrafficSample, Verdict, analyse_canary_step
@@ -270,12 +303,16 @@ class ABTestOperator(_ServingOperator):
         )
         total = len(old_answers) + len(new_answers)
         observed = len(new_answers) / total if total else None
-        report = {**health.as_dict(), "configured_percent": ab.percent, "observed_share": observed, "cookie": ab.cookie}
+        report = {**health.as_dict(), "configured_percent": ab.percent, "observed_share": observed, "cookie": ab_cookie(ab.cookie, release.version)}
         if health.verdict is Verdict.FAILED:
             verdict, reasons = Verdict.FAILED, list(health.reasons)
         else:
-            reasons = [*health.reasons, "which version does better needs the outcomes (labels) of these requests; decide with the figures"]
-            verdict = Verdict.INCONCLUSIVE
+            verdict, reasons = Verdict.INCONCLUSIVE, list(health.reasons)
+            if observed is not None and abs(observed - ab.percent / 100) > MAX_SPLIT_DRIFT:
+                reasons.append(
+                    f"the new version answered {observed:.1%} of requests, not the {ab.percent}% configured: was the split undone (a router restart)?"
+                )
+            reasons.append("which version does better needs the outcomes (labels) of these requests; decide with the figures")
         report.update(verdict=str(verdict), reasons=reasons)
         _record(hook, spec, release.version, {TAG_AB: report, TAG_VERDICT: str(verdict)})
         incr(RELEASE_ANALYSIS, model=spec.name, strategy="ab", verdict=str(verdict).lower())
@@ -341,16 +378,20 @@ def _color(value: str):
 
 
 def replay(url: str, frame: pd.DataFrame, *, concurrency: int, timeout: float = 30.0) -> list:
-    """Send each logged request to ``url``/invocations as it was; one :class:`Replayed` per row, in order."""
+    """Send each logged request to ``url``/invocations as it was; one :class:`Replayed` per row, in order.
+
+    Each carries ``X-Request-Id: replay-<the live request's id>``: the new colour logs its answer under it.
+    """
     import urllib.error
     import urllib.request
     from concurrent.futures import ThreadPoolExecutor
 
     from mlops_airflow.core.release_analysis import Replayed
 
-    def one(row: tuple[bytes, str, bytes]) -> Replayed:
-        body, content_type, live_response = row
-        request = urllib.request.Request(f"{url}/invocations", data=body, method="POST", headers={"Content-Type": content_type or "application/json"})  # noqa: S310 - the colour's own URL
+    def one(row: tuple[bytes, str, bytes, str]) -> Replayed:
+        body, content_type, live_response, request_id = row
+        headers = {"Content-Type": content_type or "application/json", "X-Request-Id": f"{REPLAY_ID_PREFIX}{request_id}"[:128]}
+        request = urllib.request.Request(f"{url}/invocations", data=body, method="POST", headers=headers)  # noqa: S310 - the colour's own URL
         started = time.perf_counter()
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
@@ -363,7 +404,7 @@ def replay(url: str, frame: pd.DataFrame, *, concurrency: int, timeout: float = 
 
     if frame.empty:
         return []
-    rows = list(zip(frame["request"], frame["content_type"], frame["response"], strict=True))
+    rows = list(zip(frame["request"], frame["content_type"], frame["response"], frame["request_id"], strict=True))
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="shadow") as pool:
         return list(pool.map(one, rows))
 
@@ -376,7 +417,7 @@ class ReleaseDecisionOperator(FailFastTemplates, ApprovalOperator):
     counts as Reject. The answer, and who gave it, land on the version's tags.
 
     :param spec_path: the model spec (templated).
-    :param analysis_task_id: the canary or shadow task whose XCom holds the verdict.
+    :param analysis_task_id: the canary, shadow or A/B task whose XCom holds the verdict.
     :param deploy_task_id: the task whose XCom names the release.
     :param mlflow_conn_id: where the decision is recorded.
     """

@@ -93,9 +93,9 @@ class LocalServingBackend(CaddyProxy, BlueGreenBackend):
         self.state_dir.mkdir(parents=True, exist_ok=True)
         temporary = self.state_file.with_suffix(".json.tmp")
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)  # one left by an older version may be wider: narrowed before anything is written
         with os.fdopen(descriptor, "w") as handle:
             handle.write(json.dumps(state, indent=2, sort_keys=True))
-        os.chmod(temporary, 0o600)  # one left by an older version may be wider
         temporary.replace(self.state_file)
 
     # -- the protocol ----------------------------------------------------------------------

@@ -32,7 +32,8 @@ _SHORT_SOCKET_ROOT = Path("/tmp")  # noqa: S108 - one short directory every proc
 
 @dataclass(frozen=True)
 class StickySplit:
-    """A client keeps its colour by a cookie the router sets: ``cookie`` names it; ``secret`` signs it (a client cannot pick its colour)."""
+    """A client keeps its colour by a cookie the router sets: ``cookie`` names it; ``secret`` keys its value (a client cannot
+    derive it from the colour's address; it can still copy another client's)."""
 
     cookie: str
     secret: str = field(repr=False)
@@ -117,7 +118,8 @@ class CaddyProxy(ServingProcesses):
         else:
             handler = {"handler": "reverse_proxy", "upstreams": [{"dial": f"{self.host}:{self.ports.of(color)}"}], **marked}
         return {
-            "admin": {"listen": f"unix/{self.admin_socket}|0600"},
+            # Never saved to Caddy's autosave file: a sticky split's secret stays in our state file only.
+            "admin": {"listen": f"unix/{self.admin_socket}|0600", "config": {"persist": False}},
             "logging": {"logs": {"default": {"level": "WARN"}}},
             "apps": {"http": {"servers": {"router": {"listen": [f"unix/{self.router_socket}"], "routes": [{"handle": [handler]}]}}}},
         }

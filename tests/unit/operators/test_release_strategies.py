@@ -100,7 +100,9 @@ class TestCanaryReleaseOperator:
         assert backend.calls == [("set_weights", {Color.BLUE: 90, Color.GREEN: 10}), ("set_weights", {Color.BLUE: 50, Color.GREEN: 50})]
         assert tags.tags["mlops.release.strategy"] == "canary"
         assert tags.tags["mlops.release.verdict"] == "Successful"
-        assert json.loads(tags.tags["mlops.release.canary.step_2"])["requests"] == 50
+        record = json.loads(tags.tags["mlops.release.canary"])
+        assert record["try"] == 1
+        assert [step["requests"] for step in record["steps"]] == [10, 50]
 
     def test_a_failed_step_puts_all_traffic_back_and_fails_without_going_on(self, canary):
         run, backend, tags, logs = canary
@@ -201,7 +203,7 @@ class TestABTestOperator:
         assert "needs the outcomes (labels)" in report["reasons"][-1]
         assert (report["configured_percent"], report["observed_share"]) == (50, 0.2)
         assert backend.calls == [("set_weights", {Color.BLUE: 50, Color.GREEN: 50})]
-        assert backend.sticky == "mlops_variant"
+        assert backend.sticky == "mlops_variant_v2", "each release's test has its own cookie: no group carries over"
         assert tags.tags["mlops.release.strategy"] == "ab"
         assert json.loads(tags.tags["mlops.release.ab"])["observed_share"] == 0.2
 
@@ -222,3 +224,30 @@ class TestABTestOperator:
         assert deferred.value.method_name == "execute_complete"
         assert "started" in deferred.value.kwargs
         assert backend.weights == {Color.BLUE: 50, Color.GREEN: 50}
+
+    def test_a_split_undone_during_the_test_is_named_to_the_person(self, canary):
+        run, _, _, logs = canary
+        logs += [log_rows("blue", "1", 195) + log_rows("green", "2", 5)]
+        report = run(release_strategies.ABTestOperator, strategy="ab")
+        assert report["verdict"] == "Inconclusive"
+        assert any("not the 50% configured" in reason for reason in report["reasons"])
+
+    def test_a_wait_that_ends_in_an_error_undoes_the_split(self, canary):
+        from airflow.sdk.exceptions import TaskDeferralError
+
+        _, backend, tags, _ = canary
+        operator = release_strategies.ABTestOperator(task_id="ab_test", spec_path="churn.yaml")
+        operator.spec_hook_and_backend = lambda: (spec("ab"), tags, backend)
+        context = task_context({"deploy_idle_color": RELEASE.to_xcom()})
+        with pytest.raises(TaskDeferralError):
+            operator.resume_execution("__fail__", {"error": "the triggerer died"}, context)
+        assert backend.calls == [("switch", Color.BLUE)]
+
+    def test_a_fault_while_judging_undoes_the_split(self, canary, monkeypatch):
+        _, backend, tags, _ = canary
+        monkeypatch.setattr(release_strategies, "read_live_log", lambda *a, **k: (_ for _ in ()).throw(OSError("log unreadable")))
+        operator = release_strategies.ABTestOperator(task_id="ab_test", spec_path="churn.yaml")
+        operator.spec_hook_and_backend = lambda: (spec("ab"), tags, backend)
+        with pytest.raises(OSError, match="log unreadable"):
+            operator.execute_complete(task_context({"deploy_idle_color": RELEASE.to_xcom()}), started="2026-03-02T00:00:00+00:00")
+        assert backend.calls == [("switch", Color.BLUE)]

@@ -103,7 +103,7 @@ class TestSocketDir:
 class TestConfigs:
     def test_the_router_admin_api_listens_on_a_private_unix_socket_only(self, tmp_path):
         backend = LocalServingBackend(model="churn", state_dir=tmp_path)
-        assert backend._router_config(None)["admin"] == {"listen": f"unix/{backend.admin_socket}|0600"}
+        assert backend._router_config(None)["admin"] == {"listen": f"unix/{backend.admin_socket}|0600", "config": {"persist": False}}
         assert backend._front_config()["admin"] == {"disabled": True}
 
     @pytest.mark.parametrize("color", [pytest.param(Color.BLUE, id="blue"), pytest.param(Color.GREEN, id="green")])
