@@ -26,13 +26,14 @@ class Answer:
 
 
 class Load:
-    """``keep_alive`` + ``per_request`` clients sending ``bodies`` round-robin to ``url``/invocations until :meth:`stop`."""
+    """``keep_alive`` + ``per_request`` clients sending ``bodies`` round-robin to ``url``/invocations until :meth:`stop`; ``pause`` between requests."""
 
-    def __init__(self, url: str, bodies: list[bytes], *, keep_alive: int = 4, per_request: int = 2, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, bodies: list[bytes], *, keep_alive: int = 4, per_request: int = 2, timeout: float = 10.0, pause: float = 0.0) -> None:
         parsed = urllib.parse.urlsplit(url)
         self.host, self.port = parsed.hostname, parsed.port
         self.bodies = bodies
         self.timeout = timeout
+        self.pause = pause  # seconds each client waits between two requests: steady traffic that leaves the CPUs to the rest
         self.answers: list[Answer] = []
         self._next = itertools.count()
         self._stop = threading.Event()
@@ -88,6 +89,8 @@ class Load:
                 connection.close()
                 connection = None
             self.answers.append(answer)
+            if self.pause:
+                self._stop.wait(self.pause)
         if connection is not None:
             connection.close()
 

@@ -35,6 +35,7 @@ pytestmark = pytest.mark.integration
 
 FAULTS = Path(__file__).resolve().parent.parent / "faults"
 STEP_SECONDS = 4
+PAUSE = 0.01  # each client's wait between requests: steady traffic (about 200 requests/s) that leaves CPU to the tests beside these
 AB_SECONDS = 4
 
 
@@ -81,6 +82,8 @@ class FakeRegistry:
 
 
 class FakeTI:
+    try_number = 1
+
     def __init__(self, release: Release) -> None:
         self.release = release
 
@@ -121,7 +124,7 @@ def test_the_inference_log_keeps_every_answer_across_a_graceful_stop(tmp_path, c
     try:
         release(backend, Color.BLUE, "1", churn)
         backend.switch(Color.BLUE)
-        with Load(backend.live_url(), churn["bodies"], keep_alive=2, per_request=1) as load:
+        with Load(backend.live_url(), churn["bodies"], keep_alive=2, per_request=1, pause=PAUSE) as load:
             load.wait_for(400)
         answers = load.stop()
     finally:
@@ -152,7 +155,7 @@ def test_a_bad_canary_is_stopped_at_its_first_step_and_live_is_the_champion_agai
         deploy_faulty(backend, Color.GREEN, "2", churn, monkeypatch, error_rate=0.3, latency_ms=300)
         payload = Release(action="deployed", color="green", version="2", run_id="r", previous_color="blue", previous_version="1")
         _, registry, execute = run_operator(CanaryReleaseOperator, spec, backend, payload, monkeypatch)
-        with Load(backend.live_url(), churn["bodies"], keep_alive=3, per_request=1) as load:
+        with Load(backend.live_url(), churn["bodies"], keep_alive=3, per_request=1, pause=PAUSE) as load:
             started = time.monotonic()
             with pytest.raises(Exception, match=r"canary of churn v2 failed at step 1 \(10%\).*all live traffic is back on blue"):
                 execute()
@@ -193,7 +196,7 @@ def test_a_good_canary_completes_every_step(tmp_path, churn, monkeypatch):
         release(backend, Color.GREEN, "2", churn)
         payload = Release(action="deployed", color="green", version="2", run_id="r", previous_color="blue", previous_version="1")
         _, registry, execute = run_operator(CanaryReleaseOperator, spec, backend, payload, monkeypatch)
-        with Load(backend.live_url(), churn["bodies"], keep_alive=3, per_request=1) as load:
+        with Load(backend.live_url(), churn["bodies"], keep_alive=3, per_request=1, pause=PAUSE) as load:
             result = execute()
             split = backend.status().weights
             answers = load.stop()
@@ -220,7 +223,7 @@ def test_a_shadow_replay_sends_exactly_the_logged_requests_and_answers_no_client
         release(backend, Color.BLUE, "1", churn)
         backend.switch(Color.BLUE)
         began = dt.datetime.now(dt.UTC)
-        with Load(backend.live_url(), churn["bodies"], keep_alive=2, per_request=0) as load:
+        with Load(backend.live_url(), churn["bodies"], keep_alive=2, per_request=0, pause=PAUSE) as load:
             load.wait_for(300)
         live_answers = load.stop()
         release(backend, Color.GREEN, "2", churn)
@@ -267,7 +270,7 @@ def test_an_ab_test_splits_new_clients_in_its_ratio_and_each_keeps_its_version(t
         payload = Release(action="deployed", color="green", version="2", run_id="r", previous_color="blue", previous_version="1")
         _, registry, execute = run_operator(ABTestOperator, spec, backend, payload, monkeypatch)
         # Clients that keep no cookie are each a new client: every request is split anew.
-        with Load(backend.live_url(), churn["bodies"], keep_alive=2, per_request=1):
+        with Load(backend.live_url(), churn["bodies"], keep_alive=2, per_request=1, pause=PAUSE):
             report = execute()
         print(f"\nA/B test: {report}")
         assert report["verdict"] == "Inconclusive", "health passed; which version does better needs labels"

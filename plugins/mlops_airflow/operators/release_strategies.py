@@ -197,7 +197,7 @@ class ABTestOperator(_ServingOperator):
     Split live traffic between the two versions for ``serving.release.ab.duration_minutes``, each client keeping its version.
 
     New clients are split ``ab.percent`` / the rest (Caddy's weighted round robin); the router's
-    signed cookie ``ab.cookie`` keeps each one on the version it was first given. The test is held
+    keyed cookie ``<ab.cookie>_v<version>`` keeps each one on the version it was first given. The test is held
     (deferred, holding no worker slot, for a minute or more), then judged on the inference log: the
     new version's health as a canary step's (errors and p95; its predictions are meant to differ),
     and the split observed. Failed: all traffic back on the old version, the task fails, the rollback
@@ -232,7 +232,13 @@ class ABTestOperator(_ServingOperator):
         started = dt.datetime.now(dt.UTC)
         duration = dt.timedelta(minutes=ab.duration_minutes)
         self.log.info(
-            "A/B test of %s: %d%% of new clients on %s (v%s), sticky by the %r cookie, for %s", spec.name, ab.percent, new, release.version, ab.cookie, duration
+            "A/B test of %s: %d%% of new clients on %s (v%s), sticky by the %r cookie, for %s",
+            spec.name,
+            ab.percent,
+            new,
+            release.version,
+            ab_cookie(ab.cookie, release.version),
+            duration,
         )
         if duration >= MIN_DEFERRED_TEST:
             from airflow.providers.standard.triggers.temporal import DateTimeTrigger

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import subprocess
 import time
@@ -104,7 +105,10 @@ class CaddyProxy(ServingProcesses):
         marked = {"headers": {"request": {"set": {ROUTE_HEADER: [ROUTE_LIVE]}}}}
         if weights:
             shares = sorted(((w, c) for c, w in weights.items() if w > 0), key=lambda wc: (-wc[0], wc[1] is not color))
-            policy: dict[str, Any] = {"policy": "weighted_round_robin", "weights": [w for w, _ in shares]}
+            # Reduced by their greatest common divisor: Caddy sends the first weight's worth of requests in a row,
+            # then the next's, so 90/10 would be runs of 90 and 10 requests, and 9/1 interleaves one in ten.
+            divisor = math.gcd(*(w for w, _ in shares))
+            policy: dict[str, Any] = {"policy": "weighted_round_robin", "weights": [w // divisor for w, _ in shares]}
             if sticky is not None:
                 policy = {"policy": "cookie", "name": sticky.cookie, "secret": sticky.secret, "fallback": policy}
             handler = {
