@@ -3,6 +3,7 @@ Airflow's REST API, MLflow and the live URL; then an approval, `make up` again, 
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import subprocess
 import sys
@@ -55,7 +56,7 @@ def approval_is_asked_then_a_rejection_is_recorded(env: dict[str, str]) -> None:
     assert tags["mlops.decision.reasons"].startswith("approval rejected by admin")
 
 
-def a_bad_data_day_stops_only_the_runs_that_read_it(config, monkeypatch) -> str:
+def a_bad_data_day_stops_only_the_runs_that_read_it(config) -> str:
     """A day arrives with values the contract forbids: its scoring stops with the report; other days score; fixed, it resumes.
 
     Returns the bad day's run id.
@@ -70,8 +71,6 @@ def a_bad_data_day_stops_only_the_runs_that_read_it(config, monkeypatch) -> str:
     from mlops_airflow.embedded.synthetic import generate_day
     from mlops_airflow.hooks.airflow_api import AirflowClient
 
-    monkeypatch.setenv("MLOPS_DATA_ROOT", str(config.data_root))
-    monkeypatch.setenv("MLOPS_SPECS_DIR", str(config.specs_dir))
     spec = stack_spec(config, "churn")
     client = AirflowClient(config.airflow_url, "admin", config.admin_password())
     today = dt.datetime.now(tz=dt.UTC).date()
@@ -106,21 +105,18 @@ def a_bad_data_day_stops_only_the_runs_that_read_it(config, monkeypatch) -> str:
     return bad
 
 
-def every_dag_runs_with_the_defaults_of_the_trigger_form(config) -> None:
+def scheduled_dags_run_with_the_defaults_of_the_trigger_form(config) -> None:
     """What the UI's trigger form sends with every field left empty: ``{"logical_date": null, "conf": {}}``.
 
-    Scoring and drift monitoring at once (both scheduled), then a rollback (never scheduled):
-    each run succeeds, and the rollback serves the previous champion through the live URL.
-    (The distributed test triggers a retrain this way, and every DAG of a second model with
-    no schedule at all: tests/second_model.py.)
+    Scoring and drift monitoring at once (both scheduled): each run succeeds. (The distributed
+    test triggers a retrain this way, and every DAG of a second model with no schedule at all:
+    tests/second_model.py.)
     """
     import datetime as dt
 
-    from mlops_airflow.embedded.demo import live_prediction, registry_alias
     from mlops_airflow.hooks.airflow_api import AirflowClient
 
     client = AirflowClient(config.airflow_url, "admin", config.admin_password())
-    client.set_paused("rollback_churn", False)  # new DAGs start paused in the embedded stack; the demo unpauses only what it runs
     runs = {dag_id: client.trigger(dag_id)["dag_run_id"] for dag_id in ("batch_score_churn", "drift_monitor_churn")}
     for dag_id, run_id in runs.items():
         run = client.wait_for_run(dag_id, run_id, timeout=900)
@@ -130,6 +126,17 @@ def every_dag_runs_with_the_defaults_of_the_trigger_form(config) -> None:
     assert scored["score_partition"] == "success"
     assert (Path(config.data_root) / "churn" / "predictions" / f"dt={yesterday}").is_dir()
 
+
+def a_rollback_runs_with_the_defaults_of_the_trigger_form(config) -> None:
+    """A rollback (never scheduled) triggered with the trigger form's defaults serves the previous champion through the live URL."""
+    import datetime as dt
+
+    from mlops_airflow.embedded.demo import live_prediction, registry_alias
+    from mlops_airflow.hooks.airflow_api import AirflowClient
+
+    client = AirflowClient(config.airflow_url, "admin", config.admin_password())
+    client.set_paused("rollback_churn", False)  # new DAGs start paused in the embedded stack; the demo unpauses only what it runs
+    yesterday = dt.datetime.now(tz=dt.UTC).date() - dt.timedelta(days=1)
     previous = registry_alias(config.mlflow_url, "churn", "previous_champion")
     rollback = client.trigger("rollback_churn")["dag_run_id"]
     assert client.wait_for_run("rollback_churn", rollback, timeout=600)["state"] == "success"
@@ -237,9 +244,18 @@ def test_demo_closes_the_loop_and_stop_leaves_nothing(state_root, monkeypatch):
 
         config = StackConfig.from_env(REPO_ROOT, environ=env)
         the_story_happened(config, monkeypatch)
-        bad_run = a_bad_data_day_stops_only_the_runs_that_read_it(config, monkeypatch)
-        approval_is_asked_then_a_rejection_is_recorded(env)
-        every_dag_runs_with_the_defaults_of_the_trigger_form(config)
+        # Three stories on different runs and partitions, at once, as a team's day brings them: a bad
+        # day is written for today, which no retrain window reads (a window ends before its end day).
+        monkeypatch.setenv("MLOPS_DATA_ROOT", str(config.data_root))
+        monkeypatch.setenv("MLOPS_SPECS_DIR", str(config.specs_dir))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+            bad_day = pool.submit(a_bad_data_day_stops_only_the_runs_that_read_it, config)
+            approval = pool.submit(approval_is_asked_then_a_rejection_is_recorded, env)
+            defaults = pool.submit(scheduled_dags_run_with_the_defaults_of_the_trigger_form, config)
+            bad_run = bad_day.result()
+            approval.result()
+            defaults.result()
+        a_rollback_runs_with_the_defaults_of_the_trigger_form(config)  # after the approval's run: it moves the champion
         # The first-try check again, over the bad-data day, the approval and the runs with defaults: only the bad day's run failed, and the check sees it.
         failed = failed_tries(
             AirflowClient(config.airflow_url, "admin", config.admin_password()),

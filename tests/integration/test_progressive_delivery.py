@@ -43,7 +43,7 @@ def log_settings(tmp_path) -> InferenceLogSettings:
     return InferenceLogSettings(uri=(tmp_path / "inference_log").as_uri(), flush_seconds=0.5)
 
 
-def spec_for(log: InferenceLogSettings, strategy: str):
+def spec_for(log: InferenceLogSettings, strategy: str, *, min_requests: int = 20):
     from mlops_airflow.specs import parse_spec
 
     raw = yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())
@@ -53,7 +53,7 @@ def spec_for(log: InferenceLogSettings, strategy: str):
         "canary": {
             "steps": [10, 50],
             "step_seconds": STEP_SECONDS,
-            "min_requests": 20,
+            "min_requests": min_requests,
             "max_error_rate": 0.02,
             "max_p95_ms": 200,
             # v2 learns at 0.2 where v1 learns at 0.08: its scores are sharper (KS D about 0.2 on this traffic), by design of the fixture.
@@ -188,7 +188,9 @@ def test_a_good_canary_completes_every_step(tmp_path, churn, monkeypatch):
     from mlops_airflow.operators.release_strategies import CanaryReleaseOperator
 
     log = log_settings(tmp_path)
-    spec = spec_for(log, "canary")
+    # The clients' rate depends on what else the machine runs: about 250 requests/s alone here, 49 under
+    # CI's full suite, where the 10% step got 19 answers. At 8 needed, a step is judged on CI's rate too.
+    spec = spec_for(log, "canary", min_requests=8)
     backend = backend_for(tmp_path, capacity=Capacity(workers=1), inference_log=log)
     try:
         release(backend, Color.BLUE, "1", churn)

@@ -38,6 +38,22 @@ class UnsafeModelError(ValueError):
     """A model that is not in the one format we load; loading it could run code it carries."""
 
 
+def skops_io():
+    """``skops.io``, imported without a warning flood.
+
+    Its import looks up each scipy ufunc (they carry no ``__module__``) in every loaded module; in
+    an Airflow task that asks each of Airflow's deprecated-name modules, which warns 1,160 times
+    (about 0.5 s of the import's 2.5 s, and every line in the task's log). Those warnings are
+    FutureWarnings, which skops does not silence; here they are.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        import skops.io
+    return skops.io
+
+
 @dataclass(frozen=True)
 class SkopsModel:
     """What the MLmodel of an acceptable version says: its skops file and the pyfunc method that predicts."""
@@ -104,10 +120,8 @@ def inspect_model_dir(path: str | Path, *, what: str, trusted: Sequence[str]) ->
     predict_fn = pyfunc.get("predict_fn", "predict")
     if predict_fn not in _PREDICT_FNS:
         raise UnsafeModelError(f"{what}: predict_fn {predict_fn!r}; only {', '.join(_PREDICT_FNS)}")
-    import skops.io
-
     try:
-        needed = skops.io.get_untrusted_types(file=model_file)  # reads the schema; constructs nothing
+        needed = skops_io().get_untrusted_types(file=model_file)  # reads the schema; constructs nothing
     except Exception as err:  # any reader error: not a skops file we can vouch for
         raise UnsafeModelError(f"{what}: its skops file cannot be read: {err}") from err
     untrusted = sorted(set(needed) - set(trusted))
@@ -125,12 +139,11 @@ def load_model_dir(path: str | Path, *, what: str, trusted: Sequence[str]) -> An
     the same signature enforcement, the same ``predict_fn``.
     """
     checked = inspect_model_dir(path, what=what, trusted=trusted)
-    import skops.io
     from mlflow.models import Model
     from mlflow.pyfunc import PyFuncModel
 
     try:
-        estimator = skops.io.load(checked.model_file, trusted=list(trusted))
+        estimator = skops_io().load(checked.model_file, trusted=list(trusted))
     except Exception as err:  # UntrustedTypesFoundException included: refused, whatever skops raised
         raise UnsafeModelError(f"{what}: its skops file does not load with the package's trusted types: {err}") from err
     meta = Model.load(str(Path(path) / "MLmodel"))

@@ -2,8 +2,10 @@
 
 ``demo`` (the default) is what `make demo` shows a person: the specs as written, but for
 the weekly retrain. ``quick`` is for test stacks on a busy machine: the old colour drains
-for a second instead of twenty, and the smoke test's latency gate is loose (a loaded
-2-core machine answers a burst slowly; the golden-row and error-rate checks stay exact).
+for a second instead of twenty, the smoke test's latency gate is loose (a loaded
+2-core machine answers a burst slowly; the golden-row and error-rate checks stay exact),
+and each colour runs one model-server worker (each worker is a process that imports
+MLflow and scikit-learn and loads the model: on 2 busy cores, seconds of every deploy).
 Choose one with ``MLOPS_EMBEDDED_PROFILE``.
 """
 
@@ -27,6 +29,7 @@ def _quick(raw: dict[str, Any]) -> None:
     serving = raw.setdefault("serving", {})
     serving["drain_seconds"] = 1
     serving.setdefault("smoke", {})["max_p95_ms"] = 30_000
+    serving.setdefault("capacity", {})["workers"] = 1
 
 
 PROFILES: Mapping[str, Callable[[dict[str, Any]], None]] = {"demo": _demo, "quick": _quick}

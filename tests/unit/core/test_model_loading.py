@@ -255,3 +255,39 @@ def test_no_model_is_loaded_anywhere_but_the_safe_loader():
         if needle in path.read_text(encoding="utf-8")
     ]
     assert found == []
+
+
+def fresh_skops_import(monkeypatch, importer) -> list[str]:
+    """The warnings of importing skops.io anew beside a module that warns for every name it lacks, as
+    Airflow's deprecated-name modules do (skops' import asks every loaded module for each scipy ufunc)."""
+    import sys
+    import types
+    import warnings
+
+    import skops
+
+    def lacks(name):
+        warnings.warn(f"noisy.{name} is deprecated", FutureWarning, stacklevel=2)
+        raise AttributeError(name)
+
+    noisy = types.ModuleType("noisy_deprecated_names")
+    noisy.__getattr__ = lacks
+    monkeypatch.setitem(sys.modules, noisy.__name__, noisy)
+    for name in [m for m in sys.modules if m == "scipy" or m.startswith("scipy.")]:
+        sys.modules[name] = sys.modules.pop(name)  # loaded after it, as scipy is after Airflow in a task
+    monkeypatch.setattr(skops, "io", skops.io)
+    for name in [m for m in sys.modules if m == "skops.io" or m.startswith("skops.io.")]:
+        monkeypatch.setitem(sys.modules, name, sys.modules[name])  # put back afterwards
+        del sys.modules[name]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        importer()
+    return [str(w.message) for w in caught if str(w.message).startswith("noisy.")]
+
+
+def test_skops_is_imported_without_a_warning_per_deprecated_name(monkeypatch):
+    """In an Airflow task that was 1,160 FutureWarnings in each log of a task that loads a model."""
+    from mlops_airflow.core.model_loading import skops_io
+
+    assert fresh_skops_import(monkeypatch, lambda: __import__("skops.io")), "the control no longer warns: this guard proves nothing"
+    assert fresh_skops_import(monkeypatch, skops_io) == []

@@ -30,12 +30,14 @@ def test_the_default_profile_keeps_the_spec_but_the_weekly_retrain(tmp_path, mon
     assert written.promotion == original.promotion
 
 
-def test_the_quick_profile_drains_for_a_second_and_loosens_only_the_latency_gate(tmp_path, monkeypatch):
+def test_the_quick_profile_drains_for_a_second_runs_one_worker_and_loosens_only_the_latency_gate(tmp_path, monkeypatch):
     original = load_spec(REPO_ROOT / "include" / "models" / "churn.yaml")
     written = written_churn_spec(tmp_path, monkeypatch, "quick")
     assert written.schedules.retrain is None
     assert written.serving.drain_seconds == 1
     assert written.serving.smoke.max_p95_ms == 30_000
+    assert (original.serving.capacity.workers, written.serving.capacity.workers) == (None, 1)  # None: one per CPU
+    assert written.serving.capacity.max_pending == original.serving.capacity.max_pending
     assert written.serving.smoke.max_error_rate == original.serving.smoke.max_error_rate
     assert written.serving.smoke.golden_rows == original.serving.smoke.golden_rows
     assert written.promotion == original.promotion
