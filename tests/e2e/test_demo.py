@@ -248,6 +248,7 @@ def test_demo_closes_the_loop_and_stop_leaves_nothing(state_root, monkeypatch):
         # day is written for today, which no retrain window reads (a window ends before its end day).
         monkeypatch.setenv("MLOPS_DATA_ROOT", str(config.data_root))
         monkeypatch.setenv("MLOPS_SPECS_DIR", str(config.specs_dir))
+        began = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
             bad_day = pool.submit(a_bad_data_day_stops_only_the_runs_that_read_it, config)
             approval = pool.submit(approval_is_asked_then_a_rejection_is_recorded, env)
@@ -255,7 +256,9 @@ def test_demo_closes_the_loop_and_stop_leaves_nothing(state_root, monkeypatch):
             bad_run = bad_day.result()
             approval.result()
             defaults.result()
+        stories = time.monotonic()
         a_rollback_runs_with_the_defaults_of_the_trigger_form(config)  # after the approval's run: it moves the champion
+        print(f"after the demo: bad day, approval and trigger-form defaults at once {stories - began:.0f} s; rollback {time.monotonic() - stories:.0f} s")
         # The first-try check again, over the bad-data day, the approval and the runs with defaults: only the bad day's run failed, and the check sees it.
         failed = failed_tries(
             AirflowClient(config.airflow_url, "admin", config.admin_password()),
@@ -267,7 +270,9 @@ def test_demo_closes_the_loop_and_stop_leaves_nothing(state_root, monkeypatch):
         again = subprocess.run([*command, "up"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
         assert again.returncode == 0, again.stderr
         assert again.stdout.count("already running") == 3  # postgres, mlflow, airflow
+        began = time.monotonic()
         serving_comes_back_after_stop_and_up(command, env, config)
+        print(f"make stop, make up, serving restored: {time.monotonic() - began:.0f} s")
     finally:
         stop = subprocess.run([*command, "down"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert stop.returncode == 0, stop.stderr

@@ -200,16 +200,47 @@ def test_identical_samples_have_no_distance():
     assert result.pvalue.tolist() == [1.0]
 
 
-def test_columns_are_processed_in_blocks(monkeypatch):
-    import mlops_airflow.stats.ks as ks
-
+def test_results_do_not_depend_on_the_number_of_threads():
     rng = np.random.default_rng(5)
     reference, current = rng.normal(size=(400, 7)), rng.normal(0.3, size=(300, 7))
-    whole = ks_2samp_columns(reference, current)
-    monkeypatch.setattr(ks, "_BLOCK_BYTES", 8 * 700 * 2)  # two columns per block
-    blocked = ks_2samp_columns(reference, current)
-    assert np.array_equal(whole.statistic, blocked.statistic)
-    assert np.array_equal(whole.pvalue, blocked.pvalue)
+    reference[rng.random(reference.shape) < 0.05] = np.nan
+    alone = ks_2samp_columns(reference, current, workers=1)
+    for workers in (2, 3, 16):
+        threaded = ks_2samp_columns(reference, current, workers=workers)
+        assert np.array_equal(alone.statistic, threaded.statistic)
+        assert np.array_equal(alone.pvalue, threaded.pvalue)
+        assert np.array_equal(alone.n_reference, threaded.n_reference)
+
+
+def test_threads_are_limited_by_the_workspace_budget(monkeypatch):
+    import mlops_airflow.stats.ks as ks
+
+    rng = np.random.default_rng(2)
+    reference, current = rng.normal(size=(500, 4)), rng.normal(size=(500, 4))
+    started = []
+
+    class Recording(ks.ThreadPoolExecutor):
+        def __init__(self, max_workers, **kwargs):
+            started.append(max_workers)
+            super().__init__(max_workers, **kwargs)
+
+    monkeypatch.setattr(ks, "ThreadPoolExecutor", Recording)
+    ks_2samp_columns(reference, current, workers=4)
+    monkeypatch.setattr(ks, "WORKSPACE_BUDGET_BYTES", 2 * ks.WORKSPACE_BYTES_PER_VALUE * 1000)  # two workspaces of 500 + 500 values
+    ks_2samp_columns(reference, current, workers=4)
+    monkeypatch.setattr(ks, "WORKSPACE_BUDGET_BYTES", 1)
+    ks_2samp_columns(reference, current, workers=4)  # one thread: no pool
+    assert started == [4, 2]
+
+
+def test_the_callers_arrays_are_left_as_they_were():
+    rng = np.random.default_rng(8)
+    reference, current = rng.normal(size=(200, 3)), rng.normal(size=(150, 3))
+    reference[3, 1] = np.inf
+    before = reference.copy(), current.copy()
+    ks_2samp_columns(reference, current)
+    assert np.array_equal(reference, before[0], equal_nan=True)
+    assert np.array_equal(current, before[1])
 
 
 def test_benjamini_hochberg_matches_scipy_and_skips_untested_features():
