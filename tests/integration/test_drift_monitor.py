@@ -63,6 +63,8 @@ def test_drift_triggers_one_retrain_with_the_summary(tmp_path, monitor, mlflow_s
     from mlops_airflow.observability.metrics import (
         DATA_CHECK_ROWS,
         DATA_CHECK_RULES_FAILED,
+        DRIFT_DOMAIN_AUC,
+        DRIFT_DOMAIN_P_VALUE,
         DRIFT_DRIFTED_FEATURES,
         DRIFT_KS_STAT,
         DRIFT_P_VALUE,
@@ -71,10 +73,11 @@ def test_drift_triggers_one_retrain_with_the_summary(tmp_path, monitor, mlflow_s
     )
 
     names = {line.split(":", 1)[0] for line in statsd.drain()}
-    drift = {DRIFT_DRIFTED_FEATURES, DRIFT_KS_STAT, DRIFT_P_VALUE, DRIFT_TVD}
+    drift = {DRIFT_DRIFTED_FEATURES, DRIFT_KS_STAT, DRIFT_P_VALUE, DRIFT_TVD, DRIFT_DOMAIN_AUC, DRIFT_DOMAIN_P_VALUE}
     assert {find_metric(name) for name in names} == drift | {DATA_CHECK_ROWS, DATA_CHECK_RULES_FAILED}  # check_current_data too
     assert "mlops.drift.churn.monthly_charges.ks_stat" in names
     assert "mlops.drift.churn.drifted_features" in names
+    assert "mlops.drift.churn.domain_auc" in names
 
 
 def test_without_drift_no_retrain_starts(tmp_path, monitor, mlflow_store):

@@ -48,8 +48,8 @@ def thresholds(spec: ModelSpec) -> DriftThresholds:
     return DriftThresholds(alpha=drift.alpha, min_effect=drift.min_effect, min_samples=drift.min_samples)
 
 
-def assess_frames(reference: pd.DataFrame, current: pd.DataFrame, spec: ModelSpec) -> DriftAssessment:
-    """Test the watched features of ``current`` against ``reference``."""
+def assess_frames(reference: pd.DataFrame, current: pd.DataFrame, spec: ModelSpec, *, multivariate: bool = True) -> DriftAssessment:
+    """Test the watched features of ``current`` against ``reference`` (with the domain classifier when the spec and ``multivariate`` say so)."""
     import numpy as np
 
     numeric, categorical = drift_features(spec)
@@ -71,14 +71,16 @@ def assess_frames(reference: pd.DataFrame, current: pd.DataFrame, spec: ModelSpe
         categorical_reference={c: reference[c].to_numpy(dtype=object) for c in categorical},
         categorical_current={c: current[c].to_numpy(dtype=object) for c in categorical},
         thresholds=thresholds(spec),
+        multivariate=multivariate and spec.drift.multivariate,
     )
 
 
 def find_onset(reference: pd.DataFrame, frame: pd.DataFrame, spec: ModelSpec, window_end: dt.date) -> dt.date | None:
     """
     The drift onset: the earliest day of the look-back range from which every day up to the
-    window's last day drifts, each day tested alone with the same statistics. ``None`` when
-    the last day does not drift on its own (a drift seen only across the whole window).
+    window's last day drifts, each day tested alone with the per-feature statistics (the domain
+    classifier, a fit per test, judges the window only). ``None`` when the last day does not
+    drift on its own (a drift seen only across the whole window, or by the classifier alone).
 
     ``frame`` holds the look-back range with its ``dt`` column.
     """
@@ -87,7 +89,7 @@ def find_onset(reference: pd.DataFrame, frame: pd.DataFrame, spec: ModelSpec, wi
     first = window_end - dt.timedelta(days=spec.drift.lookback_days)
     while day >= first:
         rows = frame[frame[PARTITION_KEY] == day]
-        if rows.empty or not assess_frames(reference, rows, spec).drifted:
+        if rows.empty or not assess_frames(reference, rows, spec, multivariate=False).drifted:
             break
         onset = day
         day -= dt.timedelta(days=1)
@@ -136,10 +138,10 @@ def summary(check: DriftCheck, spec: ModelSpec, champion_version: str) -> DriftS
 
 def summary_table(check: DriftCheck) -> str:
     """A short table for the task log."""
-    lines = [f"{'feature':<28}{'test':<6}{'effect':>9}{'p':>12}{'q':>12}  verdict"]
+    lines = [f"{'feature':<28}{'test':<18}{'effect':>9}{'p':>12}{'q':>12}  verdict"]
     for f in check.assessment.features:
         effect = "-" if f.effect is None else f"{f.effect:.4f}"
         p = "-" if f.pvalue is None else f"{f.pvalue:.3g}"
         q = "-" if f.qvalue is None else f"{f.qvalue:.3g}"
-        lines.append(f"{f.feature:<28}{f.test:<6}{effect:>9}{p:>12}{q:>12}  {f.verdict}")
+        lines.append(f"{f.feature:<28}{f.test:<18}{effect:>9}{p:>12}{q:>12}  {f.verdict}")
     return "\n".join(lines)

@@ -129,6 +129,15 @@ STATSD_METRICS: tuple[StatsdMetric, ...] = (
         "drift.<model>.<feature>.tvd", MetricKind.GAUGE, "mlops_drift_tvd", "total variation distance of a categorical feature in the last drift check"
     ),
     DRIFT_P_VALUE := StatsdMetric("drift.<model>.<feature>.p_value", MetricKind.GAUGE, "mlops_drift_p_value", "a feature's p-value in the last drift check"),
+    DRIFT_DOMAIN_AUC := StatsdMetric(
+        "drift.<model>.domain_auc",
+        MetricKind.GAUGE,
+        "mlops_drift_domain_auc",
+        "held-out AUC of a classifier telling the last drift check's window from the reference sample (0.5: no difference)",
+    ),
+    DRIFT_DOMAIN_P_VALUE := StatsdMetric(
+        "drift.<model>.domain_p_value", MetricKind.GAUGE, "mlops_drift_domain_p_value", "the domain classifier test's p-value in the last drift check"
+    ),
     DRIFT_DRIFTED_FEATURES := StatsdMetric(
         "drift.<model>.drifted_features", MetricKind.GAUGE, "mlops_drift_drifted_features", "features that drifted in the last drift check"
     ),

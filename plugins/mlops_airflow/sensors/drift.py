@@ -10,7 +10,15 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_airflow.constants import CHAMPION_ALIAS, DEFAULT_MLFLOW_CONN_ID
-from mlops_airflow.observability.metrics import DRIFT_DRIFTED_FEATURES, DRIFT_KS_STAT, DRIFT_P_VALUE, DRIFT_TVD, gauge
+from mlops_airflow.observability.metrics import (
+    DRIFT_DOMAIN_AUC,
+    DRIFT_DOMAIN_P_VALUE,
+    DRIFT_DRIFTED_FEATURES,
+    DRIFT_KS_STAT,
+    DRIFT_P_VALUE,
+    DRIFT_TVD,
+    gauge,
+)
 from mlops_airflow.utils.task_args import as_date, load_task_spec
 from mlops_airflow.utils.templates import FailFastTemplates
 
@@ -22,9 +30,13 @@ if TYPE_CHECKING:
 
 
 def send_drift_metrics(spec: ModelSpec, check: DriftCheck) -> None:
-    """``mlops.drift.<model>.<feature>.ks_stat`` / ``.p_value`` (``.tvd`` for categoricals) and ``.drifted_features``."""
+    """``mlops.drift.<model>.<feature>.ks_stat`` / ``.p_value`` (``.tvd`` for categoricals), ``.domain_auc`` / ``.domain_p_value`` and ``.drifted_features``."""
     for feature in check.assessment.features:
         if feature.pvalue is None:
+            continue
+        if feature.test == "domain_classifier":
+            gauge(DRIFT_DOMAIN_AUC, feature.statistic, model=spec.name)
+            gauge(DRIFT_DOMAIN_P_VALUE, feature.pvalue, model=spec.name)
             continue
         effect = DRIFT_KS_STAT if feature.test == "ks" else DRIFT_TVD
         gauge(effect, feature.effect, model=spec.name, feature=feature.feature)

@@ -340,6 +340,7 @@ class DriftSpec:
     cooldown_hours: float = 24.0  # no new trigger for an overlapping window this soon after the last
     report: bool = True  # an Evidently HTML report of the drifted window, logged to MLflow
     max_backfill_days: int = 31  # the longest re-scoring backfill a drift may start (at least lookback_days)
+    multivariate: bool = True  # the domain classifier test beside the per-feature tests (stats/domain_classifier.py)
 
 
 @dataclass(frozen=True)

@@ -269,6 +269,7 @@ def _parse_drift(section: _Section, features: FeatureSpec) -> DriftSpec:
         cooldown_hours=float(section.number("cooldown_hours", defaults.cooldown_hours, minimum=0.0, maximum=YEAR_HOURS)),
         report=section.boolean("report", defaults.report),
         max_backfill_days=max_backfill_days,
+        multivariate=section.boolean("multivariate", defaults.multivariate),
     )
     section.finish()
     return spec

@@ -13,7 +13,15 @@ A feature drifts when all three hold:
   significant; this floor is what keeps it from starting a retrain),
 - both samples have at least ``min_samples`` usable values (otherwise it is not tested).
 
-Pure numpy and scipy; no Airflow.
+With ``multivariate=True`` one more test joins the same family: the domain classifier test
+(``stats/domain_classifier.py``), reported as the pseudo-feature ``(all features)`` with its
+held-out AUC as the statistic and ``2 AUC - 1`` as the effect. The rule is the features' rule:
+its q-value (in the one Benjamini-Hochberg correction over every test) at most ``alpha``, its
+effect at least ``min_effect``, and at least ``min_samples`` rows in both samples. A window
+drifts when any feature or the classifier drifts; the false discovery rate stays ``alpha``
+across all of them.
+
+Pure numpy and scipy (scikit-learn for the classifier); no Airflow.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import numpy as np
 from mlops_airflow.stats.ks import DriftInputError, Method, benjamini_hochberg, exact_pvalue, ks_2samp_columns
 
 MISSING_CATEGORY = "(missing)"
+MULTIVARIATE_FEATURE = "(all features)"
 
 
 @dataclass(frozen=True)
@@ -128,6 +137,36 @@ def _labels(values: Sequence[Any] | np.ndarray) -> np.ndarray:
     return labels.astype(str)
 
 
+def _domain_classifier_row(reference_numeric, current_numeric, categorical_reference, categorical_current, min_samples: int) -> dict[str, Any]:
+    """The domain classifier test as one more row of the family; not run below ``min_samples`` rows in a sample."""
+    from mlops_airflow.stats.domain_classifier import domain_classifier_test
+
+    n_reference = len(reference_numeric) if reference_numeric is not None else len(next(iter(categorical_reference.values()), ()))
+    n_current = len(current_numeric) if current_numeric is not None else len(next(iter(categorical_current.values()), ()))
+    row = {
+        "feature": MULTIVARIATE_FEATURE,
+        "kind": "multivariate",
+        "test": "domain_classifier",
+        "statistic": None,
+        "effect": None,
+        "pvalue": None,
+        "n_reference": n_reference,
+        "n_current": n_current,
+        "dropped_reference": 0,
+        "dropped_current": 0,
+        "_error": 0.0,
+    }
+    if min(n_reference, n_current) < min_samples:
+        return row
+    result = domain_classifier_test(
+        reference_numeric=reference_numeric,
+        current_numeric=current_numeric,
+        categorical_reference={name: _labels(values) for name, values in categorical_reference.items()},
+        categorical_current={name: _labels(values) for name, values in categorical_current.items()},
+    )
+    return {**row, "statistic": result.auc, "effect": result.effect, "pvalue": result.pvalue}
+
+
 def assess_drift(
     *,
     numeric_names: Sequence[str] = (),
@@ -137,6 +176,7 @@ def assess_drift(
     categorical_current: Mapping[str, Sequence[Any]] | None = None,
     thresholds: DriftThresholds | None = None,
     method: Method = "auto",
+    multivariate: bool = False,
 ) -> DriftAssessment:
     """
     Test every numeric column (KS) and categorical feature (chi-squared) of the current window
@@ -190,6 +230,8 @@ def assess_drift(
                 "_error": 0.0,
             }
         )
+    if multivariate:
+        rows.append(_domain_classifier_row(reference_numeric, current_numeric, categorical_reference, categorical_current, thresholds.min_samples))
     for row in rows:
         if min(row["n_reference"], row["n_current"]) < thresholds.min_samples:
             row["pvalue"] = None
