@@ -38,7 +38,7 @@ class UnsafeModelError(ValueError):
     """A model that is not in the one format we load; loading it could run code it carries."""
 
 
-def skops_io():
+def _skops_io():
     """``skops.io``, imported without a warning flood.
 
     Its import looks up each scipy ufunc (they carry no ``__module__``) in every loaded module; in
@@ -121,7 +121,7 @@ def inspect_model_dir(path: str | Path, *, what: str, trusted: Sequence[str]) ->
     if predict_fn not in _PREDICT_FNS:
         raise UnsafeModelError(f"{what}: predict_fn {predict_fn!r}; only {', '.join(_PREDICT_FNS)}")
     try:
-        needed = skops_io().get_untrusted_types(file=model_file)  # reads the schema; constructs nothing
+        needed = _skops_io().get_untrusted_types(file=model_file)  # reads the schema; constructs nothing
     except Exception as err:  # any reader error: not a skops file we can vouch for
         raise UnsafeModelError(f"{what}: its skops file cannot be read: {err}") from err
     untrusted = sorted(set(needed) - set(trusted))
@@ -143,7 +143,7 @@ def load_model_dir(path: str | Path, *, what: str, trusted: Sequence[str]) -> An
     from mlflow.pyfunc import PyFuncModel
 
     try:
-        estimator = skops_io().load(checked.model_file, trusted=list(trusted))
+        estimator = _skops_io().load(checked.model_file, trusted=list(trusted))
     except Exception as err:  # UntrustedTypesFoundException included: refused, whatever skops raised
         raise UnsafeModelError(f"{what}: its skops file does not load with the package's trusted types: {err}") from err
     meta = Model.load(str(Path(path) / "MLmodel"))

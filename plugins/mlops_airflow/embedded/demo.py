@@ -407,7 +407,7 @@ class DemoStory:
             if feature in summary.drifted_features:
                 effect = "-" if test.effect is None else f"{test.effect:.3f}"
                 q = "-" if test.qvalue is None else f"{test.qvalue:.2e}"
-                self.echo(f"  {feature:<24} {test.test:<6} effect {effect:>6}  q {q}")
+                self.echo(f"  {feature:<24} {test.test:<17} effect {effect:>6}  q {q}")
         first, last = summary.backfill_days
         self.echo(f"  drifted: {', '.join(summary.drifted_features)}; backfill {first}..{last}")
 

@@ -51,6 +51,10 @@ class DriftSettings:
     features: tuple[str, ...] = ("monthly_charges", "support_calls", "contract")
     magnitude: float = 1.0
     change_label_relationship: bool = True
+    # How far the label's relationship moves beyond that (0: not at all; 1: the contract and support
+    # calls lose their effect and the west region, which no feature pattern gave away before, churns
+    # more). The demo's change (price sensitivity) barely moves a model's ranking; this one does.
+    concept: float = 0.0
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.features) - set(NUMERIC_FEATURES) - set(CATEGORICAL_FEATURES))
@@ -58,6 +62,8 @@ class DriftSettings:
             raise ValueError(f"cannot drift unknown features {unknown}; known: {list(NUMERIC_FEATURES + CATEGORICAL_FEATURES)}")
         if self.magnitude < 0:
             raise ValueError(f"drift magnitude must be >= 0, got {self.magnitude}")
+        if not 0 <= self.concept <= 1:
+            raise ValueError(f"concept drift must be in [0, 1], got {self.concept}")
 
 
 def _day_rng(seed: int, day: dt.date) -> np.random.Generator:
@@ -100,12 +106,14 @@ def generate_day(day: dt.date, *, rows: int = 2000, seed: int = 7, drift: DriftS
     payment[rng.random(rows) < 0.01] = None
 
     price_sensitivity = 0.045 if drifting and drift.change_label_relationship else 0.012
+    concept = drift.concept if drifting else 0.0
     logit = (
         -1.6
-        + 1.3 * (contract == "month-to-month")
-        - 0.6 * (contract == "two-year")
+        + 1.3 * (1.0 - concept) * (contract == "month-to-month")
+        - 0.6 * (1.0 - concept) * (contract == "two-year")
         - 0.035 * tenure
-        + 0.45 * support_calls
+        + 0.45 * (1.0 - concept) * support_calls
+        + 1.5 * concept * (region == "west")
         + price_sensitivity * (monthly - 65.0)
         + 0.03 * np.nan_to_num(last_login, nan=5.0)
         + 0.3 * (payment == "electronic_check")
@@ -165,6 +173,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--drift-features", default="monthly_charges,support_calls,contract")
     parser.add_argument("--drift-magnitude", type=float, default=1.0)
     parser.add_argument("--no-label-drift", action="store_true", help="shift features only, keep the label relationship")
+    parser.add_argument("--concept", type=float, default=0.0, help="0..1: how far the label's relationship to the features changes (see DriftSettings)")
     return parser.parse_args(argv)
 
 
@@ -179,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             features=tuple(f for f in args.drift_features.split(",") if f),
             magnitude=args.drift_magnitude,
             change_label_relationship=not args.no_label_drift,
+            concept=args.concept,
         )
     try:
         files = generate(normalise_uri(args.out), args.start, args.end, rows_per_day=args.rows_per_day, seed=args.seed, drift=drift)

@@ -139,7 +139,10 @@ STATSD_METRICS: tuple[StatsdMetric, ...] = (
         "drift.<model>.domain_p_value", MetricKind.GAUGE, "mlops_drift_domain_p_value", "the domain classifier test's p-value in the last drift check"
     ),
     DRIFT_DRIFTED_FEATURES := StatsdMetric(
-        "drift.<model>.drifted_features", MetricKind.GAUGE, "mlops_drift_drifted_features", "features that drifted in the last drift check"
+        "drift.<model>.drifted_features",
+        MetricKind.GAUGE,
+        "mlops_drift_drifted_features",
+        "features that drifted in the last drift check (the domain classifier counts as one)",
     ),
     ALERT_DELIVERY_FAILED := StatsdMetric(
         "alerts.<dag>.delivery_failed",

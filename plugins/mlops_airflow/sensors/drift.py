@@ -1,4 +1,5 @@
-"""FeatureDriftSensor: wait until production data drifts away from the champion's reference sample (KS and chi-squared per feature)."""
+"""FeatureDriftSensor: wait until production data drifts away from the champion's reference sample
+(KS and chi-squared per feature, and a domain classifier over all of them)."""
 
 from __future__ import annotations
 
@@ -58,8 +59,9 @@ class FeatureDriftSensor(FailFastTemplates, BaseSensorOperator):
     champion there is nothing to compare with, and it is skipped too.
 
     On drift the XCom is the summary (features, statistics, the window, the onset and the
-    retrain run id); statsd gets ``mlops.drift.<model>.<feature>.ks_stat`` / ``.p_value``
-    and ``mlops.drift.<model>.drifted_features`` on every check.
+    retrain run id); statsd gets ``mlops.drift.<model>.<feature>.ks_stat`` / ``.p_value``,
+    ``mlops.drift.<model>.domain_auc`` / ``.domain_p_value`` and ``mlops.drift.<model>.drifted_features``
+    (the classifier's ``(all features)`` counted among them) on every check.
 
     :param spec_path: path of the model spec YAML.
     :param window_end: the day after the current window (templated).

@@ -5,9 +5,8 @@ together (a correlation that flips, one segment that grows while another shrinks
 every marginal where it was, and then every per-feature test passes. The domain classifier
 test (a classifier two-sample test) fits a random forest to tell reference rows (label 0)
 from current rows (label 1) on half of each sample, and scores the other half. A forest of
-50 trees on one thread: about 0.4 s for the demo's 5,000 reference and 2,000 current rows
-on this 2-core machine, where a gradient-boosted classifier's OpenMP threads took 2.7 s
-under load.
+50 trees on one thread (measured on a busy 2-core machine: about 0.4 s for 5,000 reference
+and 2,000 current rows, where a gradient-boosted classifier's OpenMP threads took 2.7 s).
 
 The p-value needs no permutations. The classifier never saw the held-out rows, so under no
 drift their scores are exchangeable between the two samples, whatever the classifier
@@ -31,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_ROWS = 20_000  # rows of each sample used at most (a seeded random subset): bounds the cost
+MIN_LEAF_ROWS = 20  # the forest's smallest leaf
+MIN_ROWS = 4 * MIN_LEAF_ROWS  # fewer rows in a sample: half of it could not fill two leaves
 MAX_CATEGORIES = 250  # categories beyond the 249 most frequent share one code
 SEED = 20_261_206
 
@@ -64,6 +65,19 @@ def _subset(rows: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(chosen)
 
 
+def _rows(name: str, numeric: np.ndarray | None, categorical: Mapping[str, np.ndarray]) -> int:
+    """The sample's row count, the same in every input, and enough to fit and score."""
+    from mlops_airflow.stats.ks import DriftInputError
+
+    counts = {len(values) for values in categorical.values()} | ({len(numeric)} if numeric is not None else set())
+    if len(counts) != 1:
+        raise DriftInputError(f"the {name} sample's features have different row counts: {sorted(counts)}" if counts else f"the {name} sample has no feature")
+    (rows,) = counts
+    if rows < MIN_ROWS:
+        raise DriftInputError(f"the {name} sample has {rows} rows; the domain classifier needs at least {MIN_ROWS}")
+    return rows
+
+
 def domain_classifier_test(
     *,
     reference_numeric: np.ndarray | None,
@@ -77,27 +91,32 @@ def domain_classifier_test(
 
     :param reference_numeric: rows x numeric features (NaN and +-inf allowed: the forest routes
         missing values itself), or None when there is no numeric feature.
+    :param current_numeric: the current window's, the same features.
     :param categorical_reference: category labels per categorical feature (``(missing)`` a label).
+    :param categorical_current: the current window's, the same features.
     :param seed: the subsets, the split and the classifier are seeded: the same inputs give the same result.
+    :raises DriftInputError: fewer than ``MIN_ROWS`` rows in a sample, or inputs of different lengths.
     """
     from scipy.stats import mannwhitneyu
     from sklearn.ensemble import RandomForestClassifier
 
+    numeric = reference_numeric is not None and current_numeric is not None
+    rng = np.random.default_rng(seed)
+    reference_rows = _subset(_rows("reference", reference_numeric if numeric else None, categorical_reference), rng)
+    current_rows = _subset(_rows("current", current_numeric if numeric else None, categorical_current), rng)
     reference_columns, current_columns = [], []
-    if reference_numeric is not None and current_numeric is not None:
-        for sample, columns in ((reference_numeric, reference_columns), (current_numeric, current_columns)):
-            values = np.asarray(sample, dtype=np.float64)
+    if numeric:
+        for sample, rows, columns in ((reference_numeric, reference_rows, reference_columns), (current_numeric, current_rows, current_columns)):
+            values = np.asarray(sample, dtype=np.float64)[rows]
             columns.append(np.where(np.isfinite(values), values, np.nan))  # +-inf is missing too, as for the KS tests
     for name in categorical_reference:
-        ref_codes, cur_codes = _encoded(np.asarray(categorical_reference[name]), np.asarray(categorical_current[name]))
+        ref_codes, cur_codes = _encoded(np.asarray(categorical_reference[name])[reference_rows], np.asarray(categorical_current[name])[current_rows])
         reference_columns.append(ref_codes[:, None])
         current_columns.append(cur_codes[:, None])
     reference, current = np.hstack(reference_columns), np.hstack(current_columns)
-    rng = np.random.default_rng(seed)
-    reference, current = reference[_subset(len(reference), rng)], current[_subset(len(current), rng)]
     fit_reference, fit_current = rng.permutation(len(reference)) < len(reference) // 2, rng.permutation(len(current)) < len(current) // 2
     # Category codes split like numbers: a forest reaches any group of categories in a few splits.
-    classifier = RandomForestClassifier(n_estimators=50, max_depth=8, min_samples_leaf=20, class_weight="balanced", n_jobs=1, random_state=seed)
+    classifier = RandomForestClassifier(n_estimators=50, max_depth=8, min_samples_leaf=MIN_LEAF_ROWS, class_weight="balanced", n_jobs=1, random_state=seed)
     classifier.fit(
         np.vstack([reference[fit_reference], current[fit_current]]),
         np.concatenate([np.zeros(int(fit_reference.sum())), np.ones(int(fit_current.sum()))]),

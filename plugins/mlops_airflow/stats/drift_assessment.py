@@ -56,9 +56,9 @@ class DriftThresholds:
 @dataclass(frozen=True)
 class FeatureDrift:
     feature: str
-    kind: str  # numeric | categorical
-    test: str  # ks | chi2
-    statistic: float | None  # D, or the chi-squared statistic
+    kind: str  # numeric | categorical | multivariate (the pseudo-feature MULTIVARIATE_FEATURE)
+    test: str  # ks | chi2 | domain_classifier
+    statistic: float | None  # D, the chi-squared statistic, or the classifier's held-out AUC
     effect: float | None  # D, or the total variation distance
     pvalue: float | None
     qvalue: float | None
@@ -137,9 +137,17 @@ def _labels(values: Sequence[Any] | np.ndarray) -> np.ndarray:
     return labels.astype(str)
 
 
-def _domain_classifier_row(reference_numeric, current_numeric, categorical_reference, categorical_current, min_samples: int) -> dict[str, Any]:
-    """The domain classifier test as one more row of the family; not run below ``min_samples`` rows in a sample."""
-    from mlops_airflow.stats.domain_classifier import domain_classifier_test
+def _domain_classifier_row(
+    reference_numeric: np.ndarray | None,
+    current_numeric: np.ndarray | None,
+    categorical_reference: Mapping[str, Sequence[Any] | np.ndarray],
+    categorical_current: Mapping[str, Sequence[Any] | np.ndarray],
+    min_samples: int,
+) -> dict[str, Any]:
+    """The domain classifier test as one more row of the family, over all rows of both samples (it fits on
+    half of at most ``MAX_ROWS`` and scores the other half); not run below ``min_samples`` rows
+    (or the classifier's own ``MIN_ROWS``) in a sample."""
+    from mlops_airflow.stats.domain_classifier import MIN_ROWS, domain_classifier_test
 
     n_reference = len(reference_numeric) if reference_numeric is not None else len(next(iter(categorical_reference.values()), ()))
     n_current = len(current_numeric) if current_numeric is not None else len(next(iter(categorical_current.values()), ()))
@@ -156,7 +164,7 @@ def _domain_classifier_row(reference_numeric, current_numeric, categorical_refer
         "dropped_current": 0,
         "_error": 0.0,
     }
-    if min(n_reference, n_current) < min_samples:
+    if min(n_reference, n_current) < max(min_samples, MIN_ROWS):
         return row
     result = domain_classifier_test(
         reference_numeric=reference_numeric,

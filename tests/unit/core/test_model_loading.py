@@ -246,7 +246,7 @@ def test_the_model_server_refuses_a_pickled_version_before_it_runs(pickled_champ
 def test_no_model_is_loaded_anywhere_but_the_safe_loader():
     """MLflow's loaders (pyfunc, sklearn) and skops' are called from model_loading.py alone."""
     package = REPO_ROOT / "plugins" / "mlops_airflow"
-    loaders = ("pyfunc.load_model", "sklearn.load_model", "skops.io.load", "pickle.load", "cloudpickle.load", "joblib.load")
+    loaders = ("pyfunc.load_model", "sklearn.load_model", "skops.io.load", "skops_io()", "pickle.load", "cloudpickle.load", "joblib.load")
     found = [
         f"{path.relative_to(package)}: {needle}"
         for path in package.rglob("*.py")
@@ -265,6 +265,7 @@ def fresh_skops_import(monkeypatch, importer) -> list[str]:
     import warnings
 
     import skops
+    import skops.io
 
     def lacks(name):
         warnings.warn(f"noisy.{name} is deprecated", FutureWarning, stacklevel=2)
@@ -287,7 +288,7 @@ def fresh_skops_import(monkeypatch, importer) -> list[str]:
 
 def test_skops_is_imported_without_a_warning_per_deprecated_name(monkeypatch):
     """In an Airflow task that was 1,160 FutureWarnings in each log of a task that loads a model."""
-    from mlops_airflow.core.model_loading import skops_io
+    from mlops_airflow.core.model_loading import _skops_io
 
     assert fresh_skops_import(monkeypatch, lambda: __import__("skops.io")), "the control no longer warns: this guard proves nothing"
-    assert fresh_skops_import(monkeypatch, skops_io) == []
+    assert fresh_skops_import(monkeypatch, _skops_io) == []

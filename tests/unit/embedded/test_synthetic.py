@@ -79,6 +79,19 @@ class TestDrift:
         expensive = after["monthly_charges"] > 85
         assert after.loc[expensive, LABEL_COLUMN].mean() - baseline.loc[expensive, LABEL_COLUMN].mean() > 0.1
 
+    def test_concept_drift_moves_the_label_alone(self):
+        drift = DriftSettings(start=DAY, features=(), change_label_relationship=False, concept=1.0)
+        after, baseline = generate_day(DAY, rows=6000, drift=drift), generate_day(DAY, rows=6000)
+        pd.testing.assert_frame_equal(after.drop(columns=LABEL_COLUMN), baseline.drop(columns=LABEL_COLUMN))
+        by_region = lambda f: f.loc[f["region"] == "west", LABEL_COLUMN].mean() - f.loc[f["region"] != "west", LABEL_COLUMN].mean()  # noqa: E731
+        assert abs(by_region(baseline)) < 0.05
+        assert by_region(after) > 0.15, "the west region now tells who churns"
+        by_contract = lambda f: f.loc[f["contract"] == "month-to-month", LABEL_COLUMN].mean() - f.loc[f["contract"] == "two-year", LABEL_COLUMN].mean()  # noqa: E731
+        assert by_contract(baseline) > 0.2
+        assert abs(by_contract(after)) < 0.1, "the contract no longer tells who churns"
+        with pytest.raises(ValueError, match=r"concept drift must be in \[0, 1\]"):
+            DriftSettings(start=DAY, concept=1.5)
+
     def test_unknown_feature_is_rejected(self):
         with pytest.raises(ValueError, match="cannot drift unknown features"):
             DriftSettings(start=DAY, features=("shoe_size",))

@@ -25,11 +25,12 @@ def test_drift_returns_the_summary_and_sends_gauges(tmp_path, mlflow_store, stat
     assert result["champion_version"] == version
     assert result["onset"] == str(DRIFT_START)
     assert "monthly_charges" in result["drifted_features"]
-    lines = statsd(7)
+    lines = statsd(9)  # 3 features x 2, the domain classifier's AUC and p-value, drifted_features
     assert f"mlops.drift.churn.drifted_features:{len(result['drifted_features'])}|g" in lines
     assert any(line.startswith("mlops.drift.churn.monthly_charges.ks_stat:0.") for line in lines)
     assert any(line.startswith("mlops.drift.churn.support_calls.p_value:") for line in lines)
     assert any(line.startswith("mlops.drift.churn.contract.tvd:") for line in lines)
+    assert any(line.startswith("mlops.drift.churn.domain_auc:0.") for line in lines)
 
 
 def test_no_drift_defers_to_a_new_partition_trigger_and_a_timeout_skips(tmp_path, mlflow_store):

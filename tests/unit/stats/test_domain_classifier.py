@@ -64,12 +64,13 @@ def test_without_drift_the_classifier_seldom_alarms():
     """Thirty seeded windows from the reference distribution itself (one fit each, 1,000 rows a sample)."""
     rng = np.random.default_rng(13)
     pvalues, aucs = [], []
+    regions = np.array(["north", "south", "east", "west", None], dtype=object)
     for _ in range(30):
         result = domain_classifier_test(
             reference_numeric=correlated(rng, 1000, 0.3),
             current_numeric=correlated(rng, 1000, 0.3),
-            categorical_reference={},
-            categorical_current={},
+            categorical_reference={"region": rng.choice(regions, 1000, p=[0.3, 0.3, 0.2, 0.15, 0.05])},
+            categorical_current={"region": rng.choice(regions, 1000, p=[0.3, 0.3, 0.2, 0.15, 0.05])},
             seed=int(rng.integers(1 << 30)),
         )
         pvalues.append(result.pvalue)
@@ -107,3 +108,42 @@ def test_missing_and_infinite_values_and_many_categories_are_taken_in():
     )
     assert 0.0 <= result.pvalue <= 1.0
     assert (result.n_reference, result.n_current) == (1000, 1000)
+
+
+def test_beyond_max_categories_the_rarest_share_one_code():
+    from mlops_airflow.stats.domain_classifier import _encoded
+
+    common = np.repeat([f"c{i}" for i in range(MAX_CATEGORIES - 1)], 3)
+    rare = np.array([f"r{i}" for i in range(100)])
+    reference, current = np.concatenate([common, rare[:50]]), np.concatenate([common, rare[50:]])
+    ref_codes, cur_codes = _encoded(reference, current)
+    assert len(np.unique(np.concatenate([ref_codes, cur_codes]))) == MAX_CATEGORIES
+    assert len(np.unique(ref_codes[len(common) :])) == 1, "every rare category shares the last code"
+    assert ref_codes[len(common)] == cur_codes[len(common)]
+    assert len(np.unique(ref_codes[: len(common)])) == MAX_CATEGORIES - 1
+
+
+def test_samples_too_small_for_the_forest_are_refused_by_name():
+    from mlops_airflow.stats.domain_classifier import MIN_ROWS
+    from mlops_airflow.stats.ks import DriftInputError
+
+    rng = np.random.default_rng(16)
+    with pytest.raises(DriftInputError, match=f"the current sample has 1 rows; the domain classifier needs at least {MIN_ROWS}"):
+        domain_classifier_test(
+            reference_numeric=correlated(rng, 500, 0.0), current_numeric=correlated(rng, 1, 0.0), categorical_reference={}, categorical_current={}
+        )
+    with pytest.raises(DriftInputError, match="different row counts"):
+        domain_classifier_test(
+            reference_numeric=correlated(rng, 500, 0.0),
+            current_numeric=correlated(rng, 500, 0.0),
+            categorical_reference={"plan": np.array(["a"] * 499, dtype=object)},
+            categorical_current={"plan": np.array(["a"] * 500, dtype=object)},
+        )
+    tiny = assess_drift(
+        numeric_names=NAMES,
+        reference_numeric=correlated(rng, 50, 0.0),
+        current_numeric=correlated(rng, 50, 0.9),
+        thresholds=DriftThresholds(min_samples=1),
+        multivariate=True,
+    )
+    assert tiny.feature(MULTIVARIATE_FEATURE).verdict == "too few values"

@@ -193,11 +193,26 @@ def test_mismatched_features_and_bad_method_are_errors():
         ks_2samp_columns(np.zeros((5, 2, 2)), np.zeros((5, 2, 2)))
 
 
-def test_identical_samples_have_no_distance():
-    values = np.arange(100, dtype=float)[:, None]
+@pytest.mark.parametrize("rows", [1, 100, 12_000])  # 12,000: the asymptotic path, which keeps D as computed
+def test_identical_samples_have_no_distance_and_a_positive_zero(rows):
+    values = np.arange(rows, dtype=float)[:, None]
     result = ks_2samp_columns(values, values)
     assert result.statistic.tolist() == [0.0]
+    assert not np.signbit(result.statistic[0]), "-0.0 where scipy gives 0.0 (a statsd gauge of -0.0 is a relative update)"
     assert result.pvalue.tolist() == [1.0]
+
+
+def test_the_cpu_quota_of_a_cgroup_limits_the_threads(tmp_path):
+    from mlops_airflow.stats.ks import _cgroup_cpu_quota
+
+    quota = tmp_path / "cpu.max"
+    quota.write_text("250000 100000\n")
+    assert _cgroup_cpu_quota(str(quota)) == 3
+    quota.write_text("max 100000\n")
+    assert _cgroup_cpu_quota(str(quota)) is None
+    assert _cgroup_cpu_quota(str(tmp_path / "absent")) is None
+    with pytest.raises(DriftInputError, match="workers must be at least 1"):
+        ks_2samp_columns(np.zeros((5, 1)), np.zeros((5, 1)), workers=0)
 
 
 def test_results_do_not_depend_on_the_number_of_threads():
