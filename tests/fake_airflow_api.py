@@ -111,6 +111,16 @@ class _ApiHandler(JsonHandler):
     def do_GET(self) -> None:
         api = self.api
         self._record()
+        with api.lock:  # one misbehaviour a request: the stalls first, then the gateway's errors
+            stalled, api.stalls = api.stalls > 0, max(api.stalls - 1, 0)
+            status = None
+            if not stalled and api.gateway_errors:
+                status, api.gateway_errors = api.gateway_errors[0], api.gateway_errors[1:]
+        if stalled:
+            time.sleep(api.stall_seconds)  # a busy server: it answers after the client stopped waiting
+            return self.reply(200, {"backfills": [], "total_entries": 0})
+        if status:
+            return self.reply(status, {"detail": "Bad Gateway"})
         if not self._authorised():
             return None
         url = urlparse(self.path)
@@ -169,6 +179,8 @@ class FakeAirflowApi(FakeServer):
         self.busy = 0
         self.broken_after_create = 0
         self.refuse = False
+        self.stalls, self.stall_seconds = 0, 1.0  # the next GETs that answer only after stall_seconds
+        self.gateway_errors: list[int] = []  # statuses (502, 503, 504) the next GETs answer
         self.lock = threading.Lock()
         super().__init__(_ApiHandler, api=self)
 

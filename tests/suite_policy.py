@@ -72,7 +72,7 @@ def pytest_configure(config: pytest.Config) -> None:
 _started = pytest.StashKey[float]()
 # Tests report lines for the closing summary as user properties under these names (they
 # travel from xdist workers to the controller with the test's report).
-SUMMARY_PROPERTIES = {"dag_parse_ms": "DAG file parse times (fresh interpreter, network blocked; CPU: best of up to three)"}
+SUMMARY_PROPERTIES = {"dag_parse_ms": "DAG file parse times (fresh interpreter, network blocked; CPU: best of up to five)"}
 
 
 def pytest_runtest_logreport(report) -> None:

@@ -61,9 +61,10 @@ def test_parses_offline_fast_and_light(dag_file, floor_dag, record_property):
     assert report["dag_ids"], f"{dag_file.name} defines no DAG"
     assert report["heavy_modules"] == [], f"parsing {dag_file.name} imported {report['heavy_modules']}"
     # CPU time of the parsing process, not wall time: on a shared machine the wall clock also
-    # counts whatever else runs. Still the best of up to three fresh parses, each against the floor's best.
+    # counts whatever else runs. Still the best of up to five fresh parses, each against the floor's best:
+    # under the full suite one file's best of three was 114 ms where it takes 65-75 ms alone.
     parse, floor = report["cpu_seconds"], parse_in_a_fresh_interpreter(floor_dag)["cpu_seconds"]
-    for _ in range(2):
+    for _ in range(4):
         if parse - floor <= PARSE_LIMIT_BEYOND_FLOOR:
             break
         parse = min(parse, parse_in_a_fresh_interpreter(dag_file)["cpu_seconds"])

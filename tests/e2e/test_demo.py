@@ -174,6 +174,15 @@ def serving_comes_back_after_stop_and_up(command: list[str], env: dict[str, str]
         assert f"at http://127.0.0.1:{live_port}/invocations, answering" in status.stdout, status.stdout
 
 
+def log_tails(state: Path, lines: int = 40) -> str:
+    """The end of each of the stack's own logs: what a failed run in CI leaves to read (the folder goes with the test)."""
+    tails = []
+    for log in sorted((state / "logs").glob("*.log")):
+        text = log.read_text(errors="replace").splitlines()[-lines:]
+        tails.append(f"\n--- {log.name}, last {len(text)} lines ---\n" + "\n".join(line[:400] for line in text))
+    return "".join(tails)
+
+
 def demo_env(state: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW_", "MLOPS_"))}
     env.update(
@@ -215,7 +224,7 @@ def test_demo_closes_the_loop_and_stop_leaves_nothing(state_root, monkeypatch):
         raise
     try:
         print(demo.stdout)
-        assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+        assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:] + log_tails(state)
         out = demo.stdout
         assert "airflow: pools mlops_promotion (1)" in out
         # The first champion: trained, promoted on the minimums alone through the one-slot pool, released.

@@ -3,7 +3,9 @@
 Each day is generated from its own seed (the base seed and the date), so a day's rows
 do not depend on which range was asked for: regenerating one day reproduces it byte
 for byte. From ``DriftSettings.start`` on, chosen features shift (covariate drift) and,
-optionally, the label's relationship to the features changes (concept drift).
+optionally, the label's relationship to the features changes (concept drift): price
+sensitivity rises (``change_label_relationship``, the demo's), and with ``concept`` the
+contract and support calls lose their effect while the west region gains one.
 
 Run ``python -m mlops_airflow.embedded.synthetic --help`` for the command line.
 """
@@ -182,15 +184,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mlops_airflow.specs import normalise_uri
 
     drift = None
-    if args.drift_from:
-        drift = DriftSettings(
-            start=args.drift_from,
-            features=tuple(f for f in args.drift_features.split(",") if f),
-            magnitude=args.drift_magnitude,
-            change_label_relationship=not args.no_label_drift,
-            concept=args.concept,
-        )
     try:
+        if args.concept and not args.drift_from:
+            raise ValueError("--concept changes the label from the drift day on: give --drift-from too")
+        if args.drift_from:
+            drift = DriftSettings(
+                start=args.drift_from,
+                features=tuple(f for f in args.drift_features.split(",") if f),
+                magnitude=args.drift_magnitude,
+                change_label_relationship=not args.no_label_drift,
+                concept=args.concept,
+            )
         files = generate(normalise_uri(args.out), args.start, args.end, rows_per_day=args.rows_per_day, seed=args.seed, drift=drift)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

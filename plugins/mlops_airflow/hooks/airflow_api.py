@@ -20,6 +20,13 @@ from airflow.sdk.exceptions import AirflowFailException
 from mlops_airflow.constants import DEFAULT_AIRFLOW_API_CONN_ID
 
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+# A read that gets no answer, or a gateway's 502/503/504, is tried again: polls must outlast a busy
+# API server (one answered nothing for 30 s on a loaded 2-core machine and ended a whole demo).
+# A write is sent once: trying a trigger again could start a second run.
+GET_ATTEMPTS = 3
+TOKEN_PATH = "/auth/token"  # noqa: S105 - a URL path, not a secret
+RETRY_PAUSE_SECONDS = 1.0
+TRANSIENT_STATUSES = frozenset({502, 503, 504})
 
 
 class AirflowApiError(RuntimeError):
@@ -43,6 +50,21 @@ class AirflowClient:
         self._token: str | None = None
 
     def _request(self, method: str, path: str, body: Any = None, *, authenticated: bool = True, refreshed: bool = False) -> Any:
+        attempts = GET_ATTEMPTS if method == "GET" or path == TOKEN_PATH else 1  # a token request changes nothing
+        attempt = 1
+        while True:
+            try:
+                return self._send(method, path, body, authenticated=authenticated, refreshed=refreshed)
+            except AirflowApiError as err:
+                if err.status not in TRANSIENT_STATUSES or attempt >= attempts:
+                    raise
+            except (TimeoutError, ConnectionError, urllib.error.URLError):  # no answer (an HTTP error is an AirflowApiError)
+                if attempt >= attempts:
+                    raise
+            time.sleep(RETRY_PAUSE_SECONDS * attempt)
+            attempt += 1
+
+    def _send(self, method: str, path: str, body: Any, *, authenticated: bool, refreshed: bool) -> Any:
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if authenticated:
@@ -54,13 +76,13 @@ class AirflowClient:
         except urllib.error.HTTPError as err:
             if err.code == 401 and authenticated and not refreshed:
                 self._token = None  # expired: fetch a new token, once; a fresh token refused too is a 401
-                return self._request(method, path, body, refreshed=True)
+                return self._send(method, path, body, authenticated=True, refreshed=True)
             raise AirflowApiError(err.code, method, path, err.read().decode(errors="replace")) from err
         return json.loads(payload) if payload else None
 
     def token(self) -> str:
         if self._token is None:
-            answer = self._request("POST", "/auth/token", {"username": self.username, "password": self.password}, authenticated=False)
+            answer = self._request("POST", TOKEN_PATH, {"username": self.username, "password": self.password}, authenticated=False)
             self._token = answer["access_token"]
         return self._token
 

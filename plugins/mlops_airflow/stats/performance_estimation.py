@@ -17,8 +17,9 @@ gaps are judged, each against its own sampling error:
 - the ROC AUC: realized minus estimated, beyond ``CONCEPT_DRIFT_Z`` standard errors of the
   realized AUC (Hanley and McNeil) and beyond ``CONCEPT_DRIFT_TOLERANCE``;
 - the positives: the count the labels show minus the count the calibration expects (the sum
-  of ``p``), beyond ``CONCEPT_DRIFT_Z`` standard deviations of that difference (the chunk's
-  Poisson-binomial variance, plus the calibration's own error from its reference rows).
+  of ``p``), beyond ``CONCEPT_DRIFT_Z`` standard deviations of that difference: the chunk's
+  Poisson-binomial variance, plus the calibration's own error, block by block of the
+  isotonic fit (a chunk packed into few blocks leans on few reference rows).
 
 Either one is concept drift: a ranking that got worse, or scores that no longer mean the
 share of positives they meant.
@@ -62,16 +63,31 @@ class ConceptDrift:
     positives_z: float  # (positives - expected) in standard deviations
 
     @property
+    def ranking_changed(self) -> bool:
+        """The AUC the labels show is off the estimate by more than its sampling error explains."""
+        return abs(self.gap) > self.bound
+
+    @property
+    def calibration_changed(self) -> bool:
+        """The labels hold more or fewer positives than the scores promised, beyond their sampling error."""
+        return abs(self.positives_z) > CONCEPT_DRIFT_Z
+
+    @property
     def drifted(self) -> bool:
-        return abs(self.gap) > self.bound or abs(self.positives_z) > CONCEPT_DRIFT_Z
+        """Concept drift: either change."""
+        return self.ranking_changed or self.calibration_changed
 
 
 def _scores(values: Any, name: str) -> np.ndarray:
-    scores = np.asarray(values, dtype=np.float64).ravel()
+    try:
+        scores = np.asarray(values, dtype=np.float64).ravel()
+    except (TypeError, ValueError) as err:
+        raise EstimationInputError(f"{name} must be numbers: {err}") from err
     if scores.size == 0:
         raise EstimationInputError(f"{name} is empty")
-    if not np.isfinite(scores).all():
-        raise EstimationInputError(f"{name} holds {int((~np.isfinite(scores)).sum())} values that are not finite numbers")
+    bad = int((~np.isfinite(scores)).sum())
+    if bad:
+        raise EstimationInputError(f"{name}: {bad} of {scores.size} values are not finite numbers")
     return scores
 
 
@@ -79,8 +95,9 @@ def _labels(values: Any, rows: int) -> np.ndarray:
     labels = np.asarray(values).ravel()
     if labels.size != rows:
         raise EstimationInputError(f"{labels.size} labels for {rows} scores")
-    if not np.isin(labels, (0, 1)).all():
-        raise EstimationInputError("labels must be 0 or 1")
+    bad = int((~np.isin(labels, (0, 1))).sum())
+    if bad:
+        raise EstimationInputError(f"labels must be 0 or 1; {bad} of {labels.size} are not (a missing label included)")
     return labels.astype(np.int64)
 
 
@@ -95,14 +112,38 @@ class ScoreCalibration:
         if labels.min() == labels.max():
             raise EstimationInputError("the reference labels are all one class: nothing to calibrate against")
         self._isotonic = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, labels)
-        self.reference_rows = scores.size
+        # The fit's blocks (runs of one calibrated value) and the reference rows behind each.
+        self._block_values, self._block_rows = np.unique(self._isotonic.predict(scores), return_counts=True)
 
     def probabilities(self, scores: Any) -> np.ndarray:
-        return np.clip(self._isotonic.predict(_scores(scores, "scores")), 0.0, 1.0)
+        """Each score's calibrated probability of a positive label."""
+        return self._isotonic.predict(_scores(scores, "scores"))
+
+    def expected_positives_variance(self, p: np.ndarray) -> float:
+        """The variance of the count of positives a chunk with calibrated probabilities ``p`` shows:
+        its own Poisson-binomial spread, plus the calibration's, each block's value being the mean of
+        its reference rows (a chunk row between two blocks counts with the lower one's)."""
+        block = np.clip(np.searchsorted(self._block_values, p, side="right") - 1, 0, len(self._block_values) - 1)
+        rows_per_block = np.bincount(block, minlength=len(self._block_values))
+        values = self._block_values
+        calibration = float(np.sum(rows_per_block.astype(np.float64) ** 2 * values * (1.0 - values) / self._block_rows))
+        return float((p * (1.0 - p)).sum()) + calibration
+
+
+def _threshold(threshold: float) -> float:
+    if not math.isfinite(threshold):
+        raise EstimationInputError(f"threshold must be a finite number; got {threshold!r}")
+    return float(threshold)
 
 
 def estimate_performance(calibration: ScoreCalibration, scores: Any, threshold: float = 0.5) -> Performance:
-    """Expected ROC AUC and accuracy of a chunk of scores with no labels."""
+    """
+    Expected ROC AUC and accuracy of a chunk of scores with no labels.
+
+    :param threshold: a score at or above it predicts the positive class (for the accuracy).
+    :raises EstimationInputError: scores that are not finite numbers, or none.
+    """
+    threshold = _threshold(threshold)
     scores = _scores(scores, "scores")
     p = calibration.probabilities(scores)
     predicted = scores >= threshold
@@ -121,9 +162,14 @@ def estimate_performance(calibration: ScoreCalibration, scores: Any, threshold: 
 
 
 def realized_performance(scores: Any, labels: Any, threshold: float = 0.5) -> Performance:
-    """ROC AUC and accuracy of a chunk whose labels have arrived (AUC NaN when they are all one class)."""
+    """
+    ROC AUC and accuracy of a chunk whose labels have arrived (AUC NaN when they are all one class).
+
+    :raises EstimationInputError: scores that are not finite numbers, or labels other than 0 and 1.
+    """
     from sklearn.metrics import roc_auc_score
 
+    threshold = _threshold(threshold)
     scores = _scores(scores, "scores")
     labels = _labels(labels, scores.size)
     accuracy = float(np.mean((scores >= threshold) == (labels == 1)))
@@ -133,26 +179,29 @@ def realized_performance(scores: Any, labels: Any, threshold: float = 0.5) -> Pe
 
 def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
     """Hanley and McNeil's (1982) standard error of an ROC AUC measured on this many positives and negatives."""
+    if positives < 1 or negatives < 1:
+        raise EstimationInputError(f"an AUC needs positives and negatives; got {positives} and {negatives}")
     q1, q2 = auc / (2.0 - auc), 2.0 * auc * auc / (1.0 + auc)
     variance = (auc * (1.0 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) / (positives * negatives)
     return math.sqrt(max(variance, 0.0))
 
 
 def concept_drift(calibration: ScoreCalibration, scores: Any, labels: Any) -> ConceptDrift:
-    """Compare a chunk's estimate (what its scores promised) with what its labels show."""
+    """
+    Compare a chunk's estimate (what its scores promised) with what its labels show.
+
+    :raises EstimationInputError: bad scores or labels, or a chunk whose labels are all one class.
+    """
     estimated = estimate_performance(calibration, scores)
     realized = realized_performance(scores, labels)
-    labels = np.asarray(labels).ravel()
+    labels = _labels(labels, realized.rows)
     positives, negatives = int((labels == 1).sum()), int((labels == 0).sum())
     if math.isnan(realized.roc_auc) or math.isnan(estimated.roc_auc):
         raise EstimationInputError("a chunk whose labels or estimate are all one class cannot be judged for concept drift")
     bound = max(CONCEPT_DRIFT_TOLERANCE, CONCEPT_DRIFT_Z * auc_standard_error(realized.roc_auc, positives, negatives))
     p = calibration.probabilities(scores)
-    expected, rows = float(p.sum()), p.size
-    mean = expected / rows
-    # The chunk's own spread, and the calibration's: its mean over these rows is known to about one
-    # reference-sized sample's error.
-    variance = float((p * (1.0 - p)).sum()) + rows * rows * mean * (1.0 - mean) / calibration.reference_rows
+    expected = float(p.sum())
+    variance = calibration.expected_positives_variance(p)
     return ConceptDrift(
         estimated_auc=estimated.roc_auc,
         realized_auc=realized.roc_auc,

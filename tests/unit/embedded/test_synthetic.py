@@ -104,6 +104,18 @@ class TestGenerate:
         frame = pd.read_parquet(tmp_path / "dt=2026-02-11" / "part-0.parquet")
         pd.testing.assert_frame_equal(frame, generate_day(DAY + dt.timedelta(days=1), rows=50))
 
+    def test_days_are_the_ones_earlier_versions_generated(self):
+        """A golden check: tests, demos and drift onsets rely on a day's rows never changing."""
+        hashed = lambda frame: int(pd.util.hash_pandas_object(frame, index=True).sum())  # noqa: E731
+        assert hashed(generate_day(DAY, rows=500)) == 9220725335484521840
+        assert hashed(generate_day(DAY, rows=500, drift=DriftSettings(start=DAY))) == 3197851453483741044
+
+    def test_cli_refuses_a_concept_drift_without_a_drift_day(self, tmp_path, capsys):
+        assert main(["--out", str(tmp_path), "--start", "2026-02-10", "--end", "2026-02-12", "--concept", "0.5"]) == 2
+        assert "give --drift-from too" in capsys.readouterr().err
+        assert main(["--out", str(tmp_path), "--start", "2026-02-10", "--end", "2026-02-12", "--drift-from", "2026-02-11", "--concept", "1.5"]) == 2
+        assert "concept drift must be in [0, 1]" in capsys.readouterr().err
+
     def test_cli(self, tmp_path, capsys):
         code = main(["--out", str(tmp_path), "--start", "2026-02-10", "--end", "2026-02-12", "--rows-per-day", "20", "--drift-from", "2026-02-11"])
         assert code == 0

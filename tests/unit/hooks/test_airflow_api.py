@@ -39,6 +39,30 @@ class TestAirflowClient:
             AirflowClient(f"http://127.0.0.1:{api.port}", api.login, "not-the-password", timeout=5).backfills("batch_score_churn")
         assert [r["path"] for r in api.requests] == ["/auth/token"]
 
+    def test_a_read_with_no_answer_in_time_is_tried_again(self, api, monkeypatch):
+        import mlops_airflow.hooks.airflow_api as airflow_api
+
+        monkeypatch.setattr(airflow_api, "RETRY_PAUSE_SECONDS", 0.0)
+        client = AirflowClient(f"http://127.0.0.1:{api.port}", api.login, api.password, timeout=0.3)
+        api.stalls, api.gateway_errors = 1, [503]
+        assert client.backfills("batch_score_churn") == []  # a stall, a 503, then the answer
+        assert [r["path"].split("?")[0] for r in api.requests].count("/api/v2/backfills") == 3
+
+    def test_a_read_that_never_answers_fails_after_its_tries_and_a_write_is_sent_once(self, api, monkeypatch):
+        import mlops_airflow.hooks.airflow_api as airflow_api
+
+        monkeypatch.setattr(airflow_api, "RETRY_PAUSE_SECONDS", 0.0)
+        client = AirflowClient(f"http://127.0.0.1:{api.port}", api.login, api.password, timeout=0.3)
+        client.token()
+        api.stalls = airflow_api.GET_ATTEMPTS
+        with pytest.raises((TimeoutError, OSError)):
+            client.backfills("batch_score_churn")
+        assert [r["path"].split("?")[0] for r in api.requests].count("/api/v2/backfills") == airflow_api.GET_ATTEMPTS
+        api.gateway_errors = [404]
+        with pytest.raises(AirflowApiError, match="404"):
+            client.backfills("batch_score_churn")  # not a gateway's error: answered, not tried again
+        assert [r["path"].split("?")[0] for r in api.requests].count("/api/v2/backfills") == airflow_api.GET_ATTEMPTS + 1
+
     def test_xcom_of_another_run(self, api):
         api.xcoms[("drift_monitor_churn", "scheduled__2026-03-01T00:00:00+00:00", "detect_drift")] = {"onset": "2026-02-26"}
         client = client_of(api)

@@ -98,6 +98,8 @@ def test_a_changed_label_relationship_parts_estimate_and_realized_figures_and_ra
         f"positives z {[round(v.positives_z, 1) for v in verdicts]}"
     )
     assert sum(v.drifted for v in verdicts) >= 9
+    assert sum(v.ranking_changed for v in verdicts) >= 9, "the AUC gap alone must see it"
+    assert sum(v.calibration_changed for v in verdicts) >= 9, "the positives alone must see it"
 
 
 def test_the_expected_auc_of_perfectly_calibrated_scores_is_the_auc_of_labels_drawn_from_them():
@@ -109,6 +111,25 @@ def test_the_expected_auc_of_perfectly_calibrated_scores_is_the_auc_of_labels_dr
     realized = [realized_performance(scores, (rng.random(scores.size) < scores).astype(int)) for _ in range(40)]
     assert estimated.roc_auc == pytest.approx(np.mean([r.roc_auc for r in realized]), abs=0.005)
     assert estimated.accuracy == pytest.approx(np.mean([r.accuracy for r in realized]), abs=0.005)
+
+
+def test_hanley_mcneil_gives_the_papers_worked_example():
+    """Hanley and McNeil (1982), table 2: AUC 0.893 on 51 abnormal and 58 normal cases, SE 0.0326."""
+    assert auc_standard_error(0.893, positives=51, negatives=58) == pytest.approx(0.0326, abs=0.0003)
+    with pytest.raises(EstimationInputError, match="needs positives and negatives"):
+        auc_standard_error(0.9, positives=0, negatives=10)
+
+
+def test_under_no_change_the_positives_z_spreads_like_a_standard_normal(model):
+    """Labels drawn from the scores' own calibrated probabilities: the z of the positives is about N(0, 1)."""
+    fitted, calibration = model
+    rng = np.random.default_rng(24)
+    scores, _ = daily_chunk(model, DriftSettings(start=START + dt.timedelta(days=120), features=(), change_label_relationship=False))
+    p = calibration.probabilities(scores)
+    zs = [concept_drift(calibration, scores, (rng.random(p.size) < p).astype(int)).positives_z for _ in range(200)]
+    print(f"\nno change: positives z mean {np.mean(zs):.2f}, sd {np.std(zs):.2f}")
+    assert abs(np.mean(zs)) < 0.3
+    assert 0.5 < np.std(zs) <= 1.05  # at most 1: the calibration's own share of the variance does not vary here
 
 
 def test_hanley_mcneil_matches_the_spread_of_auc_over_resampled_labels():
