@@ -16,7 +16,7 @@ TEST_WORKERS ?= 4
 # instead of 5.4 s here). Caches are written once, on first import.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help setup demo release-demo up stop status test lint format bench clean requirements
+.PHONY: help setup demo release-demo performance-demo up stop status test lint format bench clean requirements
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ demo: setup ## start the embedded stack, generate data, retrain the demo model, 
 
 release-demo: setup ## after `make demo`: a release judged on live traffic (STRATEGY=canary, shadow or ab)
 	$(PYTHON) -m mlops_airflow.embedded release-demo --strategy $(or $(STRATEGY),canary)
+
+performance-demo: setup ## after `make demo`: late labels show the champion decayed; the retrain it starts
+	$(PYTHON) -m mlops_airflow.embedded performance-demo
 
 up: setup ## start the embedded stack only
 	$(PYTHON) -m mlops_airflow.embedded up

@@ -14,6 +14,7 @@ RETRAIN_DAG_PREFIX = "retrain_"
 DRIFT_MONITOR_DAG_PREFIX = "drift_monitor_"
 BATCH_SCORE_DAG_PREFIX = "batch_score_"
 ROLLBACK_DAG_PREFIX = "rollback_"
+PERFORMANCE_MONITOR_DAG_PREFIX = "performance_monitor_"
 
 # Tags written on MLflow runs and model versions.
 TAG_IDEMPOTENCY_KEY = "mlops.idempotency_key"
@@ -41,6 +42,10 @@ DECISION_ARTIFACT_DIR = "promotion"
 # Artifact paths inside a training run.
 MODEL_ARTIFACT_PATH = "model"
 REFERENCE_SAMPLE_ARTIFACT = "reference/features.parquet"
+# The champion's validation rows as it scored them (label, probability_<class>, the promotion's segments):
+# the performance monitor's baseline, its score calibration and its reference outputs.
+VALIDATION_SCORES_ARTIFACT = "reference/validation_scores.parquet"
+VALIDATION_SCORES_MAX_ROWS = 200_000
 DATA_REPORT_ARTIFACT = "data_check/report.json"
 
 # Partition folder naming: <data uri>/dt=YYYY-MM-DD/*.parquet
@@ -98,5 +103,7 @@ class TrainingExitCode(enum.IntEnum):
 # Drift: the registered model tag that remembers the last drift-triggered retrain (the cooldown),
 # and where drift reports go on the champion's run.
 TAG_DRIFT_LAST_TRIGGER = "mlops.drift.last_trigger"
+TAG_PERFORMANCE_LAST_TRIGGER = "mlops.performance.last_trigger"
 DRIFT_ARTIFACT_DIR = "drift"
+PERFORMANCE_ARTIFACT_DIR = "performance"
 DRIFT_RUN_ID_PREFIX = "drift"

@@ -1,9 +1,9 @@
-"""Build the four DAGs of every model spec: retrain, drift monitor, batch score, rollback.
+"""Build the DAGs of every model spec: retrain, drift monitor, batch score, rollback, and performance monitor where the spec has labels.
 
 DAG files call these at parse time, so everything here is cheap: YAML and Airflow
 objects only; operators import their heavy libraries when they run.
 
-Over 400 lines because it holds the four DAG shapes side by side: each reads as one task graph.
+Over 400 lines because it holds the five DAG shapes side by side: each reads as one task graph.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from airflow.sdk import DAG, CronDataIntervalTimetable, CronTriggerTimetable, Pa
 from mlops_airflow.constants import (
     BATCH_SCORE_DAG_PREFIX,
     DRIFT_MONITOR_DAG_PREFIX,
+    PERFORMANCE_MONITOR_DAG_PREFIX,
     RETRAIN_DAG_PREFIX,
     ROLLBACK_DAG_PREFIX,
     TrainingBackend,
@@ -40,12 +41,19 @@ _NO_INTERVAL = "without one (triggered with no logical date),"
 DEFAULT_RETRIES = 2
 # The first retry waits settings.retry_delay() (2 minutes unless set); later ones double (exponential backoff) up to 30 minutes.
 
-_PREFIXES = {"retrain": RETRAIN_DAG_PREFIX, "drift_monitor": DRIFT_MONITOR_DAG_PREFIX, "batch_score": BATCH_SCORE_DAG_PREFIX, "rollback": ROLLBACK_DAG_PREFIX}
+_PREFIXES = {
+    "retrain": RETRAIN_DAG_PREFIX,
+    "drift_monitor": DRIFT_MONITOR_DAG_PREFIX,
+    "batch_score": BATCH_SCORE_DAG_PREFIX,
+    "rollback": ROLLBACK_DAG_PREFIX,
+    "performance_monitor": PERFORMANCE_MONITOR_DAG_PREFIX,
+}
 _NOT_IN_DAG_ID = re.compile(r"[^a-zA-Z0-9_.-]+")
 
 
-def dags_of_every_spec(kind: str, build: Callable[..., DAG], doc_md: str | None = None) -> dict[str, DAG]:
-    """A DAG file's DAGs: ``build(spec)`` for every spec that loads, an invalid-spec DAG for every one that does not.
+def dags_of_every_spec(kind: str, build: Callable[..., DAG | None], doc_md: str | None = None) -> dict[str, DAG]:
+    """A DAG file's DAGs: ``build(spec)`` for every spec that loads (``None``: this spec has no DAG of this kind),
+    an invalid-spec DAG for every one that does not.
 
     Each spec is loaded on its own, so a bad file takes down only its own model's DAGs: they
     stay visible, tagged ``invalid-spec``, with the file and field in their description, and
@@ -60,7 +68,8 @@ def dags_of_every_spec(kind: str, build: Callable[..., DAG], doc_md: str | None 
         except Exception as err:  # a spec the loader let through but the DAG refuses: still only this model's DAGs
             errors.append(ModelSpecError(spec.source, "<dag>", f"{type(err).__name__}: {err}"))
             continue
-        dags[dag.dag_id] = dag
+        if dag is not None:
+            dags[dag.dag_id] = dag
     for error in errors:
         log.error("model spec refused, its DAGs only fail: %s", error)
         dag = invalid_spec_dag(kind, error, taken=set(dags))
@@ -280,6 +289,12 @@ def build_retrain_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
                 title="Drift summary",
                 description="Set by drift_monitor: after the switch, the drifted days are re-scored by a backfill. Leave empty by hand.",
             ),
+            "performance": Param(
+                None,
+                type=["null", "object"],
+                title="Performance summary",
+                description="Set by performance_monitor when the champion decayed on its labelled predictions; kept with the run. Leave empty by hand.",
+            ),
         },
         render_template_as_native_obj=False,
     ) as dag:
@@ -397,6 +412,50 @@ def build_drift_monitor_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
         report = DriftReportOperator(task_id="render_drift_report", spec_path=spec.source, sensor_task_id="detect_drift")
         wait >> check >> detect >> [gate, report]
         gate >> trigger_retrain
+    return dag
+
+
+def build_performance_monitor_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG | None:
+    """``performance_monitor_<model>``: the champion on live outcomes; a retrain when it decayed. None without ``performance``."""
+    if spec.performance is None:
+        return None
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+
+    from mlops_airflow.operators.performance import PerformanceMonitorOperator, PerformanceRetrainGateOperator
+
+    performance = spec.performance
+    schedule = spec.schedules.performance_monitor
+    with DAG(
+        dag_id=f"{PERFORMANCE_MONITOR_DAG_PREFIX}{spec.name}",
+        description=f"Measure {spec.name}'s champion on late labels (and estimate it before them); retrain when it decayed",
+        schedule=CronDataIntervalTimetable(schedule, timezone="UTC") if schedule else None,
+        max_active_runs=1,
+        **_common(spec, "performance", doc_md),
+        params={
+            "run_day": Param(
+                None,
+                type=["null", "string"],
+                format="date",
+                title="Run day",
+                description=(
+                    f"The newest day of predictions to look at (YYYY-MM-DD); labels are judged over the {performance.window_days} day(s) "
+                    f"ending {performance.label_delay_days} day(s) before it. Empty: the run's data interval start; {_NO_INTERVAL} the day before the run was asked for."
+                ),
+            ),
+        },
+    ) as dag:
+        measure = PerformanceMonitorOperator(task_id="measure_performance", spec_path=spec.source, run_day=f"{{{{ params.run_day or {_RUN_DAY} }}}}")
+        gate = PerformanceRetrainGateOperator(task_id="decide_retrain", spec_path=spec.source, monitor_task_id=measure.task_id)
+        trigger_retrain = TriggerDagRunOperator(
+            task_id="trigger_retrain",
+            trigger_dag_id=f"{RETRAIN_DAG_PREFIX}{spec.name}",
+            trigger_run_id=gate.output["run_id"],
+            conf=gate.output["conf"],
+            logical_date=None,
+            skip_when_already_exists=True,
+            wait_for_completion=False,
+        )
+        measure >> gate >> trigger_retrain
     return dag
 
 

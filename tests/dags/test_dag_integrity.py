@@ -261,3 +261,20 @@ class TestOneBadSpecCostsOnlyItsOwnModel:
         assert task.retries == 0
         with pytest.raises(AirflowFailException, match=r"broken\.yaml: promotion\.margin"):
             task.execute({})
+
+
+def test_performance_monitor_exists_for_specs_with_labels_and_triggers_one_retrain_per_window(dagbag, specs):
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+
+    monitored = [spec for spec in specs if spec.performance is not None]
+    assert monitored, "the demo spec monitors performance"
+    assert {f"performance_monitor_{spec.name}" for spec in specs if spec.performance is None}.isdisjoint(dagbag.dags)
+    for spec in monitored:
+        dag = dagbag.dags[f"performance_monitor_{spec.name}"]
+        assert dag.max_active_runs == 1
+        dag.params.validate()  # the trigger form's defaults are a valid run
+        assert dag.get_task("decide_retrain").upstream_task_ids == {"measure_performance"}
+        trigger = dag.get_task("trigger_retrain")
+        assert isinstance(trigger, TriggerDagRunOperator)
+        assert (trigger.trigger_dag_id, trigger.skip_when_already_exists, trigger.wait_for_completion) == (f"retrain_{spec.name}", True, False)
+        assert "performance" in dagbag.dags[f"retrain_{spec.name}"].params

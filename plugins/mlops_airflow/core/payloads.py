@@ -367,6 +367,47 @@ class DriftSummary(_Payload):
 
 
 @dataclass(frozen=True)
+class PerformanceSummary(_Payload):
+    """What the performance monitor measured, and whether the champion has decayed.
+
+    The labelled window is ``[labelled_start, labelled_end)``: the days whose labels are due.
+    ``days`` holds each day's figures (realized, estimated, prediction shift, concept drift),
+    ``verdict`` the window's decay judgement and ``segments`` the window's metric per segment.
+    """
+
+    KIND: ClassVar[str] = "performance_summary"
+
+    model: str
+    champion_version: str
+    run_day: dt.date
+    labelled_start: dt.date
+    labelled_end: dt.date  # exclusive
+    decayed: bool
+    reasons: tuple[str, ...]
+    retrain_run_id: str
+    verdict: dict[str, Any] = field(default_factory=dict)
+    days: tuple[dict[str, Any], ...] = ()
+    segments: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def _from_fields(cls, fields: dict[str, Any]) -> PerformanceSummary:
+        days = {name: _day(cls.KIND, name, fields[name]) for name in ("run_day", "labelled_start", "labelled_end")}
+        if not isinstance(fields["decayed"], bool):
+            raise PayloadError(f"{cls.KIND}: decayed must be true or false, got {fields['decayed']!r}")
+        return cls(
+            **{
+                **fields,
+                **days,
+                "champion_version": str(fields["champion_version"]),
+                "reasons": tuple(str(reason) for reason in fields["reasons"]),
+                "verdict": dict(fields.get("verdict") or {}),
+                "days": tuple(dict(day) for day in fields.get("days") or ()),
+                "segments": dict(fields.get("segments") or {}),
+            }
+        )
+
+
+@dataclass(frozen=True)
 class Release(_Payload):
     """What deploying the champion to the idle colour did; the smoke test, switch, verify and rollback read it."""
 

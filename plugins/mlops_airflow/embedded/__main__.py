@@ -1,4 +1,4 @@
-"""``python -m mlops_airflow.embedded {up,down,status,demo,release-demo}``: the embedded stack's command line."""
+"""``python -m mlops_airflow.embedded {up,down,status,demo,release-demo,performance-demo}``: the embedded stack's command line."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from mlops_airflow.hooks.airflow_api import AirflowApiError
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlops_airflow.embedded", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "demo", "release-demo"])
+    parser.add_argument("command", choices=["up", "down", "status", "demo", "release-demo", "performance-demo"])
     parser.add_argument("--model", default="churn", help="model spec the demo retrains (default: churn)")
     parser.add_argument("--strategy", default="canary", choices=["canary", "shadow", "ab"], help="release-demo: how live traffic moves (default: canary)")
     args = parser.parse_args(argv)
@@ -33,6 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mlops_airflow.embedded.release_demo import run_release_demo
 
             return 0 if run_release_demo(config, args.model, args.strategy) else 1
+        elif args.command == "performance-demo":
+            from mlops_airflow.embedded.performance_demo import run_performance_demo
+
+            return 0 if run_performance_demo(config, args.model) else 1
         else:
             from mlops_airflow.embedded.demo import run_demo
 

@@ -30,6 +30,7 @@ CATEGORICAL_FEATURES = ("contract", "region", "payment_method")
 TIMESTAMP_COLUMN = "event_ts"
 ID_COLUMN = "customer_id"
 LABEL_COLUMN = "churned"
+LABELS_FILE = "labels.parquet"
 
 CONTRACTS = ("month-to-month", "one-year", "two-year")
 REGIONS = ("north", "south", "east", "west")
@@ -151,8 +152,16 @@ def generate(
     rows_per_day: int = 2000,
     seed: int = 7,
     drift: DriftSettings | None = None,
+    labels_uri: str | None = None,
+    labels_until: dt.date | None = None,
 ) -> list[str]:
-    """Write one partition per day of ``[start, end)`` under ``base_uri``; returns the file URIs."""
+    """Write one partition per day of ``[start, end)`` under ``base_uri``; returns the file URIs.
+
+    With ``labels_uri``, each day's labels (``customer_id`` and ``churned``, as they would arrive
+    late from another system) are also written to ``<labels_uri>/dt=<day>/labels.parquet``, for the
+    days before ``labels_until`` (every day when it is not given): the days after it have no
+    labels yet.
+    """
     import pyarrow as pa
 
     if end <= start:
@@ -161,6 +170,9 @@ def generate(
     for day in days_between(start, end):
         frame = generate_day(day, rows=rows_per_day, seed=seed, drift=drift)
         written.append(write_partition(pa.Table.from_pandas(frame, preserve_index=False), base_uri, day))
+        if labels_uri and (labels_until is None or day < labels_until):
+            labels = pa.Table.from_pandas(frame[[ID_COLUMN, LABEL_COLUMN]], preserve_index=False)
+            write_partition(labels, labels_uri, day, LABELS_FILE)
     return written
 
 
@@ -176,6 +188,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--drift-magnitude", type=float, default=1.0)
     parser.add_argument("--no-label-drift", action="store_true", help="shift features only, keep the label relationship")
     parser.add_argument("--concept", type=float, default=0.0, help="0..1: how far the label's relationship to the features changes (see DriftSettings)")
+    parser.add_argument("--labels-out", help="also write each day's labels (customer_id, churned) under this base URI or folder, as a late label feed")
+    parser.add_argument("--labels-until", type=dt.date.fromisoformat, help="with --labels-out: only days before this one have labels yet (YYYY-MM-DD)")
     return parser.parse_args(argv)
 
 
@@ -187,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.concept and not args.drift_from:
             raise ValueError("--concept changes the label from the drift day on: give --drift-from too")
+        if args.labels_until and not args.labels_out:
+            raise ValueError("--labels-until says which days have labels: give --labels-out too")
         if args.drift_from:
             drift = DriftSettings(
                 start=args.drift_from,
@@ -195,7 +211,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 change_label_relationship=not args.no_label_drift,
                 concept=args.concept,
             )
-        files = generate(normalise_uri(args.out), args.start, args.end, rows_per_day=args.rows_per_day, seed=args.seed, drift=drift)
+        files = generate(
+            normalise_uri(args.out),
+            args.start,
+            args.end,
+            rows_per_day=args.rows_per_day,
+            seed=args.seed,
+            drift=drift,
+            labels_uri=normalise_uri(args.labels_out) if args.labels_out else None,
+            labels_until=args.labels_until,
+        )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from contextlib import contextmanager
 from functools import cached_property
@@ -214,6 +215,21 @@ class MlflowHook(BaseHook):
     def log_dict(self, run_id: str, payload: dict, artifact_file: str) -> None:
         """Write a JSON artifact to a run; MLflow uploads a complete temporary file, never half of one."""
         self.client.log_dict(run_id, payload, artifact_file)
+
+    def log_day_metrics(self, run_id: str, rows: list[tuple[str, float, dt.date]]) -> None:
+        """Metrics describing days: each timestamped at its day's midnight (UTC), its step the day's number since 1970-01-01.
+
+        MLflow keeps every value logged, so a re-measured day adds a point at the same step.
+        """
+        from mlflow.entities import Metric
+
+        epoch = dt.date(1970, 1, 1)
+        metrics = [
+            Metric(key=key, value=float(value), timestamp=int(dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp() * 1000), step=(day - epoch).days)
+            for key, value, day in rows
+        ]
+        for start in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics a batch
+            self.client.log_batch(run_id, metrics=metrics[start : start + 1000])
 
     def create_registered_model(self, name: str, *, tags: dict[str, str], description: str) -> bool:
         """Create a registered model; ``False`` when one of that name exists (an atomic test-and-set)."""

@@ -144,6 +144,33 @@ STATSD_METRICS: tuple[StatsdMetric, ...] = (
         "mlops_drift_drifted_features",
         "features that drifted in the last drift check (the domain classifier counts as one)",
     ),
+    PERFORMANCE_REALIZED := StatsdMetric(
+        "performance.<model>.<metric>.realized",
+        MetricKind.GAUGE,
+        "mlops_performance_realized",
+        "the champion's metric on its predictions whose labels arrived, over the last performance check's labelled window",
+    ),
+    PERFORMANCE_ESTIMATED := StatsdMetric(
+        "performance.<model>.<metric>.estimated",
+        MetricKind.GAUGE,
+        "mlops_performance_estimated",
+        "the champion's ROC AUC and accuracy on the newest day, estimated before its labels arrive",
+    ),
+    PERFORMANCE_LABELLED_ROWS := StatsdMetric(
+        "performance.<model>.labelled_rows",
+        MetricKind.GAUGE,
+        "mlops_performance_labelled_rows",
+        "the champion's predictions with a label in the labelled window",
+    ),
+    PERFORMANCE_PREDICTION_SHIFT := StatsdMetric(
+        "performance.<model>.prediction_shift",
+        MetricKind.GAUGE,
+        "mlops_performance_prediction_shift",
+        "KS statistic D of the champion's scores on the newest day against its validation scores (prediction drift)",
+    ),
+    PERFORMANCE_DECAYED := StatsdMetric(
+        "performance.<model>.decayed", MetricKind.GAUGE, "mlops_performance_decayed", "1 when the last performance check found the champion decayed"
+    ),
     ALERT_DELIVERY_FAILED := StatsdMetric(
         "alerts.<dag>.delivery_failed",
         MetricKind.COUNTER,

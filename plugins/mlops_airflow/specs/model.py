@@ -343,12 +343,39 @@ class DriftSpec:
     multivariate: bool = True  # the domain classifier test beside the per-feature tests (stats/domain_classifier.py)
 
 
+HIGHER_IS_BETTER = tuple(m for m in METRIC_NAMES if m not in LOWER_IS_BETTER)
+
+
+@dataclass(frozen=True)
+class PerformanceSpec:
+    """How ``performance_monitor_<model>`` judges the champion on outcomes that arrive late (labels).
+
+    Labels land in their own daily partitions, ``<labels_uri>/dt=YYYY-MM-DD/*.parquet``, the
+    partition being the day of the rows they label (not the day they arrived): the ``key`` column
+    and the target column. A day's labels are expected ``label_delay_days`` after it.
+    """
+
+    labels_uri: str
+    key: str  # joins a day's batch predictions with its labels
+    label_delay_days: int = 3
+    window_days: int = 7  # realized performance over the newest this many days whose labels are due
+    metric: str = "roc_auc"  # a metric where higher is better
+    floor: float | None = None  # decayed when even the bootstrap's upper bound is below it
+    max_drop: float | None = 0.05  # decayed when the drop below the promotion-time figure exceeds this, at `confidence`
+    confidence: float = 0.95
+    bootstrap_resamples: int = 1000
+    min_labelled_rows: int = 500  # fewer labelled predictions of the champion in the window: no verdict
+    cooldown_hours: float = 72.0  # no new retrain on decay this soon after the last
+    retrain: bool = True  # a decay triggers retrain_<model>; false: it is recorded and alerted only
+
+
 @dataclass(frozen=True)
 class ScheduleSpec:
     start_date: dt.date
     retrain: str | None
     drift_monitor: str | None
     batch_score: str | None
+    performance_monitor: str | None = "@daily"
 
 
 @dataclass(frozen=True)
@@ -369,6 +396,7 @@ class ModelSpec:
     serving: ServingSpec
     source: str
     drift: DriftSpec = field(default_factory=DriftSpec)
+    performance: PerformanceSpec | None = None  # None: no performance_monitor DAG
 
     @property
     def registered_model_name(self) -> str:

@@ -38,6 +38,7 @@ from mlops_airflow.specs.model import (
     shown,
 )
 from mlops_airflow.specs.parsing_operations import _parse_drift, _parse_schedules, _parse_serving
+from mlops_airflow.specs.parsing_performance import parse_performance
 from mlops_airflow.specs.reading import _refuse_templates, _Section, _uri
 
 
@@ -93,6 +94,11 @@ def parse_spec(raw: Any, *, source: str) -> ModelSpec:
     promotion = _parse_promotion(top.section("promotion", required=False), training, features)
     serving = _parse_serving(top.section("serving", required=False), data_uri=data_uri)
     drift = _parse_drift(top.section("drift", required=False), features)
+    performance = None
+    if top.raw.get("performance") is not None:
+        performance = parse_performance(top.section("performance"), promotion=promotion, features=features, target=target, contract=contract)
+    else:
+        top.seen.add("performance")
     required = (*features.columns, target.column, data.timestamp_column)
     undeclared = [c for c in required if contract.column(c) is None]
     if undeclared:
@@ -126,6 +132,7 @@ def parse_spec(raw: Any, *, source: str) -> ModelSpec:
         promotion=promotion,
         serving=serving,
         drift=drift,
+        performance=performance,
         source=source,
     )
     top.finish()

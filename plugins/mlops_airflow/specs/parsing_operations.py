@@ -289,6 +289,7 @@ def _parse_schedules(section: _Section) -> ScheduleSpec:
         retrain=_cron(section, "retrain", "0 3 * * 1"),
         drift_monitor=_cron(section, "drift_monitor", "@hourly"),
         batch_score=_cron(section, "batch_score", "@daily"),
+        performance_monitor=_cron(section, "performance_monitor", "@daily"),
     )
     section.finish()
     return spec

@@ -28,6 +28,8 @@ from mlops_airflow.constants import (
     TAG_MODEL_SPEC,
     TAG_WINDOW_END,
     TAG_WINDOW_START,
+    VALIDATION_SCORES_ARTIFACT,
+    VALIDATION_SCORES_MAX_ROWS,
     TrainingExitCode,
 )
 from mlops_airflow.core.features import FeatureError, prepare_features
@@ -272,7 +274,8 @@ def train(request: TrainingRequest) -> TrainingResult:
         # Trained on the GPU, served anywhere: scoring machines and model servers rarely have one.
         pipeline.named_steps["estimator"].set_params(device="cpu")
     classes = [int(c) for c in pipeline.classes_]
-    metrics = _metrics(y_val.to_numpy(), pipeline.predict_proba(x_val), classes)
+    validation_probabilities = pipeline.predict_proba(x_val)
+    metrics = _metrics(y_val.to_numpy(), validation_probabilities, classes)
     metrics.update(train_rows=float(len(x_train)), validation_rows=float(len(x_val)))
 
     mlflow.set_experiment(spec.name)
@@ -303,6 +306,7 @@ def train(request: TrainingRequest) -> TrainingResult:
         mlflow.log_metrics(metrics)
         _log_dataset(window.frame.loc[features.index], spec, request)
         _log_reference_sample(x_train, spec)
+        _log_validation_scores(x_val, y_val, validation_probabilities, classes, spec)
         if report:
             _log_data_report(report)
         if Path(spec.source).is_file():
@@ -375,6 +379,24 @@ def _log_reference_sample(x_train: pd.DataFrame, spec: ModelSpec) -> None:
         path = Path(folder) / Path(REFERENCE_SAMPLE_ARTIFACT).name
         sample.to_parquet(path, index=False)
         mlflow.log_artifact(str(path), artifact_path=str(Path(REFERENCE_SAMPLE_ARTIFACT).parent))
+
+
+def _log_validation_scores(x_val: pd.DataFrame, y_val: pd.Series, probabilities, classes: list[int], spec: ModelSpec) -> None:
+    """The validation rows as the model scored them: what the performance monitor compares live outcomes with."""
+    import mlflow
+    import pandas as pd
+
+    scores = pd.DataFrame({"label": y_val.to_numpy()})
+    for index, label in enumerate(classes):
+        scores[f"probability_{label}"] = probabilities[:, index]
+    for column in spec.promotion.segments:
+        scores[column] = x_val[column].to_numpy()
+    if len(scores) > VALIDATION_SCORES_MAX_ROWS:
+        scores = scores.sample(n=VALIDATION_SCORES_MAX_ROWS, random_state=spec.training.seed).reset_index(drop=True)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(VALIDATION_SCORES_ARTIFACT).name
+        scores.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path=str(Path(VALIDATION_SCORES_ARTIFACT).parent))
 
 
 def write_result(result: TrainingResult, path: str | os.PathLike[str]) -> None:

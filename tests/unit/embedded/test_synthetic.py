@@ -125,3 +125,14 @@ class TestGenerate:
     def test_cli_rejects_an_empty_range(self, tmp_path, capsys):
         assert main(["--out", str(tmp_path), "--start", "2026-02-10", "--end", "2026-02-10"]) == 2
         assert "must be after start" in capsys.readouterr().err
+
+    def test_cli_writes_late_labels_for_the_days_that_have_them(self, tmp_path, capsys):
+        events, labels = tmp_path / "events", tmp_path / "labels"
+        args = ["--out", str(events), "--start", "2026-02-10", "--end", "2026-02-13", "--rows-per-day", "30", "--labels-out", str(labels)]
+        assert main([*args, "--labels-until", "2026-02-12"]) == 0
+        assert sorted(p.name for p in labels.iterdir()) == ["dt=2026-02-10", "dt=2026-02-11"]
+        written = pd.read_parquet(labels / "dt=2026-02-11" / "labels.parquet")
+        day = generate_day(DAY + dt.timedelta(days=1), rows=30)
+        pd.testing.assert_frame_equal(written, day[["customer_id", LABEL_COLUMN]])
+        assert main(["--out", str(events), "--start", "2026-02-10", "--end", "2026-02-11", "--labels-until", "2026-02-11"]) == 2
+        assert "give --labels-out too" in capsys.readouterr().err

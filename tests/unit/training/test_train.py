@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from helpers import DATA_DAYS, DATA_END, free_port
 
-from mlops_airflow.constants import CHALLENGER_ALIAS, DATA_REPORT_ARTIFACT, REFERENCE_SAMPLE_ARTIFACT, TAG_REASON, TrainingExitCode
+from mlops_airflow.constants import CHALLENGER_ALIAS, DATA_REPORT_ARTIFACT, REFERENCE_SAMPLE_ARTIFACT, TAG_REASON, VALIDATION_SCORES_ARTIFACT, TrainingExitCode
 from mlops_airflow.training.__main__ import main
 from mlops_airflow.training.train import TAG_VALUE_MAX_CHARS, TrainingError, checked_data_report
 
@@ -19,6 +19,12 @@ from mlops_airflow.training.train import TAG_VALUE_MAX_CHARS, TrainingError, che
 def train_args(spec_file, result_path, *extra, start=None, end=DATA_END):
     start = start or (end - dt.timedelta(days=DATA_DAYS))
     return ["--spec", str(spec_file), "--window-start", str(start), "--window-end", str(end), "--result-path", str(result_path), *extra]
+
+
+def spec_segments(spec_file) -> list[str]:
+    from mlops_airflow.specs import load_spec
+
+    return list(load_spec(spec_file).promotion.segments)
 
 
 @pytest.fixture
@@ -58,6 +64,14 @@ class TestTraining:
         reference = pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=result["run_id"], artifact_path=REFERENCE_SAMPLE_ARTIFACT))
         assert len(reference) == 500
         assert list(reference.columns)[:2] == ["tenure_months", "monthly_charges"]
+        # The validation rows as the model scored them: the performance monitor's baseline and calibration.
+        scores = pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=result["run_id"], artifact_path=VALIDATION_SCORES_ARTIFACT))
+        assert list(scores.columns) == ["label", "probability_0", "probability_1", *spec_segments(small_spec_file)]
+        assert len(scores) == 5 * 300
+        assert scores[["probability_0", "probability_1"]].sum(axis=1).round(9).eq(1.0).all()
+        from mlops_airflow.stats.classification import score
+
+        assert score("roc_auc", scores["label"].to_numpy(), scores[["probability_0", "probability_1"]].to_numpy()) == pytest.approx(run.data.metrics["roc_auc"])
 
         model = mlflow.pyfunc.load_model(result["model_uri"])
         assert model.metadata.signature is not None

@@ -1,0 +1,135 @@
+"""``make performance-demo``: after ``make demo``, the champion judged on labels that arrive late, narrated.
+
+1. Outcomes arrive for the days whose labels are due (``performance.window_days`` days, ending
+   ``label_delay_days`` before yesterday): the spec's ``labels_uri`` gets each day's
+   ``customer_id`` and ``churned``. They are not what the model learned: customers of those
+   days churned for other reasons (the generator's concept drift, ``concept`` 1.0: the contract
+   and support calls stop mattering, the west region starts to). The newest days have no labels yet.
+2. The champion scores those days and the newer ones: ``batch_score_<model>`` runs for each day
+   that has no predictions of the current champion.
+3. ``performance_monitor_<model>`` runs with the trigger form's defaults (its run day: yesterday).
+4. Its findings, day by day: estimated against realized ROC AUC, prediction drift, concept drift;
+   the verdict; and the retrain it started (``performance__<first day>__<end>``), which the demo
+   waits for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mlops_airflow.constants import BATCH_SCORE_DAG_PREFIX, CHAMPION_ALIAS, PERFORMANCE_MONITOR_DAG_PREFIX, RETRAIN_DAG_PREFIX
+from mlops_airflow.embedded.config import StackConfig
+from mlops_airflow.embedded.demo import DEMO_ROWS_PER_DAY, RUN_TIMEOUT, registry_alias, stack_spec
+from mlops_airflow.hooks.airflow_api import AirflowClient
+
+CHANGED_OUTCOMES = 1.0  # the generator's concept drift on the labelled days
+
+
+def write_late_labels(spec: Any, days: list[dt.date], *, concept: float = CHANGED_OUTCOMES) -> None:
+    """The labels of ``days``' rows under ``performance.labels_uri``, with the label relationship moved by ``concept``."""
+    import pyarrow as pa
+
+    from mlops_airflow.core.partitions import write_partition
+    from mlops_airflow.embedded.synthetic import ID_COLUMN, LABEL_COLUMN, LABELS_FILE, DriftSettings, generate_day
+
+    changed = DriftSettings(start=days[0], features=(), magnitude=0.0, change_label_relationship=False, concept=concept) if concept else None
+    for day in days:
+        # The same rows as the events of that day (a day is generated from its own seed); only the outcome differs.
+        frame = generate_day(day, rows=DEMO_ROWS_PER_DAY, drift=changed)[[ID_COLUMN, LABEL_COLUMN]]
+        write_partition(pa.Table.from_pandas(frame, preserve_index=False), spec.performance.labels_uri, day, LABELS_FILE)
+
+
+def unscored_days(spec: Any, days: list[dt.date], version: str) -> list[dt.date]:
+    """The days among ``days`` without a predictions file written by ``version``."""
+    from mlops_airflow.core.partitions import read_window
+
+    missing = []
+    for day in days:
+        frame = read_window(spec.data.predictions_uri, day, day + dt.timedelta(days=1), columns=["model_version"]).frame
+        if frame.empty or set(frame["model_version"].astype(str)) != {version}:
+            missing.append(day)
+    return missing
+
+
+def day_lines(summary: dict[str, Any]) -> list[str]:
+    """One line per day of a performance summary: estimated and realized ROC AUC, prediction shift, concept drift."""
+
+    def auc(values: dict | None) -> str:
+        return "   -  " if not values or values.get("roc_auc") is None else f"{values['roc_auc']:.3f}"
+
+    lines = ["  day          rows  labelled  estimated AUC  realized AUC  prediction shift  concept drift"]
+    for entry in summary.get("days", []):
+        shift = entry.get("prediction_shift")
+        concept = {True: "yes", False: "no", None: "-"}[entry.get("concept_drift")]
+        lines.append(
+            f"  {entry['day']}  {entry['predictions']:>5}  {entry['labelled']:>8}  {auc(entry.get('estimated')):>13}  "
+            f"{auc(entry.get('realized')):>12}  {'-' if shift is None else f'{shift:.3f}':>16}  {concept:>13}"
+        )
+    return lines
+
+
+def run_performance_demo(config: StackConfig, model: str = "churn", *, echo: Callable[[str], None] = print, today: dt.date | None = None) -> bool:
+    from mlops_airflow.operators.performance import labelled_window
+
+    password = config.admin_password()
+    champion = registry_alias(config.mlflow_url, model, CHAMPION_ALIAS) if password else None
+    if champion is None:
+        echo(f"No {model} champion on a running stack: run `make demo` first.")
+        return False
+    spec = stack_spec(config, model)
+    if spec.performance is None:
+        echo(f"{spec.source} has no performance section: nothing to judge {model} on.")
+        return False
+    version, client = str(champion["version"]), AirflowClient(config.airflow_url, "admin", password)
+    run_day = (today or dt.datetime.now(dt.UTC).date()) - dt.timedelta(days=1)
+    start, end = labelled_window(run_day, label_delay_days=spec.performance.label_delay_days, window_days=spec.performance.window_days)
+    labelled = [start + dt.timedelta(days=i) for i in range((end - start).days)]
+    echo(f"== 1. Labels arrive for {start}..{end - dt.timedelta(days=1)}, {spec.performance.label_delay_days} day(s) late; the newest days have none yet")
+    echo("   customers of those days churned for other reasons than the model learned (contract and support calls stopped mattering)")
+    write_late_labels(spec, labelled)
+    echo(f"data: wrote {len(labelled)} labels partitions under {spec.performance.labels_uri}")
+
+    days = [start + dt.timedelta(days=i) for i in range((run_day - start).days + 1)]
+    missing = unscored_days(spec, days, version)
+    scorer = f"{BATCH_SCORE_DAG_PREFIX}{model}"
+    echo(f"== 2. The champion v{version} scores the {len(missing)} day(s) it has not scored yet ({scorer})")
+    client.set_paused(scorer, False)
+    runs = [client.trigger(scorer, conf={"partition_date": str(day)})["dag_run_id"] for day in missing]
+    for run_id in runs:
+        if client.wait_for_run(scorer, run_id, timeout=RUN_TIMEOUT)["state"] != "success":
+            echo(f"{scorer} run {run_id} failed: see its log in the UI")
+            return False
+
+    monitor = f"{PERFORMANCE_MONITOR_DAG_PREFIX}{model}"
+    client.wait_for_dag(monitor)
+    client.set_paused(monitor, False)
+    run_id = client.trigger(monitor)["dag_run_id"]
+    echo(f"== 3. airflow: triggered {monitor} with the trigger form's defaults (run {run_id})")
+    state = client.wait_for_run(monitor, run_id, timeout=RUN_TIMEOUT)["state"]
+    summary = client.xcom(monitor, run_id, "measure_performance") or {}
+    echo(f"{monitor} run {run_id}: {state.upper()}")
+    echo(
+        f"== 4. v{summary.get('champion_version')} on its predictions, labelled window {summary.get('labelled_start')}..{summary.get('labelled_end')} (end excluded)"
+    )
+    for line in day_lines(summary):
+        echo(line)
+    echo(f"verdict: {'DECAYED' if summary.get('decayed') else 'not decayed'}: {'; '.join(summary.get('reasons', []))}")
+    if not summary.get("decayed"):
+        return state == "success"
+    retrain, retrain_run = f"{RETRAIN_DAG_PREFIX}{model}", summary.get("retrain_run_id")
+    tasks = {t["task_id"]: t["state"] for t in client.task_instances(monitor, run_id)}
+    echo(f"airflow: decide_retrain {tasks.get('decide_retrain')}, trigger_retrain {tasks.get('trigger_retrain')}: {retrain} run {retrain_run}")
+    if tasks.get("trigger_retrain") != "success":
+        return state == "success"
+    client.set_paused(retrain, False)
+    started = time.monotonic()
+    finished = client.wait_for_run(retrain, retrain_run, timeout=RUN_TIMEOUT)
+    echo(
+        f"{retrain} run {retrain_run}: {finished['state'].upper()} in {time.monotonic() - started:.0f} s; its conf carries the summary (the 'performance' Param)"
+    )
+    after = registry_alias(config.mlflow_url, model, CHAMPION_ALIAS) or {}
+    echo(f"the champion is v{after.get('version')} (was v{version})")
+    return state == "success" and finished["state"] == "success"

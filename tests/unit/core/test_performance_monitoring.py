@@ -1,0 +1,144 @@
+"""mlops_airflow.core.performance_monitoring: joining late labels, and the decay judgement on a bootstrap bound."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_airflow.core.performance_monitoring import (
+    Baseline,
+    PerformanceInputError,
+    baseline_from_frame,
+    day_performance,
+    join_labels,
+    judge_decay,
+    segment_metrics,
+)
+from mlops_airflow.specs import PerformanceSpec
+
+DAY = dt.date(2026, 3, 1)
+SPEC = PerformanceSpec(labels_uri="file:///labels", key="id", floor=0.7, max_drop=0.05, bootstrap_resamples=300, min_labelled_rows=200)
+
+
+def scored(rows: int, *, separation: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and scores whose ROC AUC grows with ``separation`` (0: chance)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, rows)
+    scores = 1.0 / (1.0 + np.exp(-(separation * (labels - 0.5) + rng.normal(size=rows))))
+    return labels, scores
+
+
+class TestJoinLabels:
+    def predictions(self):
+        return pd.DataFrame({"id": ["a", "b", "c"], "probability_0": [0.8, 0.4, 0.1], "probability_1": [0.2, 0.6, 0.9]})
+
+    def test_keeps_the_labelled_rows_whatever_order_the_labels_came_in(self):
+        labels = pd.DataFrame({"id": ["c", "a", "zz"], "churned": [1, 0, 1]})
+        joined = join_labels(self.predictions(), labels, key="id", target="churned", positive_class=1, day=DAY)
+        assert joined.set_index("id")[["score", "label"]].to_dict("index") == {"a": {"score": 0.2, "label": 0}, "c": {"score": 0.9, "label": 1}}
+
+    def test_a_key_labelled_twice_is_refused_naming_the_day_and_the_key(self):
+        labels = pd.DataFrame({"id": ["a", "a", "b"], "churned": [0, 1, 1]})
+        with pytest.raises(PerformanceInputError, match=r"2026-03-01: 2 label rows share a key .*'a'"):
+            join_labels(self.predictions(), labels, key="id", target="churned", positive_class=1, day=DAY)
+
+    @pytest.mark.parametrize(("side", "column"), [("predictions", "id"), ("labels", "id"), ("labels", "churned")])
+    def test_a_missing_column_is_named(self, side, column):
+        predictions, labels = self.predictions(), pd.DataFrame({"id": ["a"], "churned": [1]})
+        frames = {"predictions": predictions, "labels": labels}
+        frames[side] = frames[side].drop(columns=[column])
+        with pytest.raises(PerformanceInputError, match=f"the {side} have no column '{column}'"):
+            join_labels(frames["predictions"], frames["labels"], key="id", target="churned", positive_class=1, day=DAY)
+
+    def test_a_missing_label_value_is_not_a_label(self):
+        labels = pd.DataFrame({"id": ["a", "b"], "churned": [1.0, None]})
+        joined = join_labels(self.predictions(), labels, key="id", target="churned", positive_class=1, day=DAY)
+        assert joined["id"].tolist() == ["a"]
+
+
+class TestJudgeDecay:
+    def baseline(self) -> Baseline:
+        labels, scores = scored(3000, separation=2.5, seed=1)
+        return Baseline(labels=labels, scores=scores)
+
+    def test_a_clear_drop_beyond_the_margin_is_decay(self):
+        labels, scores = scored(3000, separation=1.2, seed=2)
+        verdict = judge_decay(labels, scores, self.baseline(), SPEC)
+        assert verdict.decayed
+        assert verdict.drop_lower > SPEC.max_drop
+        assert verdict.baseline - verdict.realized > 0.1
+        assert any("dropped" in reason for reason in verdict.reasons)
+
+    def test_the_same_model_on_new_rows_is_not_decay(self):
+        labels, scores = scored(3000, separation=2.5, seed=3)
+        verdict = judge_decay(labels, scores, self.baseline(), SPEC)
+        assert not verdict.decayed, verdict.reasons
+        assert verdict.drop_lower <= SPEC.max_drop
+
+    def test_a_small_window_with_a_large_point_drop_is_not_yet_decay(self):
+        """200 rows: the point estimate falls by more than the margin, but the bound does not clear it."""
+        labels, scores = scored(200, separation=1.6, seed=4)
+        verdict = judge_decay(labels, scores, self.baseline(), dataclasses.replace(SPEC, floor=None))
+        assert verdict.baseline - verdict.realized > SPEC.max_drop
+        assert not verdict.decayed
+        assert verdict.drop_lower <= SPEC.max_drop
+
+    def test_below_the_floor_is_decay_without_a_baseline(self):
+        labels, scores = scored(3000, separation=0.5, seed=5)
+        verdict = judge_decay(labels, scores, None, SPEC)
+        assert verdict.decayed
+        assert verdict.realized_upper < SPEC.floor
+        assert verdict.baseline is None
+        assert any("judged on the floor only" in reason for reason in verdict.reasons)
+
+    def test_too_few_labelled_rows_give_no_verdict(self):
+        labels, scores = scored(199, separation=0.0, seed=6)
+        verdict = judge_decay(labels, scores, self.baseline(), SPEC)
+        assert not verdict.decayed
+        assert verdict.reasons == ("199 labelled predictions in the window; a verdict needs 200",)
+
+    def test_one_class_only_gives_no_verdict(self):
+        verdict = judge_decay(np.zeros(500, dtype=int), np.linspace(0, 1, 500), self.baseline(), SPEC)
+        assert not verdict.decayed
+        assert "undefined" in verdict.reasons[0]
+
+
+def test_baseline_from_the_validation_scores_and_its_errors():
+    frame = pd.DataFrame({"label": [0, 1, 1], "probability_0": [0.9, 0.3, 0.2], "probability_1": [0.1, 0.7, 0.8], "contract": ["a", "b", "a"]})
+    baseline = baseline_from_frame(frame, positive_class=1, segments=["contract", "absent"])
+    assert baseline.labels.tolist() == [0, 1, 1]
+    assert baseline.scores.tolist() == [0.1, 0.7, 0.8]
+    assert list(baseline.segments) == ["contract"]
+    with pytest.raises(PerformanceInputError, match=r"lack the columns \['probability_1'\]"):
+        baseline_from_frame(frame.drop(columns=["probability_1"]), positive_class=1)
+    with pytest.raises(PerformanceInputError, match="not finite"):
+        baseline_from_frame(frame.assign(probability_1=[0.1, np.nan, 0.8]), positive_class=1)
+
+
+def test_a_day_without_labels_has_estimates_and_a_prediction_shift_only():
+    from mlops_airflow.stats.performance_estimation import ScoreCalibration
+
+    labels, scores = scored(2000, separation=2.0, seed=7)
+    baseline = Baseline(labels=labels, scores=scores)
+    calibration = ScoreCalibration(scores, labels)
+    _, shifted = scored(1000, separation=2.0, seed=8)
+    day = day_performance(DAY, np.clip(shifted + 0.3, 0, 1), None, baseline=baseline, calibration=calibration)
+    assert day.realized is None
+    assert day.concept_drift is None
+    assert day.labelled == 0
+    assert day.prediction_shift > 0.3
+    assert day.prediction_shift_p_value < 1e-6
+    assert 0.5 < day.estimated["roc_auc"] < 1.0
+    same = day_performance(DAY, shifted, None, baseline=baseline, calibration=calibration)
+    assert same.prediction_shift < 0.1
+
+
+def test_segments_below_the_minimum_rows_are_left_out():
+    labels, scores = scored(600, separation=2.0, seed=9)
+    frame = pd.DataFrame({"label": labels, "score": scores, "contract": ["big"] * 500 + ["small"] * 100})
+    assert list(segment_metrics(frame, ["contract", "absent"], "roc_auc", min_rows=200)) == ["contract"]
+    assert list(segment_metrics(frame, ["contract"], "roc_auc", min_rows=200)["contract"]) == ["big"]
