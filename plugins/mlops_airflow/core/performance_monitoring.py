@@ -62,7 +62,8 @@ class DayPerformance:
     concept_drift: bool | None  # the estimate and the labels disagree beyond their sampling error; None: not judged
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "day": self.day.isoformat()}
+        """JSON-ready: the day as text, and a figure that is undefined (NaN: one class only) as null."""
+        return _finite({**asdict(self), "day": self.day.isoformat()})
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,16 @@ class DecayVerdict:
     drop_upper: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "reasons": list(self.reasons)}
+        return _finite({**asdict(self), "reasons": list(self.reasons)})
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None (XCom and MLflow take JSON)."""
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def baseline_from_frame(frame: pd.DataFrame, *, positive_class: int, segments: Sequence[str] = ()) -> Baseline:
@@ -179,6 +189,9 @@ def judge_decay(labels: np.ndarray, scores: np.ndarray, baseline: Baseline | Non
             reference = _bootstrap(metric, baseline.labels, baseline.scores, spec.bootstrap_resamples, seed + 1)
             drops = reference - window
             drops = drops[np.isfinite(drops)]
+            if not math.isfinite(base) or drops.size < len(window) // 2:
+                reasons.append(f"{metric} is undefined on the champion's validation scores: judged on the floor only")
+                return DecayVerdict(decayed, tuple(reasons), metric, rows, **verdict)
             lower, upper = float(np.quantile(drops, tail)), float(np.quantile(drops, spec.confidence))
             verdict.update(baseline=base, drop_lower=lower, drop_upper=upper)
             if lower > spec.max_drop:

@@ -2,9 +2,11 @@
 
 1. Outcomes arrive for the days whose labels are due (``performance.window_days`` days, ending
    ``label_delay_days`` before yesterday): the spec's ``labels_uri`` gets each day's
-   ``customer_id`` and ``churned``. They are not what the model learned: customers of those
-   days churned for other reasons (the generator's concept drift, ``concept`` 1.0: the contract
-   and support calls stop mattering, the west region starts to). The newest days have no labels yet.
+   ``customer_id`` and ``churned``, and the events of those days get the same outcomes in their
+   target column (what a retrain learns from). They are not what the model learned: customers of
+   those days churned for other reasons (the generator's concept drift, ``concept`` 1.0: the
+   contract and support calls stop mattering, the west region starts to). The newest days have no
+   labels yet.
 2. The champion scores those days and the newer ones: ``batch_score_<model>`` runs for each day
    that has no predictions of the current champion.
 3. ``performance_monitor_<model>`` runs with the trigger form's defaults (its run day: yesterday).
@@ -22,24 +24,33 @@ from typing import Any
 
 from mlops_airflow.constants import BATCH_SCORE_DAG_PREFIX, CHAMPION_ALIAS, PERFORMANCE_MONITOR_DAG_PREFIX, RETRAIN_DAG_PREFIX
 from mlops_airflow.embedded.config import StackConfig
-from mlops_airflow.embedded.demo import DEMO_ROWS_PER_DAY, RUN_TIMEOUT, registry_alias, stack_spec
-from mlops_airflow.hooks.airflow_api import AirflowClient
+from mlops_airflow.embedded.demo import DEMO_ROWS_PER_DAY, RUN_TIMEOUT, registry_alias, stack_spec, version_tags
+from mlops_airflow.embedded.release_demo import registry_version
+from mlops_airflow.hooks.airflow_api import AirflowApiError, AirflowClient
 
 CHANGED_OUTCOMES = 1.0  # the generator's concept drift on the labelled days
 
 
 def write_late_labels(spec: Any, days: list[dt.date], *, concept: float = CHANGED_OUTCOMES) -> None:
-    """The labels of ``days``' rows under ``performance.labels_uri``, with the label relationship moved by ``concept``."""
+    """The labels of ``days``' rows under ``performance.labels_uri``, with the label relationship moved by ``concept``;
+    and the same outcomes into those days' events, whose target column is what training learns from."""
     import pyarrow as pa
 
-    from mlops_airflow.core.partitions import write_partition
+    from mlops_airflow.core.partitions import list_partition_files, read_window, write_partition
     from mlops_airflow.embedded.synthetic import ID_COLUMN, LABEL_COLUMN, LABELS_FILE, DriftSettings, generate_day
 
     changed = DriftSettings(start=days[0], features=(), magnitude=0.0, change_label_relationship=False, concept=concept) if concept else None
     for day in days:
         # The same rows as the events of that day (a day is generated from its own seed); only the outcome differs.
-        frame = generate_day(day, rows=DEMO_ROWS_PER_DAY, drift=changed)[[ID_COLUMN, LABEL_COLUMN]]
-        write_partition(pa.Table.from_pandas(frame, preserve_index=False), spec.performance.labels_uri, day, LABELS_FILE)
+        labels = generate_day(day, rows=DEMO_ROWS_PER_DAY, drift=changed)[[ID_COLUMN, LABEL_COLUMN]]
+        write_partition(pa.Table.from_pandas(labels, preserve_index=False), spec.performance.labels_uri, day, LABELS_FILE)
+        files = list_partition_files(spec.data.uri, day)
+        if len(files) != 1:
+            continue  # not the demo's one file a day: leave the events as they are
+        events = read_window(spec.data.uri, day, day + dt.timedelta(days=1)).frame.drop(columns=["dt"])
+        outcomes = events[[ID_COLUMN]].merge(labels, on=ID_COLUMN, how="left")[LABEL_COLUMN]
+        events[spec.target.column] = outcomes.fillna(events[spec.target.column]).astype(events[spec.target.column].dtype).to_numpy()
+        write_partition(pa.Table.from_pandas(events, preserve_index=False), spec.data.uri, day, files[0].rsplit("/", 1)[-1])
 
 
 def unscored_days(spec: Any, days: list[dt.date], version: str) -> list[dt.date]:
@@ -90,7 +101,7 @@ def run_performance_demo(config: StackConfig, model: str = "churn", *, echo: Cal
     echo(f"== 1. Labels arrive for {start}..{end - dt.timedelta(days=1)}, {spec.performance.label_delay_days} day(s) late; the newest days have none yet")
     echo("   customers of those days churned for other reasons than the model learned (contract and support calls stopped mattering)")
     write_late_labels(spec, labelled)
-    echo(f"data: wrote {len(labelled)} labels partitions under {spec.performance.labels_uri}")
+    echo(f"data: wrote {len(labelled)} labels partitions under {spec.performance.labels_uri}, and the outcomes into those days' events")
 
     days = [start + dt.timedelta(days=i) for i in range((run_day - start).days + 1)]
     missing = unscored_days(spec, days, version)
@@ -122,7 +133,14 @@ def run_performance_demo(config: StackConfig, model: str = "churn", *, echo: Cal
     retrain, retrain_run = f"{RETRAIN_DAG_PREFIX}{model}", summary.get("retrain_run_id")
     tasks = {t["task_id"]: t["state"] for t in client.task_instances(monitor, run_id)}
     echo(f"airflow: decide_retrain {tasks.get('decide_retrain')}, trigger_retrain {tasks.get('trigger_retrain')}: {retrain} run {retrain_run}")
-    if tasks.get("trigger_retrain") != "success":
+    if tasks.get("trigger_retrain") == "skipped":
+        # Unpausing the monitor also started its scheduled run for the same day: whichever got there first
+        # started the retrain, and the other found it (one retrain per labelled window).
+        echo(f"  (the run existed: {monitor}'s scheduled run, started when it was unpaused, judged the same window first)")
+    try:
+        client.get_run(retrain, retrain_run)
+    except AirflowApiError:
+        echo(f"no {retrain} run {retrain_run}: see decide_retrain's log for why (a cooldown, or performance.retrain off)")
         return state == "success"
     client.set_paused(retrain, False)
     started = time.monotonic()
@@ -132,4 +150,8 @@ def run_performance_demo(config: StackConfig, model: str = "churn", *, echo: Cal
     )
     after = registry_alias(config.mlflow_url, model, CHAMPION_ALIAS) or {}
     echo(f"the champion is v{after.get('version')} (was v{version})")
+    retrained = (client.xcom(retrain, retrain_run, "train_model") or {}).get("version")
+    if retrained:
+        tags = version_tags(registry_version(config.mlflow_url, model, str(retrained)))
+        echo(f"v{retrained}, trained on the window with the new outcomes: {tags.get('mlops.decision')} ({tags.get('mlops.decision.reasons')})")
     return state == "success" and finished["state"] == "success"

@@ -214,7 +214,9 @@ def measure(spec: ModelSpec, run_day: dt.date, version: str, baseline, *, log) -
     segments = {}
     if spec.promotion.segments and not window.empty:
         features = read_window(spec.data.uri, start, end, columns=[performance.key, *spec.promotion.segments]).frame
-        with_segments = window.merge(features.drop(columns=[PARTITION_KEY]).drop_duplicates(performance.key), on=performance.key, how="left")
+        # By key and day: a key (a customer) may come back on other days, in another segment.
+        segment_columns = features.drop_duplicates([performance.key, PARTITION_KEY])
+        with_segments = window.merge(segment_columns, on=[performance.key, PARTITION_KEY], how="left")
         segments = segment_metrics(with_segments, spec.promotion.segments, performance.metric, spec.promotion.min_segment_rows)
     return PerformanceSummary(
         model=spec.name,

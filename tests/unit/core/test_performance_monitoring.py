@@ -101,6 +101,14 @@ class TestJudgeDecay:
         assert not verdict.decayed
         assert verdict.reasons == ("199 labelled predictions in the window; a verdict needs 200",)
 
+    def test_a_baseline_of_one_class_leaves_the_floor_to_judge(self):
+        labels, scores = scored(1000, separation=2.5, seed=10)
+        baseline = Baseline(labels=np.ones(500, dtype=int), scores=np.linspace(0, 1, 500))
+        verdict = judge_decay(labels, scores, baseline, SPEC)
+        assert not verdict.decayed
+        assert "undefined on the champion's validation scores" in verdict.reasons[-1]
+        assert verdict.as_dict()["baseline"] is None
+
     def test_one_class_only_gives_no_verdict(self):
         verdict = judge_decay(np.zeros(500, dtype=int), np.linspace(0, 1, 500), self.baseline(), SPEC)
         assert not verdict.decayed
@@ -142,3 +150,15 @@ def test_segments_below_the_minimum_rows_are_left_out():
     frame = pd.DataFrame({"label": labels, "score": scores, "contract": ["big"] * 500 + ["small"] * 100})
     assert list(segment_metrics(frame, ["contract", "absent"], "roc_auc", min_rows=200)) == ["contract"]
     assert list(segment_metrics(frame, ["contract"], "roc_auc", min_rows=200)["contract"]) == ["big"]
+
+
+def test_an_undefined_figure_is_null_in_the_summary():
+    from mlops_airflow.stats.performance_estimation import ScoreCalibration
+
+    labels, scores = scored(500, separation=2.0, seed=11)
+    calibration = ScoreCalibration(scores, labels)
+    one_class = pd.DataFrame({"label": np.zeros(50, dtype=int), "score": np.linspace(0, 1, 50)})
+    day = day_performance(DAY, one_class["score"].to_numpy(), one_class, baseline=None, calibration=calibration)
+    assert day.realized["roc_auc"] != day.realized["roc_auc"]  # NaN: one class
+    assert day.as_dict()["realized"]["roc_auc"] is None
+    assert day.as_dict()["concept_drift"] is None

@@ -18,18 +18,27 @@ DAY = dt.date(2026, 2, 10)
 
 def demo_spec(tmp_path):
     return SimpleNamespace(
-        performance=SimpleNamespace(labels_uri=f"file://{tmp_path}/labels"), data=SimpleNamespace(predictions_uri=f"file://{tmp_path}/predictions")
+        performance=SimpleNamespace(labels_uri=f"file://{tmp_path}/labels"),
+        data=SimpleNamespace(uri=f"file://{tmp_path}/events", predictions_uri=f"file://{tmp_path}/predictions"),
+        target=SimpleNamespace(column="churned"),
     )
 
 
-def test_late_labels_are_the_events_rows_with_changed_outcomes(tmp_path):
+def test_late_labels_are_the_events_rows_with_changed_outcomes_and_reach_the_events(tmp_path):
     spec = demo_spec(tmp_path)
-    write_late_labels(spec, [DAY, DAY + dt.timedelta(days=1)])
+    second = DAY + dt.timedelta(days=1)
+    events = generate_day(second, rows=DEMO_ROWS_PER_DAY)
+    write_partition(pa.Table.from_pandas(events, preserve_index=False), spec.data.uri, second)
+    write_late_labels(spec, [DAY, second])
     labels = pd.read_parquet(tmp_path / "labels" / "dt=2026-02-11" / "labels.parquet")
-    events = generate_day(DAY + dt.timedelta(days=1), rows=DEMO_ROWS_PER_DAY)
     assert labels["customer_id"].tolist() == events["customer_id"].tolist()
     changed = (labels["churned"] != events["churned"]).mean()
     assert 0.05 < changed < 0.5, changed  # outcomes moved, not replaced by noise
+    # The training table learns the new outcomes; nothing else of the events moved.
+    updated = pd.read_parquet(tmp_path / "events" / "dt=2026-02-11" / "part-0.parquet")
+    assert updated["churned"].tolist() == labels["churned"].tolist()
+    pd.testing.assert_frame_equal(updated.drop(columns=["churned"]), events.drop(columns=["churned"]))
+    assert not (tmp_path / "events" / "dt=2026-02-10").exists()  # no events that day: none are made up
     write_late_labels(spec, [DAY], concept=0.0)
     assert (
         pd.read_parquet(tmp_path / "labels" / "dt=2026-02-10" / "labels.parquet")["churned"].tolist()
