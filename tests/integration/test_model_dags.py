@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from helpers import DATA_DAYS, DATA_END, REPO_ROOT, alias_version, churn_spec_raw, quick_spec, task_states, write_spec
 
 from mlops_airflow.serving.base import Color
@@ -107,6 +109,27 @@ def test_retrain_promotes_then_score_then_roll_back(airflow_db, dagbag, churn_da
         "mlops.serving.churn.switch",
     }
 
+    # A release whose smoke test fails is rolled back: the same data gives an equal v3 (promoted: non-inferior);
+    # a latency budget no server meets fails its smoke test on green, and blue keeps serving v1.
+    from airflow.dag_processing.dagbag import DagBag
+
+    spec_file = Path(os.environ["MLOPS_SPECS_DIR"]) / "churn.yaml"  # the dagbag fixture's quick copy
+    raw = yaml.safe_load(spec_file.read_text())
+    raw["serving"]["smoke"]["max_p95_ms"] = 1
+    spec_file.write_text(yaml.safe_dump(raw))
+    state, tasks, _ = run(DagBag(dag_folder=str(REPO_ROOT / "dags")), "retrain_churn", {"window_end": str(DATA_END), "window_days": DATA_DAYS})
+    assert state == "failed"
+    assert (tasks["promote_champion"], tasks["smoke_test_idle"], tasks["switch_traffic"], tasks["rollback_release"]) == (
+        "success",
+        "failed",
+        "upstream_failed",
+        "success",
+    )
+    assert (backend.status().live, backend.status().live_version) == ("blue", "1")
+    # The registry agrees with live traffic again; the version that failed its release is the one to compare with.
+    assert (alias_version(registry, "churn", "champion"), alias_version(registry, "churn", "previous_champion")) == ("1", "3")
+    assert "release failed" in registry.get_model_version("churn", "3").tags["mlops.serving.rolled_back"]
+
 
 def test_batch_score_skips_without_a_champion(airflow_db, dagbag, churn_data, registry):
     registry.create_registered_model("churn")
@@ -121,19 +144,19 @@ def test_retrain_promotes_a_first_model_then_rejects_a_worse_one(airflow_db, chu
     monkeypatch.setenv("MLOPS_SPECS_DIR", str(tmp_path / "models"))
     (tmp_path / "models").mkdir()
 
-    def retrain_with(estimator):
+    def retrain_with(estimator, window_days=DATA_DAYS):
         raw["training"]["estimator"] = estimator
         write_spec(raw, tmp_path / "models")
         bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
         assert bag.import_errors == {}
-        return run(bag, "retrain_churn", {"window_end": str(DATA_END), "window_days": DATA_DAYS})
+        return run(bag, "retrain_churn", {"window_end": str(DATA_END), "window_days": window_days})
 
     state, tasks, _ = retrain_with({"kind": "hist_gradient_boosting", "params": {"max_iter": 100}})
     assert (state, tasks["promote_champion"]) == ("success", "success")
     assert alias_version(registry, "churn", "champion") == "1"
 
-    # A stump: worse beyond the non-inferiority margin. Not promoted, and the run is still a success.
-    state, tasks, _ = retrain_with({"kind": "hist_gradient_boosting", "params": {"max_iter": 1, "max_depth": 1}})
+    # A stump, on a shorter window: worse beyond the non-inferiority margin. Not promoted, and the run is still a success.
+    state, tasks, _ = retrain_with({"kind": "hist_gradient_boosting", "params": {"max_iter": 1, "max_depth": 1}}, window_days=10)
     # The release after it is skipped: the live colour keeps serving v1.
     expected = {
         **dict.fromkeys(RETRAIN_TASKS[:-1], "success"),
@@ -148,6 +171,12 @@ def test_retrain_promotes_a_first_model_then_rejects_a_worse_one(airflow_db, chu
     assert rejected.tags["mlops.decision.compared_with"] == "1"
     assert "non-inferiority roc_auc" in rejected.tags["mlops.decision.reasons"]
     assert registry.list_artifacts(rejected.run_id, "promotion")
+    # The rendered window reaches the entrypoint: the run's window_days Param shows in the training run's params,
+    # and without a reason Param the run type is recorded.
+    params = registry.get_run(rejected.run_id).data.params
+    assert (params["window_start"], params["window_end"]) == (str(DATA_END - dt.timedelta(days=10)), str(DATA_END))
+    assert registry.get_run(rejected.run_id).data.tags["mlops.reason"] == "manual"
+    assert json.loads(json.dumps(params))  # plain strings only
 
 
 def test_retrain_on_a_window_without_data_fails_without_retrying(airflow_db, dagbag, churn_data, registry):
@@ -170,17 +199,6 @@ def test_rollback_without_previous_champion_fails_clearly(airflow_db, dagbag, re
     )
 
 
-def test_templates_render_params(airflow_db, dagbag, churn_data, registry):
-    # The rendered window reaches the entrypoint: an explicit window_days shows in the run's params.
-    run(dagbag, "retrain_churn", {"window_end": str(DATA_END), "window_days": 10})
-    (version,) = registry.search_model_versions("name = 'churn'")
-    params = registry.get_run(version.run_id).data.params
-    assert (params["window_start"], params["window_end"]) == (str(DATA_END - dt.timedelta(days=10)), str(DATA_END))
-    # Without a reason Param, the run type is recorded.
-    assert registry.get_run(version.run_id).data.tags["mlops.reason"] == "manual"
-    assert json.loads(json.dumps(params))  # plain strings only
-
-
 def test_bad_day_in_the_window_stops_training_and_is_quarantined(airflow_db, dagbag, churn_spec, registry):
     # A window of its own (June), so the shared data of the other tests stays intact.
     from mlops_airflow.embedded.synthetic import generate
@@ -198,37 +216,3 @@ def test_bad_day_in_the_window_stops_training_and_is_quarantined(airflow_db, dag
     quarantined = next(Path(churn_spec.data.uri.removeprefix("file://"), "_quarantine").glob(f"*/dt={bad_day}/part-0.parquet"))
     assert quarantined.read_bytes() == original
     assert not bad_file.parent.exists()
-
-
-def test_a_release_whose_smoke_test_fails_is_rolled_back(airflow_db, churn_data, registry, tmp_path, monkeypatch):
-    from airflow.dag_processing.dagbag import DagBag
-
-    from mlops_airflow.serving.local import LocalServingBackend
-
-    raw = quick_spec(churn_spec_raw())
-    monkeypatch.setenv("MLOPS_SPECS_DIR", str(tmp_path / "models"))
-    (tmp_path / "models").mkdir()
-
-    def retrain(**smoke):
-        raw["serving"]["smoke"].update(smoke)
-        write_spec(raw, tmp_path / "models")
-        return run(DagBag(dag_folder=str(REPO_ROOT / "dags")), "retrain_churn", {"window_end": str(DATA_END), "window_days": DATA_DAYS})
-
-    state, tasks, _ = retrain()
-    assert (state, tasks["verify_live"]) == ("success", "success")
-    backend = LocalServingBackend(model="churn")
-    assert (backend.status().live, backend.status().live_version) == ("blue", "1")
-
-    # The same data again gives an equal model (promoted: non-inferior); a latency budget no server meets fails its smoke test.
-    state, tasks, _ = retrain(max_p95_ms=1)
-    assert state == "failed"
-    assert (tasks["promote_champion"], tasks["smoke_test_idle"], tasks["switch_traffic"], tasks["rollback_release"]) == (
-        "success",
-        "failed",
-        "upstream_failed",
-        "success",
-    )
-    # Live traffic never left v1, and the registry agrees with it again.
-    assert (backend.status().live, backend.status().live_version) == ("blue", "1")
-    assert (alias_version(registry, "churn", "champion"), alias_version(registry, "churn", "previous_champion")) == ("1", "2")
-    assert "release failed" in registry.get_model_version("churn", "2").tags["mlops.serving.rolled_back"]

@@ -1,0 +1,106 @@
+"""The performance monitor's window, its record and its retrain gate (the guards: no decay, retrain off, a run in flight, the cooldown)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from helpers import task_context
+from labelled_predictions import register_champion_with_validation_scores, write_performance_spec
+
+from mlops_airflow.core.payloads import PerformanceSummary
+from mlops_airflow.operators.performance import PerformanceRetrainGateOperator, labelled_window, live_metrics
+
+SUMMARY = PerformanceSummary(
+    model="churn",
+    champion_version="1",
+    run_day=dt.date(2026, 2, 28),
+    labelled_start=dt.date(2026, 2, 21),
+    labelled_end=dt.date(2026, 2, 26),
+    decayed=True,
+    reasons=("roc_auc dropped 0.19 from the baseline 0.81",),
+    retrain_run_id="performance__2026-02-21__2026-02-26",
+    verdict={"metric": "roc_auc", "labelled_rows": 4000, "realized": 0.62},
+    days=(
+        {"day": "2026-02-25", "predictions": 800, "labelled": 800, "realized": {"roc_auc": 0.6, "accuracy": None}, "estimated": None, "prediction_shift": 0.02},
+        {"day": "2026-02-28", "predictions": 800, "labelled": 0, "realized": None, "estimated": {"roc_auc": 0.8, "accuracy": 0.7}, "prediction_shift": None},
+    ),
+).to_xcom()
+
+
+def test_the_labelled_window_ends_the_label_delay_before_the_day_after_the_run_day():
+    assert labelled_window(dt.date(2026, 2, 28), label_delay_days=3, window_days=5) == (dt.date(2026, 2, 21), dt.date(2026, 2, 26))
+    assert labelled_window(dt.date(2026, 2, 28), label_delay_days=0, window_days=1) == (dt.date(2026, 2, 28), dt.date(2026, 3, 1))
+
+
+def test_each_known_figure_becomes_a_metric_of_its_day():
+    rows = live_metrics(PerformanceSummary.from_xcom(SUMMARY))
+    assert rows == [
+        ("live.realized.roc_auc", 0.6, dt.date(2026, 2, 25)),
+        ("live.prediction_shift", 0.02, dt.date(2026, 2, 25)),
+        ("live.labelled_rows", 800.0, dt.date(2026, 2, 25)),
+        ("live.estimated.roc_auc", 0.8, dt.date(2026, 2, 28)),
+        ("live.estimated.accuracy", 0.7, dt.date(2026, 2, 28)),
+        ("live.labelled_rows", 0.0, dt.date(2026, 2, 28)),
+    ]
+
+
+def gate_context(summary, run_states=None):
+    return task_context(
+        {"measure_performance": summary},
+        run_id="scheduled__2026-02-28",
+        task_id="decide_retrain",
+        dag_id="performance_monitor_churn",
+        run_states=run_states,
+    )
+
+
+@pytest.fixture
+def gate(tmp_path, mlflow_store):
+    register_champion_with_validation_scores(mlflow_store, rows=400)
+
+    def build(**performance):
+        spec_path = write_performance_spec(tmp_path, tmp_path / "data", **performance)
+        return PerformanceRetrainGateOperator(task_id="decide_retrain", spec_path=spec_path, monitor_task_id="measure_performance")
+
+    return build
+
+
+def test_the_gate_records_the_trigger_then_holds_the_next_window(gate, mlflow_store):
+    from mlflow.tracking import MlflowClient
+
+    operator = gate(cooldown_hours=72)
+    context = gate_context(SUMMARY)
+    decision = operator.execute(context)
+    assert decision["run_id"] == context["ti"].pushed["run_id"] == "performance__2026-02-21__2026-02-26"
+    assert decision["conf"]["reason"] == "performance decay of v1 over 2026-02-21..2026-02-26: roc_auc dropped 0.19 from the baseline 0.81"
+    assert "days" not in decision["conf"]["performance"]  # each day's figures are on MLflow, not in every retrain's conf
+    assert decision["conf"]["performance"]["monitor_run_id"] == "scheduled__2026-02-28"
+    tag = json.loads(MlflowClient(mlflow_store, mlflow_store).get_registered_model("churn").tags["mlops.performance.last_trigger"])
+    assert (tag["run_id"], tag["dag_run"]) == ("performance__2026-02-21__2026-02-26", "scheduled__2026-02-28")
+    # The same window again (another run of the monitor for that day) passes: the trigger is idempotent.
+    assert operator.execute(gate_context(SUMMARY, {tag["run_id"]: "running"}))["run_id"] == tag["run_id"]
+    # The next day's window: held while that retrain runs, then by the cooldown.
+    next_day = {**SUMMARY, "labelled_start": "2026-02-22", "labelled_end": "2026-02-27", "retrain_run_id": "performance__2026-02-22__2026-02-27"}
+    with pytest.raises(AirflowSkipException, match="still running"):
+        operator.execute(gate_context(next_day, {tag["run_id"]: "running"}))
+    with pytest.raises(AirflowSkipException, match=r"cooldown 72 h"):
+        operator.execute(gate_context(next_day, {tag["run_id"]: "success"}))
+    assert gate(cooldown_hours=0).execute(gate_context(next_day, {tag["run_id"]: "success"}))["run_id"] == next_day["retrain_run_id"]
+
+
+def test_no_decay_or_retrain_off_triggers_nothing(gate, mlflow_store):
+    healthy = {**SUMMARY, "decayed": False, "reasons": ["roc_auc moved +0.0010 from the baseline 0.8100"]}
+    with pytest.raises(AirflowSkipException, match=r"no decay: roc_auc moved \+0.0010"):
+        gate().execute(gate_context(healthy))
+    with pytest.raises(AirflowSkipException, match="performance.retrain is off"):
+        gate(retrain=False).execute(gate_context(SUMMARY))
+
+
+def test_a_summary_that_is_not_one_fails_the_gate(gate):
+    with pytest.raises(AirflowFailException, match="no performance summary"):
+        gate().execute(gate_context(None))
+    with pytest.raises(AirflowFailException, match="performance_summary"):
+        gate().execute(gate_context({**SUMMARY, "payload": "drift_summary"}))
