@@ -50,3 +50,21 @@ def test_a_blue_green_release_has_no_gate():
     dag = build_retrain_dag(parse_spec(churn_spec_raw(), source="churn.yaml"))
     assert dag.get_task("smoke_test_idle").downstream_task_ids == {"switch_traffic", "rollback_release"}
     assert dag.get_task("switch_traffic").trigger_rule == "all_success"
+
+
+def test_only_a_spec_with_labels_gets_a_performance_monitor(tmp_path, monkeypatch):
+    from helpers import churn_spec_raw, write_spec
+
+    from mlops_airflow.dag_factory import build_performance_monitor_dag, dags_of_every_spec
+
+    with_labels = churn_spec_raw()
+    without = churn_spec_raw()
+    del without["performance"]
+    without["name"] = "fraud"
+    without["serving"]["local"] = {"live_port": 9600}
+    write_spec(with_labels, tmp_path)
+    write_spec(without, tmp_path, "fraud.yaml")
+    monkeypatch.setenv("MLOPS_SPECS_DIR", str(tmp_path))
+    dags = dags_of_every_spec("performance_monitor", build_performance_monitor_dag)
+    assert sorted(dags) == ["performance_monitor_churn"]
+    assert "invalid-spec" not in dags["performance_monitor_churn"].tags

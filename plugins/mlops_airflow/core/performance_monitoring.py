@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -45,7 +45,6 @@ class Baseline:
 
     labels: np.ndarray
     scores: np.ndarray  # probability of the positive class
-    segments: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,45 +92,74 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def baseline_from_frame(frame: pd.DataFrame, *, positive_class: int, segments: Sequence[str] = ()) -> Baseline:
-    """The validation scores artifact (``label``, ``probability_<class>``, segment columns) as a :class:`Baseline`."""
+def baseline_from_frame(frame: pd.DataFrame, *, classes: Sequence[int]) -> Baseline:
+    """The validation scores artifact (``label``, ``probability_<class>``) as a :class:`Baseline` (the last class is the positive one)."""
     import numpy as np
 
-    column = f"probability_{positive_class}"
+    column = f"probability_{classes[-1]}"
     missing = [c for c in (LABEL, column) if c not in frame.columns]
     if missing:
         raise PerformanceInputError(f"the validation scores lack the columns {missing}")
     if frame.empty:
         raise PerformanceInputError("the validation scores hold no rows")
-    labels = (frame[LABEL].to_numpy() == positive_class).astype(np.int64)
-    scores = frame[column].to_numpy(dtype=np.float64)
-    if not np.isfinite(scores).all():
-        raise PerformanceInputError(f"the validation scores' {column} holds values that are not finite numbers")
-    return Baseline(labels=labels, scores=scores, segments={s: frame[s].to_numpy() for s in segments if s in frame.columns})
+    _check_classes(frame[LABEL].to_numpy(), classes, "the validation scores' labels")
+    scores = _finite_scores(frame[column], f"the validation scores' {column}")
+    return Baseline(labels=(frame[LABEL].to_numpy() == classes[-1]).astype(np.int64), scores=scores)
 
 
-def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, *, key: str, target: str, positive_class: int, day: dt.date) -> pd.DataFrame:
-    """The day's predictions that have a label: the prediction's columns, ``score`` and ``label`` (1 for the positive class).
+def _check_classes(values: np.ndarray, classes: Sequence[int], what: str) -> None:
+    import numpy as np
 
-    :raises PerformanceInputError: a key missing from either side, a key labelled twice, or a label
-        that is not one of the classes.
+    try:
+        unknown = ~np.isin(values, np.asarray(classes))
+    except TypeError:  # labels of a type numpy cannot compare with the classes
+        unknown = np.ones(len(values), dtype=bool)
+    if unknown.any():
+        raise PerformanceInputError(f"{what}: {int(unknown.sum())} values are not one of the classes {list(classes)} (for example {values[unknown][0]!r})")
+
+
+def _finite_scores(values: pd.Series, what: str) -> np.ndarray:
+    import numpy as np
+
+    try:
+        scores = values.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise PerformanceInputError(f"{what} are not numbers: {err}") from None
+    bad = int((~np.isfinite(scores)).sum())
+    if bad:
+        raise PerformanceInputError(f"{what}: {bad} of {scores.size} are not finite numbers")
+    return scores
+
+
+def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, *, key: str, target: str, classes: Sequence[int], day: dt.date) -> pd.DataFrame:
+    """The day's predictions that have a label: the prediction's columns, ``score`` and ``label`` (1 for the positive class, the last one).
+
+    A label row delivered twice counts once; a missing label is no label.
+
+    :raises PerformanceInputError: a key missing from either side, keys of different types, a key
+        given two different labels, a label that is not one of the classes, a score that is not a
+        finite number.
     """
     import numpy as np
+    import pandas as pd
 
     for side, frame, needed in (("predictions", predictions, key), ("labels", labels, key), ("labels", labels, target)):
         if needed not in frame.columns:
             raise PerformanceInputError(f"{day}: the {side} have no column {needed!r}")
-    labels = labels[[key, target]].dropna()
+    score_column = f"probability_{classes[-1]}"
+    if score_column not in predictions.columns:
+        raise PerformanceInputError(f"{day}: the predictions have no column {score_column!r}")
+    labels = labels[[key, target]].dropna().drop_duplicates()
     twice = labels[key].duplicated(keep=False)
     if twice.any():
         example = labels.loc[twice, key].iloc[0]
-        raise PerformanceInputError(f"{day}: {int(twice.sum())} label rows share a key with another (for example {example!r}); one label per key")
-    score_column = f"probability_{positive_class}"
-    if score_column not in predictions.columns:
-        raise PerformanceInputError(f"{day}: the predictions have no column {score_column!r}")
+        raise PerformanceInputError(f"{day}: {int(twice.sum())} label rows give one key different labels (for example {example!r}); one label per key")
+    _check_classes(labels[target].to_numpy(), classes, f"{day}: the labels' {target}")
+    if pd.api.types.is_numeric_dtype(predictions[key]) != pd.api.types.is_numeric_dtype(labels[key]):
+        raise PerformanceInputError(f"{day}: the key {key!r} is {predictions[key].dtype} in the predictions but {labels[key].dtype} in the labels")
     joined = predictions.merge(labels, on=key, how="inner", validate="many_to_one")
-    values = joined[target].to_numpy()
-    return joined.assign(**{POSITIVE_SCORE: joined[score_column].to_numpy(dtype=np.float64), LABEL: (values == positive_class).astype(np.int64)})
+    scores = _finite_scores(joined[score_column], f"{day}: the predictions' {score_column}")
+    return joined.assign(**{POSITIVE_SCORE: scores, LABEL: (joined[target].to_numpy() == classes[-1]).astype(np.int64)})
 
 
 def _two_class(scores: np.ndarray) -> np.ndarray:
@@ -171,28 +199,32 @@ def judge_decay(labels: np.ndarray, scores: np.ndarray, baseline: Baseline | Non
     undefined = int((~np.isfinite(window)).sum())
     if undefined:
         return DecayVerdict(False, (f"{metric} is undefined on {undefined} of {len(window)} resamples of the window: too few of one class",), metric, rows)
-    tail = 1.0 - spec.confidence
-    realized_upper = float(np.quantile(window, spec.confidence))
+    # Two tests, either of which is decay: each at half the error rate (Bonferroni), so a healthy
+    # champion is called decayed at most 1 - confidence of the time.
+    tests = (spec.floor is not None) + (spec.max_drop is not None and baseline is not None)
+    tail = (1.0 - spec.confidence) / max(tests, 1)
+    level = 1.0 - tail
+    realized_upper = float(np.quantile(window, level))
     reasons, decayed = [], False
     if spec.floor is not None:
         if realized_upper < spec.floor:
             decayed = True
-            reasons.append(f"{metric} {realized:.4f} is below the floor {spec.floor} (upper bound {realized_upper:.4f} at {spec.confidence:.0%})")
+            reasons.append(f"{metric} {realized:.4f} is below the floor {spec.floor} (upper bound {realized_upper:.4f} at {level:.1%})")
         else:
-            reasons.append(f"{metric} {realized:.4f} is not below the floor {spec.floor} at {spec.confidence:.0%} (upper bound {realized_upper:.4f})")
+            reasons.append(f"{metric} {realized:.4f} is not below the floor {spec.floor} at {level:.1%} (upper bound {realized_upper:.4f})")
     verdict = {"realized": realized, "realized_upper": realized_upper}
     if spec.max_drop is not None:
         if baseline is None:
-            reasons.append("no promotion-time baseline (the champion's run has no validation scores): judged on the floor only")
+            reasons.append(f"no promotion-time baseline (the champion's run has no validation scores): {_floor_only(spec)}")
         else:
             base = metric_value(metric, baseline.labels, baseline.scores)
             reference = _bootstrap(metric, baseline.labels, baseline.scores, spec.bootstrap_resamples, seed + 1)
             drops = reference - window
             drops = drops[np.isfinite(drops)]
             if not math.isfinite(base) or drops.size < len(window) // 2:
-                reasons.append(f"{metric} is undefined on the champion's validation scores: judged on the floor only")
+                reasons.append(f"{metric} is undefined on the champion's validation scores: {_floor_only(spec)}")
                 return DecayVerdict(decayed, tuple(reasons), metric, rows, **verdict)
-            lower, upper = float(np.quantile(drops, tail)), float(np.quantile(drops, spec.confidence))
+            lower, upper = float(np.quantile(drops, tail)), float(np.quantile(drops, level))
             verdict.update(baseline=base, drop_lower=lower, drop_upper=upper)
             if lower > spec.max_drop:
                 decayed = True
@@ -204,6 +236,10 @@ def judge_decay(labels: np.ndarray, scores: np.ndarray, baseline: Baseline | Non
                     f"{metric} moved {realized - base:+.4f} from the baseline {base:.4f}; the drop's lower bound {lower:.4f} is within {spec.max_drop}"
                 )
     return DecayVerdict(decayed, tuple(reasons), metric, rows, **verdict)
+
+
+def _floor_only(spec: PerformanceSpec) -> str:
+    return "judged on the floor only" if spec.floor is not None else "no verdict possible (no floor either)"
 
 
 def day_performance(day: dt.date, scored: np.ndarray, labelled: pd.DataFrame | None, *, baseline: Baseline | None, calibration: Any | None) -> DayPerformance:

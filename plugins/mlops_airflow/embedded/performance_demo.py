@@ -1,5 +1,8 @@
 """``make performance-demo``: after ``make demo``, the champion judged on labels that arrive late, narrated.
 
+0. A champion trained on the days before the labelled window (``retrain_<model>`` with that
+   ``window_end``, forced): the monitor judges a champion only on days after its training window,
+   and the demo's own champions were trained up to today.
 1. Outcomes arrive for the days whose labels are due (``performance.window_days`` days, ending
    ``label_delay_days`` before yesterday): the spec's ``labels_uri`` gets each day's
    ``customer_id`` and ``churned``, and the events of those days get the same outcomes in their
@@ -11,8 +14,8 @@
    that has no predictions of the current champion.
 3. ``performance_monitor_<model>`` runs with the trigger form's defaults (its run day: yesterday).
 4. Its findings, day by day: estimated against realized ROC AUC, prediction drift, concept drift;
-   the verdict; and the retrain it started (``performance__<first day>__<end>``), which the demo
-   waits for.
+   the verdict; and the retrain it started (``performance__<first day>__<end>``, its window ending
+   where the outcomes do), which the demo waits for.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 
 from mlops_airflow.constants import BATCH_SCORE_DAG_PREFIX, CHAMPION_ALIAS, PERFORMANCE_MONITOR_DAG_PREFIX, RETRAIN_DAG_PREFIX
 from mlops_airflow.embedded.config import StackConfig
-from mlops_airflow.embedded.demo import DEMO_ROWS_PER_DAY, RUN_TIMEOUT, registry_alias, stack_spec, version_tags
+from mlops_airflow.embedded.demo import DEMO_ROWS_PER_DAY, RUN_TIMEOUT, ensure_demo_data, registry_alias, stack_spec, version_tags
 from mlops_airflow.embedded.release_demo import registry_version
 from mlops_airflow.hooks.airflow_api import AirflowApiError, AirflowClient
 
@@ -86,18 +89,31 @@ def run_performance_demo(config: StackConfig, model: str = "churn", *, echo: Cal
     from mlops_airflow.operators.performance import labelled_window
 
     password = config.admin_password()
-    champion = registry_alias(config.mlflow_url, model, CHAMPION_ALIAS) if password else None
-    if champion is None:
+    if password is None or registry_alias(config.mlflow_url, model, CHAMPION_ALIAS) is None:
         echo(f"No {model} champion on a running stack: run `make demo` first.")
         return False
     spec = stack_spec(config, model)
     if spec.performance is None:
         echo(f"{spec.source} has no performance section: nothing to judge {model} on.")
         return False
-    version, client = str(champion["version"]), AirflowClient(config.airflow_url, "admin", password)
-    run_day = (today or dt.datetime.now(dt.UTC).date()) - dt.timedelta(days=1)
+    client = AirflowClient(config.airflow_url, "admin", password)
+    today = today or dt.datetime.now(dt.UTC).date()
+    run_day = today - dt.timedelta(days=1)
     start, end = labelled_window(run_day, label_delay_days=spec.performance.label_delay_days, window_days=spec.performance.window_days)
     labelled = [start + dt.timedelta(days=i) for i in range((end - start).days)]
+    ensure_demo_data(config, model, start - dt.timedelta(days=spec.training.window_days), today, echo=echo)  # a day may have passed since `make demo`
+
+    retrain = f"{RETRAIN_DAG_PREFIX}{model}"
+    echo(f"== 0. A champion trained on the days before {start}, as if released then: the days after are its live life")
+    client.set_paused(retrain, False)
+    first = client.trigger(
+        retrain, conf={"window_end": str(start), "force_promote": True, "reason": "make performance-demo: the champion before the labelled days"}
+    )
+    if client.wait_for_run(retrain, first["dag_run_id"], timeout=RUN_TIMEOUT)["state"] != "success":
+        echo(f"{retrain} run {first['dag_run_id']} failed: see its log in the UI")
+        return False
+    version = str((registry_alias(config.mlflow_url, model, CHAMPION_ALIAS) or {}).get("version"))
+    echo(f"airflow: {retrain} run {first['dag_run_id']} promoted v{version} (window ending {start})")
     echo(f"== 1. Labels arrive for {start}..{end - dt.timedelta(days=1)}, {spec.performance.label_delay_days} day(s) late; the newest days have none yet")
     echo("   customers of those days churned for other reasons than the model learned (contract and support calls stopped mattering)")
     write_late_labels(spec, labelled)
@@ -130,10 +146,10 @@ def run_performance_demo(config: StackConfig, model: str = "churn", *, echo: Cal
     echo(f"verdict: {'DECAYED' if summary.get('decayed') else 'not decayed'}: {'; '.join(summary.get('reasons', []))}")
     if not summary.get("decayed"):
         return state == "success"
-    retrain, retrain_run = f"{RETRAIN_DAG_PREFIX}{model}", summary.get("retrain_run_id")
+    retrain_run = summary.get("retrain_run_id")
     tasks = {t["task_id"]: t["state"] for t in client.task_instances(monitor, run_id)}
     echo(f"airflow: decide_retrain {tasks.get('decide_retrain')}, trigger_retrain {tasks.get('trigger_retrain')}: {retrain} run {retrain_run}")
-    if tasks.get("trigger_retrain") == "skipped":
+    if (tasks.get("decide_retrain"), tasks.get("trigger_retrain")) == ("success", "skipped"):
         # Unpausing the monitor also started its scheduled run for the same day: whichever got there first
         # started the retrain, and the other found it (one retrain per labelled window).
         echo(f"  (the run existed: {monitor}'s scheduled run, started when it was unpaused, judged the same window first)")
@@ -142,7 +158,6 @@ def run_performance_demo(config: StackConfig, model: str = "churn", *, echo: Cal
     except AirflowApiError:
         echo(f"no {retrain} run {retrain_run}: see decide_retrain's log for why (a cooldown, or performance.retrain off)")
         return state == "success"
-    client.set_paused(retrain, False)
     started = time.monotonic()
     finished = client.wait_for_run(retrain, retrain_run, timeout=RUN_TIMEOUT)
     echo(

@@ -208,6 +208,20 @@ class MlflowHook(BaseHook):
 
         return pd.read_parquet(self.client.download_artifacts(run_id, REFERENCE_SAMPLE_ARTIFACT))
 
+    def load_validation_scores(self, run_id: str):
+        """The validation rows as a training run scored them (``reference/validation_scores.parquet``), or None when the run has none.
+
+        Only a missing artifact is None (a run trained before they were logged); any other error is raised.
+        """
+        import pandas as pd
+
+        from mlops_airflow.constants import VALIDATION_SCORES_ARTIFACT
+
+        folder, _, _ = VALIDATION_SCORES_ARTIFACT.rpartition("/")
+        if VALIDATION_SCORES_ARTIFACT not in {artifact.path for artifact in self.client.list_artifacts(run_id, folder)}:
+            return None
+        return pd.read_parquet(self.client.download_artifacts(run_id, VALIDATION_SCORES_ARTIFACT))
+
     def set_version_tags(self, name: str, version: str | int, tags: dict[str, str]) -> None:
         for key, value in tags.items():
             self.client.set_model_version_tag(name, str(version), key, value)

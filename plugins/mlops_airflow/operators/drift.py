@@ -16,6 +16,7 @@ from mlops_airflow.constants import (
     DRIFT_ARTIFACT_DIR,
     RETRAIN_DAG_PREFIX,
     TAG_DRIFT_LAST_TRIGGER,
+    TAG_PERFORMANCE_LAST_TRIGGER,
 )
 from mlops_airflow.core.partitions import parse_day
 from mlops_airflow.exceptions import MlopsError
@@ -56,8 +57,8 @@ def cooldown_reason(last: dict[str, Any] | None, summary: DriftSummary, *, coold
     return None
 
 
-def last_run_state(ti: Any, dag_id: str, run_id: str) -> str | None:
-    """The state of the retrain run the gate last triggered; ``None`` when Airflow no longer has it.
+def last_run_state(ti: Any, dag_id: str, run_id: str, *, trigger: str = "drift") -> str | None:
+    """The state of the retrain run a gate (``trigger``: drift or performance) last triggered; ``None`` when Airflow no longer has it.
 
     Any other error (the execution API down or failing) fails the try, so that Airflow asks
     again later: taken for "no run", it would let an overlapping retrain start.
@@ -70,7 +71,16 @@ def last_run_state(ti: Any, dag_id: str, run_id: str) -> str | None:
         detail = err.error.detail if isinstance(err.error.detail, dict) else {}
         if detail.get("status_code") == 404:  # the run was deleted
             return None
-        raise MlopsError(f"cannot read the state of {dag_id} run {run_id}, which the last drift trigger started: {err}") from err
+        raise MlopsError(f"cannot read the state of {dag_id} run {run_id}, which the last {trigger} trigger started: {err}") from err
+
+
+def other_retrain_in_flight(ti: Any, dag_id: str, tags: dict[str, str], tag: str, trigger: str) -> str | None:
+    """Why not to start a retrain while the one the other gate (``tag``, ``trigger``) last started is queued or running, or None."""
+    if tag not in tags:
+        return None
+    run_id = json.loads(tags[tag])["run_id"]
+    state = last_run_state(ti, dag_id, run_id, trigger=trigger)
+    return f"retrain {run_id}, started by the {trigger} monitor, is still {state}" if state in ACTIVE_RUN_STATES else None
 
 
 class DriftRetrainGateOperator(FailFastTemplates, BaseOperator):
@@ -110,6 +120,7 @@ class DriftRetrainGateOperator(FailFastTemplates, BaseOperator):
         retrain_dag_id = f"{RETRAIN_DAG_PREFIX}{spec.name}"
         last_state = last_run_state(context["ti"], retrain_dag_id, last["run_id"]) if last else None
         reason = cooldown_reason(last, summary, cooldown=dt.timedelta(hours=spec.drift.cooldown_hours), now=dt.datetime.now(dt.UTC), last_run_state=last_state)
+        reason = reason or other_retrain_in_flight(context["ti"], retrain_dag_id, tags, TAG_PERFORMANCE_LAST_TRIGGER, "performance")
         if reason:
             raise AirflowSkipException(f"not starting a retrain for the drift since {summary.onset}: {reason}")
         record = {

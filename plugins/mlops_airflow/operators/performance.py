@@ -21,17 +21,27 @@ from mlops_airflow.constants import (
     DEFAULT_MLFLOW_CONN_ID,
     PERFORMANCE_ARTIFACT_DIR,
     RETRAIN_DAG_PREFIX,
+    TAG_DRIFT_LAST_TRIGGER,
     TAG_PERFORMANCE_LAST_TRIGGER,
+    TAG_WINDOW_END,
     VALIDATION_SCORES_ARTIFACT,
 )
+from mlops_airflow.core.partitions import parse_day
 from mlops_airflow.utils.task_args import as_date, load_task_spec, read_payload
 from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
+    import logging
+
     from airflow.sdk import Context
 
     from mlops_airflow.core.payloads import PerformanceSummary
+    from mlops_airflow.core.performance_monitoring import Baseline
+    from mlops_airflow.hooks.mlflow import MlflowHook
     from mlops_airflow.specs import ModelSpec
+
+
+MAX_REASON_CHARS = 1000  # the retrain's reason Param, and the tag it becomes on the training run
 
 
 def labelled_window(run_day: dt.date, *, label_delay_days: int, window_days: int) -> tuple[dt.date, dt.date]:
@@ -84,30 +94,29 @@ class PerformanceMonitorOperator(FailFastTemplates, BaseOperator):
         if champion is None:
             raise AirflowSkipException(f"{spec.registered_model_name} has no {CHAMPION_ALIAS!r} version yet: nothing to monitor")
         baseline = self._baseline(hook, champion.run_id, spec)
+        # Its own training window is not the champion's live life: judged from the day after it.
+        trained_until = champion.tags.get(TAG_WINDOW_END)
         try:
-            summary = measure(spec, day, str(champion.version), baseline, log=self.log)
+            summary = measure(spec, day, str(champion.version), baseline, log=self.log, judged_from=parse_day(trained_until) if trained_until else None)
         except PerformanceInputError as err:
             raise AirflowFailException(str(err)) from err
         self._record(hook, spec, champion.run_id, summary)
         return summary.to_xcom()
 
-    def _baseline(self, hook, run_id: str, spec: ModelSpec):
-        """The champion's validation scores, or None (estimates and the drop judgement are then left out)."""
-        import pandas as pd
-
+    def _baseline(self, hook: MlflowHook, run_id: str, spec: ModelSpec) -> Baseline | None:
+        """The champion's validation scores, or None for a champion trained before they were logged (no estimates, no drop judgement)."""
         from mlops_airflow.core.performance_monitoring import PerformanceInputError, baseline_from_frame
 
-        try:
-            frame = pd.read_parquet(hook.client.download_artifacts(run_id, VALIDATION_SCORES_ARTIFACT))
-        except Exception as err:  # an older champion: trained before validation scores were logged
-            self.log.warning("The champion's run %s has no %s (%s): no estimates, and decay judged on the floor only", run_id, VALIDATION_SCORES_ARTIFACT, err)
+        frame = hook.load_validation_scores(run_id)  # an MLflow error fails the try: Airflow retries it
+        if frame is None:
+            self.log.warning("The champion's run %s has no %s: no estimates and no drop from a baseline are judged", run_id, VALIDATION_SCORES_ARTIFACT)
             return None
         try:
-            return baseline_from_frame(frame, positive_class=spec.target.classes[1], segments=spec.promotion.segments)
+            return baseline_from_frame(frame, classes=spec.target.classes)
         except PerformanceInputError as err:
             raise AirflowFailException(f"the champion's {VALIDATION_SCORES_ARTIFACT}: {err}") from err
 
-    def _record(self, hook, spec: ModelSpec, run_id: str, summary: PerformanceSummary) -> None:
+    def _record(self, hook: MlflowHook, spec: ModelSpec, run_id: str, summary: PerformanceSummary) -> None:
         from mlops_airflow.observability.metrics import (
             PERFORMANCE_DECAYED,
             PERFORMANCE_ESTIMATED,
@@ -124,7 +133,7 @@ class PerformanceMonitorOperator(FailFastTemplates, BaseOperator):
         gauge(PERFORMANCE_DECAYED, int(summary.decayed), model=model)
         if summary.verdict.get("realized") is not None:
             gauge(PERFORMANCE_REALIZED, summary.verdict["realized"], model=model, metric=metric)
-        newest = summary.days[-1] if summary.days else {}
+        newest = newest_scored_day(summary)
         for name, value in (newest.get("estimated") or {}).items():
             if value is not None:
                 gauge(PERFORMANCE_ESTIMATED, value, model=model, metric=name)
@@ -148,6 +157,11 @@ def _day_line(entry: dict[str, Any]) -> str:
     )
 
 
+def newest_scored_day(summary: PerformanceSummary) -> dict[str, Any]:
+    """The figures of the newest day the champion has scored (the run day's own batch score may not have run yet); empty if none."""
+    return next((entry for entry in reversed(summary.days) if entry["predictions"]), {})
+
+
 def live_metrics(summary: PerformanceSummary) -> list[tuple[str, float, dt.date]]:
     """Each day's figures as MLflow metrics on the champion's run, timestamped with the day they describe."""
     rows = []
@@ -163,9 +177,13 @@ def live_metrics(summary: PerformanceSummary) -> list[tuple[str, float, dt.date]
     return rows
 
 
-def measure(spec: ModelSpec, run_day: dt.date, version: str, baseline, *, log) -> PerformanceSummary:
+def measure(
+    spec: ModelSpec, run_day: dt.date, version: str, baseline: Baseline | None, *, log: logging.Logger, judged_from: dt.date | None = None
+) -> PerformanceSummary:
     """Read the window's predictions, labels and segments and judge them (no MLflow, no Airflow context).
 
+    :param judged_from: the first day to look at (the day the champion's training window ended):
+        the days before it are ones the champion was trained or validated on.
     :raises PerformanceInputError: predictions and labels that cannot be joined (the message names the day).
     """
     import numpy as np
@@ -180,6 +198,9 @@ def measure(spec: ModelSpec, run_day: dt.date, version: str, baseline, *, log) -
     performance = spec.performance
     start, end = labelled_window(run_day, label_delay_days=performance.label_delay_days, window_days=performance.window_days)
     first = min(start, run_day)
+    if judged_from is not None and judged_from > first:
+        log.info("Days before %s are in v%s's training window: not judged", judged_from, version)
+        first = judged_from
     predictions = read_window(spec.data.predictions_uri, first, run_day + dt.timedelta(days=1)).frame
     if "model_version" in predictions.columns:
         others = int((predictions["model_version"].astype(str) != version).sum())
@@ -196,14 +217,14 @@ def measure(spec: ModelSpec, run_day: dt.date, version: str, baseline, *, log) -
     positive = spec.target.classes[1]
     score_column = f"probability_{positive}"
     days, joined = [], []
-    for offset in range((run_day - first).days + 1):
+    for offset in range(max((run_day - first).days + 1, 0)):
         day = first + dt.timedelta(days=offset)
         scored = predictions[predictions[PARTITION_KEY] == day]
         labelled = None
         if start <= day < end:
             day_labels = labels[labels[PARTITION_KEY] == day].drop(columns=[PARTITION_KEY])
             if not day_labels.empty and not scored.empty:
-                labelled = join_labels(scored, day_labels, key=performance.key, target=spec.target.column, positive_class=positive, day=day)
+                labelled = join_labels(scored, day_labels, key=performance.key, target=spec.target.column, classes=spec.target.classes, day=day)
                 joined.append(labelled)
         scores = scored[score_column].to_numpy(dtype="float64") if score_column in scored.columns else np.empty(0)
         days.append(day_performance(day, scores, labelled, baseline=baseline, calibration=calibration))
@@ -261,7 +282,7 @@ class PerformanceRetrainGateOperator(FailFastTemplates, BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_airflow.core.payloads import PerformanceSummary
         from mlops_airflow.hooks.mlflow import MlflowHook
-        from mlops_airflow.operators.drift import ACTIVE_RUN_STATES, last_run_state
+        from mlops_airflow.operators.drift import ACTIVE_RUN_STATES, last_run_state, other_retrain_in_flight
 
         spec = load_task_spec(self.spec_path)
         pulled = context["ti"].xcom_pull(task_ids=self.monitor_task_id)
@@ -276,8 +297,11 @@ class PerformanceRetrainGateOperator(FailFastTemplates, BaseOperator):
         tags = hook.get_registered_model_tags(spec.registered_model_name) or {}
         last = json.loads(tags[TAG_PERFORMANCE_LAST_TRIGGER]) if TAG_PERFORMANCE_LAST_TRIGGER in tags else None
         retrain_dag_id = f"{RETRAIN_DAG_PREFIX}{spec.name}"
+        busy = other_retrain_in_flight(context["ti"], retrain_dag_id, tags, TAG_DRIFT_LAST_TRIGGER, "drift")
+        if busy:
+            raise AirflowSkipException(f"decayed, but {busy}")
         if last and last["run_id"] != summary.retrain_run_id:
-            state = last_run_state(context["ti"], retrain_dag_id, last["run_id"])
+            state = last_run_state(context["ti"], retrain_dag_id, last["run_id"], trigger="performance")
             if state in ACTIVE_RUN_STATES:
                 raise AirflowSkipException(f"decayed, but retrain {last['run_id']} is still {state}")
             age = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(last["triggered_at"])
@@ -289,8 +313,10 @@ class PerformanceRetrainGateOperator(FailFastTemplates, BaseOperator):
         record = {"run_id": summary.retrain_run_id, "triggered_at": dt.datetime.now(dt.UTC).isoformat(), "dag_run": context["dag_run"].run_id}
         hook.set_registered_model_tag(spec.registered_model_name, TAG_PERFORMANCE_LAST_TRIGGER, json.dumps(record))
         conf = {
+            # The retrain's window ends where the outcomes do: the newer days have no labels yet.
+            "window_end": summary.labelled_end.isoformat(),
             "reason": f"performance decay of v{summary.champion_version} over {summary.labelled_start}..{summary.labelled_end}: {'; '.join(summary.reasons)}"[
-                :1000
+                :MAX_REASON_CHARS
             ],
             "performance": {**_without_days(summary), "monitor_run_id": context["dag_run"].run_id},
         }

@@ -31,10 +31,13 @@ def parse_performance(section: _Section, *, promotion: PromotionSpec, features: 
         section.fail("", f"performance monitoring judges binary classifiers; target.classes has {len(target.classes)} classes")
     default_metric = promotion.primary_metric if promotion.primary_metric in HIGHER_IS_BETTER else defaults.metric
     metric = section.choice("metric", HIGHER_IS_BETTER, default_metric)
+    # An explicit null turns a test off; a missing field takes its default.
     floor = section.number("floor", promotion.minimums.get(metric), minimum=0.0, maximum=1.0)
+    if "floor" in section.raw and section.raw["floor"] is None:
+        floor = None
     max_drop = section.number("max_drop", defaults.max_drop, minimum=0.0, maximum=1.0)
     if "max_drop" in section.raw and section.raw["max_drop"] is None:
-        max_drop = None  # an explicit null: judged against the floor only
+        max_drop = None
     if floor is None and max_drop is None:
         section.fail("", "needs a floor, a max_drop, or both: otherwise nothing could ever count as decay")
     spec = PerformanceSpec(

@@ -38,13 +38,36 @@ class TestJoinLabels:
 
     def test_keeps_the_labelled_rows_whatever_order_the_labels_came_in(self):
         labels = pd.DataFrame({"id": ["c", "a", "zz"], "churned": [1, 0, 1]})
-        joined = join_labels(self.predictions(), labels, key="id", target="churned", positive_class=1, day=DAY)
+        joined = join_labels(self.predictions(), labels, key="id", target="churned", classes=(0, 1), day=DAY)
         assert joined.set_index("id")[["score", "label"]].to_dict("index") == {"a": {"score": 0.2, "label": 0}, "c": {"score": 0.9, "label": 1}}
 
-    def test_a_key_labelled_twice_is_refused_naming_the_day_and_the_key(self):
+    def test_a_key_given_two_labels_is_refused_naming_the_day_and_the_key(self):
         labels = pd.DataFrame({"id": ["a", "a", "b"], "churned": [0, 1, 1]})
-        with pytest.raises(PerformanceInputError, match=r"2026-03-01: 2 label rows share a key .*'a'"):
-            join_labels(self.predictions(), labels, key="id", target="churned", positive_class=1, day=DAY)
+        with pytest.raises(PerformanceInputError, match=r"2026-03-01: 2 label rows give one key different labels .*'a'"):
+            join_labels(self.predictions(), labels, key="id", target="churned", classes=(0, 1), day=DAY)
+
+    def test_a_label_delivered_twice_counts_once(self):
+        labels = pd.DataFrame({"id": ["a", "a", "b"], "churned": [1, 1, 0]})
+        joined = join_labels(self.predictions(), labels, key="id", target="churned", classes=(0, 1), day=DAY)
+        assert joined["id"].tolist() == ["a", "b"]
+
+    @pytest.mark.parametrize(
+        ("labels", "problem"),
+        [
+            (pd.DataFrame({"id": ["a"], "churned": ["yes"]}), r"the labels' churned: 1 values are not one of the classes \[0, 1\] \(for example 'yes'\)"),
+            (pd.DataFrame({"id": ["a"], "churned": [2]}), "not one of the classes"),
+            (pd.DataFrame({"id": [1], "churned": [1]}), "the key 'id' is object in the predictions but int64 in the labels"),
+        ],
+    )
+    def test_labels_that_do_not_fit_are_refused_with_the_day(self, labels, problem):
+        with pytest.raises(PerformanceInputError, match=f"2026-03-01: .*{problem}"):
+            join_labels(self.predictions(), labels, key="id", target="churned", classes=(0, 1), day=DAY)
+
+    def test_a_score_that_is_not_a_number_is_refused(self):
+        predictions = self.predictions().assign(probability_1=[0.2, float("nan"), 0.9])
+        labels = pd.DataFrame({"id": ["a", "b"], "churned": [0, 1]})
+        with pytest.raises(PerformanceInputError, match="2026-03-01: the predictions' probability_1: 1 of 2 are not finite numbers"):
+            join_labels(predictions, labels, key="id", target="churned", classes=(0, 1), day=DAY)
 
     @pytest.mark.parametrize(("side", "column"), [("predictions", "id"), ("labels", "id"), ("labels", "churned")])
     def test_a_missing_column_is_named(self, side, column):
@@ -52,11 +75,11 @@ class TestJoinLabels:
         frames = {"predictions": predictions, "labels": labels}
         frames[side] = frames[side].drop(columns=[column])
         with pytest.raises(PerformanceInputError, match=f"the {side} have no column '{column}'"):
-            join_labels(frames["predictions"], frames["labels"], key="id", target="churned", positive_class=1, day=DAY)
+            join_labels(frames["predictions"], frames["labels"], key="id", target="churned", classes=(0, 1), day=DAY)
 
     def test_a_missing_label_value_is_not_a_label(self):
         labels = pd.DataFrame({"id": ["a", "b"], "churned": [1.0, None]})
-        joined = join_labels(self.predictions(), labels, key="id", target="churned", positive_class=1, day=DAY)
+        joined = join_labels(self.predictions(), labels, key="id", target="churned", classes=(0, 1), day=DAY)
         assert joined["id"].tolist() == ["a"]
 
 
@@ -94,6 +117,10 @@ class TestJudgeDecay:
         assert verdict.realized_upper < SPEC.floor
         assert verdict.baseline is None
         assert any("judged on the floor only" in reason for reason in verdict.reasons)
+        # With neither a floor nor a baseline nothing could be decay, and the reason says so.
+        verdict = judge_decay(labels, scores, None, dataclasses.replace(SPEC, floor=None))
+        assert not verdict.decayed
+        assert "no verdict possible (no floor either)" in verdict.reasons[-1]
 
     def test_too_few_labelled_rows_give_no_verdict(self):
         labels, scores = scored(199, separation=0.0, seed=6)
@@ -117,14 +144,15 @@ class TestJudgeDecay:
 
 def test_baseline_from_the_validation_scores_and_its_errors():
     frame = pd.DataFrame({"label": [0, 1, 1], "probability_0": [0.9, 0.3, 0.2], "probability_1": [0.1, 0.7, 0.8], "contract": ["a", "b", "a"]})
-    baseline = baseline_from_frame(frame, positive_class=1, segments=["contract", "absent"])
+    baseline = baseline_from_frame(frame, classes=(0, 1))
     assert baseline.labels.tolist() == [0, 1, 1]
     assert baseline.scores.tolist() == [0.1, 0.7, 0.8]
-    assert list(baseline.segments) == ["contract"]
     with pytest.raises(PerformanceInputError, match=r"lack the columns \['probability_1'\]"):
-        baseline_from_frame(frame.drop(columns=["probability_1"]), positive_class=1)
+        baseline_from_frame(frame.drop(columns=["probability_1"]), classes=(0, 1))
     with pytest.raises(PerformanceInputError, match="not finite"):
-        baseline_from_frame(frame.assign(probability_1=[0.1, np.nan, 0.8]), positive_class=1)
+        baseline_from_frame(frame.assign(probability_1=[0.1, np.nan, 0.8]), classes=(0, 1))
+    with pytest.raises(PerformanceInputError, match="not one of the classes"):
+        baseline_from_frame(frame.assign(label=[0, 1, 7]), classes=(0, 1))
 
 
 def test_a_day_without_labels_has_estimates_and_a_prediction_shift_only():

@@ -109,3 +109,15 @@ def test_a_report_that_cannot_render_is_a_warning_not_a_failure(tmp_path, mlflow
     monkeypatch.setattr(drift_operators, "render_evidently_report", broken)
     report = DriftReportOperator(task_id="render_drift_report", spec_path=write_drift_spec(tmp_path, tmp_path / "data"), sensor_task_id="detect_drift")
     assert report.execute(gate_context({**SUMMARY, "champion_version": version, "window_start": str(DATA_END - dt.timedelta(days=1))})) is None
+
+
+def test_a_retrain_the_performance_monitor_started_holds_the_gate(tmp_path, mlflow_store):
+    from mlflow.tracking import MlflowClient
+
+    register_champion_with_reference(mlflow_store, rows=600)
+    gate = DriftRetrainGateOperator(task_id="decide_retrain", spec_path=write_drift_spec(tmp_path, tmp_path / "data"), sensor_task_id="detect_drift")
+    started = {"run_id": "performance__2026-02-20__2026-02-27", "triggered_at": "2026-02-28T00:00:00+00:00", "dag_run": "scheduled__2026-02-28"}
+    MlflowClient(mlflow_store, mlflow_store).set_registered_model_tag("churn", "mlops.performance.last_trigger", json.dumps(started))
+    with pytest.raises(AirflowSkipException, match="retrain performance__2026-02-20__2026-02-27, started by the performance monitor, is still running"):
+        gate.execute(gate_context(SUMMARY, {started["run_id"]: "running"}))
+    assert gate.execute(gate_context(SUMMARY, {started["run_id"]: "failed"}))["run_id"] == SUMMARY["retrain_run_id"]

@@ -8,10 +8,10 @@ import json
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from helpers import task_context
-from labelled_predictions import register_champion_with_validation_scores, write_performance_spec
+from labelled_predictions import LABELLED_END, LABELLED_START, RUN_DAY, register_champion_with_validation_scores, write_live_days, write_performance_spec
 
 from mlops_airflow.core.payloads import PerformanceSummary
-from mlops_airflow.operators.performance import PerformanceRetrainGateOperator, labelled_window, live_metrics
+from mlops_airflow.operators.performance import PerformanceRetrainGateOperator, labelled_window, live_metrics, measure, newest_scored_day
 
 SUMMARY = PerformanceSummary(
     model="churn",
@@ -47,6 +47,31 @@ def test_each_known_figure_becomes_a_metric_of_its_day():
     ]
 
 
+def test_the_gauges_take_the_newest_day_the_champion_scored():
+    summary = PerformanceSummary.from_xcom(SUMMARY)
+    assert newest_scored_day(summary)["day"] == "2026-02-28"
+    unscored = {**SUMMARY["days"][1], "predictions": 0}
+    assert newest_scored_day(PerformanceSummary.from_xcom({**SUMMARY, "days": [SUMMARY["days"][0], unscored]}))["day"] == "2026-02-25"
+
+
+def test_the_champions_own_training_days_are_not_judged(tmp_path):
+    """A champion trained until two days into the labelled window is judged on the days after that only."""
+    import logging
+
+    from mlops_airflow.specs import load_spec
+
+    write_live_days(tmp_path / "data", "7", concept=1.0, rows_per_day=300)
+    spec = load_spec(write_performance_spec(tmp_path, tmp_path / "data", min_labelled_rows=100))
+    trained_until = LABELLED_START + dt.timedelta(days=2)
+    summary = measure(spec, RUN_DAY, "7", None, log=logging.getLogger("test"), judged_from=trained_until)
+    assert summary.days[0]["day"] == str(trained_until)
+    assert summary.verdict["labelled_rows"] == 300 * (LABELLED_END - trained_until).days
+    everything = measure(spec, RUN_DAY, "7", None, log=logging.getLogger("test"))
+    assert everything.verdict["labelled_rows"] == 300 * (LABELLED_END - LABELLED_START).days
+    # Trained after the run day: nothing is judged.
+    assert measure(spec, RUN_DAY, "7", None, log=logging.getLogger("test"), judged_from=RUN_DAY + dt.timedelta(days=1)).days == ()
+
+
 def gate_context(summary, run_states=None):
     return task_context(
         {"measure_performance": summary},
@@ -76,6 +101,7 @@ def test_the_gate_records_the_trigger_then_holds_the_next_window(gate, mlflow_st
     decision = operator.execute(context)
     assert decision["run_id"] == context["ti"].pushed["run_id"] == "performance__2026-02-21__2026-02-26"
     assert decision["conf"]["reason"] == "performance decay of v1 over 2026-02-21..2026-02-26: roc_auc dropped 0.19 from the baseline 0.81"
+    assert decision["conf"]["window_end"] == "2026-02-26"  # the retrain learns from the days whose outcomes arrived
     assert "days" not in decision["conf"]["performance"]  # each day's figures are on MLflow, not in every retrain's conf
     assert decision["conf"]["performance"]["monitor_run_id"] == "scheduled__2026-02-28"
     tag = json.loads(MlflowClient(mlflow_store, mlflow_store).get_registered_model("churn").tags["mlops.performance.last_trigger"])
@@ -89,6 +115,17 @@ def test_the_gate_records_the_trigger_then_holds_the_next_window(gate, mlflow_st
     with pytest.raises(AirflowSkipException, match=r"cooldown 72 h"):
         operator.execute(gate_context(next_day, {tag["run_id"]: "success"}))
     assert gate(cooldown_hours=0).execute(gate_context(next_day, {tag["run_id"]: "success"}))["run_id"] == next_day["retrain_run_id"]
+
+
+def test_a_retrain_the_drift_monitor_started_holds_the_gate(gate, mlflow_store):
+    from mlflow.tracking import MlflowClient
+
+    drift = {"run_id": "drift__2026-02-25__2026-02-28", "onset": "2026-02-25", "window_end": "2026-02-28", "triggered_at": "2026-02-28T00:00:00+00:00"}
+    operator = gate()
+    MlflowClient(mlflow_store, mlflow_store).set_registered_model_tag("churn", "mlops.drift.last_trigger", json.dumps(drift))
+    with pytest.raises(AirflowSkipException, match="retrain drift__2026-02-25__2026-02-28, started by the drift monitor, is still queued"):
+        operator.execute(gate_context(SUMMARY, {drift["run_id"]: "queued"}))
+    assert operator.execute(gate_context(SUMMARY, {drift["run_id"]: "success"}))["run_id"] == SUMMARY["retrain_run_id"]
 
 
 def test_no_decay_or_retrain_off_triggers_nothing(gate, mlflow_store):

@@ -32,6 +32,11 @@ def test_floor_confidence_and_resamples_default_to_the_promotions():
     assert performance.max_drop == 0.05
 
 
+def test_an_explicit_null_turns_a_test_off():
+    assert spec_with({"labels_uri": "/l", "key": "customer_id", "floor": None}).performance.floor is None
+    assert spec_with({"labels_uri": "/l", "key": "customer_id", "max_drop": None}).performance.max_drop is None
+
+
 def test_without_a_section_there_is_no_monitor():
     raw = churn_spec_raw()
     del raw["performance"]
@@ -48,7 +53,7 @@ def test_without_a_section_there_is_no_monitor():
         ({"label_delay_days": -1}, "performance.label_delay_days", "must be >= 0"),
         ({"window_days": 0}, "performance.window_days", "must be >= 1"),
         ({"floor": 1.5}, "performance.floor", "must be within [0.0, 1.0]"),
-        ({"floor": None, "max_drop": None, "metric": "f1"}, "performance", "needs a floor, a max_drop, or both"),
+        ({"floor": None, "max_drop": None}, "performance", "needs a floor, a max_drop, or both"),
         ({"labels": "/x"}, "performance.labels", "unknown field"),
         ({"labels_uri": None}, "performance.labels_uri", "is required"),
     ],
