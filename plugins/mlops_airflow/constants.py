@@ -100,8 +100,8 @@ class TrainingExitCode(enum.IntEnum):
     TRACKING_UNREACHABLE = 4
 
 
-# Drift: the registered model tag that remembers the last drift-triggered retrain (the cooldown),
-# and where drift reports go on the champion's run.
+# Drift and performance: the registered model tags that remember the last retrain each monitor
+# triggered (the cooldowns), and where their reports go on the champion's run.
 TAG_DRIFT_LAST_TRIGGER = "mlops.drift.last_trigger"
 TAG_PERFORMANCE_LAST_TRIGGER = "mlops.performance.last_trigger"
 DRIFT_ARTIFACT_DIR = "drift"

@@ -228,9 +228,7 @@ def judge_decay(labels: np.ndarray, scores: np.ndarray, baseline: Baseline | Non
             verdict.update(baseline=base, drop_lower=lower, drop_upper=upper)
             if lower > spec.max_drop:
                 decayed = True
-                reasons.append(
-                    f"{metric} dropped {base - realized:.4f} from the baseline {base:.4f}; at {spec.confidence:.0%} by at least {lower:.4f} > {spec.max_drop}"
-                )
+                reasons.append(f"{metric} dropped {base - realized:.4f} from the baseline {base:.4f}; at {level:.1%} by at least {lower:.4f} > {spec.max_drop}")
             else:
                 reasons.append(
                     f"{metric} moved {realized - base:+.4f} from the baseline {base:.4f}; the drop's lower bound {lower:.4f} is within {spec.max_drop}"

@@ -371,19 +371,22 @@ def _log_data_report(uri: str) -> None:
 
 def _log_reference_sample(x_train: pd.DataFrame, spec: ModelSpec) -> None:
     """A capped, seeded sample of the training features: drift monitoring compares against it."""
+    rows = min(len(x_train), spec.training.reference_sample_rows)
+    _log_parquet(x_train.sample(n=rows, random_state=spec.training.seed).reset_index(drop=True), REFERENCE_SAMPLE_ARTIFACT)
+
+
+def _log_parquet(frame: pd.DataFrame, artifact: str) -> None:
+    """``frame`` as the Parquet artifact ``artifact`` (a path in the run's artifacts) of the active run."""
     import mlflow
 
-    rows = min(len(x_train), spec.training.reference_sample_rows)
-    sample = x_train.sample(n=rows, random_state=spec.training.seed).reset_index(drop=True)
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / Path(REFERENCE_SAMPLE_ARTIFACT).name
-        sample.to_parquet(path, index=False)
-        mlflow.log_artifact(str(path), artifact_path=str(Path(REFERENCE_SAMPLE_ARTIFACT).parent))
+        path = Path(folder) / Path(artifact).name
+        frame.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path=str(Path(artifact).parent))
 
 
 def _log_validation_scores(x_val: pd.DataFrame, y_val: pd.Series, probabilities, classes: list[int], spec: ModelSpec) -> None:
     """The validation rows as the model scored them: what the performance monitor compares live outcomes with."""
-    import mlflow
     import pandas as pd
 
     scores = pd.DataFrame({"label": y_val.to_numpy()})
@@ -393,10 +396,7 @@ def _log_validation_scores(x_val: pd.DataFrame, y_val: pd.Series, probabilities,
         scores[column] = x_val[column].to_numpy()
     if len(scores) > VALIDATION_SCORES_MAX_ROWS:
         scores = scores.sample(n=VALIDATION_SCORES_MAX_ROWS, random_state=spec.training.seed).reset_index(drop=True)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / Path(VALIDATION_SCORES_ARTIFACT).name
-        scores.to_parquet(path, index=False)
-        mlflow.log_artifact(str(path), artifact_path=str(Path(VALIDATION_SCORES_ARTIFACT).parent))
+    _log_parquet(scores, VALIDATION_SCORES_ARTIFACT)
 
 
 def write_result(result: TrainingResult, path: str | os.PathLike[str]) -> None:

@@ -11,7 +11,7 @@ import pyarrow as pa
 from mlops_airflow.core.partitions import write_partition
 from mlops_airflow.embedded.demo import DEMO_ROWS_PER_DAY
 from mlops_airflow.embedded.performance_demo import day_lines, unscored_days, write_late_labels
-from mlops_airflow.embedded.synthetic import generate_day
+from mlops_airflow.embedded.synthetic import DriftSettings, generate_day
 
 DAY = dt.date(2026, 2, 10)
 
@@ -29,7 +29,7 @@ def test_late_labels_are_the_events_rows_with_changed_outcomes_and_reach_the_eve
     second = DAY + dt.timedelta(days=1)
     events = generate_day(second, rows=DEMO_ROWS_PER_DAY)
     write_partition(pa.Table.from_pandas(events, preserve_index=False), spec.data.uri, second)
-    write_late_labels(spec, [DAY, second])
+    write_late_labels(spec, [DAY, second], outcomes=DriftSettings(start=DAY, features=(), change_label_relationship=False, concept=1.0))
     labels = pd.read_parquet(tmp_path / "labels" / "dt=2026-02-11" / "labels.parquet")
     assert labels["customer_id"].tolist() == events["customer_id"].tolist()
     changed = (labels["churned"] != events["churned"]).mean()
@@ -39,7 +39,7 @@ def test_late_labels_are_the_events_rows_with_changed_outcomes_and_reach_the_eve
     assert updated["churned"].tolist() == labels["churned"].tolist()
     pd.testing.assert_frame_equal(updated.drop(columns=["churned"]), events.drop(columns=["churned"]))
     assert not (tmp_path / "events" / "dt=2026-02-10").exists()  # no events that day: none are made up
-    write_late_labels(spec, [DAY], concept=0.0)
+    write_late_labels(spec, [DAY], outcomes=None)
     assert (
         pd.read_parquet(tmp_path / "labels" / "dt=2026-02-10" / "labels.parquet")["churned"].tolist()
         == generate_day(DAY, rows=DEMO_ROWS_PER_DAY)["churned"].tolist()
