@@ -72,6 +72,27 @@ def test_the_champions_own_training_days_are_not_judged(tmp_path):
     assert measure(spec, RUN_DAY, "7", None, log=logging.getLogger("test"), judged_from=RUN_DAY + dt.timedelta(days=1)).days == ()
 
 
+def test_only_the_champions_rows_count_whatever_files_a_day_holds(tmp_path):
+    """A day with a second predictions file, of another version (a re-score half done by hand, say): only v7's rows count."""
+    import logging
+
+    import pandas as pd
+    import pyarrow as pa
+
+    from mlops_airflow.core.partitions import write_partition
+    from mlops_airflow.specs import load_spec
+
+    write_live_days(tmp_path / "data", "7", rows_per_day=300)
+    day = LABELLED_START
+    other = pd.read_parquet(tmp_path / "data" / "predictions" / f"dt={day}" / "predictions.parquet").head(100).assign(model_version="8")
+    write_partition(pa.Table.from_pandas(other, preserve_index=False), f"file://{tmp_path}/data/predictions", day, "other.parquet")
+    spec = load_spec(write_performance_spec(tmp_path, tmp_path / "data", min_labelled_rows=100))
+    summary = measure(spec, RUN_DAY, "7", None, log=logging.getLogger("test"))
+    first = summary.days[0]
+    assert (first["day"], first["predictions"], first["labelled"]) == (str(day), 300, 300)
+    assert summary.verdict["labelled_rows"] == 300 * (LABELLED_END - LABELLED_START).days
+
+
 def gate_context(summary, run_states=None):
     return task_context(
         {"measure_performance": summary},
