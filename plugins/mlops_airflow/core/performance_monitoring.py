@@ -103,7 +103,7 @@ def baseline_from_frame(frame: pd.DataFrame, *, classes: Sequence[int]) -> Basel
     if frame.empty:
         raise PerformanceInputError("the validation scores hold no rows")
     _check_classes(frame[LABEL].to_numpy(), classes, "the validation scores' labels")
-    scores = _finite_scores(frame[column], f"the validation scores' {column}")
+    scores = finite_scores(frame[column], f"the validation scores' {column}")
     return Baseline(labels=(frame[LABEL].to_numpy() == classes[-1]).astype(np.int64), scores=scores)
 
 
@@ -118,7 +118,8 @@ def _check_classes(values: np.ndarray, classes: Sequence[int], what: str) -> Non
         raise PerformanceInputError(f"{what}: {int(unknown.sum())} values are not one of the classes {list(classes)} (for example {values[unknown][0]!r})")
 
 
-def _finite_scores(values: pd.Series, what: str) -> np.ndarray:
+def finite_scores(values: pd.Series, what: str) -> np.ndarray:
+    """``values`` as floats; :class:`PerformanceInputError` naming ``what`` when any is not a finite number."""
     import numpy as np
 
     try:
@@ -158,7 +159,7 @@ def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, *, key: str, ta
     if pd.api.types.is_numeric_dtype(predictions[key]) != pd.api.types.is_numeric_dtype(labels[key]):
         raise PerformanceInputError(f"{day}: the key {key!r} is {predictions[key].dtype} in the predictions but {labels[key].dtype} in the labels")
     joined = predictions.merge(labels, on=key, how="inner", validate="many_to_one")
-    scores = _finite_scores(joined[score_column], f"{day}: the predictions' {score_column}")
+    scores = finite_scores(joined[score_column], f"{day}: the predictions' {score_column}")
     return joined.assign(**{POSITIVE_SCORE: scores, LABEL: (joined[target].to_numpy() == classes[-1]).astype(np.int64)})
 
 

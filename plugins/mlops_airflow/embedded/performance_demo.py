@@ -149,7 +149,7 @@ def run_performance_demo(config: StackConfig, model: str = "churn", *, echo: Cal
     try:
         client.get_run(retrain, retrain_run)
     except AirflowApiError:
-        echo(f"no {retrain} run {retrain_run}: see decide_retrain's log for why (a cooldown, or performance.retrain off)")
+        echo(f"no {retrain} run {retrain_run}: see decide_retrain's log for why (a cooldown, a drift retrain in flight, or performance.retrain off)")
         return state == "success"
     client.set_paused(retrain, False)
     started = time.monotonic()

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from mlops_airflow.core.payloads import DriftSummary
 
 ACTIVE_RUN_STATES = frozenset({"queued", "running"})
+TRIGGER_GRACE = dt.timedelta(minutes=15)  # a recorded trigger whose run does not exist yet is still on its way
 
 
 def _overlap(a_start: dt.date, a_end: dt.date, b_start: dt.date, b_end: dt.date) -> bool:
@@ -78,9 +79,20 @@ def other_retrain_in_flight(ti: Any, dag_id: str, tags: dict[str, str], tag: str
     """Why not to start a retrain while the one the other gate (``tag``, ``trigger``) last started is queued or running, or None."""
     if tag not in tags:
         return None
-    run_id = json.loads(tags[tag])["run_id"]
+    try:
+        record = json.loads(tags[tag])
+        run_id, triggered_at = record["run_id"], dt.datetime.fromisoformat(record["triggered_at"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise AirflowFailException(f"the registered model's tag {tag} is not a trigger record ({err}): fix or delete it") from err
     state = last_run_state(ti, dag_id, run_id, trigger=trigger)
-    return f"retrain {run_id}, started by the {trigger} monitor, is still {state}" if state in ACTIVE_RUN_STATES else None
+    if state in ACTIVE_RUN_STATES:
+        return f"retrain {run_id}, started by the {trigger} monitor, is still {state}"
+    if state is None and dt.datetime.now(dt.UTC) - triggered_at < TRIGGER_GRACE:
+        # The other gate records its trigger before its next task creates the run.
+        return (
+            f"the {trigger} monitor recorded retrain {run_id} {(dt.datetime.now(dt.UTC) - triggered_at).total_seconds():.0f} s ago, and it does not exist yet"
+        )
+    return None
 
 
 class DriftRetrainGateOperator(FailFastTemplates, BaseOperator):

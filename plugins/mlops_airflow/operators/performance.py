@@ -59,12 +59,13 @@ class PerformanceMonitorOperator(FailFastTemplates, BaseOperator):
     """
     Measure the champion on its live predictions: realized where labels arrived, estimated where not yet.
 
-    Reads the champion's batch predictions from the first day of the labelled window to
-    ``run_day``, the labels partitions of the labelled window (``performance.label_delay_days``
-    before ``run_day`` and ``performance.window_days`` long), and the champion's validation
-    scores (``reference/validation_scores.parquet`` on its training run). Only rows the current
-    champion scored count: right after a promotion the new champion has no labelled rows yet,
-    so it is never judged on its predecessor's predictions. Records the summary as
+    Reads the champion's batch predictions from the first day of the labelled window (or the end
+    of the champion's training window, its ``mlops.window_end`` tag, if later) to ``run_day``, the
+    labels partitions of the labelled window (``performance.label_delay_days`` before ``run_day``
+    and ``performance.window_days`` long), and the champion's validation scores
+    (``reference/validation_scores.parquet`` on its training run). Only rows the current champion
+    scored count: it is never judged on its predecessor's predictions, nor on the days it was
+    trained or validated on. Records the summary as
     ``performance/<run_day>.json`` and as ``live.*`` metrics on the champion's run, and as statsd
     gauges; returns it (XCom). Skipped while there is no champion.
 
@@ -97,7 +98,11 @@ class PerformanceMonitorOperator(FailFastTemplates, BaseOperator):
         # Its own training window is not the champion's live life: judged from the day after it.
         trained_until = champion.tags.get(TAG_WINDOW_END)
         try:
-            summary = measure(spec, day, str(champion.version), baseline, log=self.log, judged_from=parse_day(trained_until) if trained_until else None)
+            judged_from = parse_day(trained_until) if trained_until else None
+        except ValueError as err:
+            raise AirflowFailException(f"{spec.registered_model_name} v{champion.version}'s tag {TAG_WINDOW_END} is not a day: {err}") from err
+        try:
+            summary = measure(spec, day, str(champion.version), baseline, log=self.log, judged_from=judged_from)
         except PerformanceInputError as err:
             raise AirflowFailException(str(err)) from err
         self._record(hook, spec, champion.run_id, summary)
@@ -157,6 +162,12 @@ def _day_line(entry: dict[str, Any]) -> str:
     )
 
 
+def judged_start(summary: PerformanceSummary) -> dt.date:
+    """The first labelled day the verdict covers: the window's, or a later one where the champion's training window ended."""
+    first = dt.date.fromisoformat(summary.days[0]["day"]) if summary.days else summary.labelled_start
+    return max(summary.labelled_start, first)
+
+
 def newest_scored_day(summary: PerformanceSummary) -> dict[str, Any]:
     """The figures of the newest day the champion has scored (the run day's own batch score may not have run yet); empty if none."""
     return next((entry for entry in reversed(summary.days) if entry["predictions"]), {})
@@ -192,7 +203,7 @@ def measure(
     from mlops_airflow.constants import PARTITION_KEY
     from mlops_airflow.core.partitions import read_window
     from mlops_airflow.core.payloads import PerformanceSummary
-    from mlops_airflow.core.performance_monitoring import LABEL, POSITIVE_SCORE, day_performance, join_labels, judge_decay, segment_metrics
+    from mlops_airflow.core.performance_monitoring import LABEL, POSITIVE_SCORE, day_performance, finite_scores, join_labels, judge_decay, segment_metrics
     from mlops_airflow.stats.performance_estimation import EstimationInputError, ScoreCalibration
 
     performance = spec.performance
@@ -226,7 +237,7 @@ def measure(
             if not day_labels.empty and not scored.empty:
                 labelled = join_labels(scored, day_labels, key=performance.key, target=spec.target.column, classes=spec.target.classes, day=day)
                 joined.append(labelled)
-        scores = scored[score_column].to_numpy(dtype="float64") if score_column in scored.columns else np.empty(0)
+        scores = finite_scores(scored[score_column], f"{day}: the predictions' {score_column}") if score_column in scored.columns else np.empty(0)
         days.append(day_performance(day, scores, labelled, baseline=baseline, calibration=calibration))
     window = pd.concat(joined, ignore_index=True) if joined else pd.DataFrame(columns=[LABEL, POSITIVE_SCORE])
     verdict = judge_decay(
@@ -260,13 +271,14 @@ class PerformanceRetrainGateOperator(FailFastTemplates, BaseOperator):
 
     Skips (and with it the trigger) when the champion has not decayed, when ``performance.retrain``
     is off (the decay is in the summary, the log and the metrics), while the retrain it last started
-    is queued or running, or less than ``performance.cooldown_hours`` after it. Otherwise it records
-    the trigger on the registered model (tag ``mlops.performance.last_trigger``) and pushes ``run_id``
-    (one per labelled window) and ``conf`` (``reason`` and the ``performance`` summary) for
-    ``TriggerDagRunOperator``.
+    is queued or running, or less than ``performance.cooldown_hours`` after it, and while a retrain
+    the drift monitor started is queued or running (or recorded and not yet created). Otherwise it
+    records the trigger on the registered model (tag ``mlops.performance.last_trigger``) and pushes
+    ``run_id`` (one per labelled window) and ``conf`` (``window_end``: the labelled window's end,
+    ``reason`` and the ``performance`` summary) for ``TriggerDagRunOperator``.
 
-    A retrain on decay cannot loop: the champion it promotes has no labelled predictions of its own
-    for ``label_delay_days``, and is judged on nothing else.
+    The champion a retrain promotes is judged only on days after its training window: it has no
+    verdict until labels of its own live days arrive.
 
     :param spec_path: path of the model spec YAML.
     :param monitor_task_id: the task whose XCom is the performance summary.
@@ -315,7 +327,7 @@ class PerformanceRetrainGateOperator(FailFastTemplates, BaseOperator):
         conf = {
             # The retrain's window ends where the outcomes do: the newer days have no labels yet.
             "window_end": summary.labelled_end.isoformat(),
-            "reason": f"performance decay of v{summary.champion_version} over {summary.labelled_start}..{summary.labelled_end}: {'; '.join(summary.reasons)}"[
+            "reason": f"performance decay of v{summary.champion_version} over {judged_start(summary)}..{summary.labelled_end}: {'; '.join(summary.reasons)}"[
                 :MAX_REASON_CHARS
             ],
             "performance": {**_without_days(summary), "monitor_run_id": context["dag_run"].run_id},
