@@ -56,9 +56,10 @@ def write_performance_spec(folder, data_root, **performance) -> str:
     return str(write_spec(raw, folder))
 
 
-def write_live_days(data_root, version: str, *, concept: float = 0.0, rows_per_day: int = 800, days: int = 10) -> None:
+def write_live_days(data_root, version: str, *, concept: float = 0.0, rows_per_day: int = 800, days: int = 10, live_share: float = 0.0) -> None:
     """``days`` days ending at RUN_DAY: events, the champion's predictions (as batch_score writes them), and labels
-    for the days before LABELLED_END only. With ``concept``, the label relationship changes on every one of them."""
+    for the days before LABELLED_END only. With ``concept``, the label relationship changes on every one of them.
+    With ``live_share``, that share of each day's rows is not batch-scored but answered live (the inference log)."""
     import numpy as np
     import pyarrow as pa
 
@@ -72,8 +73,16 @@ def write_live_days(data_root, version: str, *, concept: float = 0.0, rows_per_d
         frame = generate_day(day, rows=rows_per_day, seed=11, drift=drift)
         write_partition(pa.Table.from_pandas(frame, preserve_index=False), f"{data_root}/events", day)
         scores = champion_scores(frame)
-        predictions = frame[["customer_id", "event_ts"]].assign(
-            prediction=(scores >= 0.5).astype("int64"), probability_0=1.0 - scores, probability_1=scores, model_version=version
+        live = int(len(frame) * live_share)
+        if live:
+            at = dt.datetime.combine(day, dt.time(8), tzinfo=dt.UTC)
+            requests = [
+                (at + dt.timedelta(seconds=i), f"{day}-{i}", keyed_request(frame.iloc[i : i + 2]), answer(scores[i : i + 2])) for i in range(0, live, 2)
+            ]
+            log_answers(f"{data_root}/events/_inference_log", version, requests)
+        predictions = frame[["customer_id", "event_ts"]].iloc[live:]
+        predictions = predictions.assign(
+            prediction=(scores[live:] >= 0.5).astype("int64"), probability_0=1.0 - scores[live:], probability_1=scores[live:], model_version=version
         )
         write_partition(pa.Table.from_pandas(predictions, preserve_index=False), f"{data_root}/predictions", day, "predictions.parquet")
         if day < LABELLED_END:
@@ -107,3 +116,123 @@ def register_champion_with_validation_scores(tracking_uri: str, *, rows: int = 4
     version = client.create_model_version(name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
     client.set_registered_model_alias(name, "champion", version.version)
     return str(version.version)
+
+
+def log_answers(log_uri, version: str, rows, *, color: str = "blue", route: str = "live") -> None:
+    """Write answered requests to the inference log as a model server does: ``rows`` of (time, request id, request body, response body)."""
+    from mlops_airflow.serving.inference_log import InferenceLog, InferenceLogSettings
+
+    log = InferenceLog(InferenceLogSettings(uri=str(log_uri)), model="churn", version=version, color=color)
+    for arrived, request_id, request, response in rows:
+        log.record(
+            arrived=arrived.timestamp(),
+            request_id=request_id,
+            status=200,
+            latency_ms=4.0,
+            content_type="application/json",
+            request=request,
+            response=response,
+            route=route,
+        )
+    assert log.flush() == len(rows)
+
+
+def keyed_request(frame) -> bytes:
+    """A ``dataframe_split`` scoring request of ``frame``'s features with the ``customer_id`` key beside them."""
+    import json
+
+    from mlops_airflow.embedded.synthetic import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+
+    columns = [*NUMERIC_FEATURES, *CATEGORICAL_FEATURES, "customer_id"]
+    return json.dumps({"dataframe_split": json.loads(frame[columns].to_json(orient="split", index=False))}).encode()
+
+
+def answer(scores) -> bytes:
+    import json
+
+    return json.dumps({"predictions": [[1.0 - float(s), float(s)] for s in scores]}).encode()
+
+
+def noisy_scores(frame, *, noise: float, seed: int):
+    """The champion's scores blurred on the logit scale: a worse model of the same rows."""
+    import numpy as np
+
+    if not noise:
+        return champion_scores(frame)
+    logit = np.log(champion_scores(frame)) - np.log1p(-champion_scores(frame))
+    return 1.0 / (1.0 + np.exp(-(logit + np.random.default_rng(seed).normal(scale=noise, size=len(frame)))))
+
+
+def write_release_traffic(
+    data_root,
+    strategy: str,
+    *,
+    day: dt.date,
+    new: str,
+    old: str,
+    rows: int = 1400,
+    new_noise: float = 0.0,
+    old_noise: float = 2.0,
+    seed: int = 21,
+    hour: int = 10,
+) -> dict:
+    """A release's live traffic on ``day`` in the inference log, and the labels of its rows; the times its record holds.
+
+    ``ab``: alternate 2-row requests answered by ``new`` and ``old`` through the live URL. ``shadow``: every request
+    answered by ``old`` through the live URL, then replayed to ``new`` through its own URL under ``replay-<id>``.
+    """
+    import pyarrow as pa
+
+    from mlops_airflow.core.partitions import write_partition
+    from mlops_airflow.embedded.synthetic import generate_day
+
+    frame = generate_day(day, rows=rows, seed=seed)
+    frame = frame.assign(customer_id=f"{strategy}-" + frame["customer_id"].astype(str))
+    start = dt.datetime.combine(day, dt.time(hour), tzinfo=dt.UTC)
+    scores = {new: noisy_scores(frame, noise=new_noise, seed=seed + 1), old: noisy_scores(frame, noise=old_noise, seed=seed + 2)}
+    answered: dict[str, list] = {new: [], old: []}
+    replayed = []
+    for i in range(0, rows, 2):
+        at, request_id, request = start + dt.timedelta(seconds=i), f"{strategy}-{i}", keyed_request(frame.iloc[i : i + 2])
+        if strategy == "ab":
+            version = new if (i // 2) % 2 else old
+            answered[version].append((at, request_id, request, answer(scores[version][i : i + 2])))
+        else:
+            answered[old].append((at, request_id, request, answer(scores[old][i : i + 2])))
+            replayed.append((at + dt.timedelta(hours=1), f"replay-{request_id}", request, answer(scores[new][i : i + 2])))
+    log_uri = f"{data_root}/events/_inference_log"
+    for version, logged in answered.items():
+        if logged:
+            log_answers(log_uri, version, logged, color="green" if version == new else "blue")
+    if replayed:
+        log_answers(log_uri, new, replayed, color="green", route="preview")
+    labels = frame[["customer_id", "churned"]]
+    write_partition(pa.Table.from_pandas(labels, preserve_index=False), f"{data_root}/labels", day, f"{strategy}-labels.parquet")
+    end = start + dt.timedelta(seconds=rows)
+    if strategy == "ab":
+        return {"started": start.isoformat(), "ended": end.isoformat(), "baseline_version": old, "verdict": "Inconclusive"}
+    return {"window_start": start.isoformat(), "window_end": end.isoformat(), "replayed_until": (end + dt.timedelta(hours=1)).isoformat(), "live_version": old}
+
+
+def record_release(tracking_uri: str, version: str, strategy: str, record: dict, name: str = "churn") -> None:
+    """What the release's ab_test or shadow_replay task records on the new version."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client.set_model_version_tag(name, version, "mlops.release.strategy", strategy)
+    client.set_model_version_tag(name, version, f"mlops.release.{strategy}", json.dumps(record))
+
+
+def register_version(tracking_uri: str, name: str = "churn") -> str:
+    """One more version of ``name`` (created when missing), on a run of its own; its number."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(name) or client.get_experiment(client.create_experiment(name))
+    run = client.create_run(experiment.experiment_id)
+    client.set_terminated(run.info.run_id)
+    if client.search_registered_models(f"name = '{name}'") == []:
+        client.create_registered_model(name)
+    return str(client.create_model_version(name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id).version)

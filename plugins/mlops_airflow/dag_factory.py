@@ -416,7 +416,8 @@ def build_drift_monitor_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
 
 
 def build_performance_monitor_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG | None:
-    """``performance_monitor_<model>``: the champion on live outcomes; a retrain when it decayed. None without ``performance``."""
+    """``performance_monitor_<model>``: the champion on live outcomes, a retrain when it decayed, and the A/B and shadow releases
+    judged on theirs (with an inference log). None without ``performance``."""
     if spec.performance is None:
         return None
     from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
@@ -456,6 +457,11 @@ def build_performance_monitor_dag(spec: ModelSpec, doc_md: str | None = None) ->
             wait_for_completion=False,
         )
         measure >> gate >> trigger_retrain
+        if spec.serving.inference_log.uri is not None:
+            from mlops_airflow.operators.release_outcomes import ReleaseOutcomeOperator
+
+            # Beside the measurement, not after it: a release's outcomes are judged even while there is no champion.
+            ReleaseOutcomeOperator(task_id="judge_release_outcomes", spec_path=spec.source, run_day=f"{{{{ params.run_day or {_RUN_DAY} }}}}")
     return dag
 
 

@@ -11,14 +11,18 @@ from labelled_predictions import (
     LABELLED_END,
     LABELLED_START,
     RUN_DAY,
+    record_release,
     register_champion_with_validation_scores,
+    register_version,
     write_live_days,
     write_performance_spec,
+    write_release_traffic,
 )
 
 pytestmark = pytest.mark.integration
 
-MONITOR_TASKS = ("measure_performance", "decide_retrain", "trigger_retrain")
+MONITOR_TASKS = ("measure_performance", "decide_retrain", "trigger_retrain", "judge_release_outcomes")
+NO_RELEASE = {"judge_release_outcomes": "skipped"}  # no A/B test or shadow replay awaits its outcomes
 RETRAIN_RUN_ID = f"performance__{LABELLED_START}__{LABELLED_END}"
 
 
@@ -64,13 +68,13 @@ def run_monitor(dag, run_day: dt.date = RUN_DAY):
 
 def test_a_decayed_champion_starts_one_retrain_and_the_cooldown_holds_the_next(tmp_path, monitor, mlflow_store, statsd):
     version = register_champion_with_validation_scores(mlflow_store)
-    write_live_days(tmp_path / "data", version, concept=1.0)
+    write_live_days(tmp_path / "data", version, concept=1.0, live_share=0.5)  # half the rows scored in batch, half answered live
     delete_dag_runs("retrain_churn", RETRAIN_RUN_ID)
     before = retrain_runs()
 
     state, tasks, summary = run_monitor(monitor())
 
-    assert (state, tasks) == ("success", dict.fromkeys(MONITOR_TASKS, "success"))
+    assert (state, tasks) == ("success", {**dict.fromkeys(MONITOR_TASKS, "success"), **NO_RELEASE})
     new = {run_id: conf for run_id, conf in retrain_runs().items() if run_id not in before}
     assert list(new) == [RETRAIN_RUN_ID]
     conf = new[RETRAIN_RUN_ID]
@@ -85,6 +89,7 @@ def test_a_decayed_champion_starts_one_retrain_and_the_cooldown_holds_the_next(t
     for day, entry in days.items():
         labelled = LABELLED_START <= dt.date.fromisoformat(day) < LABELLED_END
         assert (entry["labelled"] == 800, entry["realized"] is not None) == (labelled, labelled), entry
+        assert (entry["predictions"], entry["live_predictions"]) == (800, 400), entry
         # The scores look as they always did...
         assert entry["estimated"]["roc_auc"] > 0.75, entry
         assert entry["prediction_shift"] < 0.1, entry
@@ -110,21 +115,32 @@ def test_a_decayed_champion_starts_one_retrain_and_the_cooldown_holds_the_next(t
 
     # The next day's check finds the decay again, in a new window: the cooldown holds it back.
     state, tasks, _ = run_monitor(monitor(), RUN_DAY + dt.timedelta(days=1))
-    assert (state, tasks) == ("success", {"measure_performance": "success", "decide_retrain": "skipped", "trigger_retrain": "skipped"})
+    assert (state, tasks) == ("success", {"measure_performance": "success", "decide_retrain": "skipped", "trigger_retrain": "skipped", **NO_RELEASE})
     assert [run_id for run_id in retrain_runs() if run_id not in before] == [RETRAIN_RUN_ID]
 
 
-def test_a_healthy_champion_is_measured_and_no_retrain_starts(tmp_path, monitor, mlflow_store):
+def test_a_healthy_champion_is_measured_no_retrain_starts_and_its_ab_test_is_judged_on_outcomes(tmp_path, monitor, mlflow_store):
     version = register_champion_with_validation_scores(mlflow_store)
     write_live_days(tmp_path / "data", version)
+    # The champion went live through an A/B test against a worse version, on the last day whose labels are due.
+    older = register_version(mlflow_store)
+    ab = write_release_traffic(tmp_path / "data", "ab", day=LABELLED_END - dt.timedelta(days=1), new=version, old=older, rows=1200, hour=20)
+    record_release(mlflow_store, version, "ab", ab)
     before = retrain_runs()
 
     state, tasks, summary = run_monitor(monitor())
 
-    assert (state, tasks) == ("success", {"measure_performance": "success", "decide_retrain": "skipped", "trigger_retrain": "skipped"})
+    assert (state, tasks) == (
+        "success",
+        {"measure_performance": "success", "decide_retrain": "skipped", "trigger_retrain": "skipped", "judge_release_outcomes": "success"},
+    )
+    from mlflow.tracking import MlflowClient
+
+    outcome = json.loads(MlflowClient(mlflow_store, mlflow_store).get_model_version("churn", version).tags["mlops.release.outcome"])
+    assert (outcome["strategy"], outcome["old_version"], outcome["verdict"], outcome["new_rows"]) == ("ab", older, "Successful", 600)
     assert retrain_runs() == before
     assert summary["decayed"] is False
-    assert summary["verdict"]["labelled_rows"] == 800 * 5
+    assert summary["verdict"]["labelled_rows"] == 800 * 5 + 600  # and the champion's answers in its A/B test
     for entry in summary["days"]:
         if entry["realized"] is not None:
             # 800 rows a day: the realized AUC's standard error is about 0.02.

@@ -1,7 +1,7 @@
 """The champion judged on live outcomes: predictions joined with labels that arrived late.
 
 Where it sits in the loop: ``performance_monitor_<model>`` reads each day's batch predictions
-(``batch_score_<model>``'s output), the labels partition of that day once it is due, and the
+(``batch_score_<model>``'s output) and live answers (the inference log), the labels partition of that day once it is due, and the
 champion's validation rows as it scored them when it was trained (its promotion-time
 baseline). Per day it gives the realized metrics where labels have arrived, the estimated ones
 where they have not yet (confidence-based estimation, calibrated on the validation rows), the
@@ -52,13 +52,14 @@ class DayPerformance:
     """One day of the champion's live predictions."""
 
     day: dt.date
-    predictions: int  # rows the champion scored that day
+    predictions: int  # rows the champion scored that day (batch and live)
     labelled: int  # of them, with a label joined (0 before the labels are due or when none arrived)
     realized: dict[str, float] | None  # roc_auc and accuracy; None without labels
     estimated: dict[str, float] | None  # the same, estimated from the scores alone; None without a baseline
     prediction_shift: float | None  # KS D of the day's scores against the validation scores
     prediction_shift_p_value: float | None
     concept_drift: bool | None  # the estimate and the labels disagree beyond their sampling error; None: not judged
+    live_predictions: int = 0  # of the predictions, the answers through the live URL (the inference log)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: the day as text, and a figure that is undefined (NaN: one class only) as null."""
@@ -241,8 +242,10 @@ def _floor_only(spec: PerformanceSpec) -> str:
     return "judged on the floor only" if spec.floor is not None else "no verdict possible (no floor either)"
 
 
-def day_performance(day: dt.date, scored: np.ndarray, labelled: pd.DataFrame | None, *, baseline: Baseline | None, calibration: Any | None) -> DayPerformance:
-    """One day's figures: ``scored`` are all its positive-class scores, ``labelled`` its rows with labels (or None)."""
+def day_performance(
+    day: dt.date, scored: np.ndarray, labelled: pd.DataFrame | None, *, baseline: Baseline | None, calibration: Any | None, live: int = 0
+) -> DayPerformance:
+    """One day's figures: ``scored`` are all its positive-class scores (``live`` of them from the inference log), ``labelled`` its rows with labels (or None)."""
     from scipy.stats import ks_2samp
 
     from mlops_airflow.stats.performance_estimation import EstimationInputError, concept_drift, estimate_performance, realized_performance
@@ -272,6 +275,7 @@ def day_performance(day: dt.date, scored: np.ndarray, labelled: pd.DataFrame | N
         prediction_shift=shift,
         prediction_shift_p_value=shift_p,
         concept_drift=concept,
+        live_predictions=live,
     )
 
 

@@ -117,6 +117,13 @@ class MlflowHook(BaseHook):
     def get_model_version(self, name: str, version: str | int) -> ModelVersion:
         return self.client.get_model_version(name, str(version))
 
+    def search_versions_by_tag(self, name: str, key: str, value: str) -> list[ModelVersion]:
+        """The versions of ``name`` whose tag ``key`` is ``value``."""
+        for text in (name, key, value):
+            if "'" in text or "`" in text:
+                raise ValueError(f"a quote in a registry search: {text!r}")
+        return list(self.client.search_model_versions(f"name = '{name}' and tags.`{key}` = '{value}'"))
+
     def estimator_kind(self, run_id: str | None, default: str) -> str:
         """The estimator kind a version's run was trained as; it picks the package's trusted types (``default`` without a run)."""
         from mlops_airflow.core.model_loading import estimator_kind

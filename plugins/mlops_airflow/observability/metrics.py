@@ -122,6 +122,12 @@ STATSD_METRICS: tuple[StatsdMetric, ...] = (
         "mlops_release_shadow_agreement",
         "share of replayed rows on which the new colour predicts what the live colour did",
     ),
+    RELEASE_OUTCOME := StatsdMetric(
+        "release_outcome.<model>.<strategy>.<verdict>",
+        MetricKind.COUNTER,
+        "mlops_release_outcomes_total",
+        "A/B tests and shadow replays judged on their live outcomes once the labels arrived, by verdict",
+    ),
     DRIFT_KS_STAT := StatsdMetric(
         "drift.<model>.<feature>.ks_stat", MetricKind.GAUGE, "mlops_drift_ks_stat", "KS statistic D of a numeric feature in the last drift check"
     ),

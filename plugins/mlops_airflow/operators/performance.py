@@ -1,7 +1,8 @@
 """The champion on live outcomes: measure it as labels arrive, and start a retrain when it has decayed.
 
-Where it sits in the loop: ``batch_score_<model>`` writes the champion's predictions, labels land
-late in their own partitions, and ``performance_monitor_<model>`` joins the two
+Where it sits in the loop: ``batch_score_<model>`` writes the champion's predictions, the model
+servers log its live answers, labels land late in their own partitions, and
+``performance_monitor_<model>`` joins them
 (:mod:`mlops_airflow.core.performance_monitoring`), records the figures and, on decay, triggers
 ``retrain_<model>`` through :class:`PerformanceRetrainGateOperator`.
 """
@@ -33,6 +34,7 @@ from mlops_airflow.utils.templates import FailFastTemplates
 if TYPE_CHECKING:
     import logging
 
+    import pandas as pd
     from airflow.sdk import Context
 
     from mlops_airflow.core.payloads import PerformanceSummary
@@ -59,8 +61,10 @@ class PerformanceMonitorOperator(FailFastTemplates, BaseOperator):
     """
     Measure the champion on its live predictions: realized where labels arrived, estimated where not yet.
 
-    Reads the champion's batch predictions from the first day of the labelled window (or the end
-    of the champion's training window, its ``mlops.window_end`` tag, if later) to ``run_day``, the
+    Reads the champion's batch predictions and, where the model keeps an inference log, its answers
+    through the live URL (keyed as :mod:`mlops_airflow.core.logged_predictions` says), from the
+    first day of the labelled window (or the end of the champion's training window, its
+    ``mlops.window_end`` tag, if later) to ``run_day``, the
     labels partitions of the labelled window (``performance.label_delay_days`` before ``run_day``
     and ``performance.window_days`` long), and the champion's validation scores
     (``reference/validation_scores.parquet`` on its training run). Only rows the current champion
@@ -157,7 +161,7 @@ def _day_line(entry: dict[str, Any]) -> str:
 
     shift = entry.get("prediction_shift")
     return (
-        f"{entry['day']}: {entry['predictions']} predictions, {entry['labelled']} labelled; realized {figures(entry.get('realized'))}; "
+        f"{entry['day']}: {entry['predictions']} predictions ({entry.get('live_predictions', 0)} live), {entry['labelled']} labelled; realized {figures(entry.get('realized'))}; "
         f"estimated {figures(entry.get('estimated'))}; prediction shift {'-' if shift is None else f'{shift:.3f}'}; concept drift {entry.get('concept_drift')}"
     )
 
@@ -186,6 +190,36 @@ def live_metrics(summary: PerformanceSummary) -> list[tuple[str, float, dt.date]
             rows.append(("live.prediction_shift", entry["prediction_shift"], day))
         rows.append(("live.labelled_rows", float(entry["labelled"]), day))
     return rows
+
+
+def live_predictions(spec: ModelSpec, day: dt.date, version: str, *, log: logging.Logger) -> pd.DataFrame | None:
+    """The champion's answers through the live URL on ``day``, as prediction rows (``dt``, the key, its score, ``model_version``).
+
+    ``None`` when the model keeps no inference log. Requests whose rows carry no key are counted
+    in the log (:mod:`mlops_airflow.core.logged_predictions`): they cannot be joined to labels.
+    """
+    if spec.serving.inference_log.uri is None:
+        return None
+    from mlops_airflow.constants import PARTITION_KEY
+    from mlops_airflow.core.logged_predictions import LOG_COLUMNS, SCORE, logged_predictions, read_log
+    from mlops_airflow.serving.inference_log import ROUTE_LIVE
+
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    frame = read_log(spec, start, start + dt.timedelta(days=1), LOG_COLUMNS)
+    if not frame.empty:
+        frame = frame[(frame["route"] == ROUTE_LIVE) & (frame["version"].astype(str) == version)]
+    key, score_column = spec.performance.key, f"probability_{spec.target.classes[-1]}"
+    logged = logged_predictions(frame, key=key)
+    if logged.unkeyed_requests or logged.unmatched_requests:
+        log.warning(
+            "%s: %d live requests carry no %r column (nor are one row with an X-Request-Id) and %d answers do not hold one score per row: "
+            "they cannot be joined to labels",
+            day,
+            logged.unkeyed_requests,
+            key,
+            logged.unmatched_requests,
+        )
+    return logged.frame.rename(columns={SCORE: score_column}).assign(model_version=version)[[PARTITION_KEY, key, score_column, "model_version"]]
 
 
 def measure(
@@ -231,6 +265,9 @@ def measure(
     for offset in range(max((run_day - first).days + 1, 0)):
         day = first + dt.timedelta(days=offset)
         scored = predictions[predictions[PARTITION_KEY] == day]
+        live = live_predictions(spec, day, version, log=log)
+        if live is not None and not live.empty:
+            scored = pd.concat([scored, live], ignore_index=True)
         labelled = None
         if start <= day < end:
             day_labels = labels[labels[PARTITION_KEY] == day].drop(columns=[PARTITION_KEY])
@@ -238,7 +275,7 @@ def measure(
                 labelled = join_labels(scored, day_labels, key=performance.key, target=spec.target.column, classes=spec.target.classes, day=day)
                 joined.append(labelled)
         scores = finite_scores(scored[score_column], f"{day}: the predictions' {score_column}") if score_column in scored.columns else np.empty(0)
-        days.append(day_performance(day, scores, labelled, baseline=baseline, calibration=calibration))
+        days.append(day_performance(day, scores, labelled, baseline=baseline, calibration=calibration, live=0 if live is None else len(live)))
     window = pd.concat(joined, ignore_index=True) if joined else pd.DataFrame(columns=[LABEL, POSITIVE_SCORE])
     verdict = judge_decay(
         window[LABEL].to_numpy(dtype="int64"), window[POSITIVE_SCORE].to_numpy(dtype="float64"), baseline, performance, seed=spec.promotion.seed

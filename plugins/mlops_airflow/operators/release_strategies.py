@@ -64,20 +64,15 @@ def _nothing_to_compare(release: Release, live: str | None) -> str | None:
 
 ANALYSIS_COLUMNS = ("ts", "model", "version", "color", "route", "status", "latency_ms", "response")
 REPLAY_COLUMNS = (*ANALYSIS_COLUMNS, "request", "content_type", "request_id")
-REPLAY_ID_PREFIX = "replay-"  # a replayed request's X-Request-Id: the live one's, so that the two answers join in the log
 
 
 def read_live_log(spec: ModelSpec, start: dt.datetime, end: dt.datetime, columns: Sequence[str] = ANALYSIS_COLUMNS) -> pd.DataFrame:
-    """The inference log's rows that came through the live URL in ``[start, end)``."""
-    from mlops_airflow.core.partitions import read_period
+    """The inference log's rows of this model that came through the live URL in ``[start, end)``."""
+    from mlops_airflow.core.logged_predictions import read_log
     from mlops_airflow.serving.inference_log import ROUTE_LIVE
 
-    frame = read_period(spec.serving.inference_log.uri, start, end, columns=list(columns))
-    if frame.empty:
-        return frame
-    # Through the live URL, and this model's (two models may share a log): the name the local and Docker servers
-    # log, or the registered name a Kubernetes server reads from its models:/ URI.
-    return frame[(frame["route"] == ROUTE_LIVE) & frame["model"].isin({spec.name, spec.registered_model_name})]
+    frame = read_log(spec, start, end, columns)
+    return frame if frame.empty else frame[frame["route"] == ROUTE_LIVE]
 
 
 def _record(hook: MlflowHook, spec: ModelSpec, version: str, tags: dict[str, Any]) -> None:
@@ -309,7 +304,13 @@ class ABTestOperator(_ServingOperator):
         )
         total = len(old_answers) + len(new_answers)
         observed = len(new_answers) / total if total else None
-        report = {**health.as_dict(), "configured_percent": ab.percent, "observed_share": observed, "cookie": ab_cookie(ab.cookie, release.version)}
+        report = {
+            **health.as_dict(),
+            "configured_percent": ab.percent,
+            "observed_share": observed,
+            "cookie": ab_cookie(ab.cookie, release.version),
+            "baseline_version": release.previous_version,  # what the outcomes judge it against, once the labels arrive
+        }
         if health.verdict is Verdict.FAILED:
             verdict, reasons = Verdict.FAILED, list(health.reasons)
         else:
@@ -356,7 +357,8 @@ class ShadowReplayOperator(_ServingOperator):
         shadow = spec.serving.release.shadow
         time.sleep(spec.serving.inference_log.flush_seconds + _FLUSH_MARGIN_SECONDS)  # the live colour's latest answers are written
         end = dt.datetime.now(dt.UTC)
-        logged = read_live_log(spec, end - dt.timedelta(minutes=shadow.window_minutes), end, columns=REPLAY_COLUMNS)
+        start = end - dt.timedelta(minutes=shadow.window_minutes)
+        logged = read_live_log(spec, start, end, columns=REPLAY_COLUMNS)
         frame = _answers_of(logged, status.live, status.live_version)
         if not frame.empty:
             frame = frame[frame["status"] == 200].sort_values("ts").tail(shadow.max_requests)
@@ -367,7 +369,10 @@ class ShadowReplayOperator(_ServingOperator):
             ShadowCriteria(shadow.min_requests, shadow.min_agreement, shadow.max_error_rate, shadow.max_p95_ms),
             tolerance=spec.serving.smoke.tolerance,
         )
-        _record(hook, spec, release.version, {TAG_STRATEGY: "shadow", TAG_SHADOW: report.as_dict(), TAG_VERDICT: str(report.verdict)})
+        # Where the replayed requests and the answers to them are in the log: their outcomes judge the two versions once the labels arrive.
+        replayed = {"window_start": start.isoformat(), "window_end": end.isoformat(), "replayed_until": dt.datetime.now(dt.UTC).isoformat()}
+        recorded = {**report.as_dict(), **replayed, "live_version": status.live_version}
+        _record(hook, spec, release.version, {TAG_STRATEGY: "shadow", TAG_SHADOW: recorded, TAG_VERDICT: str(report.verdict)})
         incr(RELEASE_ANALYSIS, model=spec.name, strategy="shadow", verdict=str(report.verdict).lower())
         if report.agreement is not None:
             gauge(RELEASE_SHADOW_AGREEMENT, report.agreement, model=spec.name)
@@ -392,6 +397,7 @@ def replay(url: str, frame: pd.DataFrame, *, concurrency: int, timeout: float = 
     import urllib.request
     from concurrent.futures import ThreadPoolExecutor
 
+    from mlops_airflow.core.logged_predictions import REPLAY_ID_PREFIX
     from mlops_airflow.core.release_analysis import Replayed
 
     def one(row: tuple[bytes, str, bytes, str]) -> Replayed:

@@ -6,8 +6,10 @@ churn pipeline: 8 ms per call, 5 µs per row), so requests that arrive while the
 merged and scored in one call when it is free: no timer, a request alone is scored at once.
 
 Exactness: requests are merged only when MLflow would parse them the same way alone and together:
-the same format, exactly the signature's columns, none of them datetime or binary (pandas infers
-those from the rows it sees together). The merged rows go through MLflow's own parser and the
+the same format and columns, every one of the signature's among them and none of those datetime or
+binary (pandas infers those from the rows it sees together). Columns beside the signature's (the
+performance monitor's join key, say) are left out before the model is called, as MLflow's schema
+enforcement leaves them out of a request scored alone. The merged rows go through MLflow's own parser and the
 model's signature enforcement once. A tree ensemble (the demo's) answers identically merged or
 alone; a linear model can differ in the last bits (BLAS sums a batch in another order, ~1e-15). When a merged batch fails (one request's bad value), each of its
 requests is scored alone through MLflow's own ``invocations``: the bad one gets MLflow's error, the
@@ -150,8 +152,8 @@ class MicroBatcher:
             self.refused += 1
             raise Overloaded(f"{self.in_flight} requests are waiting or running (at most {self.max_pending})")
         key, rows, columns = batch_key(body, content_type)
-        if key is not None and frozenset(key[1]) != self.mergeable_columns:
-            key = None  # columns the signature does not type: pandas would infer them across requests
+        if key is not None and (self.mergeable_columns is None or not self.mergeable_columns <= frozenset(key[1])):
+            key = None  # a column of the signature missing, or one it does not type: pandas would infer it across requests
         future = asyncio.get_running_loop().create_future()
         self.pending.append(_Pending(body, content_type, key, rows, columns, self.clock(), future))
         self.in_flight += 1
@@ -234,6 +236,8 @@ class MicroBatcher:
         rows = [row for item in batch for row in item.rows]
         parsed = {"columns": list(columns), "data": rows} if fmt == SPLIT else rows
         frame = dataframe_from_parsed_json(parsed, pandas_orient=fmt[len("dataframe_") :], schema=self.input_schema)
+        if len(columns) > len(self.mergeable_columns):  # a column beside the features (a join key): the model never sees it
+            frame = frame[[c for c in frame.columns if c in self.mergeable_columns]]
         predictions = self.model.predict(frame)
         if len(predictions) != len(rows):
             raise ValueError(f"{len(predictions)} predictions for {len(rows)} rows")

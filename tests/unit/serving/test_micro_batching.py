@@ -239,23 +239,27 @@ class TestAdmission:
 
 
 class TestWhatMerges:
-    def test_only_requests_with_exactly_the_signatures_columns_merge(self, model):
+    def test_requests_with_the_same_columns_merge_and_a_column_beside_the_signatures_is_left_out(self, model):
         gate = Gate(model)
         batcher = MicroBatcher(gate, max_pending=64, max_batch_rows=1000, max_wait=5)
         assert batcher.mergeable_columns == frozenset(COLUMNS)
-        extra = split([[*ROWS[0], 1]], [*COLUMNS, "unused"])
+        keyed = [split([[*ROWS[0], "c-1"]], [*COLUMNS, "customer_id"]), split([[*ROWS[1], "c-2"], [*ROWS[2], "c-3"]], [*COLUMNS, "customer_id"])]
+        missing = split([row[:2] for row in ROWS[:1]], COLUMNS[:2])
 
         async def scenario():
             first = asyncio.ensure_future(batcher.score(split(ROWS[:1]), "application/json"))
             await asyncio.get_running_loop().run_in_executor(None, gate.entered.wait, 10)
-            rest = [asyncio.ensure_future(batcher.score(body, "application/json")) for body in (extra, split(ROWS[:2]))]
+            rest = [asyncio.ensure_future(batcher.score(body, "application/json")) for body in (*keyed, missing, split(ROWS[:2]))]
             await asyncio.sleep(0.05)
             gate.opened.set()
             return await asyncio.gather(first, *rest)
 
         answers = asyncio.run(scenario())
-        assert gate.calls == [1, 1, 2]  # the one with a column outside the signature was scored alone
-        assert (answers[1].status, json.loads(answers[1].body)) == alone(model, extra)
+        # The two keyed requests merged (3 rows) without their key; the one short of a signature column went alone.
+        assert gate.calls == [1, 3, 1, 2]
+        for answer, body in zip(answers[1:4], [*keyed, missing], strict=True):
+            assert (answer.status, json.loads(answer.body)) == alone(model, body)
+        assert answers[3].status == 400
 
     def test_nothing_merges_for_a_datetime_column_or_no_signature(self):
         from types import SimpleNamespace
