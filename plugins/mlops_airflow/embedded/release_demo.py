@@ -82,11 +82,15 @@ class Traffic:
 
 
 def request_bodies(spec: Any, rows: int = 200) -> list[bytes]:
-    """2-row ``dataframe_split`` requests of fresh synthetic rows with the spec's features."""
+    """2-row ``dataframe_split`` requests of fresh synthetic rows with the spec's features, and the performance key
+    beside them (as a client sends it, so that the answers join their labels later)."""
     from mlops_airflow.core.features import prepare_features
     from mlops_airflow.embedded.synthetic import generate_day
 
-    features = prepare_features(generate_day(dt.datetime.now(dt.UTC).date(), rows=rows), spec)
+    frame = generate_day(dt.datetime.now(dt.UTC).date(), rows=rows)
+    features = prepare_features(frame, spec)
+    if spec.performance is not None and spec.performance.key in frame.columns:
+        features = features.assign(**{spec.performance.key: frame[spec.performance.key].to_numpy()})
     return [json.dumps({"dataframe_split": json.loads(features.iloc[i : i + 2].to_json(orient="split", index=False))}).encode() for i in range(0, rows, 2)]
 
 

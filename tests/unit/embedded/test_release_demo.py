@@ -37,13 +37,16 @@ def test_each_gate_is_a_task_the_dag_gains(strategy):
     assert {GATES[strategy], "decide_release"} <= set(dag.task_ids)
 
 
-def test_request_bodies_score_with_the_specs_features():
+def test_request_bodies_score_with_the_specs_features_and_carry_the_performance_key():
     spec = parse_spec(yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text()), source="churn.yaml")
     bodies = request_bodies(spec, rows=10)
     assert len(bodies) == 5
     split = json.loads(bodies[0])["dataframe_split"]
-    assert split["columns"] == list(spec.features.columns)
+    assert split["columns"] == [*spec.features.columns, "customer_id"]
     assert len(split["data"]) == 2
+    from mlops_airflow.core.logged_predictions import request_keys
+
+    assert all(isinstance(key, str) for key in request_keys(bodies[0], spec.performance.key))
 
 
 def test_traffic_counts_the_answers_by_status():
