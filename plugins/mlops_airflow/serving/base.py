@@ -60,6 +60,15 @@ class ColorState:
 
 
 @dataclass(frozen=True)
+class StickySplit:
+    """A client keeps its colour by a cookie the router sets: ``cookie`` names it; ``secret`` keys its value (a client cannot
+    derive it from the colour's address; it can still copy another client's)."""
+
+    cookie: str
+    secret: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class ServingStatus:
     live: Color | None  # the colour with most of the live traffic
     colors: dict[Color, ColorState] = field(default_factory=dict)
@@ -161,7 +170,7 @@ class BlueGreenBackend(abc.ABC):
         return {}
 
     def set_weights(self, weights: dict[Color, int], *, sticky_cookie: str | None = None) -> None:
-        raise SplitUnsupportedError(f"{type(self).__name__} sends live traffic to one colour only (blue-green); a split (canary) needs the local backend")
+        raise SplitUnsupportedError(f"{type(self).__name__} sends live traffic to one colour only (blue-green); a split (canary, A/B) needs the local or Docker backend")
 
     def refuse_live(self, color: Color, action: str) -> None:
         """:class:`LiveColorError` when ``color`` takes live traffic: ``action`` (a deploy, a scale-down) must never touch it."""

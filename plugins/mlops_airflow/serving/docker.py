@@ -4,8 +4,11 @@ Containers ``<model>-blue`` and ``<model>-green`` run the model server
 (:mod:`mlops_airflow.serving.model_server`: MLflow's scoring API, the version loaded safely) on the shared
 Docker network; their labels say which model version they run, and Docker's health check
 (``/ping``) says whether they are ready. The router container is Caddy: this model's
-server on ``live_port`` proxies to one colour, and a switch is one change of its upstream
-through Caddy's admin API, read back afterwards. The containers and the router are the
+server on ``live_port`` proxies to the live colour, and a switch is one change of its proxy
+through Caddy's admin API, read back afterwards. A canary step or an A/B test splits it
+between the two colours by weight (the live colour's upstream stays first: a split never
+changes which colour is live), with a keyed cookie for an A/B test whose secret lives in the
+router's configuration only. The containers and the router are the
 state: nothing is kept beside them, so any worker can pick up where another stopped.
 
 Docker calls go through the Docker provider's hook; they are create, start, inspect, stop
@@ -15,11 +18,12 @@ and remove on the two named containers, and a pull when their image is missing.
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any
 
 from mlops_airflow.exceptions import MlopsError
 from mlops_airflow.serving.admin_http import admin_request
-from mlops_airflow.serving.base import BlueGreenBackend, Color, ColorNotReadyError, ColorState, ServingStatus, SwitchOutcome
+from mlops_airflow.serving.base import BlueGreenBackend, Color, ColorNotReadyError, ColorState, LiveColorError, ServingStatus, StickySplit, SwitchOutcome
 from mlops_airflow.serving.inference_log import ROUTE_HEADER, ROUTE_LIVE
 
 if TYPE_CHECKING:
@@ -195,32 +199,113 @@ class DockerServingBackend(BlueGreenBackend):
     def _dial(self, color: Color) -> str:
         return f"{container_name(self.model, color)}:{self.spec.container_port}"
 
-    def _server(self, color: Color) -> dict[str, Any]:
-        proxy = {
+    def _handler(self, weights: dict[Color, int], live: Color, sticky: StickySplit | None = None) -> dict[str, Any]:
+        """The reverse proxy of this model's live port: the live colour's upstream first, then the other's where ``weights`` split.
+
+        A split is Caddy's weighted round robin (the weights reduced by their greatest common
+        divisor, so that 10 % is one request in ten rather than runs of ten) and, for an A/B test,
+        a keyed cookie in front of it that keeps each client on the colour it was first given.
+        """
+        order = [live, *(c for c in Color if c is not live and weights.get(c, 0) > 0)]
+        proxy: dict[str, Any] = {
             "@id": self._upstream_id,
             "handler": "reverse_proxy",
-            "upstreams": [{"dial": self._dial(color)}],
+            "upstreams": [{"dial": self._dial(color)} for color in order],
             # Scoring has no side effects: a request the outgoing colour dropped may be sent again.
             "load_balancing": {"retries": 2, "try_interval": "20ms", "retry_match": [{"method": ["GET", "HEAD", "POST"]}]},
             # What comes through the live port is live traffic in the inference log (a colour's own port is "preview").
             "headers": {"request": {"set": {ROUTE_HEADER: [ROUTE_LIVE]}}},
         }
-        return {"listen": [f":{self.spec.live_port}"], "routes": [{"handle": [proxy]}]}
+        if len(order) > 1:
+            divisor = math.gcd(*(weights.get(c, 0) for c in order))
+            policy: dict[str, Any] = {"policy": "weighted_round_robin", "weights": [weights.get(c, 0) // divisor for c in order]}
+            if sticky is not None:
+                policy = {"policy": "cookie", "name": sticky.cookie, "secret": sticky.secret, "fallback": policy}
+            proxy["load_balancing"]["selection_policy"] = policy
+        return proxy
 
-    def proxy_color(self) -> Color | None:
-        """The colour the router sends this model's live traffic to; ``None`` before the first switch."""
-        status, body = _admin(self.spec.router_admin_url, "GET", f"/id/{self._upstream_id}/upstreams")
+    def _server(self, color: Color) -> dict[str, Any]:
+        return {"listen": [f":{self.spec.live_port}"], "routes": [{"handle": [self._handler({color: 100}, color)]}]}
+
+    def _live_handler(self) -> dict[str, Any] | None:
+        """This model's reverse proxy as the router holds it; ``None`` before the first switch."""
+        status, body = _admin(self.spec.router_admin_url, "GET", f"/id/{self._upstream_id}")
         if status == 404:
             return None
         if status != 200:
             raise DockerServingError(f"the serving router answered {status} for {self.model}'s upstream: {body[:300]!r}")
-        dials = {upstream.get("dial") for upstream in json.loads(body or b"null") or []}
-        return next((color for color in Color if self._dial(color) in dials), None)
+        return json.loads(body or b"null") or None
+
+    def proxy_weights(self) -> dict[Color, int]:
+        """Percent of live traffic per colour, read from the router; ``{}`` before the first switch."""
+        handler = self._live_handler()
+        if handler is None:
+            return {}
+        colors = {self._dial(c): c for c in Color}
+        upstreams = [colors.get(u.get("dial")) for u in handler.get("upstreams") or []]
+        policy = (handler.get("load_balancing") or {}).get("selection_policy") or {}
+        if policy.get("policy") == "cookie":  # a sticky split: new clients are split by its fallback's weights
+            policy = policy.get("fallback") or {}
+        weights = policy.get("weights") if policy.get("policy") == "weighted_round_robin" else None
+        if weights is None or len(weights) != len(upstreams):
+            weights = [100] + [0] * (len(upstreams) - 1)  # one upstream (the first, should there be more) takes everything
+        total = sum(weights) or 1
+        return {c: round(100 * w / total) for c, w in zip(upstreams, weights, strict=True) if c is not None and w > 0}
+
+    def proxy_color(self) -> Color | None:
+        """The colour live before any split (the router's first upstream of this model); ``None`` before the first switch."""
+        handler = self._live_handler()
+        if handler is None:
+            return None
+        colors = {self._dial(c): c for c in Color}
+        return next((colors[u["dial"]] for u in handler.get("upstreams") or [] if u.get("dial") in colors), None)
+
+    def traffic_weights(self) -> dict[Color, int]:
+        weights = self.proxy_weights()
+        return weights if len(weights) > 1 else {}
+
+    def _sticky_secret(self, cookie: str) -> str:
+        """The key of the split's cookie: the one the router already holds for this cookie (a retried step keeps the groups), or a new one.
+
+        It lives in the router's configuration only, never in a tag or a log.
+        """
+        import secrets
+
+        policy = ((self._live_handler() or {}).get("load_balancing") or {}).get("selection_policy") or {}
+        if policy.get("policy") == "cookie" and policy.get("name") == cookie and policy.get("secret"):
+            return str(policy["secret"])
+        return secrets.token_hex(32)
+
+    def _put_handler(self, handler: dict[str, Any], what: str) -> None:
+        status, body = _admin(self.spec.router_admin_url, "PATCH", f"/id/{self._upstream_id}", handler)
+        if status != 200:
+            raise DockerServingError(f"the serving router refused {what} of {self.model}: {status} {body[:300]!r}")
+
+    def set_weights(self, weights: dict[Color, int], *, sticky_cookie: str | None = None) -> None:
+        """Split live traffic between the colours (a canary step, an A/B test): one change of the router; 100 on one colour is a switch."""
+        if set(weights) - set(Color) or sum(weights.values()) != 100 or any(w < 0 for w in weights.values()):
+            raise ValueError(f"weights must be percentages of blue and green summing to 100, got {weights}")
+        whole = [c for c, w in weights.items() if w == 100]
+        if whole:
+            self.switch(whole[0])
+            return
+        live = self.proxy_color()
+        if live is None:
+            raise LiveColorError(f"refusing to split {self.model}'s live traffic {weights}: nothing is live yet")
+        for color, weight in weights.items():
+            state = self.is_ready(color)
+            if weight > 0 and not state.ready:
+                raise ColorNotReadyError(f"refusing to send {weight}% of {self.model}'s live traffic to {color}: {state.detail}")
+        sticky = StickySplit(sticky_cookie, self._sticky_secret(sticky_cookie)) if sticky_cookie else None
+        self._put_handler(self._handler(weights, live, sticky), f"the split {weights}")
+        expected = {c: w for c, w in weights.items() if w > 0}
+        if (observed := self.proxy_weights()) != expected:
+            raise DockerServingError(f"the serving router reads back {observed} after the split {weights} of {self.model}")
 
     # -- the protocol ---------------------------------------------------------------------
 
     def status(self) -> ServingStatus:
-        return ServingStatus(live=self.proxy_color(), colors={color: self.is_ready(color) for color in Color})
+        return ServingStatus(live=self.proxy_color(), colors={color: self.is_ready(color) for color in Color}, weights=self.traffic_weights())
 
     def is_ready(self, color: Color) -> ColorState:
         return self._state(color, self._inspect(color))
@@ -263,8 +348,9 @@ class DockerServingBackend(BlueGreenBackend):
         return f"http://{self.spec.router_host}:{self.spec.live_port}"
 
     def switch(self, color: Color) -> SwitchOutcome:
-        current = self.proxy_color()
-        if current is color:
+        """All live traffic to ``color``: the end of a split too (a canary's last step, an A/B test decided, a rollback)."""
+        current, split = self.proxy_color(), bool(self.traffic_weights())
+        if current is color and not split:
             return SwitchOutcome.ALREADY_LIVE
         state = self.is_ready(color)
         if not state.ready:
@@ -274,12 +360,12 @@ class DockerServingBackend(BlueGreenBackend):
             status, body = _admin(admin, "PUT", f"/config/apps/http/servers/{self.model}", self._server(color))
             if status == 409:
                 status, body = _admin(admin, "PATCH", f"/config/apps/http/servers/{self.model}", self._server(color))
-        else:  # one change of the upstream
-            status, body = _admin(admin, "PATCH", f"/id/{self._upstream_id}/upstreams", [{"dial": self._dial(color)}])
+        else:  # one change of this model's proxy: its upstream, and no split left
+            status, body = _admin(admin, "PATCH", f"/id/{self._upstream_id}", self._handler({color: 100}, color))
         if status != 200:
             raise DockerServingError(f"the serving router refused the switch of {self.model} to {color}: {status} {body[:300]!r}")
         after = self.proxy_color()
-        if after is not color:
+        if after is not color or self.traffic_weights():
             raise DockerServingError(f"the serving router reads back {after} after the switch of {self.model} to {color}")
         return SwitchOutcome.SWITCHED
 

@@ -32,11 +32,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlops_airflow.serving.base import BlueGreenBackend, Color, ColorNotReadyError, ColorState, ServingStatus, SwitchOutcome
+from mlops_airflow.serving.base import BlueGreenBackend, Color, ColorNotReadyError, ColorState, ServingStatus, StickySplit, SwitchOutcome
 from mlops_airflow.serving.inference_log import InferenceLogSettings
 from mlops_airflow.serving.local_ports import LocalPorts
 from mlops_airflow.serving.local_processes import group_alive, group_members, http_request, log_tail, port_open, process_alive, stop_group
-from mlops_airflow.serving.local_proxy import ROUTE, CaddyProxy, ProxyError, StickySplit
+from mlops_airflow.serving.local_proxy import ROUTE, CaddyProxy, ProxyError
 from mlops_airflow.serving.model_server import Capacity, server_command
 from mlops_airflow.settings import serving_state_dir
 

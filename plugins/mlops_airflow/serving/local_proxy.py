@@ -13,13 +13,12 @@ import math
 import os
 import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlops_airflow.exceptions import MlopsError
 from mlops_airflow.serving.admin_http import UNIX_PREFIX, admin_request
-from mlops_airflow.serving.base import Color
+from mlops_airflow.serving.base import Color, StickySplit
 from mlops_airflow.serving.inference_log import ROUTE_HEADER, ROUTE_LIVE
 from mlops_airflow.serving.local_ports import LocalPorts
 from mlops_airflow.serving.local_processes import PROCESS_ENV, ServingProcesses, group_alive, port_open, process_alive, stop_group
@@ -29,15 +28,6 @@ ROUTE = f"{HANDLER}/upstreams"
 _REQUEST_BUFFER_BYTES = 16 * 1024 * 1024  # a retried request's body is replayed from here
 _MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux
 _SHORT_SOCKET_ROOT = Path("/tmp")  # noqa: S108 - one short directory every process of the machine agrees on
-
-
-@dataclass(frozen=True)
-class StickySplit:
-    """A client keeps its colour by a cookie the router sets: ``cookie`` names it; ``secret`` keys its value (a client cannot
-    derive it from the colour's address; it can still copy another client's)."""
-
-    cookie: str
-    secret: str = field(repr=False)
 
 
 class ProxyError(MlopsError):

@@ -73,11 +73,12 @@ def _parse_serving(section: _Section, *, data_uri: str) -> ServingSpec:
     if spec.release.strategy != "blue_green":
         if spec.inference_log.uri is None:
             section.fail("release.strategy", f"{spec.release.strategy} is analysed on the inference log: serving.inference_log.sample_rate must be above 0")
-        if spec.backend != "local":
+        if spec.backend == "kubernetes":
             override = f" ({SERVING_BACKEND_ENV} chose it)" if serving_backend_override() else ""
             section.fail(
                 "release.strategy",
-                f"{spec.release.strategy} releases run on the local backend so far; {spec.backend} serving{override} releases blue_green only",
+                f"{spec.release.strategy} releases run on the local and Docker backends (weights in Caddy) so far; "
+                f"kubernetes serving{override} releases blue_green only",
             )
     section.finish()
     return spec

@@ -173,3 +173,73 @@ def test_a_router_that_does_not_answer_is_a_clear_retryable_error(tmp_path, kind
     backend = DockerServingBackend(model="churn", spec=spec, api_client=None)
     with pytest.raises(DockerServingError, match="did not answer"):
         backend.proxy_color()
+
+
+def router_handler(router: str) -> dict:
+    status, body = admin_request(router, "GET", "/id/churn-live", timeout=5)
+    assert status == 200, body
+    return json.loads(body)
+
+
+def deployed(backend: DockerServingBackend, color: Color, version: str) -> None:
+    backend.deploy(color, version, f"models:/churn/{version}", estimator_kind="hist_gradient_boosting")
+    backend.wait_ready(color, timeout=10, poll=0.01)
+
+
+def test_a_canary_split_keeps_the_live_colour_first_and_a_switch_ends_it(world):
+    engine, backend, router = world
+    release(backend, Color.BLUE, "1")
+    deployed(backend, Color.GREEN, "2")
+
+    backend.set_weights({Color.BLUE: 90, Color.GREEN: 10})
+    assert router_upstreams(router) == ["churn-blue:8080", "churn-green:8080"]
+    # Reduced weights: one request in ten to green, not runs of ten.
+    assert router_handler(router)["load_balancing"]["selection_policy"] == {"policy": "weighted_round_robin", "weights": [9, 1]}
+    status = backend.status()
+    assert (status.live, status.weights) == (Color.BLUE, {Color.BLUE: 90, Color.GREEN: 10})
+    with pytest.raises(LiveColorError, match="takes 10% of live traffic"):
+        backend.scale_down(Color.GREEN)
+    backend.set_weights({Color.BLUE: 50, Color.GREEN: 50})
+    assert backend.status().live is Color.BLUE  # the colour live before the split, even at half the traffic
+
+    assert backend.switch(Color.GREEN) is SwitchOutcome.SWITCHED
+    assert router_upstreams(router) == ["churn-green:8080"]
+    assert "selection_policy" not in router_handler(router)["load_balancing"]
+    assert (backend.status().live, backend.status().weights) == (Color.GREEN, {})
+    backend.set_weights({Color.GREEN: 100})  # all on one colour is a switch: already done
+    assert router_upstreams(router) == ["churn-green:8080"]
+
+
+def test_an_ab_split_keeps_its_cookie_key_across_steps_and_never_shows_it(world):
+    engine, backend, router = world
+    release(backend, Color.BLUE, "1")
+    deployed(backend, Color.GREEN, "2")
+
+    backend.set_weights({Color.BLUE: 80, Color.GREEN: 20}, sticky_cookie="mlops_ab_v2")
+    policy = router_handler(router)["load_balancing"]["selection_policy"]
+    assert (policy["policy"], policy["name"], policy["fallback"]) == ("cookie", "mlops_ab_v2", {"policy": "weighted_round_robin", "weights": [4, 1]})
+    secret = policy["secret"]
+    assert len(secret) == 64
+    # Set again (a retried task): the same key, so every client keeps its group.
+    backend.set_weights({Color.BLUE: 80, Color.GREEN: 20}, sticky_cookie="mlops_ab_v2")
+    assert router_handler(router)["load_balancing"]["selection_policy"]["secret"] == secret
+    assert backend.status().weights == {Color.BLUE: 80, Color.GREEN: 20}
+    assert secret not in repr(backend.status())
+    # Another test (another cookie): a new key.
+    backend.set_weights({Color.BLUE: 80, Color.GREEN: 20}, sticky_cookie="mlops_ab_v3")
+    assert router_handler(router)["load_balancing"]["selection_policy"]["secret"] != secret
+
+
+def test_no_split_before_a_colour_is_live_onto_one_that_is_not_ready_or_with_bad_weights(world):
+    engine, backend, router = world
+    deployed(backend, Color.BLUE, "1")
+    with pytest.raises(LiveColorError, match="nothing is live yet"):
+        backend.set_weights({Color.BLUE: 90, Color.GREEN: 10})
+    backend.switch(Color.BLUE)
+    engine.unhealthy.add("churn-green")
+    backend.deploy(Color.GREEN, "2", "models:/churn/2", estimator_kind="hist_gradient_boosting")
+    with pytest.raises(ColorNotReadyError, match="refusing to send 10% of churn's live traffic to green"):
+        backend.set_weights({Color.BLUE: 90, Color.GREEN: 10})
+    with pytest.raises(ValueError, match="summing to 100"):
+        backend.set_weights({Color.BLUE: 90, Color.GREEN: 20})
+    assert router_upstreams(router) == ["churn-blue:8080"]
