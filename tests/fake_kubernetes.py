@@ -1,4 +1,4 @@
-"""A small fake Kubernetes API server: Deployments and Services, resourceVersion, scripted faults.
+"""A small fake Kubernetes API server: Deployments, Services and HTTPRoutes, resourceVersion, scripted faults.
 
 Standard library only. It keeps objects in memory, bumps ``resourceVersion`` on every
 change and answers 409 when a patch names a stale one, simulates rollouts (a changed
@@ -142,7 +142,7 @@ class _Handler(JsonHandler):
         # /api/v1/namespaces/<ns>/services/<name>  or  /apis/apps/v1/namespaces/<ns>/deployments/<name>
         group = "" if parts[0] == "api" else parts[1]
         resource, name = parts[-2], parts[-1]
-        kind = {"services": "Service", "deployments": "Deployment"}.get(resource)
+        kind = {"services": "Service", "deployments": "Deployment", "httproutes": "HTTPRoute"}.get(resource)
         return group, resource, name, kind
 
     def _handle(self, verb: str, body: dict | None = None) -> None:

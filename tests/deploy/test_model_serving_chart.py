@@ -180,3 +180,27 @@ def test_the_serving_backend_releases_onto_what_the_chart_renders(helm):
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         assert {"name": "MODEL_URI", "value": "models:/churn/1"} in container["env"]
     assert cluster.unready_switches == []
+
+
+def test_with_a_gateway_the_chart_renders_the_live_route_and_may_patch_it(helm):
+    from gateway_api import validate_httproute
+
+    from mlops_airflow.specs import GatewayRef
+
+    assert by_kind(render(helm), "HTTPRoute") == {}
+    docs = render(helm, "gateway.name=public", "gateway.namespace=gateways", "gateway.sectionName=https")
+    (route,) = by_kind(docs, "HTTPRoute").values()
+    validate_httproute(route)
+    (role,) = by_kind(docs, "Role").values()
+    assert role["rules"] == switch_role_rules("churn", gateway=True)
+    python = serving_manifests(
+        model="churn",
+        namespace=NAMESPACE,
+        image="x",
+        tracking_uri="http://mlflow",
+        switcher_service_account="airflow-worker",
+        switcher_namespace="airflow",
+        gateway=GatewayRef("public", "gateways", "https"),
+    )
+    (python_route,) = by_kind(python, "HTTPRoute").values()
+    assert route["spec"] == python_route["spec"]

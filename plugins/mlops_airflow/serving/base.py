@@ -170,7 +170,9 @@ class BlueGreenBackend(abc.ABC):
         return {}
 
     def set_weights(self, weights: dict[Color, int], *, sticky_cookie: str | None = None) -> None:
-        raise SplitUnsupportedError(f"{type(self).__name__} sends live traffic to one colour only (blue-green); a split (canary, A/B) needs the local or Docker backend")
+        raise SplitUnsupportedError(
+            f"{type(self).__name__} sends live traffic to one colour only (blue-green); a split (canary, A/B) needs the local or Docker backend"
+        )
 
     def refuse_live(self, color: Color, action: str) -> None:
         """:class:`LiveColorError` when ``color`` takes live traffic: ``action`` (a deploy, a scale-down) must never touch it."""

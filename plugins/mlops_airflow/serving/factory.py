@@ -28,6 +28,7 @@ def serving_backend(spec: ModelSpec, *, mlflow_env: dict[str, str]) -> ServingBa
             port=spec.serving.port,
             capacity=Capacity.from_spec(spec.serving.capacity),
             inference_log=inference_log_settings(spec, shared_storage_only=True),
+            gateway=spec.serving.gateway is not None,
         )
     if spec.serving.backend == "docker":
         from mlops_airflow.serving.docker import DockerServingBackend

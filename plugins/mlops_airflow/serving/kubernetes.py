@@ -1,13 +1,19 @@
-"""The Kubernetes serving backend: two Deployments, a live Service and a preview Service.
+"""The Kubernetes serving backend: two Deployments, a live Service and a preview Service (and an HTTPRoute).
 
 Deployments ``<model>-blue`` and ``<model>-green`` (labels ``app``, ``color``) run the
 model server (:mod:`mlops_airflow.serving.model_server`; a deploy sets its ``MODEL_URI`` and
 ``MODEL_ESTIMATOR_KIND``); Service ``<model>`` selects the live colour and
 ``<model>-preview`` the colour being tested. A switch is one patch of the live
 Service's selector, guarded by the Service's ``resourceVersion`` so that a concurrent
-change is a 409 we re-read and re-decide on, never a lost update. The only API calls are
-get and patch on those four named objects: exactly what :func:`serving_manifests`'s
-Role grants.
+change is a 409 we re-read and re-decide on, never a lost update.
+
+With a Gateway (``serving.kubernetes.gateway``), live traffic comes in through the Gateway API
+``HTTPRoute`` ``<model>``: one rule whose two backends are the live and the preview Services,
+weighted 100 and 0, and which marks every request live for the inference log. A canary step
+sets the two weights (one patch of the route, guarded the same way); a switch moves the live
+Service and then puts the weights back to 100 and 0. A split never changes which colour is
+live: that is the live Service's. The only API calls are get and patch on those named
+objects: exactly what :func:`serving_manifests`'s Role grants.
 """
 
 from __future__ import annotations
@@ -15,7 +21,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mlops_airflow.exceptions import MlopsError
-from mlops_airflow.serving.base import BlueGreenBackend, Color, ColorNotReadyError, ColorState, ServingStatus, SwitchConflictError, SwitchOutcome
+from mlops_airflow.serving.base import (
+    BlueGreenBackend,
+    Color,
+    ColorNotReadyError,
+    ColorState,
+    LiveColorError,
+    ServingStatus,
+    SplitUnsupportedError,
+    SwitchConflictError,
+    SwitchOutcome,
+)
+from mlops_airflow.serving.inference_log import ROUTE_HEADER, ROUTE_LIVE
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -26,7 +43,21 @@ if TYPE_CHECKING:
 VERSION_ANNOTATION = "mlops-airflow/model-version"
 CONTAINER = "model-server"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "mlops-airflow"}
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+GATEWAY_VERSION = "v1"
 _SWITCH_ATTEMPTS = 5
+
+
+def route_rule(model: str, port: int, *, live_weight: int = 100, preview_weight: int = 0) -> dict[str, Any]:
+    """The live HTTPRoute's one rule: everything to the live Service and the preview Service by weight, marked live for the inference log."""
+    return {
+        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+        "filters": [{"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": ROUTE_HEADER, "value": ROUTE_LIVE}]}}],
+        "backendRefs": [
+            {"name": model, "port": port, "weight": live_weight},
+            {"name": preview_service_name(model), "port": port, "weight": preview_weight},
+        ],
+    }
 
 
 class KubernetesApiError(MlopsError):
@@ -74,6 +105,7 @@ class KubernetesServingBackend(BlueGreenBackend):
     :param replicas: replicas of a colour that serves.
     :param port: the Services' port, for the URLs.
     :param request_timeout: seconds per API request.
+    :param gateway: live traffic comes through the HTTPRoute ``<model>`` (canary weights); ``False``: the live Service only.
     """
 
     def __init__(
@@ -87,9 +119,11 @@ class KubernetesServingBackend(BlueGreenBackend):
         request_timeout: float = 10.0,
         capacity: Capacity | None = None,
         inference_log: InferenceLogSettings | None = None,
+        gateway: bool = False,
     ) -> None:
         from kubernetes import client
 
+        self.gateway = gateway
         self.capacity = capacity
         self.inference_log = inference_log
         self.model = model
@@ -100,6 +134,7 @@ class KubernetesServingBackend(BlueGreenBackend):
         self._api_client = api_client
         self._apps = client.AppsV1Api(api_client)
         self._core = client.CoreV1Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
 
     @classmethod
     def from_hook(cls, *, kubernetes_conn_id: str = "kubernetes_default", **kwargs: Any) -> KubernetesServingBackend:
@@ -108,7 +143,7 @@ class KubernetesServingBackend(BlueGreenBackend):
 
         return cls(api_client=KubernetesHook(conn_id=kubernetes_conn_id).api_client, **kwargs)
 
-    # -- API calls: get and patch on four named objects, nothing else ---------------------
+    # -- API calls: get and patch on four (five) named objects, nothing else ---------------
 
     def _call(self, what: str, method, *args, **kwargs) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
@@ -138,6 +173,23 @@ class KubernetesServingBackend(BlueGreenBackend):
     def _patch_service(self, name: str, body: dict) -> dict[str, Any]:
         return self._call(f"patching Service {name}", self._core.patch_namespaced_service, name, body=body)
 
+    def _route(self) -> dict[str, Any]:
+        return self._call(
+            f"reading HTTPRoute {self.model}", self._custom.get_namespaced_custom_object, GATEWAY_GROUP, GATEWAY_VERSION, plural="httproutes", name=self.model
+        )
+
+    def _patch_route(self, body: dict) -> dict[str, Any]:
+        # A JSON merge patch (custom objects have no strategic merge): the rules are sent whole.
+        return self._call(
+            f"patching HTTPRoute {self.model}",
+            self._custom.patch_namespaced_custom_object,
+            GATEWAY_GROUP,
+            GATEWAY_VERSION,
+            plural="httproutes",
+            name=self.model,
+            body=body,
+        )
+
     # -- the protocol ----------------------------------------------------------------------
 
     @staticmethod
@@ -160,7 +212,86 @@ class KubernetesServingBackend(BlueGreenBackend):
         return self._selected_color(self._service(self.model))
 
     def status(self) -> ServingStatus:
-        return ServingStatus(live=self.live_color(), colors={c: self._state(c, self._deployment(c)) for c in Color})
+        return ServingStatus(live=self.live_color(), colors={c: self._state(c, self._deployment(c)) for c in Color}, weights=self.traffic_weights())
+
+    # -- the HTTPRoute's weights ------------------------------------------------------------
+
+    def _route_weights(self, route: dict[str, Any]) -> tuple[int, int]:
+        """The weights of the live and the preview Service in the route (a backend absent: 0)."""
+        preview = preview_service_name(self.model)
+        weights = {self.model: 0, preview: 0}
+        found = False
+        for rule in (route.get("spec") or {}).get("rules") or []:
+            for ref in rule.get("backendRefs") or []:
+                if ref.get("name") in weights and ref.get("kind", "Service") == "Service":
+                    weights[ref["name"]] += int(ref.get("weight", 1))
+                    found = True
+        if not found:
+            raise KubernetesApiError(f"HTTPRoute {self.model} in namespace {self.namespace} sends nothing to the Services {self.model} or {preview}")
+        return weights[self.model], weights[preview]
+
+    def traffic_weights(self) -> dict[Color, int]:
+        """Percent of live traffic per colour while the route splits it between the live and the preview colour; empty otherwise."""
+        if not self.gateway:
+            return {}
+        live_weight, preview_weight = self._route_weights(self._route())
+        if not preview_weight:
+            return {}
+        live, preview = self.live_color(), self._selected_color(self._service(preview_service_name(self.model)))
+        if preview is None or preview is live:
+            return {}
+        total = live_weight + preview_weight
+        shares = {live: round(100 * live_weight / total), preview: round(100 * preview_weight / total)}
+        return {color: share for color, share in shares.items() if color is not None and share > 0}
+
+    def _set_route_weights(self, live_weight: int, preview_weight: int) -> bool:
+        """Put the two weights in the route (its other rules and fields untouched); ``False`` when they already were."""
+        from kubernetes.client.exceptions import ApiException
+
+        preview = preview_service_name(self.model)
+        wanted = {self.model: live_weight, preview: preview_weight}
+        for _ in range(_SWITCH_ATTEMPTS):
+            route = self._route()
+            if self._route_weights(route) == (live_weight, preview_weight):
+                return False
+            rules = []
+            for rule in route["spec"]["rules"]:
+                refs = [{**ref, "weight": wanted[ref["name"]]} if ref.get("name") in wanted else ref for ref in rule.get("backendRefs") or []]
+                rules.append({**rule, "backendRefs": refs} if "backendRefs" in rule else rule)
+            try:
+                self._patch_route({"metadata": {"resourceVersion": route["metadata"]["resourceVersion"]}, "spec": {"rules": rules}})
+            except ApiException as err:  # 409: someone changed the route since we read it; re-read, re-decide
+                if err.status != 409:
+                    raise
+                continue
+            return True
+        raise SwitchConflictError(f"the HTTPRoute {self.model} changed under us {_SWITCH_ATTEMPTS} times; retry")
+
+    def set_weights(self, weights: dict[Color, int], *, sticky_cookie: str | None = None) -> None:
+        """Split live traffic between the live colour and the preview colour (a canary step): the route's two weights; 100 on one colour is a switch."""
+        if not self.gateway:
+            return super().set_weights(weights, sticky_cookie=sticky_cookie)  # refused: the Service alone cannot split
+        if sticky_cookie:
+            raise SplitUnsupportedError(
+                f"{self.model}: an A/B test keeps each client on its version by a cookie; the Gateway API's standard HTTPRoute has no session persistence"
+            )
+        if set(weights) - set(Color) or sum(weights.values()) != 100 or any(w < 0 for w in weights.values()):
+            raise ValueError(f"weights must be percentages of blue and green summing to 100, got {weights}")
+        whole = [c for c, w in weights.items() if w == 100]
+        if whole:
+            self.switch(whole[0])
+            return
+        live = self.live_color()
+        if live is None:
+            raise LiveColorError(f"refusing to split {self.model}'s live traffic {weights}: the Service {self.model} selects no colour")
+        other = live.other
+        preview = self._selected_color(self._service(preview_service_name(self.model)))
+        if preview is not other:
+            raise ColorNotReadyError(f"refusing to send {weights[other]}% of {self.model}'s live traffic to {other}: the preview Service selects {preview}")
+        state = self.is_ready(other)
+        if not state.ready:
+            raise ColorNotReadyError(f"refusing to send {weights[other]}% of {self.model}'s live traffic to {other}: {state.detail}")
+        self._set_route_weights(weights[live], weights[other])
 
     def is_ready(self, color: Color) -> ColorState:
         return self._state(color, self._deployment(color))
@@ -225,7 +356,8 @@ class KubernetesServingBackend(BlueGreenBackend):
         for _ in range(_SWITCH_ATTEMPTS):
             service = self._service(self.model)
             if self._selected_color(service) is color:
-                return SwitchOutcome.ALREADY_LIVE
+                # A canary rolled back (or a retried switch): the split ends, the live colour stays.
+                return SwitchOutcome.SWITCHED if self.gateway and self._set_route_weights(100, 0) else SwitchOutcome.ALREADY_LIVE
             state = self.is_ready(color)
             if not state.ready:
                 raise ColorNotReadyError(f"refusing to switch {self.model} to {color}: {state.detail}")
@@ -237,6 +369,8 @@ class KubernetesServingBackend(BlueGreenBackend):
                 if err.status != 409:
                     raise
                 continue
+            if self.gateway:  # both Services now select the new colour: the preview's share goes back to the live one
+                self._set_route_weights(100, 0)
             return SwitchOutcome.SWITCHED
         raise SwitchConflictError(f"the Service {self.model} changed under us {_SWITCH_ATTEMPTS} times; retry")
 

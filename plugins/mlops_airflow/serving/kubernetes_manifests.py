@@ -1,4 +1,4 @@
-"""The Kubernetes objects blue-green serving needs, and the least-privilege Role that switches them.
+"""The Kubernetes objects blue-green serving needs (with a Gateway, the live HTTPRoute too), and the least-privilege Role that switches them.
 
 ``python -m mlops_airflow.serving.kubernetes_manifests --model churn --namespace mlops ...``
 prints them as one YAML stream for ``kubectl apply -f -`` (or a chart's templates).
@@ -12,7 +12,16 @@ from typing import Any
 
 from mlops_airflow.core.model_loading import SAFE_MODEL_ENV
 from mlops_airflow.serving.base import Color
-from mlops_airflow.serving.kubernetes import CONTAINER, MANAGED_BY, VERSION_ANNOTATION, deployment_name, preview_service_name
+from mlops_airflow.serving.kubernetes import (
+    CONTAINER,
+    GATEWAY_GROUP,
+    GATEWAY_VERSION,
+    MANAGED_BY,
+    VERSION_ANNOTATION,
+    deployment_name,
+    preview_service_name,
+    route_rule,
+)
 from mlops_airflow.serving.model_server import (
     CONTAINER_WORKERS,
     ESTIMATOR_KIND_ENV,
@@ -20,16 +29,35 @@ from mlops_airflow.serving.model_server import (
     Capacity,
     server_command,
 )
+from mlops_airflow.specs.model import GatewayRef
 
 SERVER_PORT = 8080
 
 
-def switch_role_rules(model: str) -> list[dict[str, Any]]:
-    """Exactly the API calls :class:`KubernetesServingBackend` makes: get and patch, on four named objects."""
-    return [
+def switch_role_rules(model: str, *, gateway: bool = False) -> list[dict[str, Any]]:
+    """Exactly the API calls :class:`KubernetesServingBackend` makes: get and patch, on four named objects (five with the HTTPRoute)."""
+    rules = [
         {"apiGroups": [""], "resources": ["services"], "resourceNames": [model, preview_service_name(model)], "verbs": ["get", "patch"]},
         {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": [deployment_name(model, c) for c in Color], "verbs": ["get", "patch"]},
     ]
+    if gateway:
+        rules.append({"apiGroups": [GATEWAY_GROUP], "resources": ["httproutes"], "resourceNames": [model], "verbs": ["get", "patch"]})
+    return rules
+
+
+def live_route(model: str, namespace: str, gateway: GatewayRef, port: int = 80) -> dict[str, Any]:
+    """The HTTPRoute that brings the Gateway's traffic to the model: all of it to the live Service until a canary step weights the preview one."""
+    parent: dict[str, Any] = {"group": GATEWAY_GROUP, "kind": "Gateway", "name": gateway.name}
+    if gateway.namespace:
+        parent["namespace"] = gateway.namespace  # the Gateway's listener must allow routes from this namespace
+    if gateway.section_name:
+        parent["sectionName"] = gateway.section_name
+    return {
+        "apiVersion": f"{GATEWAY_GROUP}/{GATEWAY_VERSION}",
+        "kind": "HTTPRoute",
+        "metadata": {"name": model, "namespace": namespace, "labels": {"app": model, **MANAGED_BY}},
+        "spec": {"parentRefs": [parent], "rules": [route_rule(model, port)]},
+    }
 
 
 def capacity_env(capacity: Capacity) -> list[dict[str, str]]:
@@ -128,10 +156,12 @@ def serving_manifests(
     switcher_namespace: str,
     credentials_secret: str | None = "mlflow-serving-credentials",  # noqa: S107 - the name of a Kubernetes Secret
     capacity: Capacity | None = None,
+    gateway: GatewayRef | None = None,
 ) -> list[dict[str, Any]]:
     """Deployments per colour, the live and preview Services, the servers' NetworkPolicy, and the Role + RoleBinding for the switch.
 
     :param switcher_service_account: the service account that runs the serving tasks (Airflow's workers).
+    :param gateway: the Gateway whose HTTPRoute ``<model>`` carries the live traffic (canary releases); ``None``: no route.
     """
     role = f"{model}-serving-switch"
     return [
@@ -145,11 +175,12 @@ def serving_manifests(
         _service(model, model, namespace, Color.BLUE),
         _service(preview_service_name(model), model, namespace, Color.GREEN),
         _network_policy(model, namespace),
+        *([live_route(model, namespace, gateway)] if gateway is not None else []),
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
             "metadata": {"name": role, "namespace": namespace, "labels": MANAGED_BY},
-            "rules": switch_role_rules(model),
+            "rules": switch_role_rules(model, gateway=gateway is not None),
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -172,7 +203,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--switcher-service-account", default="airflow-worker")
     parser.add_argument("--switcher-namespace", default="airflow")
     parser.add_argument("--workers", type=int, default=CONTAINER_WORKERS, help="model-server processes per pod (and CPUs requested)")
+    parser.add_argument("--gateway", help="the Gateway (serving.kubernetes.gateway.name) whose HTTPRoute carries the live traffic")
+    parser.add_argument("--gateway-namespace", help="its namespace (default: the model's)")
+    parser.add_argument("--gateway-section", help="one of its listeners (sectionName)")
     args = parser.parse_args(argv)
+    if (args.gateway_namespace or args.gateway_section) and not args.gateway:
+        parser.error("--gateway-namespace and --gateway-section need --gateway")
+    gateway = GatewayRef(args.gateway, args.gateway_namespace, args.gateway_section) if args.gateway else None
     documents = serving_manifests(
         model=args.model,
         namespace=args.namespace,
@@ -181,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         switcher_service_account=args.switcher_service_account,
         switcher_namespace=args.switcher_namespace,
         capacity=Capacity(workers=args.workers),
+        gateway=gateway,
     )
     sys.stdout.write(yaml.safe_dump_all(documents, sort_keys=False))
     return 0

@@ -309,6 +309,15 @@ class LocalServingSpec:
 
 
 @dataclass(frozen=True)
+class GatewayRef:
+    """The Gateway API ``Gateway`` whose ``HTTPRoute`` carries a model's live traffic on Kubernetes (and a canary's weights)."""
+
+    name: str
+    namespace: str | None = None  # None: the serving namespace
+    section_name: str | None = None  # one listener of the Gateway; None: every listener that allows the route
+
+
+@dataclass(frozen=True)
 class ServingSpec:
     backend: str = "local"
     drain_seconds: int = 300
@@ -318,6 +327,7 @@ class ServingSpec:
     replicas: int = 2
     port: int = 80
     kubernetes_conn_id: str = "kubernetes_default"
+    gateway: GatewayRef | None = None  # Kubernetes: live traffic through an HTTPRoute of this Gateway (canary weights); None: the Service only
     docker: DockerServingSpec = field(default_factory=lambda: DockerServingSpec())
     local: LocalServingSpec = field(default_factory=LocalServingSpec)
     capacity: CapacitySpec = field(default_factory=CapacitySpec)

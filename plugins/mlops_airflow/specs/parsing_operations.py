@@ -21,6 +21,7 @@ from mlops_airflow.specs.model import (
     DockerServingSpec,
     DriftSpec,
     FeatureSpec,
+    GatewayRef,
     InferenceLogSpec,
     LocalServingSpec,
     ModelSpecError,
@@ -63,6 +64,7 @@ def _parse_serving(section: _Section, *, data_uri: str) -> ServingSpec:
         replicas=k8s.integer("replicas", defaults.replicas, minimum=1, maximum=100),
         port=k8s.integer("port", defaults.port, minimum=1, maximum=65535),
         kubernetes_conn_id=k8s.string("conn_id", defaults.kubernetes_conn_id),
+        gateway=_parse_gateway(k8s),
         docker=_parse_docker_serving(section.section("docker", required=False)),
         local=_parse_local_serving(section.section("local", required=False)),
         capacity=_parse_capacity(section.section("capacity", required=False)),
@@ -75,13 +77,37 @@ def _parse_serving(section: _Section, *, data_uri: str) -> ServingSpec:
             section.fail("release.strategy", f"{spec.release.strategy} is analysed on the inference log: serving.inference_log.sample_rate must be above 0")
         if spec.backend == "kubernetes":
             override = f" ({SERVING_BACKEND_ENV} chose it)" if serving_backend_override() else ""
-            section.fail(
-                "release.strategy",
-                f"{spec.release.strategy} releases run on the local and Docker backends (weights in Caddy) so far; "
-                f"kubernetes serving{override} releases blue_green only",
-            )
+            if spec.release.strategy == "ab":
+                section.fail(
+                    "release.strategy",
+                    f"an A/B test keeps each client on its version by a cookie, and the Gateway API's standard HTTPRoute has no session "
+                    f"persistence: kubernetes serving{override} releases blue_green, canary or shadow",
+                )
+            if spec.gateway is None:
+                section.fail(
+                    "release.strategy",
+                    f"{spec.release.strategy} on kubernetes serving{override} needs serving.kubernetes.gateway: an HTTPRoute of that Gateway "
+                    "carries the live traffic, marks it live in the inference log and holds a canary's weights",
+                )
     section.finish()
     return spec
+
+
+_KUBERNETES_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _parse_gateway(k8s: _Section) -> GatewayRef | None:
+    """``serving.kubernetes.gateway``: ``name``, and optionally ``namespace`` and ``section_name``; absent: no HTTPRoute."""
+    if k8s.raw.get("gateway") is None:
+        k8s.seen.add("gateway")
+        return None
+    section = k8s.section("gateway")
+    values = {key: section.string(key, required=key == "name") for key in ("name", "namespace", "section_name")}
+    for key, value in values.items():
+        if value is not None and (len(value) > 63 or not _KUBERNETES_NAME.fullmatch(value)):
+            section.fail(key, f"must be a Kubernetes name (lower-case letters, digits and '-', at most 63), got {value!r}")
+    section.finish()
+    return GatewayRef(**values)
 
 
 def _parse_inference_log(section: _Section, data_uri: str, *, needed: bool) -> InferenceLogSpec:

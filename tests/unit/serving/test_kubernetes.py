@@ -361,3 +361,148 @@ def test_random_fault_schedules():
     print(f"\nfault schedules: {outcomes} ({replay_hint()})")
     # The schedules exercised every path.
     assert set(outcomes) == {"switched", "rolled_back", "failed before switch"}
+
+
+# -- canary weights through a Gateway API HTTPRoute -------------------------------------------
+
+
+def gateway_cluster() -> FakeCluster:
+    """As :func:`new_cluster`, with the HTTPRoute the manifests render for a Gateway."""
+    from mlops_airflow.serving.kubernetes_manifests import live_route
+    from mlops_airflow.specs import GatewayRef
+
+    cluster = new_cluster()
+    cluster.add(live_route(MODEL, NAMESPACE, GatewayRef("public", "gateways")))
+    return cluster
+
+
+@pytest.fixture
+def gateway():
+    from kubernetes import client
+
+    cluster = gateway_cluster()
+    with FakeKubernetesServer(cluster) as server:
+        configuration = client.Configuration()
+        configuration.host = server.url
+        yield cluster, KubernetesServingBackend(model=MODEL, namespace=NAMESPACE, api_client=client.ApiClient(configuration), gateway=True)
+
+
+def route_weights(cluster: FakeCluster) -> dict[str, int]:
+    (rule,) = cluster.get("HTTPRoute", MODEL)["spec"]["rules"]
+    return {ref["name"]: ref["weight"] for ref in rule["backendRefs"]}
+
+
+class TestGatewayCanary:
+    def test_a_canary_weights_the_preview_service_and_the_switch_ends_the_split(self, gateway):
+        from gateway_api import validate_httproute
+
+        fake, backend = gateway
+        backend.deploy(Color.GREEN, "2", "models:/churn/2", estimator_kind="hist_gradient_boosting")
+        backend.wait_ready(Color.GREEN, timeout=5, poll=0.01)
+
+        backend.set_weights({Color.BLUE: 90, Color.GREEN: 10})
+        assert route_weights(fake) == {"churn": 90, "churn-preview": 10}
+        validate_httproute(fake.view(fake.get("HTTPRoute", MODEL)))  # the patched route is still a valid HTTPRoute
+        status = backend.status()
+        assert (status.live, status.weights) == (Color.BLUE, {Color.BLUE: 90, Color.GREEN: 10})
+        with pytest.raises(LiveColorError, match="takes 10% of live traffic"):
+            backend.scale_down(Color.GREEN)
+        with pytest.raises(LiveColorError):
+            backend.deploy(Color.GREEN, "3", "models:/churn/3", estimator_kind="hist_gradient_boosting")
+
+        assert backend.switch(Color.GREEN) is SwitchOutcome.SWITCHED
+        assert (fake.selector_color(), route_weights(fake)) == ("green", {"churn": 100, "churn-preview": 0})
+        assert (backend.status().live, backend.status().weights) == (Color.GREEN, {})
+        # The route's parent and its live marking were never touched.
+        route = fake.get("HTTPRoute", MODEL)["spec"]
+        assert route["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public", "namespace": "gateways"}]
+        assert route["rules"][0]["filters"][0]["requestHeaderModifier"] == {"set": [{"name": "x-mlops-route", "value": "live"}]}
+        assert fake.unready_switches == []
+
+    def test_a_failed_canary_goes_back_to_the_live_colour(self, gateway):
+        fake, backend = gateway
+        backend.deploy(Color.GREEN, "2", "models:/churn/2", estimator_kind="hist_gradient_boosting")
+        backend.wait_ready(Color.GREEN, timeout=5, poll=0.01)
+        backend.set_weights({Color.BLUE: 50, Color.GREEN: 50})
+        assert backend.switch(Color.BLUE) is SwitchOutcome.SWITCHED  # the split ends; blue was live all along
+        assert (fake.selector_color(), route_weights(fake)) == ("blue", {"churn": 100, "churn-preview": 0})
+        assert backend.switch(Color.BLUE) is SwitchOutcome.ALREADY_LIVE
+
+    def test_no_split_onto_a_colour_that_is_not_ready_or_not_the_previews_and_no_ab(self, gateway):
+        from mlops_airflow.serving.base import SplitUnsupportedError
+
+        fake, backend = gateway
+        with pytest.raises(ColorNotReadyError, match="the preview Service selects None|scaled to zero"):
+            backend.set_weights({Color.BLUE: 90, Color.GREEN: 10})
+        fake.get("Service", "churn-preview")["spec"]["selector"]["color"] = "blue"
+        with pytest.raises(ColorNotReadyError, match="the preview Service selects blue"):
+            backend.set_weights({Color.BLUE: 90, Color.GREEN: 10})
+        with pytest.raises(SplitUnsupportedError, match="no session persistence"):
+            backend.set_weights({Color.BLUE: 90, Color.GREEN: 10}, sticky_cookie="mlops_ab_v2")
+        assert route_weights(fake) == {"churn": 100, "churn-preview": 0}
+
+    def test_the_route_patch_rereads_on_conflict(self, gateway):
+        fake, backend = gateway
+        backend.deploy(Color.GREEN, "2", "models:/churn/2", estimator_kind="hist_gradient_boosting")
+        backend.wait_ready(Color.GREEN, timeout=5, poll=0.01)
+        route = fake.get("HTTPRoute", MODEL)
+        original = backend._patch_route
+
+        def concurrent_then_patch(body):
+            if not getattr(concurrent_then_patch, "done", False):
+                concurrent_then_patch.done = True
+                route["metadata"]["resourceVersion"] = "999"  # another writer got there first
+            return original(body)
+
+        backend._patch_route = concurrent_then_patch
+        backend.set_weights({Color.BLUE: 90, Color.GREEN: 10})
+        assert route_weights(fake) == {"churn": 90, "churn-preview": 10}
+
+    def test_without_a_gateway_there_is_no_split(self, cluster):
+        from mlops_airflow.serving.base import SplitUnsupportedError
+
+        _, backend = cluster
+        with pytest.raises(SplitUnsupportedError):
+            backend.set_weights({Color.BLUE: 90, Color.GREEN: 10})
+        assert backend.traffic_weights() == {}
+
+    def test_the_route_and_the_role_validate(self):
+        from gateway_api import validate_httproute
+
+        from mlops_airflow.specs import GatewayRef
+
+        documents = serving_manifests(
+            model=MODEL,
+            namespace=NAMESPACE,
+            image="x",
+            tracking_uri="http://mlflow",
+            switcher_service_account="w",
+            switcher_namespace="airflow",
+            gateway=GatewayRef("public", section_name="https"),
+        )
+        (route,) = [d for d in documents if d["kind"] == "HTTPRoute"]
+        validate_httproute(route)
+        assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public", "sectionName": "https"}]
+        for doc in documents:
+            if doc["kind"] != "HTTPRoute":
+                kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        (role,) = [d for d in documents if d["kind"] == "Role"]
+        assert role["rules"] == switch_role_rules(MODEL, gateway=True)
+        assert role["rules"][-1] == {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["httproutes"], "resourceNames": [MODEL], "verbs": ["get", "patch"]}
+
+    def test_the_schema_catches_a_bad_route(self):
+        """The validation above can fail: a weight past the API's bound and a backend without a name are refused."""
+        import jsonschema
+        from gateway_api import validate_httproute
+
+        from mlops_airflow.serving.kubernetes_manifests import live_route
+        from mlops_airflow.specs import GatewayRef
+
+        route = live_route(MODEL, NAMESPACE, GatewayRef("public"))
+        route["spec"]["rules"][0]["backendRefs"][1]["weight"] = 2_000_000
+        with pytest.raises(jsonschema.ValidationError, match="2000000"):
+            validate_httproute(route)
+        route = live_route(MODEL, NAMESPACE, GatewayRef("public"))
+        del route["spec"]["rules"][0]["backendRefs"][0]["name"]
+        with pytest.raises(jsonschema.ValidationError, match="'name' is a required property"):
+            validate_httproute(route)

@@ -128,6 +128,18 @@ class TestMain:
         main([*argv, "--image", ARGS["image"], "--tracking-uri", ARGS["tracking_uri"]])
         assert list(yaml.safe_load_all(capsys.readouterr().out)) == manifests()
 
+    def test_a_gateway_adds_the_live_route(self, capsys):
+        from mlops_airflow.specs import GatewayRef
+
+        argv = ["--model", "fraud", "--namespace", "scoring", "--switcher-service-account", "worker", "--switcher-namespace", "airflow"]
+        main([*argv, "--image", ARGS["image"], "--tracking-uri", ARGS["tracking_uri"], "--gateway", "public", "--gateway-namespace", "edge"])
+        printed = list(yaml.safe_load_all(capsys.readouterr().out))
+        assert printed == manifests(gateway=GatewayRef("public", "edge"))
+        assert [d["metadata"]["name"] for d in printed if d["kind"] == "HTTPRoute"] == ["fraud"]
+        with pytest.raises(SystemExit):
+            main([*argv, "--image", "x", "--tracking-uri", "http://mlflow", "--gateway-namespace", "edge"])
+        assert "--gateway-namespace and --gateway-section need --gateway" in capsys.readouterr().err
+
     @pytest.mark.parametrize(
         ("argv", "missing"),
         [

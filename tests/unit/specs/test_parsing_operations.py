@@ -168,9 +168,33 @@ class TestInferenceLogAndRelease:
         with pytest.raises(ModelSpecError, match="analysed on the inference log"):
             parse_spec(raw, source="s")
 
-    def test_a_split_needs_the_local_or_docker_backend(self, monkeypatch):
+    def test_docker_splits_and_kubernetes_splits_through_a_gateway_without_ab(self, monkeypatch):
+        from mlops_airflow.specs import GatewayRef
+
         monkeypatch.setenv("MLOPS_SERVING_BACKEND", "docker")
-        assert parse_spec(with_change("serving.release", {"strategy": "canary"}), source="s").serving.release.strategy == "canary"
+        assert parse_spec(with_change("serving.release", {"strategy": "ab"}), source="s").serving.release.strategy == "ab"
         monkeypatch.setenv("MLOPS_SERVING_BACKEND", "kubernetes")
-        with pytest.raises(ModelSpecError, match="kubernetes serving \\(MLOPS_SERVING_BACKEND chose it\\) releases blue_green only"):
+        with pytest.raises(ModelSpecError, match="shadow on kubernetes serving \\(MLOPS_SERVING_BACKEND chose it\\) needs serving.kubernetes.gateway"):
             parse_spec(with_change("serving.release", {"strategy": "shadow"}), source="s")
+        raw = with_change("serving.release", {"strategy": "canary"})
+        raw["serving"]["kubernetes"]["gateway"] = {"name": "public", "section_name": "https"}
+        assert parse_spec(raw, source="s").serving.gateway == GatewayRef("public", None, "https")
+        raw["serving"]["release"]["strategy"] = "ab"
+        with pytest.raises(ModelSpecError, match="the Gateway API's standard HTTPRoute has no session persistence"):
+            parse_spec(raw, source="s")
+
+    @pytest.mark.parametrize(
+        ("gateway", "field", "problem"),
+        [
+            pytest.param({"namespace": "edge"}, "serving.kubernetes.gateway.name", "is required", id="no-name"),
+            pytest.param({"name": "Public"}, "serving.kubernetes.gateway.name", "must be a Kubernetes name", id="upper-case"),
+            pytest.param({"name": "public", "listener": "https"}, "serving.kubernetes.gateway.listener", "unknown field", id="unknown-field"),
+        ],
+    )
+    def test_a_bad_gateway_names_its_field(self, gateway, field, problem):
+        raw = with_change("serving.release", {"strategy": "blue_green"})
+        raw["serving"]["kubernetes"]["gateway"] = gateway
+        with pytest.raises(ModelSpecError) as info:
+            parse_spec(raw, source="s")
+        assert info.value.field == field
+        assert problem in info.value.problem
