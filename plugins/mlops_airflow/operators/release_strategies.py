@@ -120,6 +120,7 @@ class CanaryReleaseOperator(_ServingOperator):
             # no split is left behind for the retry or the rollback to find.
             self.log.warning("Canary of %s interrupted: all live traffic back on %s", spec.name, old)
             backend.switch(old)
+            gauge(RELEASE_CANARY_WEIGHT, 0, model=spec.name)
             raise
 
     def on_kill(self) -> None:

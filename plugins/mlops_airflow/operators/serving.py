@@ -17,7 +17,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_airflow.constants import CHAMPION_ALIAS, DEFAULT_MLFLOW_CONN_ID, PREVIOUS_CHAMPION_ALIAS
-from mlops_airflow.observability.metrics import SERVING_ROLLBACK, SERVING_SMOKE_LATENCY, SERVING_SWITCH, incr, timings
+from mlops_airflow.observability.metrics import RELEASE_CANARY_WEIGHT, SERVING_ROLLBACK, SERVING_SMOKE_LATENCY, SERVING_SWITCH, gauge, incr, timings
 from mlops_airflow.utils.templates import FailFastTemplates
 
 if TYPE_CHECKING:
@@ -154,6 +154,8 @@ class SwitchTrafficOperator(_ServingOperator):
         outcome = backend.switch(Color(release.color))
         if outcome is SwitchOutcome.SWITCHED:
             incr(SERVING_SWITCH, model=spec.name)
+        if spec.serving.release.strategy == "canary":
+            gauge(RELEASE_CANARY_WEIGHT, 0, model=spec.name)  # no canary in flight: the dashboards' weight falls back
         self.log.info("%s: live traffic on %s (%s)", spec.name, release.color, outcome)
         return {"outcome": str(outcome), "color": release.color, "at": dt.datetime.now(dt.UTC).isoformat()}
 
@@ -228,6 +230,8 @@ class RollbackReleaseOperator(_ServingOperator):
         if release is not None and release.previous_color and (str(status.live) != release.previous_color or status.split):
             backend.switch(Color(release.previous_color))
             restored_color = release.previous_color
+            if spec.serving.release.strategy == "canary":
+                gauge(RELEASE_CANARY_WEIGHT, 0, model=spec.name)
         live_version = backend.status().live_version
         ti = context["ti"]
         owner = lock_owner(f"{ti.dag_id}/{ti.run_id}/{ti.task_id}", ti.try_number)

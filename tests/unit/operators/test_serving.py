@@ -161,6 +161,20 @@ class TestSwitchTrafficOperator:
         assert (result["outcome"], backend.live) == ("switched", Color.GREEN)
         assert statsd(1) == ["mlops.serving.churn.switch:1|c"]
 
+    def test_the_end_of_a_canary_puts_its_weight_gauge_back_to_zero(self, registry, backend, statsd, tmp_path):
+        import yaml
+        from helpers import write_spec
+
+        from mlops_airflow.operators.serving import SwitchTrafficOperator
+
+        raw = yaml.safe_load(open(SPEC).read())
+        raw["serving"]["release"]["strategy"] = "canary"
+        spec_path = str(write_spec(raw, tmp_path))
+        backend.live, backend.versions = Color.BLUE, {Color.BLUE: "1", Color.GREEN: "2"}
+        release = Release(action="deployed", color="green", version="2", run_id="r").to_xcom()
+        SwitchTrafficOperator(task_id="switch_traffic", spec_path=spec_path).execute(task_context({"deploy_idle_color": release}))
+        assert sorted(statsd(2)) == ["mlops.release.churn.canary_weight:0|g", "mlops.serving.churn.switch:1|c"]
+
     def test_a_version_without_a_promotion_record_gets_no_traffic(self, registry, backend):
         from mlops_airflow.exceptions import UnservableVersionError
         from mlops_airflow.operators.serving import SwitchTrafficOperator
