@@ -26,6 +26,7 @@ def _validator():
 def validate_httproute(route: dict) -> None:
     """Raise ``jsonschema.ValidationError`` naming the first problem of ``route`` (an HTTPRoute as sent to the API server)."""
     assert (route["apiVersion"], route["kind"]) == ("gateway.networking.k8s.io/v1", "HTTPRoute"), route
-    assert route["metadata"]["name"] and route["metadata"]["namespace"], route["metadata"]
+    assert route["metadata"]["name"], route["metadata"]
+    assert route["metadata"]["namespace"], route["metadata"]
     body = {key: value for key, value in route.items() if key != "status"}
     _validator().validate(body)

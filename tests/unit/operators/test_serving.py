@@ -167,7 +167,7 @@ class TestSwitchTrafficOperator:
 
         from mlops_airflow.operators.serving import SwitchTrafficOperator
 
-        raw = yaml.safe_load(open(SPEC).read())
+        raw = yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())
         raw["serving"]["release"]["strategy"] = "canary"
         spec_path = str(write_spec(raw, tmp_path))
         backend.live, backend.versions = Color.BLUE, {Color.BLUE: "1", Color.GREEN: "2"}

@@ -488,7 +488,12 @@ class TestGatewayCanary:
                 kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
         (role,) = [d for d in documents if d["kind"] == "Role"]
         assert role["rules"] == switch_role_rules(MODEL, gateway=True)
-        assert role["rules"][-1] == {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["httproutes"], "resourceNames": [MODEL], "verbs": ["get", "patch"]}
+        assert role["rules"][-1] == {
+            "apiGroups": ["gateway.networking.k8s.io"],
+            "resources": ["httproutes"],
+            "resourceNames": [MODEL],
+            "verbs": ["get", "patch"],
+        }
 
     def test_the_schema_catches_a_bad_route(self):
         """The validation above can fail: a weight past the API's bound and a backend without a name are refused."""
