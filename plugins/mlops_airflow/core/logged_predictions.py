@@ -47,7 +47,7 @@ class LoggedPredictions:
 
 
 def read_log(spec: ModelSpec, start: dt.datetime, end: dt.datetime, columns: Sequence[str]) -> pd.DataFrame:
-    """The inference log's rows of this model in ``[start, end)``, every route (live and a colour's own URL)."""
+    """The inference log's rows of this model in ``[start, end)``, every route (live and a colour's own URL), each answer once."""
     from mlops_airflow.core.partitions import read_period
 
     frame = read_period(spec.serving.inference_log.uri, start, end, columns=list(columns))
@@ -55,7 +55,13 @@ def read_log(spec: ModelSpec, start: dt.datetime, end: dt.datetime, columns: Seq
         return frame
     # This model's (two models may share a log): the name the local and Docker servers log, or the
     # registered name a Kubernetes server reads from its models:/ URI.
-    return frame[frame["model"].isin({spec.name, spec.registered_model_name})].reset_index(drop=True)
+    frame = frame[frame["model"].isin({spec.name, spec.registered_model_name})]
+    # A write to object storage that timed out after it landed is written again by the next flush: the
+    # same answer in two files. One answer is one arrival of one request id at one colour's version.
+    identity = [c for c in ("ts", "request_id", "color", "version", "route") if c in frame.columns]
+    if len(identity) == 5:
+        frame = frame.drop_duplicates(identity)
+    return frame.reset_index(drop=True)
 
 
 def request_keys(request: bytes, key: str) -> list[Any] | None:

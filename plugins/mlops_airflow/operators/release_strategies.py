@@ -62,8 +62,8 @@ def _nothing_to_compare(release: Release, live: str | None) -> str | None:
     return None
 
 
-ANALYSIS_COLUMNS = ("ts", "model", "version", "color", "route", "status", "latency_ms", "response")
-REPLAY_COLUMNS = (*ANALYSIS_COLUMNS, "request", "content_type", "request_id")
+ANALYSIS_COLUMNS = ("ts", "request_id", "model", "version", "color", "route", "status", "latency_ms", "response")  # request_id: each answer counts once
+REPLAY_COLUMNS = (*ANALYSIS_COLUMNS, "request", "content_type")
 
 
 def read_live_log(spec: ModelSpec, start: dt.datetime, end: dt.datetime, columns: Sequence[str] = ANALYSIS_COLUMNS) -> pd.DataFrame:

@@ -99,3 +99,23 @@ class TestLoggedPredictions:
         result = logged_predictions(pd.DataFrame(), key="customer_id")
         assert result.frame.empty
         assert {"dt", "customer_id", "score", "version", "row"} <= set(result.frame.columns)
+
+
+def test_an_answer_written_twice_is_read_once(tmp_path):
+    """A write to object storage that timed out after it landed is written again: the reader counts the answer once."""
+    import yaml
+    from helpers import REPO_ROOT
+    from labelled_predictions import log_answers
+
+    from mlops_airflow.core.logged_predictions import read_log
+    from mlops_airflow.specs import parse_spec
+
+    raw = yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())
+    raw["serving"]["inference_log"]["uri"] = str(tmp_path / "log")
+    spec = parse_spec(raw, source="churn.yaml")
+    rows = [(TS, f"r{i}", b"{}", answer(0.5)) for i in range(3)]
+    log_answers(spec.serving.inference_log.uri, "3", rows)
+    log_answers(spec.serving.inference_log.uri, "3", rows[:2])  # the retried write
+    log_answers(spec.serving.inference_log.uri, "3", [(TS, "r0", b"{}", answer(0.5))], color="green")  # another colour's own answer
+    frame = read_log(spec, TS, TS + dt.timedelta(seconds=1), ["ts", "request_id", "model", "version", "color", "route"])
+    assert sorted(zip(frame["request_id"], frame["color"], strict=True)) == [("r0", "blue"), ("r0", "green"), ("r1", "blue"), ("r2", "blue")]
