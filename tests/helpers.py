@@ -455,3 +455,28 @@ def listening_beyond_loopback(pids: list[int]) -> list[str]:
                         command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:80]
                         found.append(f"{pid} {command} {listening[target[8:-1]]}")
     return found
+
+
+def asset_events(name: str, after: int = 0) -> list[tuple[dict, str, str | None, int]]:
+    """The events of the asset ``name`` with an id above ``after``: (extra, source task, partition key, id), oldest first."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.name == name, AssetEvent.id > after)
+            .order_by(AssetEvent.id)
+            .all()
+        )
+        return [(dict(row.extra or {}), row.source_task_id, row.partition_key, row.id) for row in rows]
+
+
+def last_asset_event_id() -> int:
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+    from sqlalchemy import func
+
+    with create_session() as session:
+        return session.query(func.max(AssetEvent.id)).scalar() or 0

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, CronTriggerTimetable, Param, chain
 
+from mlops_airflow.assets import champion_alias, data_asset, drift_asset, predictions_asset
 from mlops_airflow.constants import (
     BATCH_SCORE_DAG_PREFIX,
     DRIFT_MONITOR_DAG_PREFIX,
@@ -150,6 +151,7 @@ def _wait_and_check_day(spec: ModelSpec, day_param: str, *, wait_task_id: str, c
         spec_path=spec.source,
         interval_start=day,
         interval_end=f"{{{{ macros.ds_add(params.{day_param} or {_RUN_DAY}, 1) }}}}",
+        inlets=[data_asset(spec)],
     )
     wait >> check
     return day, check
@@ -230,7 +232,13 @@ def _release_tasks(spec: ModelSpec):
     verify = VerifyLiveOperator(task_id="verify_live", spec_path=spec.source)
     drain = ScaleDownPreviousOperator(task_id="scale_down_previous", spec_path=spec.source, drain=dt.timedelta(seconds=serving.drain_seconds))
     # Moves aliases: through the promotion pool, like every alias move (and under the registry lock).
-    rollback = RollbackReleaseOperator(task_id="rollback_release", spec_path=spec.source, trigger_rule="one_failed", pool=spec.promotion.pool)
+    rollback = RollbackReleaseOperator(
+        task_id="rollback_release",
+        spec_path=spec.source,
+        trigger_rule="one_failed",
+        pool=spec.promotion.pool,
+        outlets=[champion_alias(spec.name)],  # an event only when it restored the previous champion
+    )
     chain(deploy, smoke, *gates, switch, verify, drain)
     [deploy, smoke, *gates, switch, verify] >> rollback
     return deploy, rollback
@@ -306,6 +314,7 @@ def build_retrain_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
             interval_start=window_start,
             interval_end=window_end,
             check_label=True,
+            inlets=[data_asset(spec)],
         )
         train = _training_operator(
             spec,
@@ -340,6 +349,7 @@ def build_retrain_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
             force_promote="{{ params.force_promote }}",
             reason="{{ params.reason }}",
             pool=spec.promotion.pool,
+            outlets=[champion_alias(spec.name)],  # an event only when the champion moved
         )
         check >> train >> evaluate >> approve >> promote
         deploy, _ = _release_tasks(spec)
@@ -391,13 +401,16 @@ def build_drift_monitor_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
             poke_interval=dt.timedelta(minutes=5),
             timeout=dt.timedelta(hours=2),
         )
-        check = DataContractCheckOperator(task_id="check_current_data", spec_path=spec.source, interval_start=window_start, interval_end=window_end)
+        check = DataContractCheckOperator(
+            task_id="check_current_data", spec_path=spec.source, interval_start=window_start, interval_end=window_end, inlets=[data_asset(spec)]
+        )
         detect = FeatureDriftSensor(
             task_id="detect_drift",
             spec_path=spec.source,
             window_end=window_end,
             timeout=drift.timeout_minutes * 60,
             check_interval=dt.timedelta(minutes=drift.check_interval_minutes),
+            outlets=[drift_asset(spec.name)],  # succeeds only on drift
         )
         gate = DriftRetrainGateOperator(task_id="decide_retrain", spec_path=spec.source, sensor_task_id="detect_drift")
         trigger_retrain = TriggerDagRunOperator(
@@ -445,7 +458,9 @@ def build_performance_monitor_dag(spec: ModelSpec, doc_md: str | None = None) ->
             ),
         },
     ) as dag:
-        measure = PerformanceMonitorOperator(task_id="measure_performance", spec_path=spec.source, run_day=f"{{{{ params.run_day or {_RUN_DAY} }}}}")
+        measure = PerformanceMonitorOperator(
+            task_id="measure_performance", spec_path=spec.source, run_day=f"{{{{ params.run_day or {_RUN_DAY} }}}}", inlets=[predictions_asset(spec)]
+        )
         gate = PerformanceRetrainGateOperator(task_id="decide_retrain", spec_path=spec.source, monitor_task_id=measure.task_id)
         trigger_retrain = TriggerDagRunOperator(
             task_id="trigger_retrain",
@@ -488,7 +503,13 @@ def build_batch_score_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
         partition_date, check = _wait_and_check_day(
             spec, "partition_date", wait_task_id="wait_for_partition", check_task_id="check_scoring_data", wait_timeout=dt.timedelta(hours=6)
         )
-        check >> BatchScoreOperator(task_id="score_partition", spec_path=spec.source, partition_date=partition_date)
+        check >> BatchScoreOperator(
+            task_id="score_partition",
+            spec_path=spec.source,
+            partition_date=partition_date,
+            inlets=[data_asset(spec)],
+            outlets=[predictions_asset(spec)],  # partition key: the day
+        )
     return dag
 
 
@@ -505,7 +526,10 @@ def build_rollback_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
         params={"reason": Param("", type="string", title="Reason", description="Why the rollback was needed.")},
     ) as dag:
         restore = RestorePreviousChampionOperator(
-            task_id="restore_previous_champion", registered_model_name=spec.registered_model_name, pool=spec.promotion.pool
+            task_id="restore_previous_champion",
+            registered_model_name=spec.registered_model_name,
+            pool=spec.promotion.pool,
+            outlets=[champion_alias(spec.name)],
         )
         deploy, _ = _release_tasks(spec)
         restore >> deploy

@@ -5,7 +5,17 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from helpers import DATA_END, DRIFT_START, delete_dag_runs, register_champion_with_reference, task_states, write_drift_data, write_drift_spec
+from helpers import (
+    DATA_END,
+    DRIFT_START,
+    asset_events,
+    delete_dag_runs,
+    last_asset_event_id,
+    register_champion_with_reference,
+    task_states,
+    write_drift_data,
+    write_drift_spec,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -49,9 +59,13 @@ def test_drift_triggers_one_retrain_with_the_summary(tmp_path, monitor, mlflow_s
     write_drift_data(tmp_path / "data")
     register_champion_with_reference(mlflow_store)
     delete_dag_runs("retrain_churn", f"drift__{DRIFT_START}__{DATA_END}")  # an earlier test may have made it; the trigger would skip
-    before = retrain_runs()
+    before, events_before = retrain_runs(), last_asset_event_id()
     state, tasks = run_monitor(monitor())
     assert (state, tasks) == ("success", dict.fromkeys(MONITOR_TASKS, "success"))
+    # The drift is an event of the asset churn.drift: what other DAGs may be scheduled on.
+    ((extra, task, _, _),) = asset_events("churn.drift", events_before)
+    assert (extra["onset"], extra["window_end"], task) == (str(DRIFT_START), str(DATA_END), "detect_drift")
+    assert "monthly_charges" in extra["drifted_features"]
     new = [run for run in retrain_runs() if run not in before]
     assert [run_id for run_id, _ in new] == [f"drift__{DRIFT_START}__{DATA_END}"]
     conf = new[0][1]
@@ -83,8 +97,9 @@ def test_drift_triggers_one_retrain_with_the_summary(tmp_path, monitor, mlflow_s
 def test_without_drift_no_retrain_starts(tmp_path, monitor, mlflow_store):
     write_drift_data(tmp_path / "data", drifted=False)
     register_champion_with_reference(mlflow_store)
-    before = retrain_runs()
+    before, events_before = retrain_runs(), last_asset_event_id()
     state, tasks = run_monitor(monitor(timeout_minutes=0))
     assert state == "success"
+    assert asset_events("churn.drift", events_before) == []
     assert tasks == {"wait_for_current_data": "success", "check_current_data": "success", **dict.fromkeys(MONITOR_TASKS[2:], "skipped")}
     assert retrain_runs() == before

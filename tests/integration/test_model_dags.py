@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from helpers import DATA_DAYS, DATA_END, REPO_ROOT, alias_version, churn_spec_raw, quick_spec, task_states, write_spec
+from helpers import DATA_DAYS, DATA_END, REPO_ROOT, alias_version, asset_events, churn_spec_raw, last_asset_event_id, quick_spec, task_states, write_spec
 
 from mlops_airflow.serving.base import Color
 
@@ -42,6 +42,23 @@ NOT_TRAINED = {
 RELEASED = {**dict.fromkeys(RETRAIN_TASKS + RELEASE_TASKS, "success"), "rollback_release": "skipped", "backfill_scores": "skipped"}
 
 
+def set_paused(dag_id: str, paused: bool) -> None:
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.query(DagModel).filter(DagModel.dag_id == dag_id).update({DagModel.is_paused: paused})
+
+
+def queued_for(dag_id: str) -> int:
+    """Asset events waiting to start a run of ``dag_id`` (what the scheduler turns into a run)."""
+    from airflow.models.asset import AssetDagRunQueue
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return session.query(AssetDagRunQueue).filter(AssetDagRunQueue.target_dag_id == dag_id).count()
+
+
 def sent_metrics(statsd) -> set[str]:
     """The names of our metrics that reached the statsd listener; each must be a declared one."""
     from mlops_airflow.observability.metrics import find_metric
@@ -52,9 +69,12 @@ def sent_metrics(statsd) -> set[str]:
 
 
 def test_retrain_promotes_then_score_then_roll_back(airflow_db, dagbag, churn_data, registry, churn_spec, statsd):
+    before = last_asset_event_id()
     # retrain: trains for real, evaluates, and promotes the first model on the minimums alone.
     state, tasks, _ = run(dagbag, "retrain_churn", {"window_end": str(DATA_END), "window_days": DATA_DAYS, "reason": "integration test"})
     assert (state, tasks) == ("success", RELEASED)
+    # Another team's DAG on the champion asset (dags/example_new_champion.py), synced by dag.test(), switched on.
+    set_paused("example_new_champion_churn", False)
     assert alias_version(registry, "churn", "challenger") == alias_version(registry, "churn", "champion") == "1"
     (version,) = registry.search_model_versions("name = 'churn'")
     training_run = registry.get_run(version.run_id)
@@ -81,6 +101,8 @@ def test_retrain_promotes_then_score_then_roll_back(airflow_db, dagbag, churn_da
     predictions = pd.read_parquet(f"{churn_spec.data.predictions_uri.removeprefix('file://')}/dt={SCORED_DAY}/predictions.parquet")
     assert len(predictions) == 300
     assert set(predictions["model_version"]) == {"1"}
+    ((extra, task, partition, _),) = asset_events("churn.predictions", before)
+    assert (extra, task, partition) == ({"day": str(SCORED_DAY), "rows": 300, "model_version": "1"}, "score_partition", str(SCORED_DAY))
     assert predictions["probability_0"].add(predictions["probability_1"]).round(6).eq(1).all()
     assert {"customer_id", "event_ts", "prediction"} <= set(predictions.columns)
 
@@ -129,6 +151,19 @@ def test_retrain_promotes_then_score_then_roll_back(airflow_db, dagbag, churn_da
     # The registry agrees with live traffic again; the version that failed its release is the one to compare with.
     assert (alias_version(registry, "churn", "champion"), alias_version(registry, "churn", "previous_champion")) == ("1", "3")
     assert "release failed" in registry.get_model_version("churn", "3").tags["mlops.serving.rolled_back"]
+
+    # Every change of the champion, and only those, is an event of the asset churn.champion: the promotions,
+    # the rollback DAG's restore, and the failed release's rollback (the run that moved nothing announced nothing).
+    changes = asset_events("churn.champion", before)
+    assert [(e["version"], e["previous"], e["decision"], task) for e, task, _, _ in changes] == [
+        ("1", None, "promoted", "promote_champion"),
+        ("2", "1", "promoted", "promote_champion"),
+        ("1", "2", "rolled_back", "restore_previous_champion"),
+        ("3", "1", "promoted", "promote_champion"),
+        ("1", "3", "rolled_back", "rollback_release"),
+    ]
+    assert changes[0][0]["run_id"] == registry.get_model_version("churn", "1").run_id
+    assert queued_for("example_new_champion_churn") >= 1  # the scheduler starts the consumer from these
 
 
 def test_batch_score_skips_without_a_champion(airflow_db, dagbag, churn_data, registry):

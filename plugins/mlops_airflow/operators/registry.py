@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from mlops_airflow.assets import announce_champion
 from mlops_airflow.constants import (
     CHAMPION_ALIAS,
     DECISION_ARTIFACT_DIR,
@@ -163,6 +164,16 @@ class PromoteChampionOperator(FailFastTemplates, BaseOperator):
             lease.ensure_held()  # a lock lost while re-evaluating (expired, deleted by hand) moves nothing
             self._move_aliases(hook, name, report, verdict, approval, dag_run=dag_run, champion=champion)
         incr(PROMOTION_PROMOTED, model=spec.name)
+        announce_champion(
+            context,
+            {
+                "version": str(version),
+                "previous": champion,
+                "run_id": report.challenger.run_id,
+                "decision": "forced" if force and not report.promotes else "promoted",
+                "dag_run": dag_run,
+            },
+        )
         self.log.info("Promoted %s v%s to %s (previous champion: %s); by %s", name, version, CHAMPION_ALIAS, champion, verdict.by)
         return {"decision": str(Decision.PROMOTED), "version": str(version), "previous_champion": champion, "moved": True}
 
@@ -325,4 +336,14 @@ class RestorePreviousChampionOperator(FailFastTemplates, BaseOperator):
             lease.ensure_held()
             observed = restore_previous_champion(hook, name, previous=str(previous.version), current=str(current.version) if current else None)
         self.log.info("Rolled %s back: champion v%s (was v%s)", name, previous.version, current.version if current else None)
+        announce_champion(
+            context,
+            {
+                "version": str(previous.version),
+                "previous": str(current.version) if current else None,
+                "run_id": previous.run_id,
+                "decision": "rolled_back",
+                "dag_run": f"{ti.dag_id}/{ti.run_id}",
+            },
+        )
         return observed

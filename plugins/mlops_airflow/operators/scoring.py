@@ -88,4 +88,9 @@ class BatchScoreOperator(FailFastTemplates, BaseOperator):
         output["model_version"] = str(champion.version)
         uri = write_partition(pa.Table.from_pandas(output, preserve_index=False), spec.data.predictions_uri, day, PREDICTIONS_FILE)
         self.log.info("Scored %d rows of %s with %s v%s into %s", len(output), day, spec.registered_model_name, champion.version, uri)
+        from mlops_airflow.assets import describe_outlet, predictions_asset
+
+        describe_outlet(
+            context, predictions_asset(spec), {"day": day.isoformat(), "rows": len(output), "model_version": str(champion.version)}, partition=day.isoformat()
+        )
         return {"uri": uri, "rows": len(output), "model_version": str(champion.version), "partition_date": day.isoformat()}

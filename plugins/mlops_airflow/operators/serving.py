@@ -255,6 +255,18 @@ class RollbackReleaseOperator(_ServingOperator):
                 reason = f"release failed in {ti.dag_id}/{ti.run_id}; live back on {status.live if restored_color is None else restored_color}"
                 hook.set_version_tags(name, champion.version, {TAG_ROLLED_BACK: reason})
                 restored_alias = str(previous.version)
+                from mlops_airflow.assets import announce_champion
+
+                announce_champion(
+                    context,
+                    {
+                        "version": restored_alias,
+                        "previous": str(champion.version),
+                        "run_id": previous.run_id,
+                        "decision": "rolled_back",
+                        "dag_run": f"{ti.dag_id}/{ti.run_id}",
+                    },
+                )
         if restored_color is None and restored_alias is None:
             raise AirflowSkipException(f"nothing to roll back: live serves v{live_version}, champion is v{champion.version if champion else None}")
         incr(SERVING_ROLLBACK, model=spec.name)

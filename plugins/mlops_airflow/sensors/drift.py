@@ -133,8 +133,17 @@ class FeatureDriftSensor(FailFastTemplates, BaseSensorOperator):
     # -- poke / reschedule mode ------------------------------------------------------------------
 
     def poke(self, context: Context) -> PokeReturnValue:
-        result = self.check(as_date(self.window_end, "window_end"))
+        result = self._announced(context, self.check(as_date(self.window_end, "window_end")))
         return PokeReturnValue(is_done=result is not None, xcom_value=result)
+
+    def _announced(self, context: Context, result: dict[str, Any] | None) -> dict[str, Any] | None:
+        """``result``; a drift found is described on the task's drift asset outlet (its event once the task succeeds)."""
+        if result is not None:
+            from mlops_airflow.assets import describe_outlet, drift_asset
+
+            extra = {key: result.get(key) for key in ("onset", "window_end", "drifted_features", "champion_version")}
+            describe_outlet(context, drift_asset(load_task_spec(self.spec_path).name), extra)
+        return result
 
     # -- deferrable mode -------------------------------------------------------------------------
 
@@ -142,16 +151,16 @@ class FeatureDriftSensor(FailFastTemplates, BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)
         deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.timeout)
-        return self._check_or_defer(as_date(self.window_end, "window_end"), deadline)
+        return self._check_or_defer(context, as_date(self.window_end, "window_end"), deadline)
 
     def execute_complete(self, context: Context, event: dict[str, Any], deadline: str) -> Any:
         if event.get("status") == "timeout":
             raise AirflowSkipException(f"no drift by the sensor's timeout ({self.timeout:.0f} s)")
         newest = as_date(event["day"], "day")
-        return self._check_or_defer(newest + dt.timedelta(days=1), dt.datetime.fromisoformat(deadline))
+        return self._check_or_defer(context, newest + dt.timedelta(days=1), dt.datetime.fromisoformat(deadline))
 
-    def _check_or_defer(self, window_end: dt.date, deadline: dt.datetime) -> Any:
-        result = self.check(window_end)
+    def _check_or_defer(self, context: Context, window_end: dt.date, deadline: dt.datetime) -> Any:
+        result = self._announced(context, self.check(window_end))
         if result is not None:
             return result
         if dt.datetime.now(dt.UTC) >= deadline:
