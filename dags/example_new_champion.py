@@ -27,7 +27,7 @@ with DAG(
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=1)},
+    default_args={"owner": "analytics", "retries": 2, "retry_delay": dt.timedelta(minutes=1)},
     tags=["mlops", "example", f"model:{MODEL}"],
     doc_md=__doc__,
 ):

@@ -126,6 +126,30 @@ def _doc(spec: ModelSpec, doc_md: str | None) -> str:
     return f"{header}\n\n{doc_md or ''}".strip()
 
 
+def _deadline(minutes: float | None):
+    """A Deadline Alert: a run not finished ``minutes`` after it was queued is alerted (the failure alerts' channel); none without minutes.
+
+    Queued, not the logical date: a run from the trigger form has no logical date.
+    """
+    if minutes is None:
+        return None
+    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=dt.timedelta(minutes=minutes),
+        callback=AsyncCallback("mlops_airflow.observability.alerts.deadline_missed", kwargs={"limit_minutes": minutes}),
+    )
+
+
+def retrain_deadline_minutes(spec: ModelSpec) -> float | None:
+    """The retrain's deadline: ``schedules.retrain_deadline_minutes``, plus the approval's timeout when the spec requires approval."""
+    minutes = spec.schedules.retrain_deadline_minutes
+    if minutes is None or not spec.promotion.require_approval:
+        return minutes
+    return minutes + spec.promotion.approval_timeout_hours * 60
+
+
 def _common(spec: ModelSpec, kind: str, doc_md: str | None) -> dict:
     """What every DAG of a model shares: static start date, no catchup, retries, owner, tags, docs."""
     return {
@@ -257,6 +281,7 @@ def build_retrain_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
         description=f"Retrain {spec.name}; promote the challenger when the evidence says so",
         schedule=CronTriggerTimetable(spec.schedules.retrain, timezone="UTC") if spec.schedules.retrain else None,
         max_active_runs=1,
+        deadline=_deadline(retrain_deadline_minutes(spec)),
         **_common(spec, "retrain", doc_md),
         params={
             "window_end": Param(
@@ -522,6 +547,7 @@ def build_rollback_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
         description=f"Restore {spec.name}'s previous champion and switch live traffic to it",
         schedule=None,
         max_active_runs=1,
+        deadline=_deadline(spec.schedules.rollback_deadline_minutes),
         **_common(spec, "rollback", doc_md),
         params={"reason": Param("", type="string", title="Reason", description="Why the rollback was needed.")},
     ) as dag:

@@ -88,6 +88,8 @@ def test_every_spec_gets_all_four_dags(dagbag, specs):
 def test_dag_properties(dagbag, specs):
     by_name = {spec.name: spec for spec in specs}
     for dag_id, dag in dagbag.dags.items():
+        if "example" in dag.tags:  # another team's DAG (dags/example_new_champion.py): its own test
+            continue
         (model_tag,) = [t for t in dag.tags if t.startswith("model:")]
         spec = by_name[model_tag.removeprefix("model:")]
         assert f"`{spec.name}`" in (dag.doc_md or ""), f"{dag_id} has no doc_md naming its model"

@@ -10,7 +10,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from helpers import DATA_DAYS, DATA_END, REPO_ROOT, alias_version, asset_events, churn_spec_raw, last_asset_event_id, quick_spec, task_states, write_spec
+from helpers import (
+    DATA_DAYS,
+    DATA_END,
+    REPO_ROOT,
+    alias_version,
+    asset_events,
+    churn_spec_raw,
+    delete_dag_runs,
+    last_asset_event_id,
+    quick_spec,
+    task_states,
+    write_spec,
+)
 
 from mlops_airflow.serving.base import Color
 
@@ -225,13 +237,75 @@ def test_retrain_on_a_window_without_data_fails_without_retrying(airflow_db, dag
     assert registry.search_model_versions("name = 'churn'") == []
 
 
-def test_rollback_without_previous_champion_fails_clearly(airflow_db, dagbag, registry):
+def test_rollback_without_previous_champion_fails_clearly_and_a_late_run_is_alerted(airflow_db, registry, tmp_path, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+    from fake_http import FakeWebhook
+
+    raw = quick_spec(churn_spec_raw())
+    raw["schedules"]["rollback_deadline_minutes"] = 0.1  # 6 s after a run was queued
+    specs = tmp_path / "models"
+    specs.mkdir()
+    write_spec(raw, specs)
+    monkeypatch.setenv("MLOPS_SPECS_DIR", str(specs))
     registry.create_registered_model("churn")
-    state, tasks, _ = run(dagbag, "rollback_churn", {})
+    state, tasks, _ = run(DagBag(dag_folder=str(REPO_ROOT / "dags")), "rollback_churn", {})
     assert (state, tasks) == (
         "failed",
         {"restore_previous_champion": "failed", **dict.fromkeys(RELEASE_TASKS, "upstream_failed"), "rollback_release": "skipped"},
     )
+    # A run queued as the trigger form queues it, that no worker finishes: Airflow's own deadline machinery,
+    # as its scheduler and triggerer run it, posts our alert through the failure alerts' connection.
+    with FakeWebhook("ok") as webhook:
+        monkeypatch.setenv("AIRFLOW_CONN_MLOPS_ALERTS", json.dumps({"conn_type": "http", "host": webhook.url}))
+        run_id, outcome = late_run_alerted("rollback_churn")
+    delete_dag_runs("rollback_churn", run_id)  # queued for ever otherwise
+    assert outcome == "delivered"
+    ((request,),) = [webhook.requests]
+    text = request["body"]["text"]
+    assert text.startswith(f"[mlops-airflow] rollback_churn run {run_id} is not finished 0.1 min after it was queued"), text
+    assert "state queued" in text
+
+
+def late_run_alerted(dag_id: str, wait: float = 30.0) -> tuple[str, str]:
+    """Queue a run of ``dag_id`` (no logical date), let its deadline pass, and do what the scheduler (Deadline.handle_miss)
+    and the triggerer (the callback's trigger) do with it: the run id and what the callback returned."""
+    import asyncio
+    import time
+
+    from airflow._shared.module_loading import import_string
+    from airflow.models.deadline import Deadline
+    from airflow.models.serialized_dag import SerializedDagModel
+    from airflow.models.trigger import Trigger
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunTriggeredByType, DagRunType
+
+    with create_session() as session:
+        dag = SerializedDagModel.get_dag(dag_id, session=session)
+        now = dt.datetime.now(dt.UTC)
+        dag_run = dag.create_dagrun(
+            run_id=f"manual__late_{now:%H%M%S%f}",
+            run_after=now,
+            run_type=DagRunType.MANUAL,
+            triggered_by=DagRunTriggeredByType.TEST,
+            state=DagRunState.QUEUED,
+            session=session,
+        )
+        session.flush()
+        (deadline,) = session.query(Deadline).filter(Deadline.dagrun_id == dag_run.id).all()
+        assert abs((deadline.deadline_time - dag_run.queued_at).total_seconds() - 6) < 0.5
+        time.sleep(max(0.0, min(wait, (deadline.deadline_time - dt.datetime.now(dt.UTC)).total_seconds() + 0.2)))
+        deadline.handle_miss(session)
+        session.flush()
+        trigger = session.get(Trigger, deadline.callback.trigger_id)
+        classpath, kwargs, run_id = trigger.classpath, dict(trigger.kwargs), dag_run.run_id
+
+    async def events():
+        return [event.payload async for event in import_string(classpath)(**kwargs).run()]
+
+    payloads = asyncio.run(events())
+    assert payloads[-1]["state"] == "success", payloads
+    return run_id, payloads[-1]["body"]
 
 
 def test_bad_day_in_the_window_stops_training_and_is_quarantined(airflow_db, dagbag, churn_spec, registry):

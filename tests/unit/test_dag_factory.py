@@ -68,3 +68,44 @@ def test_only_a_spec_with_labels_gets_a_performance_monitor(tmp_path, monkeypatc
     dags = dags_of_every_spec("performance_monitor", build_performance_monitor_dag)
     assert sorted(dags) == ["performance_monitor_churn"]
     assert "invalid-spec" not in dags["performance_monitor_churn"].tags
+
+
+@pytest.mark.parametrize(
+    ("schedules", "approval", "retrain", "rollback"),
+    [
+        pytest.param({}, False, 240.0, 60.0, id="defaults"),
+        pytest.param({}, True, 240.0 + 24 * 60, 60.0, id="approval-waits-count"),
+        pytest.param({"retrain_deadline_minutes": 30, "rollback_deadline_minutes": None}, False, 30.0, None, id="set-and-off"),
+    ],
+)
+def test_retrain_and_rollback_runs_have_a_deadline_from_their_queueing(schedules, approval, retrain, rollback):
+    from helpers import churn_spec_raw
+
+    from mlops_airflow.dag_factory import build_retrain_dag, build_rollback_dag
+    from mlops_airflow.specs import parse_spec
+
+    raw = churn_spec_raw()
+    raw["schedules"].update(schedules)
+    raw["promotion"]["require_approval"] = approval
+    spec = parse_spec(raw, source="churn.yaml")
+    for dag, minutes in ((build_retrain_dag(spec), retrain), (build_rollback_dag(spec), rollback)):
+        if minutes is None:
+            assert not dag.deadline, dag.dag_id
+            continue
+        (alert,) = dag.deadline
+        assert (alert.reference.reference_name, alert.interval) == ("DagRunQueuedAtDeadline", dt.timedelta(minutes=minutes)), dag.dag_id
+        assert alert.callback.path == "mlops_airflow.observability.alerts.deadline_missed"
+        assert alert.callback.kwargs == {"limit_minutes": minutes}
+
+
+@pytest.mark.parametrize("value", [0, -5, "soon", 7 * 24 * 60 + 1])
+def test_a_bad_deadline_names_its_field(value):
+    from helpers import churn_spec_raw
+
+    from mlops_airflow.specs import ModelSpecError, parse_spec
+
+    raw = churn_spec_raw()
+    raw["schedules"]["retrain_deadline_minutes"] = value
+    with pytest.raises(ModelSpecError) as info:
+        parse_spec(raw, source="churn.yaml")
+    assert info.value.field == "schedules.retrain_deadline_minutes"

@@ -1,4 +1,4 @@
-"""Failure alerts: a short, useful message to a webhook, from every task of every model DAG.
+"""Failure and deadline alerts: a short, useful message to a webhook, from every task of every model DAG.
 
 ``on_failure_callback`` of the DAGs' default arguments is :class:`FailureAlert`. It posts
 JSON (``text`` plus the fields one by one, the shape Slack, Mattermost and most chat
@@ -13,6 +13,11 @@ the post runs in a daemon thread that is waited on for at most that long. When d
 fails, the alert is written to the task log at ERROR level and the counter
 ``mlops.alerts.<dag>.delivery_failed`` goes up, so a Prometheus alert on it still reaches
 a person. The webhook URL and token are never logged.
+
+:func:`deadline_missed` is the Deadline Alert callback of ``retrain_<model>`` and
+``rollback_<model>`` (a run not finished ``schedules.*_deadline_minutes`` after it was queued):
+Airflow's scheduler notices the missed deadline and its triggerer awaits the callback, which
+sends the same kind of message through the same connection, with the same guarantees.
 """
 
 from __future__ import annotations
@@ -123,13 +128,64 @@ def _log_url(ti: Any) -> str | None:
     url = getattr(ti, "log_url", None)
     if url:
         return str(url)
-    try:
-        from airflow.sdk import conf
-
-        base = conf.get("api", "base_url", fallback="").rstrip("/")
-    except Exception:  # no configuration at hand: no link
-        return None
+    base = _api_base_url()
     if not base or ti is None:
         return None
     run = urllib.parse.quote(str(ti.run_id), safe="")
     return f"{base}/dags/{ti.dag_id}/runs/{run}/tasks/{ti.task_id}"
+
+
+async def deadline_missed(context: dict[str, Any], *, limit_minutes: float, conn_id: str = DEFAULT_ALERTS_CONN_ID, timeout: float = 5.0) -> str:
+    """The Deadline Alert callback (awaited in the triggerer): post that a run is late; never raises, bounded in time; what became of it."""
+    import asyncio
+
+    try:
+        message = deadline_message(context, limit_minutes)
+    except Exception:  # a callback must never fail the triggerer's bookkeeping
+        log.exception("Could not build the deadline alert")
+        return "not built"
+    channel = FailureAlert(conn_id=conn_id, timeout=timeout)
+    try:
+        outcome = await asyncio.to_thread(channel._deliver, message)  # the connection lookup and the post block: off the event loop
+    except Exception as err:  # never raise from a callback
+        outcome = type(err).__name__
+    if outcome == "delivered":
+        log.info("Deadline alert sent to connection %s", conn_id)
+    else:
+        incr(ALERT_DELIVERY_FAILED, dag=message["dag_id"] or "unknown")
+        log.error("DEADLINE ALERT (not delivered: %s): %s", outcome, message["text"])
+    return outcome
+
+
+def deadline_message(context: dict[str, Any], limit_minutes: float) -> dict[str, Any]:
+    """The alert for a run past its deadline, from the simple context Airflow gives a deadline callback (``dag_run``, ``deadline``)."""
+    dag_run = context.get("dag_run") or {}
+    deadline = context.get("deadline") or {}
+    dag_id, run_id, state = dag_run.get("dag_id"), dag_run.get("dag_run_id") or dag_run.get("run_id"), dag_run.get("state")
+    queued = dag_run.get("queued_at")
+    text = (
+        f"[mlops-airflow] {dag_id} run {run_id} is not finished {limit_minutes:g} min after it was queued"
+        f" (queued {queued}, deadline {deadline.get('deadline_time')}, state {state})"
+    )
+    base = _api_base_url()
+    log_url = f"{base}/dags/{dag_id}/runs/{urllib.parse.quote(str(run_id), safe='')}" if base and dag_id and run_id else None
+    if log_url:
+        text += f" | run: {log_url}"
+    return {
+        "text": text,
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "state": state,
+        "queued_at": queued,
+        "deadline": str(deadline.get("deadline_time")),
+        "log_url": log_url,
+    }
+
+
+def _api_base_url() -> str | None:
+    try:
+        from airflow.sdk import conf
+
+        return conf.get("api", "base_url", fallback="").rstrip("/") or None
+    except Exception:  # no configuration at hand: no link
+        return None

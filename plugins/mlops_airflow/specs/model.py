@@ -386,6 +386,9 @@ class ScheduleSpec:
     drift_monitor: str | None
     batch_score: str | None
     performance_monitor: str | None = "@daily"
+    # Deadline Alerts: a run not finished this long after it was queued is alerted (None: no deadline).
+    retrain_deadline_minutes: float | None = 240.0  # plus promotion.approval_timeout_hours when approval is required
+    rollback_deadline_minutes: float | None = 60.0
 
 
 @dataclass(frozen=True)

@@ -317,9 +317,20 @@ def _parse_schedules(section: _Section) -> ScheduleSpec:
         drift_monitor=_cron(section, "drift_monitor", "@hourly"),
         batch_score=_cron(section, "batch_score", "@daily"),
         performance_monitor=_cron(section, "performance_monitor", "@daily"),
+        retrain_deadline_minutes=_deadline_minutes(section, "retrain_deadline_minutes", ScheduleSpec.retrain_deadline_minutes),
+        rollback_deadline_minutes=_deadline_minutes(section, "rollback_deadline_minutes", ScheduleSpec.rollback_deadline_minutes),
     )
     section.finish()
     return spec
+
+
+def _deadline_minutes(section: _Section, key: str, default: float | None) -> float | None:
+    """Minutes from a run's queueing to its deadline (at least 0.1, at most a week); ``null`` turns the deadline off."""
+    if key in section.raw and section.raw[key] is None:
+        section.seen.add(key)
+        return None
+    value = section.number(key, default, minimum=0.1, maximum=float(WEEK_MINUTES))
+    return None if value is None else float(value)
 
 
 # libyaml's safe loader when PyYAML was built with it (every wheel is): DAG files load every

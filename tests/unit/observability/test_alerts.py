@@ -92,3 +92,47 @@ def test_every_model_dag_alerts_on_failure():
         for task in dag.tasks:
             callbacks = task.on_failure_callback if isinstance(task.on_failure_callback, list) else [task.on_failure_callback]
             assert any(isinstance(callback, FailureAlert) for callback in callbacks), f"{dag.dag_id}.{task.task_id}"
+
+
+# -- Deadline Alerts ------------------------------------------------------------------------------
+
+DEADLINE_CONTEXT = {  # the simple context Airflow hands a deadline callback (Deadline.handle_miss)
+    "dag_run": {"dag_id": "retrain_churn", "dag_run_id": "manual__2026-12-01T10:00:00+00:00", "state": "running", "queued_at": "2026-12-01T10:00:00Z"},
+    "deadline": {"id": "0193", "deadline_time": "2026-12-01T14:00:00Z"},
+}
+
+
+def test_the_deadline_message_names_the_run_its_limit_and_its_state(monkeypatch):
+    from mlops_airflow.observability.alerts import deadline_message
+
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.example.com")
+    message = deadline_message(DEADLINE_CONTEXT, 240.0)
+    assert message["text"].startswith(
+        "[mlops-airflow] retrain_churn run manual__2026-12-01T10:00:00+00:00 is not finished 240 min after it was queued "
+        "(queued 2026-12-01T10:00:00Z, deadline 2026-12-01T14:00:00Z, state running)"
+    )
+    assert message["log_url"] == "http://airflow.example.com/dags/retrain_churn/runs/manual__2026-12-01T10%3A00%3A00%2B00%3A00"
+
+
+@pytest.mark.parametrize("mode", ["ok", "500", "hang"])
+def test_the_deadline_callback_never_raises_and_returns_in_time(monkeypatch, caplog, statsd, mode):
+    import asyncio
+
+    from mlops_airflow.observability.alerts import deadline_missed
+
+    with FakeWebhook(mode) as webhook:
+        use_webhook(monkeypatch, webhook_url(webhook))
+        started = time.monotonic()
+        outcome = asyncio.run(deadline_missed(DEADLINE_CONTEXT, limit_minutes=240.0, timeout=2))
+        took = time.monotonic() - started
+        requests = list(webhook.requests)
+    assert took < 2 + 5.0
+    assert requests[0]["body"]["text"].startswith("[mlops-airflow] retrain_churn run manual__2026-12-01T10:00:00+00:00 is not finished")
+    assert requests[0]["headers"]["Authorization"] == f"Bearer {TOKEN}"
+    if mode == "ok":
+        assert outcome == "delivered"
+    else:
+        assert outcome != "delivered"
+        assert "DEADLINE ALERT (not delivered" in caplog.text
+        assert statsd(1) == ["mlops.alerts.retrain_churn.delivery_failed:1|c"]
+    assert TOKEN not in caplog.text
