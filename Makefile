@@ -16,7 +16,7 @@ TEST_WORKERS ?= 4
 # instead of 5.4 s here). Caches are written once, on first import.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help setup demo release-demo performance-demo up stop status test lint format bench clean requirements
+.PHONY: help setup demo release-demo performance-demo up stop status test lint docs format bench clean requirements
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -51,7 +51,10 @@ lint: setup ## ruff (Airflow rules, banned heavy imports, formatting); import-li
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
-test: lint ## lint, then the whole test suite (TEST_WORKERS=0 for one process)
+docs: setup ## build the docs site into .local/site (strict: a broken link or a missing included file fails)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+test: lint docs ## lint, build the docs, then the whole test suite (TEST_WORKERS=0 for one process)
 	$(VENV)/bin/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 bench: setup ## benchmarks, side by side as ratios (installs the comparison libraries first)

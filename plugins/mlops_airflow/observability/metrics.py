@@ -3,12 +3,12 @@
 Every metric we send is declared once in :data:`STATSD_METRICS`, with its kind, the Prometheus
 name the statsd-exporter mapping gives it and what it means. Names on the wire are
 ``<statsd_prefix>.mlops.<area>.<model>...`` (the prefix is Airflow's, ``airflow`` by
-default); the README's table, the statsd-exporter mapping of the Helm values and of the
+default); the docs' table (docs/deployment.md), the statsd-exporter mapping of the Helm values and of the
 compose stack, and the Grafana dashboard are all checked against this list by the tests, so
 a renamed metric breaks the build rather than a dashboard.
 
 ``python -m mlops_airflow.observability.metrics mapping`` prints the statsd-exporter mapping;
-``python -m mlops_airflow.observability.metrics table`` prints the README table.
+``python -m mlops_airflow.observability.metrics table`` prints the docs' table.
 
 Metrics are best effort: when ``[metrics] statsd_on`` is off nothing is sent, and a network
 error is logged, never raised, so a metrics outage cannot fail a task.
@@ -245,7 +245,7 @@ def statsd_mapping() -> dict[str, Any]:
 
 
 def markdown_table() -> str:
-    """The README's table of metrics."""
+    """The docs' table of metrics (docs/deployment.md)."""
     rows = ["| statsd name | kind | Prometheus (statsd-exporter) | meaning |", "|---|---|---|---|"]
     for metric in STATSD_METRICS:
         labels = ", ".join(metric.labels)

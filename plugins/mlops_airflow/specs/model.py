@@ -16,7 +16,7 @@ _NAME_PATTERN = re.compile(r"[a-z]([a-z0-9-]{0,38}[a-z0-9])?")
 # and aliases (which expand a few lines into gigabytes) are limited first.
 MAX_SPEC_BYTES = 256 * 1024
 MAX_NESTING = 16
-# Upper bounds of numeric fields (the README's spec table lists them).
+# Upper bounds of numeric fields (docs/model-spec.md lists them).
 MAX_DAYS = 3650
 MAX_BACKFILL_DAYS = 366  # one batch-score run a day: a year of runs is the most a drift may start
 MAX_ROWS = 1_000_000_000
