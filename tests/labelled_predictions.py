@@ -187,7 +187,7 @@ def write_release_traffic(
     from mlops_airflow.embedded.synthetic import generate_day
 
     frame = generate_day(day, rows=rows, seed=seed)
-    frame = frame.assign(customer_id=f"{strategy}-" + frame["customer_id"].astype(str))
+    frame = frame.assign(customer_id=f"{strategy}-{seed}-" + frame["customer_id"].astype(str))  # the generator's ids repeat per day
     start = dt.datetime.combine(day, dt.time(hour), tzinfo=dt.UTC)
     scores = {new: noisy_scores(frame, noise=new_noise, seed=seed + 1), old: noisy_scores(frame, noise=old_noise, seed=seed + 2)}
     answered: dict[str, list] = {new: [], old: []}
@@ -207,7 +207,7 @@ def write_release_traffic(
     if replayed:
         log_answers(log_uri, new, replayed, color="green", route="preview")
     labels = frame[["customer_id", "churned"]]
-    write_partition(pa.Table.from_pandas(labels, preserve_index=False), f"{data_root}/labels", day, f"{strategy}-labels.parquet")
+    write_partition(pa.Table.from_pandas(labels, preserve_index=False), f"{data_root}/labels", day, f"{strategy}-{seed}-labels.parquet")
     end = start + dt.timedelta(seconds=rows)
     if strategy == "ab":
         return {"started": start.isoformat(), "ended": end.isoformat(), "baseline_version": old, "verdict": "Inconclusive"}

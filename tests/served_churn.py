@@ -17,7 +17,7 @@ KIND = "hist_gradient_boosting"
 
 def build_churn(tmp_path_factory) -> dict:
     """Two versions of the demo's churn pipeline (its spec's estimator, two seeds and learning rates), saved as skops,
-    with 2-row request bodies and each version's offline predictions for them."""
+    with 2-row request bodies (the features and the ``customer_id`` key) and each version's offline predictions for them."""
     import mlflow.sklearn
     import numpy as np
     import pandas as pd
@@ -35,7 +35,9 @@ def build_churn(tmp_path_factory) -> dict:
     features, labels = prepare_features(frame, spec), frame[spec.target.column].astype("int64")
     root = tmp_path_factory.mktemp("churn")
     sample = features.sample(400, random_state=1)
-    bodies = [json.dumps({"dataframe_split": json.loads(sample.iloc[i : i + 2].to_json(orient="split", index=False))}).encode() for i in range(0, 400, 2)]
+    # As the docs tell clients to: the performance key beside the features (the server leaves it out of what the model sees).
+    keyed = sample.assign(customer_id=frame.loc[sample.index, "customer_id"].to_numpy())
+    bodies = [json.dumps({"dataframe_split": json.loads(keyed.iloc[i : i + 2].to_json(orient="split", index=False))}).encode() for i in range(0, 400, 2)]
     versions = {}
     for version, (seed, rate) in {"1": (42, 0.08), "2": (7, 0.2)}.items():
         params = {**spec.training.estimator.params, "learning_rate": rate}

@@ -55,13 +55,17 @@ def drift_asset(model: str) -> Asset:
 
 
 def data_asset(spec: ModelSpec) -> Asset:
-    """The model's daily partitions (``data.uri``): read by training, drift and scoring."""
-    return Asset(name=f"{spec.name}.data", uri=spec.data.uri, group=GROUP)
+    """The model's daily partitions (``data.uri``): read by training, drift and scoring.
+
+    Named by its URI: two models that read the same data share one asset (Airflow deactivates an
+    asset whose name or URI another one also has).
+    """
+    return Asset(uri=spec.data.uri, group=GROUP)
 
 
 def predictions_asset(spec: ModelSpec) -> Asset:
-    """The champion's batch predictions (``data.predictions_uri``), one partition a day (the event's partition key)."""
-    return Asset(name=f"{spec.name}.predictions", uri=spec.data.predictions_uri, group=GROUP)
+    """The champion's batch predictions (``data.predictions_uri``), one partition a day (the event's partition key); named by its URI."""
+    return Asset(uri=spec.data.predictions_uri, group=GROUP)
 
 
 def _outlets(context: Context) -> list[Any]:

@@ -142,12 +142,33 @@ def _deadline(minutes: float | None):
     )
 
 
+def release_wait_minutes(spec: ModelSpec) -> float:
+    """The longest a release may rightly wait on top of its work: a canary's steps, an A/B test, and a person's decision after them."""
+    release = spec.serving.release
+    if release.strategy == "blue_green":
+        return 0.0
+    minutes = release.decision_timeout_hours * 60.0
+    if release.strategy == "canary":
+        minutes += len(release.canary.steps) * release.canary.step_seconds / 60.0
+    elif release.strategy == "ab":
+        minutes += release.ab.duration_minutes
+    return minutes
+
+
 def retrain_deadline_minutes(spec: ModelSpec) -> float | None:
-    """The retrain's deadline: ``schedules.retrain_deadline_minutes``, plus the approval's timeout when the spec requires approval."""
+    """The retrain's deadline: ``schedules.retrain_deadline_minutes``, plus the approval's timeout when the spec requires approval,
+    plus what its release may wait (:func:`release_wait_minutes`): a deadline is for a run that is stuck, not one waiting rightly."""
     minutes = spec.schedules.retrain_deadline_minutes
-    if minutes is None or not spec.promotion.require_approval:
-        return minutes
-    return minutes + spec.promotion.approval_timeout_hours * 60
+    if minutes is None:
+        return None
+    approval = spec.promotion.approval_timeout_hours * 60.0 if spec.promotion.require_approval else 0.0
+    return minutes + approval + release_wait_minutes(spec)
+
+
+def rollback_deadline_minutes(spec: ModelSpec) -> float | None:
+    """The rollback's deadline: ``schedules.rollback_deadline_minutes`` plus what its release may wait."""
+    minutes = spec.schedules.rollback_deadline_minutes
+    return None if minutes is None else minutes + release_wait_minutes(spec)
 
 
 def _common(spec: ModelSpec, kind: str, doc_md: str | None) -> dict:
@@ -547,7 +568,7 @@ def build_rollback_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
         description=f"Restore {spec.name}'s previous champion and switch live traffic to it",
         schedule=None,
         max_active_runs=1,
-        deadline=_deadline(spec.schedules.rollback_deadline_minutes),
+        deadline=_deadline(rollback_deadline_minutes(spec)),
         **_common(spec, "rollback", doc_md),
         params={"reason": Param("", type="string", title="Reason", description="Why the rollback was needed.")},
     ) as dag:

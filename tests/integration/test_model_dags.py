@@ -113,7 +113,7 @@ def test_retrain_promotes_then_score_then_roll_back(airflow_db, dagbag, churn_da
     predictions = pd.read_parquet(f"{churn_spec.data.predictions_uri.removeprefix('file://')}/dt={SCORED_DAY}/predictions.parquet")
     assert len(predictions) == 300
     assert set(predictions["model_version"]) == {"1"}
-    ((extra, task, partition, _),) = asset_events("churn.predictions", before)
+    ((extra, task, partition, _),) = asset_events(churn_spec.data.predictions_uri, before)
     assert (extra, task, partition) == ({"day": str(SCORED_DAY), "rows": 300, "model_version": "1"}, "score_partition", str(SCORED_DAY))
     assert predictions["probability_0"].add(predictions["probability_1"]).round(6).eq(1).all()
     assert {"customer_id", "event_ts", "prediction"} <= set(predictions.columns)
@@ -247,6 +247,8 @@ def test_rollback_without_previous_champion_fails_clearly_and_a_late_run_is_aler
     specs.mkdir()
     write_spec(raw, specs)
     monkeypatch.setenv("MLOPS_SPECS_DIR", str(specs))
+    # dag.test() writes the DAG with its deadline even when another test wrote rollback_churn seconds ago.
+    monkeypatch.setenv("AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL", "0")
     registry.create_registered_model("churn")
     state, tasks, _ = run(DagBag(dag_folder=str(REPO_ROOT / "dags")), "rollback_churn", {})
     assert (state, tasks) == (

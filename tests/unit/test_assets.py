@@ -22,7 +22,10 @@ def test_names_and_uris_are_stable_per_model():
 
 def test_the_data_assets_are_the_specs_uris():
     spec = SimpleNamespace(name="churn", data=SimpleNamespace(uri="s3://lake/churn/events", predictions_uri="s3://lake/churn/predictions"))
-    assert (data_asset(spec).uri, predictions_asset(spec).name) == ("s3://lake/churn/events", "churn.predictions")
+    assert (data_asset(spec).uri, predictions_asset(spec).name) == ("s3://lake/churn/events", "s3://lake/churn/predictions")
+    # Named by their URIs: a second model reading the same data shares the asset, instead of deactivating it.
+    other = SimpleNamespace(name="upsell", data=spec.data)
+    assert data_asset(other) == data_asset(spec)
 
 
 def test_a_champion_is_announced_through_the_alias_the_task_holds():

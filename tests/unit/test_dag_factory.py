@@ -70,15 +70,22 @@ def test_only_a_spec_with_labels_gets_a_performance_monitor(tmp_path, monkeypatc
     assert "invalid-spec" not in dags["performance_monitor_churn"].tags
 
 
+SET = {"retrain_deadline_minutes": 240, "rollback_deadline_minutes": 60}
+
+
 @pytest.mark.parametrize(
-    ("schedules", "approval", "retrain", "rollback"),
+    ("schedules", "approval", "release", "retrain", "rollback"),
     [
-        pytest.param({}, False, 240.0, 60.0, id="defaults"),
-        pytest.param({}, True, 240.0 + 24 * 60, 60.0, id="approval-waits-count"),
-        pytest.param({"retrain_deadline_minutes": 30, "rollback_deadline_minutes": None}, False, 30.0, None, id="set-and-off"),
+        pytest.param({}, False, None, None, None, id="off-by-default"),
+        pytest.param(SET, True, None, 240.0 + 24 * 60, 60.0, id="approval-waits-count"),
+        pytest.param({"retrain_deadline_minutes": 30, "rollback_deadline_minutes": None}, False, None, 30.0, None, id="set-and-off"),
+        # An A/B release holds its test 60 minutes, then waits up to 24 h for a person: neither is a stuck run.
+        pytest.param(
+            SET, False, {"strategy": "ab", "ab": {"duration_minutes": 60}, "decision_timeout_hours": 24}, 240.0 + 60 + 24 * 60, 60.0 + 60 + 24 * 60, id="ab"
+        ),
     ],
 )
-def test_retrain_and_rollback_runs_have_a_deadline_from_their_queueing(schedules, approval, retrain, rollback):
+def test_retrain_and_rollback_runs_have_a_deadline_from_their_queueing(schedules, approval, release, retrain, rollback):
     from helpers import churn_spec_raw
 
     from mlops_airflow.dag_factory import build_retrain_dag, build_rollback_dag
@@ -87,6 +94,8 @@ def test_retrain_and_rollback_runs_have_a_deadline_from_their_queueing(schedules
     raw = churn_spec_raw()
     raw["schedules"].update(schedules)
     raw["promotion"]["require_approval"] = approval
+    if release:
+        raw["serving"]["release"] = release
     spec = parse_spec(raw, source="churn.yaml")
     for dag, minutes in ((build_retrain_dag(spec), retrain), (build_rollback_dag(spec), rollback)):
         if minutes is None:

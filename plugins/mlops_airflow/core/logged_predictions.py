@@ -50,7 +50,18 @@ def read_log(spec: ModelSpec, start: dt.datetime, end: dt.datetime, columns: Seq
     """The inference log's rows of this model in ``[start, end)``, every route (live and a colour's own URL), each answer once."""
     from mlops_airflow.core.partitions import read_period
 
-    frame = read_period(spec.serving.inference_log.uri, start, end, columns=list(columns))
+    return _this_models_answers(spec, read_period(spec.serving.inference_log.uri, start, end, columns=list(columns)))
+
+
+def read_log_day(spec: ModelSpec, day: dt.date, columns: Sequence[str]) -> pd.DataFrame:
+    """The inference log's rows of this model on ``day`` (UTC): its one partition, each answer once."""
+    from mlops_airflow.core.partitions import read_window
+
+    frame = read_window(spec.serving.inference_log.uri, day, day + dt.timedelta(days=1), list(columns)).frame
+    return _this_models_answers(spec, frame)
+
+
+def _this_models_answers(spec: ModelSpec, frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return frame
     # This model's (two models may share a log): the name the local and Docker servers log, or the
@@ -86,6 +97,26 @@ def request_keys(request: bytes, key: str) -> list[Any] | None:
         if isinstance(records, dict) and isinstance(records.get(key), list):
             return list(records[key])
     return None
+
+
+def keys_like(logged: LoggedPredictions, key: str, like: Any) -> LoggedPredictions:
+    """``logged`` with its keys read as the labels' key type ``like`` (a dtype; None: as they are).
+
+    JSON keys come as text or numbers, whatever the labels hold: a numeric key sent as text is
+    converted, and a key that does not convert (a server-made request id, say) is dropped and
+    counted as unkeyed. Numeric labels keep their keys as numbers, others as text.
+    """
+    import pandas as pd
+
+    frame = logged.frame
+    if like is None or frame.empty:
+        return logged
+    if pd.api.types.is_numeric_dtype(like):
+        numbers = pd.to_numeric(frame[key], errors="coerce")
+        lost = int(numbers.isna().sum())
+        frame = frame.assign(**{key: numbers})[numbers.notna()].reset_index(drop=True)
+        return LoggedPredictions(frame, unkeyed_requests=logged.unkeyed_requests + lost, unmatched_requests=logged.unmatched_requests)
+    return LoggedPredictions(frame.assign(**{key: frame[key].astype(str)}), logged.unkeyed_requests, logged.unmatched_requests)
 
 
 def logged_predictions(log: pd.DataFrame, *, key: str) -> LoggedPredictions:

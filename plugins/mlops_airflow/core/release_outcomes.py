@@ -14,7 +14,8 @@ here, as promotion judges a challenger (:mod:`mlops_airflow.stats.gating`):
 
 The verdict uses the promotion's own rule on the improvement (new over old; positive is better):
 ``Successful`` when its lower bound at the promotion's confidence passes (above ``-margin`` for
-non-inferiority, above 0 for superiority); ``Failed`` when even its upper bound is below that line;
+non-inferiority, above ``+margin`` for superiority, as the promotion gate); ``Failed`` when even
+its upper bound is below that line;
 ``Inconclusive`` in between, with fewer than ``min_rows`` labelled answers on either side, or
 where the metric is undefined (one class only). Pure numpy; no Airflow.
 """
@@ -48,10 +49,10 @@ class OutcomeRule:
 
     @property
     def line(self) -> float:
-        """The improvement the bounds are held against."""
+        """The improvement the bounds are held against: the promotion gate's threshold (``stats.gating.judge``)."""
         from mlops_airflow.stats.gating import NON_INFERIORITY
 
-        return -self.margin if self.comparison == NON_INFERIORITY else 0.0
+        return (-self.margin if self.comparison == NON_INFERIORITY else self.margin) + 0.0  # no -0.0
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def _proba(scores: np.ndarray) -> np.ndarray:
 
 
 def _verdict(improvement: float, lower: float, upper: float, rule: OutcomeRule) -> tuple[Verdict, str]:
-    side = f"{rule.comparison.replace('_', '-')}" + (f" (margin {rule.margin:g})" if rule.line else "")
+    side = f"{rule.comparison.replace('_', '-')}" + (f" (margin {rule.margin:g})" if rule.margin else "")
     figures = f"{rule.metric} improvement {improvement:+.4f}, {rule.confidence:.0%} bounds [{lower:+.4f}, {upper:+.4f}]"
     if lower > rule.line:
         return Verdict.SUCCESSFUL, f"{figures}: the new version passes {side} on live outcomes"

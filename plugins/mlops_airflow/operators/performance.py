@@ -192,24 +192,24 @@ def live_metrics(summary: PerformanceSummary) -> list[tuple[str, float, dt.date]
     return rows
 
 
-def live_predictions(spec: ModelSpec, day: dt.date, version: str, *, log: logging.Logger) -> pd.DataFrame | None:
+def live_predictions(spec: ModelSpec, day: dt.date, version: str, *, log: logging.Logger, key_dtype: Any = None) -> pd.DataFrame | None:
     """The champion's answers through the live URL on ``day``, as prediction rows (``dt``, the key, its score, ``model_version``).
 
-    ``None`` when the model keeps no inference log. Requests whose rows carry no key are counted
-    in the log (:mod:`mlops_airflow.core.logged_predictions`): they cannot be joined to labels.
+    ``None`` when the model keeps no inference log. Keys are read as ``key_dtype`` (the labels'
+    key type). Requests whose rows carry no usable key are counted in the log
+    (:mod:`mlops_airflow.core.logged_predictions`): they cannot be joined to labels.
     """
     if spec.serving.inference_log.uri is None:
         return None
     from mlops_airflow.constants import PARTITION_KEY
-    from mlops_airflow.core.logged_predictions import LOG_COLUMNS, SCORE, logged_predictions, read_log
+    from mlops_airflow.core.logged_predictions import LOG_COLUMNS, SCORE, keys_like, logged_predictions, read_log_day
     from mlops_airflow.serving.inference_log import ROUTE_LIVE
 
-    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-    frame = read_log(spec, start, start + dt.timedelta(days=1), LOG_COLUMNS)
+    frame = read_log_day(spec, day, LOG_COLUMNS)
     if not frame.empty:
         frame = frame[(frame["route"] == ROUTE_LIVE) & (frame["version"].astype(str) == version)]
     key, score_column = spec.performance.key, f"probability_{spec.target.classes[-1]}"
-    logged = logged_predictions(frame, key=key)
+    logged = keys_like(logged_predictions(frame, key=key), key, key_dtype)
     if logged.unkeyed_requests or logged.unmatched_requests:
         log.warning(
             "%s: %d live requests carry no %r column (nor are one row with an X-Request-Id) and %d answers do not hold one score per row: "
@@ -253,6 +253,8 @@ def measure(
             log.info("Leaving out %d predictions of other versions than the champion v%s", others, version)
         predictions = predictions[predictions["model_version"].astype(str) == version]
     labels = read_window(performance.labels_uri, start, end).frame
+    # The live answers' keys (JSON: text or numbers) are read as the labels' (else the batch predictions') key type.
+    key_dtype = next((frame[performance.key].dtype for frame in (labels, predictions) if performance.key in frame.columns and not frame.empty), None)
     calibration = None
     if baseline is not None:
         try:
@@ -265,7 +267,7 @@ def measure(
     for offset in range(max((run_day - first).days + 1, 0)):
         day = first + dt.timedelta(days=offset)
         scored = predictions[predictions[PARTITION_KEY] == day]
-        live = live_predictions(spec, day, version, log=log)
+        live = live_predictions(spec, day, version, log=log, key_dtype=key_dtype)
         if live is not None and not live.empty:
             scored = pd.concat([scored, live], ignore_index=True)
         labelled = None

@@ -153,6 +153,17 @@ class PromoteChampionOperator(FailFastTemplates, BaseOperator):
             if champion == str(version):
                 self.log.info("%s v%s is already the champion; nothing to move", name, version)
                 self._finish_interrupted_record(hook, name, report, verdict, approval, dag_run=dag_run)
+                # An earlier try moved the alias and died before it succeeded: its event was never sent, so this try sends it.
+                announce_champion(
+                    context,
+                    {
+                        "version": str(version),
+                        "previous": report.champion.version if report.champion else None,
+                        "run_id": report.challenger.run_id,
+                        "decision": "forced" if force and not report.promotes else "promoted",
+                        "dag_run": dag_run,
+                    },
+                )
                 return {"decision": str(Decision.PROMOTED), "version": str(version), "champion": champion, "moved": False}
             compared_with = report.champion.version if report.champion else None
             if champion != compared_with:

@@ -37,13 +37,20 @@ class ReleaseOutcomeError(ValueError):
     """A release's record cannot be read as one to judge; the message names the version and the tag."""
 
 
+class ReleaseRecordWithoutTimes(ReleaseOutcomeError):
+    """A record from before releases noted when their requests were answered: it can never be judged, and nothing is wrong."""
+
+
 def release_period(strategy: str, report: dict[str, Any], tag: str) -> tuple[dt.datetime, dt.datetime, dt.datetime]:
     """``(start, end, logged_until)``: the live requests judged were answered in ``[start, end)``; the answers to them, by ``logged_until``."""
     names = ("started", "ended", "ended") if strategy == "ab" else ("window_start", "window_end", "replayed_until")
+    if isinstance(report, dict) and not any(name in report for name in names):
+        raise ReleaseRecordWithoutTimes(f"{tag} was recorded without the times of its requests (an older release): it cannot be judged")
     try:
-        start, end, until = (dt.datetime.fromisoformat(report[name]) for name in names)
+        times = [dt.datetime.fromisoformat(report[name]) for name in names]
     except (KeyError, TypeError, ValueError) as err:
         raise ReleaseOutcomeError(f"{tag} has no times {list(names)} to find its requests in the log ({type(err).__name__}: {err})") from None
+    start, end, until = (t if t.tzinfo else t.replace(tzinfo=dt.UTC) for t in times)  # a time without a zone (a tag set by hand) is UTC
     return start, end, max(end, until)
 
 
@@ -85,7 +92,7 @@ def judge_release(
     log: logging.Logger,
 ) -> ReleaseOutcome:
     """Read the release's requests, answers and labels, and judge them (no MLflow, no Airflow context)."""
-    from mlops_airflow.core.logged_predictions import LOG_COLUMNS, logged_predictions, read_log
+    from mlops_airflow.core.logged_predictions import LOG_COLUMNS, keys_like, logged_predictions, read_log
     from mlops_airflow.core.partitions import read_window
     from mlops_airflow.core.performance_monitoring import LABEL, POSITIVE_SCORE
     from mlops_airflow.core.release_outcomes import judge_ab, judge_shadow
@@ -97,9 +104,10 @@ def judge_release(
     if not frame.empty:
         frame = frame.assign(version=frame["version"].astype(str))
     labels = read_window(spec.performance.labels_uri, start.astimezone(dt.UTC).date(), end.astimezone(dt.UTC).date() + dt.timedelta(days=1)).frame
+    key_dtype = labels[key].dtype if key in labels.columns and not labels.empty else None
     if strategy == "ab":
         live = frame[(frame["route"] == ROUTE_LIVE) & (frame["ts"] < end)] if not frame.empty else frame
-        logged = logged_predictions(live, key=key)
+        logged = keys_like(logged_predictions(live, key=key), key, key_dtype)
         old = str(report.get("baseline_version") or _other_version(logged.frame, version))
         _say_unkeyed(log, logged, key)
         answers = with_labels(spec, logged.frame, labels)
@@ -119,7 +127,7 @@ def judge_release(
     else:
         live = frame[(frame["route"] == ROUTE_LIVE) & (frame["version"] == old) & (frame["ts"] < end)]
         shadow = frame[(frame["route"] == ROUTE_PREVIEW) & (frame["version"] == version)]
-    logged_live, logged_shadow = logged_predictions(live, key=key), logged_predictions(shadow, key=key)
+    logged_live, logged_shadow = (keys_like(logged_predictions(frame, key=key), key, key_dtype) for frame in (live, shadow))
     _say_unkeyed(log, logged_live, key)
     pairs = paired_answers(logged_live.frame, logged_shadow.frame)
     answers = with_labels(spec, pairs, labels)
@@ -213,7 +221,7 @@ class ReleaseOutcomeOperator(FailFastTemplates, BaseOperator):
         )
         hook = MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
         name = spec.registered_model_name
-        judged = []
+        judged, unreadable = [], []
         for strategy, tag in (("ab", TAG_AB), ("shadow", TAG_SHADOW)):
             for version in sorted(hook.search_versions_by_tag(name, TAG_STRATEGY, strategy), key=lambda v: int(v.version)):
                 if TAG_OUTCOME in version.tags:
@@ -225,7 +233,16 @@ class ReleaseOutcomeOperator(FailFastTemplates, BaseOperator):
                     report = json.loads(version.tags[tag])
                     period = release_period(strategy, report, tag)
                 except (ValueError, TypeError) as err:
-                    raise AirflowFailException(f"{name} v{version.version}: {tag} cannot be read: {err}") from err
+                    # It can never be judged: said once, on the version, and the others go on. An older record is expected
+                    # after an upgrade; a broken one (a tag edited by hand) fails the task at the end, so that a person looks.
+                    reason = str(err) if isinstance(err, ReleaseRecordWithoutTimes) else f"{tag} cannot be read: {err}"
+                    hook.set_version_tags(
+                        name, version.version, {TAG_OUTCOME: json.dumps({"strategy": strategy, "verdict": "Unjudgeable", "reasons": [reason]})}
+                    )
+                    self.log.warning("%s v%s: %s", name, version.version, reason)
+                    if not isinstance(err, ReleaseRecordWithoutTimes):
+                        unreadable.append(f"{name} v{version.version}: {reason}")
+                    continue
                 due = labels_due_on(period[1], performance.label_delay_days)
                 if day < due:
                     self.log.info("%s v%s: the labels of its %s release are due by %s", name, version.version, strategy, due)
@@ -243,6 +260,8 @@ class ReleaseOutcomeOperator(FailFastTemplates, BaseOperator):
                         "%s v%s is the champion and did worse than v%s on live outcomes: %s", name, version.version, outcome.old_version, outcome.reasons
                     )
                 judged.append(record)
+        if unreadable:
+            raise AirflowFailException(f"{len(unreadable)} release record(s) cannot be judged (marked Unjudgeable, not read again): {'; '.join(unreadable)}")
         if not judged:
             raise AirflowSkipException("no A/B test or shadow replay awaits its outcomes")
         return judged

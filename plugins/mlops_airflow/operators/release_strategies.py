@@ -110,7 +110,7 @@ class CanaryReleaseOperator(_ServingOperator):
         criteria = CanaryCriteria(canary.max_error_rate, canary.max_p95_ms, canary.max_output_shift, canary.min_requests)
         new, old = Color(release.color), Color(release.previous_color)
         _record(hook, spec, release.version, {TAG_STRATEGY: "canary"})
-        self._backend, self._stable = backend, old  # for on_kill
+        self._backend, self._stable, self._spec_name = backend, old, spec.name  # for on_kill
         try:
             return self._steps(context, spec, hook, backend, release, criteria, new, old)
         except AirflowFailException:
@@ -127,6 +127,9 @@ class CanaryReleaseOperator(_ServingOperator):
         backend, stable = getattr(self, "_backend", None), getattr(self, "_stable", None)
         if backend is not None and stable is not None:
             backend.switch(stable)
+            spec = getattr(self, "_spec_name", None)
+            if spec:
+                gauge(RELEASE_CANARY_WEIGHT, 0, model=spec)
 
     def _steps(self, context: Context, spec: ModelSpec, hook: MlflowHook, backend: Any, release: Release, criteria: Any, new: Any, old: Any) -> dict[str, Any]:
         from mlops_airflow.core.release_analysis import TrafficSample, Verdict, analyse_canary_step

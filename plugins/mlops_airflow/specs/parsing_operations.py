@@ -93,7 +93,13 @@ def _parse_serving(section: _Section, *, data_uri: str) -> ServingSpec:
     return spec
 
 
-_KUBERNETES_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+# The Gateway API's patterns: an object name and a section name are DNS subdomains (253), a namespace a DNS label (63).
+_GATEWAY_NAMES = {
+    "name": (re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*"), 253, "a DNS subdomain"),
+    "namespace": (re.compile(_DNS_LABEL), 63, "a DNS label"),
+    "section_name": (re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*"), 253, "a DNS subdomain"),
+}
 
 
 def _parse_gateway(k8s: _Section) -> GatewayRef | None:
@@ -102,10 +108,14 @@ def _parse_gateway(k8s: _Section) -> GatewayRef | None:
         k8s.seen.add("gateway")
         return None
     section = k8s.section("gateway")
-    values = {key: section.string(key, required=key == "name") for key in ("name", "namespace", "section_name")}
+    values = {key: section.string(key, required=key == "name") for key in _GATEWAY_NAMES}
     for key, value in values.items():
-        if value is not None and (len(value) > 63 or not _KUBERNETES_NAME.fullmatch(value)):
-            section.fail(key, f"must be a Kubernetes name (lower-case letters, digits and '-', at most 63), got {value!r}")
+        pattern, longest, what = _GATEWAY_NAMES[key]
+        if value is not None and (len(value) > longest or not pattern.fullmatch(value)):
+            section.fail(
+                key,
+                f"must be {what} (lower-case letters, digits, '-'{', and dots' if '.' in what or 'subdomain' in what else ''}; at most {longest}), got {value!r}",
+            )
     section.finish()
     return GatewayRef(**values)
 

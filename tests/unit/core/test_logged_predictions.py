@@ -119,3 +119,20 @@ def test_an_answer_written_twice_is_read_once(tmp_path):
     log_answers(spec.serving.inference_log.uri, "3", [(TS, "r0", b"{}", answer(0.5))], color="green")  # another colour's own answer
     frame = read_log(spec, TS, TS + dt.timedelta(seconds=1), ["ts", "request_id", "model", "version", "color", "route"])
     assert sorted(zip(frame["request_id"], frame["color"], strict=True)) == [("r0", "blue"), ("r0", "green"), ("r1", "blue"), ("r2", "blue")]
+
+
+def test_keys_are_read_as_the_labels_key_type_and_what_does_not_convert_is_counted():
+    import numpy as np
+    import pandas as pd
+
+    from mlops_airflow.core.logged_predictions import keys_like
+
+    plain = body(dataframe_split={"columns": FEATURES, "data": [[3, "a"]]})
+    keyed = body(dataframe_split={"columns": [*FEATURES, "customer_id"], "data": [[3, "a", "17"], [4, "b", 18]]})
+    logged = logged_predictions(log(("r1", keyed, answer(0.2, 0.9)), ("0f3a9c", plain, answer(0.4))), key="customer_id")
+    numeric = keys_like(logged, "customer_id", np.dtype("int64"))
+    assert numeric.frame["customer_id"].tolist() == [17, 18]  # "17" sent as text joins the label 17
+    assert numeric.unkeyed_requests == 1  # the server-made request id is no customer id
+    text = keys_like(logged, "customer_id", pd.StringDtype())
+    assert text.frame["customer_id"].tolist() == ["17", "18", "0f3a9c"]
+    assert keys_like(logged, "customer_id", None) is logged

@@ -58,15 +58,27 @@ def test_an_ab_test_and_a_shadow_replay_are_judged_once_when_their_labels_are_du
         judge(RUN_DAY + dt.timedelta(days=1))
 
 
-def test_too_few_labelled_answers_are_recorded_inconclusive_and_a_broken_record_fails_naming_it(tmp_path, mlflow_store, judge):
+def test_too_few_labelled_answers_are_recorded_inconclusive_and_a_record_that_cannot_be_judged_is_marked_once(tmp_path, mlflow_store, judge):
     old, new = register_version(mlflow_store), register_version(mlflow_store)
     record_release(mlflow_store, new, "ab", write_release_traffic(tmp_path / "data", "ab", day=DAY, new=new, old=old, rows=400))
     (judged,) = judge()
     assert (judged["verdict"], judged["reasons"]) == ("Inconclusive", [f"200 labelled answers of v{new} and 200 of v{old}; a verdict needs 300 of each"])
 
-    broken = register_version(mlflow_store)
-    record_release(mlflow_store, broken, "shadow", {"live_version": old})
+    # A shadow replay recorded before releases noted their times (an upgrade): marked, not an error, never read again.
+    older = register_version(mlflow_store)
+    record_release(mlflow_store, older, "shadow", {"live_version": old, "verdict": "Successful"})
+    with pytest.raises(AirflowSkipException):
+        judge()
+    assert outcome_of(mlflow_store, older)["verdict"] == "Unjudgeable"
+    # A record broken by hand: marked too, and the task fails once, naming it, after judging the others.
+    broken, fine = register_version(mlflow_store), register_version(mlflow_store)
+    record_release(mlflow_store, broken, "shadow", {"window_start": "yesterday", "window_end": "x", "replayed_until": "y", "live_version": old})
+    record_release(mlflow_store, fine, "ab", write_release_traffic(tmp_path / "data", "ab", day=DAY, new=fine, old=old, rows=400, seed=41, hour=16))
     with pytest.raises(AirflowFailException, match=rf"churn v{broken}: mlops.release.shadow cannot be read: .*window_start"):
+        judge()
+    assert outcome_of(mlflow_store, broken)["verdict"] == "Unjudgeable"
+    assert outcome_of(mlflow_store, fine)["verdict"] == "Inconclusive"
+    with pytest.raises(AirflowSkipException):
         judge()
 
 
@@ -77,6 +89,9 @@ def test_the_period_of_each_strategy_and_when_its_labels_are_due():
     assert release_period("shadow", shadow, "mlops.release.shadow")[2] == dt.datetime(2026, 3, 1, 10, 5, tzinfo=dt.UTC)
     with pytest.raises(ReleaseOutcomeError, match=r"mlops.release.ab has no times \['started', 'ended', 'ended'\]"):
         release_period("ab", {"started": "yesterday"}, "mlops.release.ab")
+    # A time without a zone (a tag set by hand) is UTC.
+    naive = {"started": "2026-03-01T10:00:00", "ended": "2026-03-01T10:30:00"}
+    assert release_period("ab", naive, "mlops.release.ab")[0] == dt.datetime(2026, 3, 1, 10, tzinfo=dt.UTC)
     assert labels_due_on(dt.datetime(2026, 3, 1, 23, 59, tzinfo=dt.UTC), 3) == dt.date(2026, 3, 4)
 
 

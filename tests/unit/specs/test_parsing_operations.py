@@ -187,7 +187,8 @@ class TestInferenceLogAndRelease:
         ("gateway", "field", "problem"),
         [
             pytest.param({"namespace": "edge"}, "serving.kubernetes.gateway.name", "is required", id="no-name"),
-            pytest.param({"name": "Public"}, "serving.kubernetes.gateway.name", "must be a Kubernetes name", id="upper-case"),
+            pytest.param({"name": "Public"}, "serving.kubernetes.gateway.name", "must be a DNS subdomain", id="upper-case"),
+            pytest.param({"name": "gw", "namespace": "edge.zone"}, "serving.kubernetes.gateway.namespace", "must be a DNS label", id="dotted-namespace"),
             pytest.param({"name": "public", "listener": "https"}, "serving.kubernetes.gateway.listener", "unknown field", id="unknown-field"),
         ],
     )
