@@ -15,11 +15,22 @@ from helpers import REPO_ROOT
 SCHEMA_FILE = REPO_ROOT / "tests" / "schemas" / "gateway-api-v1.6.1-httproute.json"
 
 
+def _closed(schema):
+    """The schema with unknown fields refused, as the API server prunes or refuses them (a misspelled field would pass otherwise)."""
+    if isinstance(schema, dict):
+        schema = {key: _closed(value) for key, value in schema.items()}
+        if "properties" in schema and "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            schema["additionalProperties"] = False
+    elif isinstance(schema, list):
+        schema = [_closed(item) for item in schema]
+    return schema
+
+
 @functools.cache
 def _validator():
     import jsonschema
 
-    schema = json.loads(SCHEMA_FILE.read_text())["schema"]
+    schema = _closed(json.loads(SCHEMA_FILE.read_text())["schema"])
     return jsonschema.Draft7Validator(schema)
 
 

@@ -511,3 +511,7 @@ class TestGatewayCanary:
         del route["spec"]["rules"][0]["backendRefs"][0]["name"]
         with pytest.raises(jsonschema.ValidationError, match="'name' is a required property"):
             validate_httproute(route)
+        route = live_route(MODEL, NAMESPACE, GatewayRef("public"))
+        route["spec"]["rules"][0]["filters"][0]["requestHeaderModifer"] = route["spec"]["rules"][0]["filters"][0].pop("requestHeaderModifier")
+        with pytest.raises(jsonschema.ValidationError, match="requestHeaderModifer"):
+            validate_httproute(route)
