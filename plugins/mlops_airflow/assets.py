@@ -60,12 +60,18 @@ def data_asset(spec: ModelSpec) -> Asset:
     Named by its URI: two models that read the same data share one asset (Airflow deactivates an
     asset whose name or URI another one also has).
     """
-    return Asset(uri=spec.data.uri, group=GROUP)
+    return _named_by_uri(spec.data.uri)
 
 
 def predictions_asset(spec: ModelSpec) -> Asset:
     """The champion's batch predictions (``data.predictions_uri``), one partition a day (the event's partition key); named by its URI."""
-    return Asset(uri=spec.data.predictions_uri, group=GROUP)
+    return _named_by_uri(spec.data.predictions_uri)
+
+
+def _named_by_uri(uri: str) -> Asset:
+    """An asset named by its normalized URI (Airflow's spelling: lower-case scheme, no credentials), so that two spellings of one place agree."""
+    normalized = Asset(uri=uri).uri
+    return Asset(name=normalized, uri=normalized, group=GROUP)
 
 
 def _outlets(context: Context) -> list[Any]:

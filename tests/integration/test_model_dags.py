@@ -113,7 +113,9 @@ def test_retrain_promotes_then_score_then_roll_back(airflow_db, dagbag, churn_da
     predictions = pd.read_parquet(f"{churn_spec.data.predictions_uri.removeprefix('file://')}/dt={SCORED_DAY}/predictions.parquet")
     assert len(predictions) == 300
     assert set(predictions["model_version"]) == {"1"}
-    ((extra, task, partition, _),) = asset_events(churn_spec.data.predictions_uri, before)
+    from mlops_airflow.assets import predictions_asset
+
+    ((extra, task, partition, _),) = asset_events(predictions_asset(churn_spec).name, before)
     assert (extra, task, partition) == ({"day": str(SCORED_DAY), "rows": 300, "model_version": "1"}, "score_partition", str(SCORED_DAY))
     assert predictions["probability_0"].add(predictions["probability_1"]).round(6).eq(1).all()
     assert {"customer_id", "event_ts", "prediction"} <= set(predictions.columns)

@@ -26,6 +26,9 @@ def test_the_data_assets_are_the_specs_uris():
     # Named by their URIs: a second model reading the same data shares the asset, instead of deactivating it.
     other = SimpleNamespace(name="upsell", data=spec.data)
     assert data_asset(other) == data_asset(spec)
+    # Named by the normalized URI: another spelling of the same place is the same asset, and credentials never name it.
+    spelled = SimpleNamespace(name="x", data=SimpleNamespace(uri="S3://lake/churn/events/", predictions_uri="s3://lake/p"))
+    assert data_asset(spelled) == data_asset(spec)
 
 
 def test_a_champion_is_announced_through_the_alias_the_task_holds():

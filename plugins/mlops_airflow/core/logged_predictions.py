@@ -111,12 +111,20 @@ def keys_like(logged: LoggedPredictions, key: str, like: Any) -> LoggedPredictio
     frame = logged.frame
     if like is None or frame.empty:
         return logged
-    if pd.api.types.is_numeric_dtype(like):
+    if pd.api.types.is_integer_dtype(like) and not pd.api.types.is_bool_dtype(like):
+        # Exactly: through float64 an id above 2**53 would join another id's label.
+        text = frame[key].astype(str).str.strip()
+        usable = text.str.fullmatch(r"[+-]?\d+")
+        converted = text[usable].astype("int64")
+    elif pd.api.types.is_float_dtype(like):
         numbers = pd.to_numeric(frame[key], errors="coerce")
-        lost = int(numbers.isna().sum())
-        frame = frame.assign(**{key: numbers})[numbers.notna()].reset_index(drop=True)
-        return LoggedPredictions(frame, unkeyed_requests=logged.unkeyed_requests + lost, unmatched_requests=logged.unmatched_requests)
-    return LoggedPredictions(frame.assign(**{key: frame[key].astype(str)}), logged.unkeyed_requests, logged.unmatched_requests)
+        usable = numbers.notna()
+        converted = numbers[usable]
+    else:
+        return LoggedPredictions(frame.assign(**{key: frame[key].astype(str)}), logged.unkeyed_requests, logged.unmatched_requests)
+    lost = frame.loc[~usable, "request_id"].nunique()  # requests, as unkeyed_requests counts them
+    frame = frame[usable].assign(**{key: converted}).reset_index(drop=True)
+    return LoggedPredictions(frame, unkeyed_requests=logged.unkeyed_requests + lost, unmatched_requests=logged.unmatched_requests)
 
 
 def logged_predictions(log: pd.DataFrame, *, key: str) -> LoggedPredictions:

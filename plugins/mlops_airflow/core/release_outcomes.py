@@ -90,7 +90,7 @@ def _verdict(improvement: float, lower: float, upper: float, rule: OutcomeRule) 
     if lower > rule.line:
         return Verdict.SUCCESSFUL, f"{figures}: the new version passes {side} on live outcomes"
     if upper < rule.line:
-        return Verdict.FAILED, f"{figures}: the new version does worse than {side} allows on live outcomes"
+        return Verdict.FAILED, f"{figures}: the new version falls short of {side} on live outcomes"
     return Verdict.INCONCLUSIVE, f"{figures}: the outcomes cannot tell the versions apart at this confidence"
 
 

@@ -152,18 +152,20 @@ class PromoteChampionOperator(FailFastTemplates, BaseOperator):
             champion = alias_version(hook, name, CHAMPION_ALIAS)
             if champion == str(version):
                 self.log.info("%s v%s is already the champion; nothing to move", name, version)
-                self._finish_interrupted_record(hook, name, report, verdict, approval, dag_run=dag_run)
-                # An earlier try moved the alias and died before it succeeded: its event was never sent, so this try sends it.
-                announce_champion(
-                    context,
-                    {
-                        "version": str(version),
-                        "previous": report.champion.version if report.champion else None,
-                        "run_id": report.challenger.run_id,
-                        "decision": "forced" if force and not report.promotes else "promoted",
-                        "dag_run": dag_run,
-                    },
-                )
+                previous = self._finish_interrupted_record(hook, name, report, verdict, approval, dag_run=dag_run)
+                if previous is not False:
+                    # This run's earlier try moved the alias and died before it succeeded: its event was never sent, so this
+                    # try sends it (a run cleared after it succeeded sends it again: consumers should be idempotent).
+                    announce_champion(
+                        context,
+                        {
+                            "version": str(version),
+                            "previous": previous,
+                            "run_id": report.challenger.run_id,
+                            "decision": "forced" if force and not report.promotes else "promoted",
+                            "dag_run": dag_run,
+                        },
+                    )
                 return {"decision": str(Decision.PROMOTED), "version": str(version), "champion": champion, "moved": False}
             compared_with = report.champion.version if report.champion else None
             if champion != compared_with:
@@ -252,13 +254,18 @@ class PromoteChampionOperator(FailFastTemplates, BaseOperator):
                 raise
             raise MlopsError(f"moving the aliases of {name} failed and was undone: {err}") from err
 
-    def _finish_interrupted_record(self, hook, name: str, report: EvaluationReport, verdict: Verdict, approval: Approval, *, dag_run: str) -> None:
-        """An earlier try of this run moved the aliases and died before its record was complete: write it again."""
+    def _finish_interrupted_record(self, hook, name: str, report: EvaluationReport, verdict: Verdict, approval: Approval, *, dag_run: str) -> str | None | bool:
+        """An earlier try of this run moved the aliases and died before its record was complete: write it again.
+
+        Returns the champion before it (a version, or None) when this run promoted it; ``False`` when another run did.
+        """
         current = hook.get_version_by_alias(name, CHAMPION_ALIAS)
-        if current is not None and (current.tags or {}).get(TAG_DECISION_DAG_RUN) == dag_run:
-            self.log.info("An earlier try of %s promoted v%s; completing its decision record", dag_run, current.version)
-            previous = alias_version(hook, name, PREVIOUS_CHAMPION_ALIAS)
-            self._record(hook, report, verdict, Decision.PROMOTED, approval, dag_run=dag_run, previous_champion=previous)
+        if current is None or (current.tags or {}).get(TAG_DECISION_DAG_RUN) != dag_run:
+            return False
+        self.log.info("An earlier try of %s promoted v%s; completing its decision record", dag_run, current.version)
+        previous = alias_version(hook, name, PREVIOUS_CHAMPION_ALIAS)
+        self._record(hook, report, verdict, Decision.PROMOTED, approval, dag_run=dag_run, previous_champion=previous)
+        return previous
 
     def _restore(self, hook, name: str, *, champion: str | None, previous: str | None) -> None:
         for alias, value in ((CHAMPION_ALIAS, champion), (PREVIOUS_CHAMPION_ALIAS, previous)):

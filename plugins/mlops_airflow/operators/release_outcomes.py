@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from mlops_airflow.specs import ModelSpec
 
 TAG_OUTCOME = "mlops.release.outcome"
+UNJUDGEABLE = "Unjudgeable"  # beside the Verdicts: a record that can never be judged (delete the tag to have a repaired one read again)
 
 
 class ReleaseOutcomeError(ValueError):
@@ -236,9 +237,8 @@ class ReleaseOutcomeOperator(FailFastTemplates, BaseOperator):
                     # It can never be judged: said once, on the version, and the others go on. An older record is expected
                     # after an upgrade; a broken one (a tag edited by hand) fails the task at the end, so that a person looks.
                     reason = str(err) if isinstance(err, ReleaseRecordWithoutTimes) else f"{tag} cannot be read: {err}"
-                    hook.set_version_tags(
-                        name, version.version, {TAG_OUTCOME: json.dumps({"strategy": strategy, "verdict": "Unjudgeable", "reasons": [reason]})}
-                    )
+                    marked = {"strategy": strategy, "verdict": UNJUDGEABLE, "reasons": [reason], "judged_on": day.isoformat()}
+                    hook.set_version_tags(name, version.version, {TAG_OUTCOME: json.dumps(marked)})
                     self.log.warning("%s v%s: %s", name, version.version, reason)
                     if not isinstance(err, ReleaseRecordWithoutTimes):
                         unreadable.append(f"{name} v{version.version}: {reason}")
@@ -255,13 +255,16 @@ class ReleaseOutcomeOperator(FailFastTemplates, BaseOperator):
                 hook.set_version_tags(name, version.version, {TAG_OUTCOME: json.dumps(record)})
                 incr(RELEASE_OUTCOME, model=spec.name, strategy=strategy, verdict=str(outcome.verdict).lower())
                 self.log.info("%s v%s against v%s on live outcomes (%s): %s", name, version.version, outcome.old_version, strategy, record)
-                if outcome.verdict is Verdict.FAILED and CHAMPION_ALIAS in (version.aliases or []):
+                if outcome.verdict is Verdict.FAILED and (outcome.upper or 0.0) < 0 and CHAMPION_ALIAS in (version.aliases or []):
                     self.log.warning(
                         "%s v%s is the champion and did worse than v%s on live outcomes: %s", name, version.version, outcome.old_version, outcome.reasons
                     )
                 judged.append(record)
         if unreadable:
-            raise AirflowFailException(f"{len(unreadable)} release record(s) cannot be judged (marked Unjudgeable, not read again): {'; '.join(unreadable)}")
+            raise AirflowFailException(
+                f"{len(unreadable)} release record(s) cannot be judged (marked {UNJUDGEABLE}; a repaired record is read again once its "
+                f"{TAG_OUTCOME} tag is deleted): {'; '.join(unreadable)}"
+            )
         if not judged:
             raise AirflowSkipException("no A/B test or shadow replay awaits its outcomes")
         return judged

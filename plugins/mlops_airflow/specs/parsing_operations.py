@@ -95,10 +95,11 @@ def _parse_serving(section: _Section, *, data_uri: str) -> ServingSpec:
 
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 # The Gateway API's patterns: an object name and a section name are DNS subdomains (253), a namespace a DNS label (63).
+_SUBDOMAIN_HINT = "a DNS subdomain: lower-case letters, digits, '-' and '.', each part starting and ending with a letter or digit"
 _GATEWAY_NAMES = {
-    "name": (re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*"), 253, "a DNS subdomain"),
-    "namespace": (re.compile(_DNS_LABEL), 63, "a DNS label"),
-    "section_name": (re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*"), 253, "a DNS subdomain"),
+    "name": (re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*"), 253, _SUBDOMAIN_HINT),
+    "namespace": (re.compile(_DNS_LABEL), 63, "a DNS label: lower-case letters, digits and '-', starting and ending with a letter or digit"),
+    "section_name": (re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*"), 253, _SUBDOMAIN_HINT),
 }
 
 
@@ -112,10 +113,7 @@ def _parse_gateway(k8s: _Section) -> GatewayRef | None:
     for key, value in values.items():
         pattern, longest, what = _GATEWAY_NAMES[key]
         if value is not None and (len(value) > longest or not pattern.fullmatch(value)):
-            section.fail(
-                key,
-                f"must be {what} (lower-case letters, digits, '-'{', and dots' if '.' in what or 'subdomain' in what else ''}; at most {longest}), got {value!r}",
-            )
+            section.fail(key, f"must be {what}; at most {longest} characters, got {value!r}")
     section.finish()
     return GatewayRef(**values)
 

@@ -136,3 +136,7 @@ def test_keys_are_read_as_the_labels_key_type_and_what_does_not_convert_is_count
     text = keys_like(logged, "customer_id", pd.StringDtype())
     assert text.frame["customer_id"].tolist() == ["17", "18", "0f3a9c"]
     assert keys_like(logged, "customer_id", None) is logged
+    # Exactly, past 2**53: through a float the id would join its neighbour's label.
+    big = body(dataframe_split={"columns": [*FEATURES, "customer_id"], "data": [[3, "a", "9007199254740993"]]})
+    exact = keys_like(logged_predictions(log(("r2", big, answer(0.5))), key="customer_id"), "customer_id", np.dtype("int64"))
+    assert exact.frame["customer_id"].tolist() == [9007199254740993]

@@ -39,7 +39,7 @@ class TestJudgeAB:
         outcome = ab(new_noise=2.0, old_noise=0.2)
         assert outcome.verdict is Verdict.FAILED, outcome
         assert outcome.upper < -RULE.margin
-        assert "does worse" in outcome.reasons[0]
+        assert "falls short of non-inferiority (margin 0.005)" in outcome.reasons[0]
 
     def test_the_same_model_on_other_clients_is_inconclusive_under_superiority(self):
         """Non-inferiority would let an equal model pass only on far more rows than this: superiority must not."""
