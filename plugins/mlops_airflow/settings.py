@@ -98,3 +98,14 @@ def serving_state_dir() -> Path:
 def code_version_override() -> str | None:
     """``$MLOPS_CODE_VERSION``, set by an image to the code it was built from."""
     return os.environ.get(CODE_VERSION_ENV) or None
+
+
+MLFLOW_UI_URL_ENV = "MLOPS_MLFLOW_UI_URL"
+
+
+def mlflow_ui_url(tracking_uri: str) -> str | None:
+    """Where people open MLflow: ``MLOPS_MLFLOW_UI_URL`` when the servers reach it by another address, else an HTTP tracking URI; ``None`` for a file or database store."""
+    explicit = os.environ.get(MLFLOW_UI_URL_ENV, "").strip()
+    if explicit:
+        return explicit.rstrip("/")
+    return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else None

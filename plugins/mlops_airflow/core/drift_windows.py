@@ -8,13 +8,14 @@ triggers. No Airflow here; pandas and pyarrow are imported when used.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mlops_airflow.constants import DRIFT_RUN_ID_PREFIX, PARTITION_KEY
 from mlops_airflow.core.partitions import read_window
 from mlops_airflow.core.payloads import DriftSummary, FeatureDrift
-from mlops_airflow.stats.drift_assessment import DriftAssessment, DriftThresholds, assess_drift
+from mlops_airflow.stats.drift_assessment import MULTIVARIATE_FEATURE, DriftAssessment, DriftThresholds, assess_drift
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -145,3 +146,32 @@ def summary_table(check: DriftCheck) -> str:
         q = "-" if f.qvalue is None else f"{f.qvalue:.3g}"
         lines.append(f"{f.feature:<28}{f.test:<18}{effect:>9}{p:>12}{q:>12}  {f.verdict}")
     return "\n".join(lines)
+
+
+DRIFT_HISTORY_PREFIX = "drift."
+_METRIC_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]+")
+
+
+def history_metric_name(feature: str) -> str:
+    """A feature as MLflow metric keys allow it: the multivariate test is ``all_features``; other characters become ``_``."""
+    if feature == MULTIVARIATE_FEATURE:
+        return "all_features"
+    return _METRIC_KEY_UNSAFE.sub("_", feature).strip("_") or "_"
+
+
+def history_metrics(check: DriftCheck) -> list[tuple[str, float, dt.date]]:
+    """The check as day metrics for the champion's run: ``drift.<feature>.p_value`` and ``.effect``, on the window's last day.
+
+    Only tested features appear; the Models page draws them over time.
+    """
+    day = check.window_end - dt.timedelta(days=1)
+    rows: list[tuple[str, float, dt.date]] = []
+    for feature in check.assessment.features:
+        if feature.pvalue is None:
+            continue
+        name = history_metric_name(feature.feature)
+        rows.append((f"{DRIFT_HISTORY_PREFIX}{name}.p_value", feature.pvalue, day))
+        effect = feature.statistic if feature.test == "domain_classifier" else feature.effect
+        if effect is not None:
+            rows.append((f"{DRIFT_HISTORY_PREFIX}{name}.effect", effect, day))
+    return rows

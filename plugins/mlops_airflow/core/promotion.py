@@ -7,11 +7,13 @@ what an auditor reads later (the JSON artifact): who decided, on what evidence, 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from mlops_airflow.constants import (
+    DECISION_ARTIFACT_DIR,
     TAG_DECISION,
     TAG_DECISION_AT,
     TAG_DECISION_BY,
@@ -143,6 +145,11 @@ def serving_refusal(tags: Mapping[str, str], *, name: str, version: str, secret:
             "written by hand, changed since, or sealed with another lock secret); promote it through retrain_<model>"
         )
     return None
+
+
+def decision_artifact(dag_run: str) -> str:
+    """Where a decision's record lies on the challenger's run: ``promotion/<dag run id, made path-safe>.json``."""
+    return f"{DECISION_ARTIFACT_DIR}/{re.sub(r'[^A-Za-z0-9_.-]+', '_', dag_run)}.json"
 
 
 def decision_record(

@@ -6,7 +6,6 @@ Where it sits in the loop: evaluate -> **promote** -> deploy; and the manual rol
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +15,6 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from mlops_airflow.assets import announce_champion
 from mlops_airflow.constants import (
     CHAMPION_ALIAS,
-    DECISION_ARTIFACT_DIR,
     DEFAULT_AIRFLOW_API_CONN_ID,
     DEFAULT_MLFLOW_CONN_ID,
     PREVIOUS_CHAMPION_ALIAS,
@@ -282,7 +280,7 @@ class PromoteChampionOperator(FailFastTemplates, BaseOperator):
     ) -> None:
         """Tags on the version, the JSON artifact on its run, the table in the log."""
         from mlops_airflow.core.evaluation import summary_table
-        from mlops_airflow.core.promotion import decision_record, decision_seal, decision_tags
+        from mlops_airflow.core.promotion import decision_artifact, decision_record, decision_seal, decision_tags
 
         name, version = report.registered_model_name, report.challenger.version
         tags = decision_tags(report, verdict, decision, dag_run=dag_run, previous_champion=previous_champion)
@@ -290,8 +288,7 @@ class PromoteChampionOperator(FailFastTemplates, BaseOperator):
             tags[TAG_DECISION_SEAL] = decision_seal(name, str(version), tags, hook.get_lock_secret())
         hook.set_version_tags(name, version, tags)
         record = decision_record(report, verdict, decision, approval, dag_run=dag_run, previous_champion=previous_champion)
-        artifact = f"{DECISION_ARTIFACT_DIR}/{re.sub(r'[^A-Za-z0-9_.-]+', '_', dag_run)}.json"
-        hook.log_dict(report.challenger.run_id, record, artifact)
+        hook.log_dict(report.challenger.run_id, record, decision_artifact(dag_run))
         self.log.info("%s v%s: %s (%s)\n%s", name, version, decision, "; ".join(verdict.reasons), summary_table(report))
 
 

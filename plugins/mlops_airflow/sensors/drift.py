@@ -45,6 +45,18 @@ def send_drift_metrics(spec: ModelSpec, check: DriftCheck) -> None:
     gauge(DRIFT_DRIFTED_FEATURES, len(check.assessment.drifted_features), model=spec.name)
 
 
+def record_drift_history(hook: Any, run_id: str, check: DriftCheck, log: Any) -> None:
+    """Each feature's p-value and effect on the champion's run, for the Models page; a failure to record is only a warning."""
+    from mlflow.exceptions import MlflowException
+
+    from mlops_airflow.core.drift_windows import history_metrics
+
+    try:
+        hook.log_day_metrics(run_id, history_metrics(check))
+    except (MlflowException, OSError) as err:
+        log.warning("The drift history of run %s was not recorded (the decision does not need it): %s", run_id, err)
+
+
 class FeatureDriftSensor(FailFastTemplates, BaseSensorOperator):
     """
     Succeed, returning the drift summary, when the current window drifts from the champion's reference sample.
@@ -111,6 +123,7 @@ class FeatureDriftSensor(FailFastTemplates, BaseSensorOperator):
         except DriftInputError as err:
             raise AirflowFailException(f"drift of {spec.name} over the window ending {window_end} cannot be measured: {err}") from err
         send_drift_metrics(spec, check)
+        record_drift_history(hook, champion.run_id, check, self.log)
         self.log.info(
             "Drift of %s v%s, window %s..%s (%d rows) vs its reference sample (%d rows):\n%s",
             spec.name,
