@@ -156,7 +156,7 @@ def history_metric_name(feature: str) -> str:
     """A feature as MLflow metric keys allow it: the multivariate test is ``all_features``; other characters become ``_``."""
     if feature == MULTIVARIATE_FEATURE:
         return "all_features"
-    return _METRIC_KEY_UNSAFE.sub("_", feature).strip("_") or "_"
+    return _METRIC_KEY_UNSAFE.sub("_", feature).strip("_ ") or "_"
 
 
 def history_metrics(check: DriftCheck) -> list[tuple[str, float, dt.date]]:

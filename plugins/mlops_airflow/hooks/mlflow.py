@@ -237,18 +237,20 @@ class MlflowHook(BaseHook):
         """Write a JSON artifact to a run; MLflow uploads a complete temporary file, never half of one."""
         self.client.log_dict(run_id, payload, artifact_file)
 
-    def log_day_metrics(self, run_id: str, rows: list[tuple[str, float, dt.date]]) -> None:
-        """Metrics describing days: each timestamped at its day's midnight (UTC), its step the day's number since 1970-01-01.
+    def log_day_metrics(self, run_id: str, rows: list[tuple[str, float, dt.date]], *, measured_at: dt.datetime | None = None) -> None:
+        """Metrics describing days: each timestamped at its day's midnight (UTC), or at ``measured_at``, its step the day's number since 1970-01-01.
 
-        MLflow keeps every value logged, so a re-measured day adds a point at the same step.
+        MLflow keeps every value logged, so a re-measured day adds a point at the same step;
+        with ``measured_at`` the newest measurement of a day is the one with the latest timestamp.
         """
         from mlflow.entities import Metric
 
         epoch = dt.date(1970, 1, 1)
-        metrics = [
-            Metric(key=key, value=float(value), timestamp=int(dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp() * 1000), step=(day - epoch).days)
-            for key, value, day in rows
-        ]
+
+        def timestamp(day: dt.date) -> int:
+            return int((measured_at or dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)).timestamp() * 1000)
+
+        metrics = [Metric(key=key, value=float(value), timestamp=timestamp(day), step=(day - epoch).days) for key, value, day in rows]
         for start in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics a batch
             self.client.log_batch(run_id, metrics=metrics[start : start + 1000])
 

@@ -52,7 +52,7 @@ def record_drift_history(hook: Any, run_id: str, check: DriftCheck, log: Any) ->
     from mlops_airflow.core.drift_windows import history_metrics
 
     try:
-        hook.log_day_metrics(run_id, history_metrics(check))
+        hook.log_day_metrics(run_id, history_metrics(check), measured_at=dt.datetime.now(dt.UTC))
     except (MlflowException, OSError) as err:
         log.warning("The drift history of run %s was not recorded (the decision does not need it): %s", run_id, err)
 

@@ -49,3 +49,18 @@ def test_the_watched_features_follow_the_spec(tmp_path):
     spec = spec_for(tmp_path, features=["monthly_charges", "contract"])
     assert drift_features(spec) == (["monthly_charges"], ["contract"])
     assert drift_features(spec_for(tmp_path, features=[]))[0] == list(spec.features.numeric)
+
+
+@pytest.mark.parametrize(
+    ("feature", "name"),
+    [
+        pytest.param("monthly_charges", "monthly_charges", id="plain"),
+        pytest.param("(all features)", "all_features", id="the multivariate test"),
+        pytest.param("price (€)", "price", id="characters MLflow refuses"),
+        pytest.param("a/b c-d.e", "a/b c-d.e", id="characters MLflow keeps"),
+    ],
+)
+def test_history_metric_names_are_keys_mlflow_takes(feature, name):
+    from mlops_airflow.core.drift_windows import history_metric_name
+
+    assert history_metric_name(feature) == name

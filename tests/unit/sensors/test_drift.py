@@ -31,6 +31,14 @@ def test_drift_returns_the_summary_and_sends_gauges(tmp_path, mlflow_store, stat
     assert any(line.startswith("mlops.drift.churn.support_calls.p_value:") for line in lines)
     assert any(line.startswith("mlops.drift.churn.contract.tvd:") for line in lines)
     assert any(line.startswith("mlops.drift.churn.domain_auc:0.") for line in lines)
+    # The check is also kept on the champion's run, dated by the window's last day, for the Models page.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(mlflow_store)
+    run_id = client.get_model_version("churn", version).run_id
+    history = client.get_metric_history(run_id, "drift.monthly_charges.p_value")
+    assert [(m.step, m.value < 0.01) for m in history] == [((DATA_END - dt.timedelta(days=1) - dt.date(1970, 1, 1)).days, True)]
+    assert {"drift.contract.effect", "drift.all_features.p_value", "drift.all_features.effect"} <= set(client.get_run(run_id).data.metrics)
 
 
 def test_no_drift_defers_to_a_new_partition_trigger_and_a_timeout_skips(tmp_path, mlflow_store):
