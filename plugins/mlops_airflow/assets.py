@@ -22,9 +22,10 @@ to the champion asset through it, so a run that moved nothing announces nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Asset, AssetAlias
+from airflow.sdk import Asset, AssetAlias, AssetWatcher
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -54,13 +55,14 @@ def drift_asset(model: str) -> Asset:
     return Asset(name=f"{model}.drift", uri=f"x-mlops://models/{model}/drift", group=GROUP)
 
 
-def data_asset(spec: ModelSpec) -> Asset:
+def data_asset(spec: ModelSpec, *, watchers: Sequence[AssetWatcher] = ()) -> Asset:
     """The model's daily partitions (``data.uri``): read by training, drift and scoring.
 
     Named by its URI: two models that read the same data share one asset (Airflow deactivates an
-    asset whose name or URI another one also has).
+    asset whose name or URI another one also has). ``watchers``: the asset watchers a DAG
+    scheduled on it adds (``drift_monitor_<model>``'s, which notices a partition landing).
     """
-    return _named_by_uri(spec.data.uri)
+    return _named_by_uri(spec.data.uri, watchers=watchers)
 
 
 def predictions_asset(spec: ModelSpec) -> Asset:
@@ -68,10 +70,10 @@ def predictions_asset(spec: ModelSpec) -> Asset:
     return _named_by_uri(spec.data.predictions_uri)
 
 
-def _named_by_uri(uri: str) -> Asset:
+def _named_by_uri(uri: str, *, watchers: Sequence[AssetWatcher] = ()) -> Asset:
     """An asset named by its normalized URI (Airflow's spelling: lower-case scheme, no credentials), so that two spellings of one place agree."""
     normalized = Asset(uri=uri).uri
-    return Asset(name=normalized, uri=normalized, group=GROUP)
+    return Asset(name=normalized, uri=normalized, group=GROUP, watchers=list(watchers))
 
 
 def _outlets(context: Context) -> list[Any]:

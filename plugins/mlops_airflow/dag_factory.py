@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, CronTriggerTimetable, Param, chain
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, CronTriggerTimetable, Param, chain
 
 from mlops_airflow.assets import champion_alias, data_asset, drift_asset, predictions_asset
 from mlops_airflow.constants import (
@@ -196,7 +196,7 @@ def _wait_and_check_day(spec: ModelSpec, day_param: str, *, wait_task_id: str, c
         spec_path=spec.source,
         interval_start=day,
         interval_end=f"{{{{ macros.ds_add(params.{day_param} or {_RUN_DAY}, 1) }}}}",
-        inlets=[data_asset(spec)],
+        inlets=[watched_data_asset(spec)],
     )
     wait >> check
     return day, check
@@ -360,7 +360,7 @@ def build_retrain_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
             interval_start=window_start,
             interval_end=window_end,
             check_label=True,
-            inlets=[data_asset(spec)],
+            inlets=[watched_data_asset(spec)],
         )
         train = _training_operator(
             spec,
@@ -410,6 +410,38 @@ def build_retrain_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
     return dag
 
 
+def drift_monitor_schedule(spec: ModelSpec):
+    """The spec's cron, or'ed with the data asset and its watcher: a partition landing starts a run at once.
+
+    ``drift.watch_interval_seconds`` 0 leaves the cron alone; a spec without a cron is then manual only.
+    An asset-triggered run has no data interval: it checks the window ending the day it starts,
+    as a run triggered by hand does (a partition of the current, incomplete day is not in it).
+    """
+    cron = CronDataIntervalTimetable(spec.schedules.drift_monitor, timezone="UTC") if spec.schedules.drift_monitor else None
+    if not spec.drift.watch_interval_seconds:
+        return cron
+    from airflow.sdk import AssetOrTimeSchedule
+
+    watched = watched_data_asset(spec)
+    return AssetOrTimeSchedule(timetable=cron, assets=watched) if cron is not None else [watched]
+
+
+def watched_data_asset(spec: ModelSpec) -> Asset:
+    """The data asset with its watcher (when the spec watches), the same in every DAG that names it.
+
+    Airflow keeps the watchers of the last definition of an asset it collects from a DAG file, so
+    a task's inlet without the watcher would drop the schedule's.
+    """
+    if not spec.drift.watch_interval_seconds:
+        return data_asset(spec)
+    from airflow.sdk import AssetWatcher
+
+    from mlops_airflow.triggers.partitions import PartitionLandedTrigger
+
+    trigger = PartitionLandedTrigger(base_uri=spec.data.uri, poll_interval=spec.drift.watch_interval_seconds)
+    return data_asset(spec, watchers=[AssetWatcher(name="partition_landed", trigger=trigger)])
+
+
 def build_drift_monitor_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
     """``drift_monitor_<model>``: check the current window, wait for drift, trigger a retrain."""
     from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
@@ -423,7 +455,7 @@ def build_drift_monitor_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
     with DAG(
         dag_id=f"{DRIFT_MONITOR_DAG_PREFIX}{spec.name}",
         description=f"Watch {spec.name}'s production data for drift; retrain when it drifts",
-        schedule=CronDataIntervalTimetable(spec.schedules.drift_monitor, timezone="UTC") if spec.schedules.drift_monitor else None,
+        schedule=drift_monitor_schedule(spec),
         max_active_runs=1,
         **_common(spec, "drift", doc_md),
         params={
@@ -448,7 +480,7 @@ def build_drift_monitor_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
             timeout=dt.timedelta(hours=2),
         )
         check = DataContractCheckOperator(
-            task_id="check_current_data", spec_path=spec.source, interval_start=window_start, interval_end=window_end, inlets=[data_asset(spec)]
+            task_id="check_current_data", spec_path=spec.source, interval_start=window_start, interval_end=window_end, inlets=[watched_data_asset(spec)]
         )
         detect = FeatureDriftSensor(
             task_id="detect_drift",
@@ -553,7 +585,7 @@ def build_batch_score_dag(spec: ModelSpec, doc_md: str | None = None) -> DAG:
             task_id="score_partition",
             spec_path=spec.source,
             partition_date=partition_date,
-            inlets=[data_asset(spec)],
+            inlets=[watched_data_asset(spec)],
             outlets=[predictions_asset(spec)],  # partition key: the day
         )
     return dag

@@ -118,3 +118,40 @@ def test_a_bad_deadline_names_its_field(value):
     with pytest.raises(ModelSpecError) as info:
         parse_spec(raw, source="churn.yaml")
     assert info.value.field == "schedules.retrain_deadline_minutes"
+
+
+@pytest.mark.parametrize(
+    ("cron", "watch", "expected"),
+    [
+        pytest.param("0 * * * *", 5, "cron or asset", id="the default: the hour or a landing"),
+        pytest.param("0 * * * *", 0, "cron", id="watching off"),
+        pytest.param(None, 5, "asset", id="no cron: landings only"),
+        pytest.param(None, 0, "manual", id="neither: by hand only"),
+    ],
+)
+def test_the_drift_monitor_starts_on_its_cron_and_when_a_partition_lands(cron, watch, expected):
+    from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable
+    from helpers import churn_spec_raw
+
+    from mlops_airflow.assets import data_asset
+    from mlops_airflow.dag_factory import build_drift_monitor_dag, build_retrain_dag, drift_monitor_schedule
+    from mlops_airflow.specs import parse_spec
+
+    raw = churn_spec_raw()
+    raw["schedules"]["drift_monitor"] = cron
+    raw["drift"]["watch_interval_seconds"] = watch
+    spec = parse_spec(raw, source="churn.yaml")
+    schedule = drift_monitor_schedule(spec)
+    kinds = {AssetOrTimeSchedule: "cron or asset", CronDataIntervalTimetable: "cron", list: "asset", type(None): "manual"}
+    assert kinds[type(schedule)] == expected
+    # Every DAG names the data asset with the same watchers: Airflow keeps the last definition it collects.
+    data = data_asset(spec).name
+    assets = [asset for dag in (build_drift_monitor_dag(spec), build_retrain_dag(spec)) for task in dag.tasks for asset in task.inlets if asset.name == data]
+    assert assets
+    for asset in assets:
+        triggers = [w.trigger.serialize() for w in asset.watchers]
+        assert triggers == (
+            [("mlops_airflow.triggers.partitions.PartitionLandedTrigger", {"base_uri": spec.data.uri, "poll_interval": watch, "conn_id": None})]
+            if watch
+            else []
+        )

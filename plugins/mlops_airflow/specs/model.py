@@ -346,6 +346,7 @@ class DriftSpec:
     min_effect: float = 0.1  # KS D (numeric) or total variation distance (categorical)
     min_samples: int = 500  # fewer usable values in either sample: the feature is not tested
     check_interval_minutes: int = 15  # how often the deferred sensor looks for a new partition
+    watch_interval_seconds: int = 5  # how often the triggerer lists data.uri; a partition landing starts the monitor at once (0: the schedule only)
     timeout_minutes: int = 50  # no drift by then: the run ends skipped (0: check once, never wait)
     cooldown_hours: float = 24.0  # no new trigger for an overlapping window this soon after the last
     report: bool = True  # an Evidently HTML report of the drifted window, logged to MLflow

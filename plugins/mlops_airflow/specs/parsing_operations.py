@@ -300,6 +300,7 @@ def _parse_drift(section: _Section, features: FeatureSpec) -> DriftSpec:
         min_effect=float(section.number("min_effect", defaults.min_effect, minimum=0.0, maximum=1.0)),
         min_samples=section.integer("min_samples", defaults.min_samples, minimum=1, maximum=MAX_ROWS),
         check_interval_minutes=section.integer("check_interval_minutes", defaults.check_interval_minutes, minimum=1, maximum=24 * 60),
+        watch_interval_seconds=section.integer("watch_interval_seconds", defaults.watch_interval_seconds, minimum=0, maximum=24 * 3600),
         timeout_minutes=section.integer("timeout_minutes", defaults.timeout_minutes, minimum=0, maximum=WEEK_MINUTES),
         cooldown_hours=float(section.number("cooldown_hours", defaults.cooldown_hours, minimum=0.0, maximum=YEAR_HOURS)),
         report=section.boolean("report", defaults.report),

@@ -1,4 +1,4 @@
-"""NewPartitionTrigger: wait, on the triggerer, until a daily partition newer than a given day lands."""
+"""Partition triggers: NewPartitionTrigger (a deferred task waits for a newer day) and PartitionLandedTrigger (an asset watcher)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 from mlops_airflow.core.partitions import parse_day
 
@@ -31,6 +31,73 @@ def newest_partition(base_uri: str, conn_id: str | None = None) -> dt.date | Non
         if any(p.name.endswith(".parquet") for p in folder.iterdir()):
             return day
     return None
+
+
+def partition_days(base_uri: str, conn_id: str | None = None, *, known: frozenset[dt.date] = frozenset()) -> set[dt.date]:
+    """The days under ``base_uri`` whose ``dt=YYYY-MM-DD`` folder holds a Parquet file.
+
+    Days in ``known`` are taken as still there if their folder is, without listing it again: one
+    listing of the root, plus one per folder not known yet.
+    """
+    from airflow.sdk import ObjectStoragePath
+
+    root = ObjectStoragePath(base_uri, conn_id=conn_id)
+    if not root.is_dir():
+        return set()
+    days = set()
+    for folder in root.iterdir():
+        if not (folder.name.startswith("dt=") and folder.is_dir()):
+            continue
+        try:
+            day = parse_day(folder.name.removeprefix("dt="))
+        except ValueError:
+            continue
+        if day in known or any(p.name.endswith(".parquet") for p in folder.iterdir()):
+            days.add(day)
+    return days
+
+
+class PartitionLandedTrigger(BaseEventTrigger):
+    """
+    An asset watcher's trigger: an event each time a day's partition lands under ``base_uri``.
+
+    A day has landed when its ``dt=YYYY-MM-DD`` folder holds a Parquet file (written complete:
+    see :func:`mlops_airflow.core.partitions.write_partition`). The first listing after the
+    triggerer starts this trigger is the baseline and fires nothing; partitions that land while
+    no triggerer runs are left to the DAG's schedule. A day that lands late (older than the
+    newest) fires too. Event: ``{"status": "partitions_landed", "days": [...], "newest": ...}``.
+
+    :param base_uri: the data URI whose partitions are watched.
+    :param poll_interval: seconds between listings.
+    :param conn_id: connection for the object store, if it needs one.
+    """
+
+    def __init__(self, *, base_uri: str, poll_interval: float = 5.0, conn_id: str | None = None) -> None:
+        super().__init__()
+        self.base_uri = base_uri
+        self.poll_interval = poll_interval
+        self.conn_id = conn_id
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"base_uri": self.base_uri, "poll_interval": self.poll_interval, "conn_id": self.conn_id},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        seen: frozenset[dt.date] | None = None
+        while True:
+            try:
+                days = frozenset(await asyncio.to_thread(partition_days, self.base_uri, self.conn_id, known=seen or frozenset()))
+            except OSError as err:  # the store is unreachable for now: the next listing tries again
+                self.log.warning("Listing %s failed: %s", self.base_uri, err)
+            else:
+                landed = sorted(days - seen) if seen is not None else []
+                if landed:
+                    self.log.info("Partitions landed under %s: %s", self.base_uri, ", ".join(d.isoformat() for d in landed))
+                    yield TriggerEvent({"status": "partitions_landed", "days": [d.isoformat() for d in landed], "newest": max(days).isoformat()})
+                seen = days
+            await asyncio.sleep(self.poll_interval)
 
 
 class NewPartitionTrigger(BaseTrigger):

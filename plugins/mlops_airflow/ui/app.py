@@ -67,7 +67,7 @@ def live_sources():
     def serving_status(spec):
         from mlops_airflow.serving.factory import serving_backend
 
-        backend = serving_backend(spec, mlflow_env=hook.get_env())
+        backend = serving_backend(spec, mlflow_env={})  # reading the status needs no registry credentials
         return spec.serving.backend, backend.status(), backend.live_url()
 
     def mlflow_ui():

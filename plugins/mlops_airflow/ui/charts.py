@@ -26,7 +26,7 @@ def line_chart(
     points = {name: [(dt.date.fromisoformat(day), _y(value, log_scale)) for day, value in values] for name, values in series.items() if values}
     label = escape(title)
     if not points:
-        return f'<svg class="chart" role="img" aria-label="{label}" width="{WIDTH}" height="40"><text x="4" y="24">{label}: no checks recorded yet</text></svg>'
+        return f'<p class="muted">{label}: no checks recorded yet</p>'
     days = [day for values in points.values() for day, _ in values]
     values = [y for values in points.values() for _, y in values]
     if threshold is not None:

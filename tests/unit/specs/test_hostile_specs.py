@@ -65,6 +65,7 @@ TOO_LARGE = {
     "drift.lookback_days": 10**6,
     "drift.min_samples": 10**12,
     "drift.check_interval_minutes": 10**6,
+    "drift.watch_interval_seconds": 10**9,
     "drift.timeout_minutes": 10**9,
     "drift.cooldown_hours": 1e9,
     "drift.max_backfill_days": 73_050,  # 1900-01-01..2100-01-01: tens of thousands of batch-score runs
