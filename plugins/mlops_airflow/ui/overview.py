@@ -172,7 +172,9 @@ def gather_overview(spec: ModelSpec, sources: Sources, *, readable_dag_ids: Sequ
     overview.serving = _attempt(overview, "serving", lambda: _serving(spec, sources), None)
     champion = next((v for v in overview.versions if v.alias == CHAMPION_ALIAS), None)
     if champion is not None:
-        overview.drift = _attempt(overview, "drift", lambda: _drift_history(champion.run_id, sources), [])
+        # Each check is kept on the run of the champion of its time: the previous champion's carry the days before the last promotion.
+        checked_runs = [v.run_id for v in overview.versions if v.alias in (CHAMPION_ALIAS, PREVIOUS_CHAMPION_ALIAS)]
+        overview.drift = _attempt(overview, "drift", lambda: _drift_history(checked_runs, sources), [])
         overview.reports = _attempt(overview, "reports", lambda: _drift_reports(champion.run_id, sources), [])
     if readable_dag_ids:
         overview.runs = _attempt(overview, "runs", lambda: sources.recent_runs(readable_dag_ids), [])
@@ -236,22 +238,29 @@ def _serving(spec: ModelSpec, sources: Sources) -> ServingCard:
     )
 
 
-def _drift_history(run_id: str, sources: Sources) -> list[DriftSeries]:
+def _drift_history(run_ids: Sequence[str], sources: Sources) -> list[DriftSeries]:
+    """Per feature, the p-value and effect of each checked day over ``run_ids``; a day checked again shows its latest check."""
     from mlops_airflow.core.drift_windows import DRIFT_HISTORY_PREFIX
 
     client = sources.mlflow_hook.client
-    keys = sorted(k for k in client.get_run(run_id).data.metrics if k.startswith(DRIFT_HISTORY_PREFIX))
-    features: dict[str, dict[str, list[DriftPoint]]] = {}
-    for key in keys:
-        feature, _, kind = key[len(DRIFT_HISTORY_PREFIX) :].rpartition(".")
-        if kind not in ("p_value", "effect") or not feature:
-            continue
-        by_day: dict[str, float] = {}
-        for metric in sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp)):
-            by_day[(dt.date(1970, 1, 1) + dt.timedelta(days=metric.step)).isoformat()] = metric.value  # the latest check of a day wins
-        points = [DriftPoint(day, value) for day, value in sorted(by_day.items())][-DRIFT_HISTORY_DAYS:]
-        features.setdefault(feature, {})[kind] = points
-    return [DriftSeries(feature, kinds.get("p_value", []), kinds.get("effect", [])) for feature, kinds in features.items()]
+    latest: dict[tuple[str, str], dict[int, tuple[int, float]]] = {}  # (feature, kind) -> day step -> (timestamp, value)
+    for run_id in dict.fromkeys(run_ids):
+        for key in client.get_run(run_id).data.metrics:
+            feature, _, kind = key.removeprefix(DRIFT_HISTORY_PREFIX).rpartition(".")
+            if not key.startswith(DRIFT_HISTORY_PREFIX) or kind not in ("p_value", "effect") or not feature:
+                continue
+            days = latest.setdefault((feature, kind), {})
+            for metric in client.get_metric_history(run_id, key):
+                if metric.step not in days or metric.timestamp >= days[metric.step][0]:
+                    days[metric.step] = (metric.timestamp, metric.value)
+    epoch = dt.date(1970, 1, 1)
+
+    def points(feature: str, kind: str) -> list[DriftPoint]:
+        days = sorted(latest.get((feature, kind), {}).items())[-DRIFT_HISTORY_DAYS:]
+        return [DriftPoint((epoch + dt.timedelta(days=step)).isoformat(), value) for step, (_, value) in days]
+
+    features = sorted({feature for feature, _ in latest})
+    return [DriftSeries(feature, points(feature, "p_value"), points(feature, "effect")) for feature in features]
 
 
 def _drift_reports(run_id: str, sources: Sources) -> list[Link]:

@@ -7,7 +7,7 @@ from html import escape
 from urllib.parse import quote
 
 from mlops_airflow.ui.charts import line_chart
-from mlops_airflow.ui.overview import Link, ModelOverview, ServingCard, VersionCard
+from mlops_airflow.ui.overview import ColorCard, Link, ModelOverview, ServingCard, VersionCard
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 16px; color: #1b1b1b; background: #fff; }
@@ -41,7 +41,9 @@ def _model(overview: ModelOverview, airflow_root: str) -> str:
     parts += [f'<p class="error">{escape(part)}: {escape(error)}</p>' for part, error in sorted(overview.errors.items())]
     parts.append("<h3>Registry</h3>")
     if overview.versions:
-        parts.append('<div class="cards">' + "".join(_version(card) for card in overview.versions) + "</div>")
+        champion = next((card.version for card in overview.versions if card.alias == "champion"), None)
+        cards = [_same_as_champion(card) if card.alias != "champion" and card.version == champion else _version(card) for card in overview.versions]
+        parts.append('<div class="cards">' + "".join(cards) + "</div>")
     elif "registry" not in overview.errors:
         parts.append("<p>No champion, challenger or previous champion yet.</p>")
     parts.append("<h3>Serving</h3>")
@@ -81,12 +83,25 @@ def _version(card: VersionCard) -> str:
     return f'<div class="card"><h4>{escape(card.alias)}: v{escape(card.version)}</h4><table>{table}</table>{gates}{link}</div>'
 
 
+def _same_as_champion(card: VersionCard) -> str:
+    """A challenger that was promoted is the champion: said once, not its table again."""
+    return f'<div class="card"><h4>{escape(card.alias)}: v{escape(card.version)}</h4><p class="muted">the champion (see its card)</p></div>'
+
+
+def _color_state(color: ColorCard, live: str | None) -> str:
+    if color.ready:
+        return '<td class="pass">ready</td>'
+    if color.color == live:
+        return '<td class="fail">not ready</td>'
+    return '<td class="muted">idle</td>'  # a colour scaled down after a switch is the normal state
+
+
 def _serving(card: ServingCard) -> str:
     live = f"{card.live} (v{card.live_version})" if card.live else "nothing live"
     url = f'<a href="{escape(card.live_url)}" target="_blank" rel="noopener">{escape(card.live_url)}</a>' if card.live_url else "-"
     colors = "".join(
         f"<tr><td>{escape(c.color)}</td><td>{escape('v' + c.version if c.version else '-')}</td>"
-        f'<td class="{"pass" if c.ready else "fail"}">{"ready" if c.ready else "not ready"}</td>'
+        f"{_color_state(c, card.live)}"
         f"<td>{'' if c.weight is None else f'{c.weight} %'}</td><td>{escape(c.detail)}</td></tr>"
         for c in card.colors
     )

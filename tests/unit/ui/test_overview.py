@@ -101,3 +101,17 @@ def test_a_registry_error_is_the_registry_parts_own(churn_spec):
     overview = gather_overview(churn_spec, sources(hook), readable_dag_ids=[])
     assert overview.errors == {"registry": "OSError: registry down"}
     assert overview.serving is not None
+
+
+def test_the_drift_history_goes_on_across_a_promotion(registry, mlflow_store, churn_spec):
+    """Checks before the last promotion were kept on the previous champion's run: one line per feature across both."""
+    from mlflow.tracking import MlflowClient
+
+    hook, first = registry
+    client = MlflowClient(mlflow_store)
+    second = register_champion_with_reference(mlflow_store)  # the new champion
+    client.set_registered_model_alias("churn", "previous_champion", first)
+    hook.log_day_metrics(client.get_model_version("churn", second).run_id, [("drift.tenure.p_value", 0.5, dt.date(2026, 12, 1))])
+    overview = gather_overview(churn_spec, sources(hook), readable_dag_ids=[])
+    tenure = next(series for series in overview.drift if series.feature == "tenure")
+    assert [p.day for p in tenure.p_value] == ["2026-11-29", "2026-11-30", "2026-12-01"]

@@ -65,6 +65,17 @@ def test_each_part_of_a_model_is_on_the_page():
     assert run_link["target"] == "_top"  # leaves the UI's frame for Airflow's own run page
 
 
+def test_a_promoted_challenger_is_not_shown_twice_and_an_idle_colour_is_not_an_error():
+    promoted = overview()
+    promoted.versions.append(promoted.versions[0].__class__(**{**promoted.versions[0].__dict__, "alias": "challenger"}))
+    promoted.serving = ServingCard("local", "green", "2", None, [ColorCard("blue", "1", False, None, "not running"), ColorCard("green", "2", True, None, "")])
+    html = render_page([promoted], [], airflow_root="")
+    assert html.count("roc_auc_min") == 1
+    assert 'challenger: v2</h4><p class="muted">the champion' in html
+    assert '<td class="muted">idle</td>' in html
+    assert '<td class="fail">not ready</td>' not in html
+
+
 def test_links_to_runs_follow_airflows_base_path():
     html = render_page([overview()], [], airflow_root="/airflow")
     assert 'href="/airflow/dags/retrain_churn/runs/' in html
