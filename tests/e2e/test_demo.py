@@ -127,6 +127,78 @@ def scheduled_dags_run_with_the_defaults_of_the_trigger_form(config) -> None:
     assert (Path(config.data_root) / "churn" / "predictions" / f"dt={yesterday}").is_dir()
 
 
+def a_landing_partition_starts_the_drift_monitor_at_once(config) -> float:
+    """The data asset's watcher: a day's partition that lands starts ``drift_monitor_churn`` at once, asset-triggered.
+
+    The day lands late (long before the demo's data), so no other story reads it; the run checks
+    the window ending today, as the trigger form's run does. Returns the seconds from the landing
+    to the drift decision (``detect_drift`` ending), measured while the other stories run.
+    """
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from mlops_airflow.core.partitions import write_partition
+    from mlops_airflow.embedded.demo import stack_spec
+    from mlops_airflow.embedded.synthetic import generate_day
+    from mlops_airflow.hooks.airflow_api import AirflowClient
+
+    client = AirflowClient(config.airflow_url, "admin", config.admin_password())
+    spec = stack_spec(config, "churn")
+    late_day = dt.datetime.now(tz=dt.UTC).date() - dt.timedelta(days=400)
+    table = pa.Table.from_pandas(generate_day(late_day, rows=200), preserve_index=False)
+    known = {r["dag_run_id"] for r in client.dag_runs("drift_monitor_churn")}
+    landed = dt.datetime.now(tz=dt.UTC)
+    write_partition(table, spec.data.uri, late_day)
+    deadline = time.monotonic() + 600
+    run_id = None
+    while run_id is None:
+        assert time.monotonic() < deadline, "no asset-triggered drift_monitor_churn run consumed the landing"
+        for run in client.dag_runs("drift_monitor_churn", run_type="asset_triggered"):
+            if run["dag_run_id"] in known:
+                continue
+            events = client.upstream_asset_events("drift_monitor_churn", run["dag_run_id"])
+            if any(late_day.isoformat() in ((e.get("extra") or {}).get("payload") or {}).get("days", []) for e in events):
+                run_id = run["dag_run_id"]
+        time.sleep(0.5)
+    decided = client.wait_for_task_state("drift_monitor_churn", run_id, "detect_drift", {"success", "skipped", "failed", "upstream_failed"})
+    assert decided in ("success", "skipped"), decided  # drift found, or none: a decision either way
+    detect = next(t for t in client.task_instances("drift_monitor_churn", run_id) if t["task_id"] == "detect_drift")
+    return (dt.datetime.fromisoformat(detect["end_date"]) - landed).total_seconds()
+
+
+def the_models_page_in_a_browser(config) -> Path:
+    """Airflow's UI in headless Chromium, logged in as a person is (the session cookie), opens Browse > Models.
+
+    The page in the UI's frame shows churn's champion, the live URL, the drift history and the
+    runs. Returns the screenshot kept for people to look at.
+    """
+    from browser import HeadlessChromium
+
+    from mlops_airflow.embedded.demo import registry_alias, stack_spec
+    from mlops_airflow.hooks.airflow_api import AirflowClient
+
+    champion = registry_alias(config.mlflow_url, "churn", "champion")["version"]
+    live_port = stack_spec(config, "churn").serving.local.live_port
+    token = AirflowClient(config.airflow_url, "admin", config.admin_password()).token()
+    frame = "document.querySelector('iframe') && document.querySelector('iframe').contentDocument"
+    text = f"({frame} && {frame}.body && {frame}.body.innerText.includes('Recent runs') && {frame}.body.innerText)"
+    screenshot = REPO_ROOT / ".local" / "test-artifacts" / "models-page.png"
+    with HeadlessChromium(height=1800) as browser:
+        browser.set_cookie(config.airflow_url, "_token", token)
+        browser.open(f"{config.airflow_url}/plugin/mlops-models")
+        shown = browser.wait_for(text)
+        lines = browser.evaluate(f"{frame}.querySelectorAll('polyline').length")
+        browser.screenshot(screenshot)
+    assert f"champion: v{champion}" in shown, shown
+    assert f"http://127.0.0.1:{live_port}" in shown
+    assert "asset_triggered" in shown  # the runs table: the run the landing started
+    assert "registry:" not in shown, shown  # no part failed
+    assert "serving:" not in shown, shown
+    assert lines >= 2, "the drift history draws a line per feature"
+    return screenshot
+
+
 def a_rollback_runs_with_the_defaults_of_the_trigger_form(config) -> None:
     """A rollback (never scheduled) triggered with the trigger form's defaults serves the previous champion through the live URL."""
     import datetime as dt
@@ -260,11 +332,12 @@ def test_demo_closes_the_loop_and_stop_leaves_nothing(state_root, monkeypatch):
         monkeypatch.setenv("MLOPS_DATA_ROOT", str(config.data_root))
         monkeypatch.setenv("MLOPS_SPECS_DIR", str(config.specs_dir))
         began = time.monotonic()
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=3)
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=4)
         stories = [
             pool.submit(a_bad_data_day_stops_only_the_runs_that_read_it, config),
             pool.submit(approval_is_asked_then_a_rejection_is_recorded, env),
             pool.submit(scheduled_dags_run_with_the_defaults_of_the_trigger_form, config),
+            pool.submit(a_landing_partition_starts_the_drift_monitor_at_once, config),
         ]
         concurrent.futures.wait(stories, return_when=concurrent.futures.FIRST_EXCEPTION)
         pool.shutdown(wait=False, cancel_futures=True)  # a failed story is reported now; the others end with the stack
@@ -275,8 +348,10 @@ def test_demo_closes_the_loop_and_stop_leaves_nothing(state_root, monkeypatch):
         stories_done = time.monotonic()
         a_rollback_runs_with_the_defaults_of_the_trigger_form(config)  # after the approval's run: it moves the champion
         print(
-            f"after the demo: bad day, approval and trigger-form defaults at once {stories_done - began:.0f} s; rollback {time.monotonic() - stories_done:.0f} s"
+            f"after the demo: bad day, approval, trigger-form defaults and a landing at once {stories_done - began:.0f} s; rollback {time.monotonic() - stories_done:.0f} s"
         )
+        print(f"a partition landing -> the drift decision of the run it started: {stories[3].result():.1f} s (with the other stories running)")
+        print(f"the Models page in Chromium: {the_models_page_in_a_browser(config)}")
         # The first-try check again, over the bad-data day, the approval and the runs with defaults: only the bad day's run failed, and the check sees it.
         failed = failed_tries(
             AirflowClient(config.airflow_url, "admin", config.admin_password()),

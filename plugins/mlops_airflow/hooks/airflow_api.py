@@ -179,6 +179,10 @@ class AirflowClient:
         query = f"?run_type={urllib.parse.quote(run_type)}&limit=100" if run_type else "?limit=100"
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns{query}")["dag_runs"]
 
+    def upstream_asset_events(self, dag_id: str, run_id: str) -> list[dict]:
+        """The asset events a run consumed (an asset-triggered run's reasons)."""
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/upstreamAssetEvents")["asset_events"]
+
     def runs_between(self, dag_id: str, first_day: str, last_day: str, *, states: tuple[str, ...] = ()) -> list[dict]:
         """Runs of ``dag_id`` whose logical date falls on ``first_day``..``last_day`` (YYYY-MM-DD), in ``states`` (any when empty)."""
         query = urllib.parse.urlencode(

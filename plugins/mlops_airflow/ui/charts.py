@@ -74,4 +74,7 @@ def _y(value: float, log_scale: bool) -> float:
 
 
 def _tick(value: float, log_scale: bool) -> str:
-    return f"1e{value:.0f}" if log_scale else f"{value:.3g}"
+    if not log_scale:
+        return f"{value:.3g}"
+    exponent = round(value)
+    return "1" if exponent == 0 else f"1e{exponent}"
