@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from browser import browser_missing, chromium_binary
 from helpers import REPO_ROOT, free_port, listening_beyond_loopback, processes_with_env
 from second_model import paused_try_event, wait_for_log_line
 from story_checks import E2E_SETTINGS, STORY_DAGS, failed_tries, the_story_happened
@@ -351,7 +352,10 @@ def test_demo_closes_the_loop_and_stop_leaves_nothing(state_root, monkeypatch):
             f"after the demo: bad day, approval, trigger-form defaults and a landing at once {stories_done - began:.0f} s; rollback {time.monotonic() - stories_done:.0f} s"
         )
         print(f"a partition landing -> the drift decision of the run it started: {stories[3].result():.1f} s (with the other stories running)")
-        print(f"the Models page in Chromium: {the_models_page_in_a_browser(config)}")
+        if chromium_binary() is None:
+            browser_missing()
+        else:
+            print(f"the Models page in Chromium: {the_models_page_in_a_browser(config)}")
         # The first-try check again, over the bad-data day, the approval and the runs with defaults: only the bad day's run failed, and the check sees it.
         failed = failed_tries(
             AirflowClient(config.airflow_url, "admin", config.admin_password()),
