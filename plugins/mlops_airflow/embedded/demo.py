@@ -440,6 +440,7 @@ class DemoStory:
         self.echo("")
         self.echo(f"Airflow UI:  {self.config.airflow_url}/dags/{self.retrain}   (user admin, password {password})")
         self.echo(f"MLflow UI:   {self.config.mlflow_url}/#/models/{self.model}")
+        self.echo(f"Models page: {self.config.airflow_url}/plugin/mlops-models   (Browse > Models in Airflow's UI)")
         self.echo(f"Logs:        {self.config.log_dir}")
 
 
