@@ -35,7 +35,7 @@ def add_a_second_model(config) -> dict:
     raw["name"] = "upsell"
     raw["data"]["predictions_uri"] = raw["data"]["predictions_uri"].replace("/churn/", "/upsell/")
     raw["schedules"].update(drift_monitor=None, batch_score=None)  # a spec with no schedule at all
-    raw["drift"].update(min_effect=1.0, timeout_minutes=0)  # checks once and finds nothing: no retrain of its own
+    raw["drift"].update(min_effect=1.0, timeout_minutes=0, watch_interval_seconds=0)  # checks once, by hand, and finds nothing: no retrain of its own
     raw["promotion"].update(require_approval=True, approval_timeout_hours=0.02)
     raw["serving"]["local"] = {"live_port": free_port(), "blue_port": free_port(), "green_port": free_port()}
     (config.specs_dir / "upsell.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))

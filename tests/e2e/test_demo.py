@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from browser import browser_missing, chromium_binary
+from fake_http import FakeWebhook
 from helpers import REPO_ROOT, free_port, listening_beyond_loopback, processes_with_env
 from second_model import paused_try_event, wait_for_log_line
 from story_checks import E2E_SETTINGS, STORY_DAGS, failed_tries, the_story_happened
@@ -200,7 +201,54 @@ def the_models_page_in_a_browser(config) -> Path:
     return screenshot
 
 
-def a_rollback_runs_with_the_defaults_of_the_trigger_form(config) -> None:
+def give_rollbacks_a_short_deadline(config, webhook_url: str) -> float:
+    """The alert webhook becomes a stand-in, and ``rollback_churn`` gets the shortest deadline a spec takes (0.1 min).
+
+    Returns when the spec was changed (epoch seconds): its DAG must be parsed again before a run has the deadline.
+    """
+    import yaml
+
+    from mlops_airflow.constants import DEFAULT_ALERTS_CONN_ID
+    from mlops_airflow.hooks.airflow_api import AirflowClient
+
+    client = AirflowClient(config.airflow_url, "admin", config.admin_password())
+    client.ensure_connection(DEFAULT_ALERTS_CONN_ID, conn_type="http", host=webhook_url)
+    path = config.specs_dir / "churn.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["schedules"]["rollback_deadline_minutes"] = 0.1
+    changed = time.time()
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return changed
+
+
+def wait_until_parsed_since(config, dag_id: str, since: float, timeout: float = 300.0) -> None:
+    import datetime as dt
+
+    from mlops_airflow.hooks.airflow_api import AirflowClient
+
+    client = AirflowClient(config.airflow_url, "admin", config.admin_password())
+    deadline = time.monotonic() + timeout
+    while True:
+        parsed = (client.get_dag(dag_id) or {}).get("last_parsed_time")
+        if parsed and dt.datetime.fromisoformat(parsed).timestamp() > since + 1:
+            return
+        assert time.monotonic() < deadline, f"{dag_id} was not parsed again within {timeout:.0f} s of its spec changing"
+        time.sleep(1)
+
+
+def the_deadline_alert_reached_the_webhook(webhook, run_id: str, timeout: float = 120.0) -> str:
+    """The rollback outlived its 0.1 min: the Deadline Alert's callback, run by the triggerer, posted to the alert webhook."""
+    deadline = time.monotonic() + timeout
+    while True:
+        texts = [str((r["body"] or {}).get("text", "")) for r in list(webhook.requests)]
+        late = [t for t in texts if f"rollback_churn run {run_id} is not finished 0.1 min after it was queued" in t]
+        if late:
+            return late[0]
+        assert time.monotonic() < deadline, f"no deadline alert for {run_id}; the webhook got: {texts}"
+        time.sleep(1)
+
+
+def a_rollback_runs_with_the_defaults_of_the_trigger_form(config) -> str:
     """A rollback (never scheduled) triggered with the trigger form's defaults serves the previous champion through the live URL."""
     import datetime as dt
 
@@ -216,6 +264,7 @@ def a_rollback_runs_with_the_defaults_of_the_trigger_form(config) -> None:
     assert registry_alias(config.mlflow_url, "churn", "champion")["version"] == previous["version"]
     _, version, code, _, _ = live_prediction(config, "churn", yesterday)
     assert (code, version) == (200, str(previous["version"]))
+    return rollback
 
 
 def serving_comes_back_after_stop_and_up(command: list[str], env: dict[str, str], config) -> None:
@@ -332,6 +381,8 @@ def test_demo_closes_the_loop_and_stop_leaves_nothing(state_root, monkeypatch):
         # retrain is then skipped as a repeat), so it never waits for a newer partition.
         monkeypatch.setenv("MLOPS_DATA_ROOT", str(config.data_root))
         monkeypatch.setenv("MLOPS_SPECS_DIR", str(config.specs_dir))
+        webhook = FakeWebhook()
+        spec_changed = give_rollbacks_a_short_deadline(config, webhook.url)
         began = time.monotonic()
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=4)
         stories = [
@@ -347,7 +398,10 @@ def test_demo_closes_the_loop_and_stop_leaves_nothing(state_root, monkeypatch):
             raise ExceptionGroup("a story after the demo failed", failures)
         bad_run = stories[0].result()
         stories_done = time.monotonic()
-        a_rollback_runs_with_the_defaults_of_the_trigger_form(config)  # after the approval's run: it moves the champion
+        wait_until_parsed_since(config, "rollback_churn", spec_changed)
+        rollback = a_rollback_runs_with_the_defaults_of_the_trigger_form(config)  # after the approval's run: it moves the champion
+        print(f"the rollback's Deadline Alert: {the_deadline_alert_reached_the_webhook(webhook, rollback)}")
+        webhook.close()
         print(
             f"after the demo: bad day, approval, trigger-form defaults and a landing at once {stories_done - began:.0f} s; rollback {time.monotonic() - stories_done:.0f} s"
         )

@@ -96,6 +96,16 @@ class AirflowClient:
                 raise
             self._request("PATCH", f"/api/v2/pools/{urllib.parse.quote(name, safe='')}", body)
 
+    def ensure_connection(self, conn_id: str, **fields: Any) -> None:
+        """Create the connection, or replace its fields when it exists (``conn_type``, ``host``, ``port``, ``password``, ...)."""
+        body = {"connection_id": conn_id, **fields}
+        try:
+            self._request("POST", "/api/v2/connections", body)
+        except AirflowApiError as err:
+            if err.status != 409:
+                raise
+            self._request("PATCH", f"/api/v2/connections/{urllib.parse.quote(conn_id, safe='')}", body)
+
     def wait_for_task_state(self, dag_id: str, run_id: str, task_id: str, states: set[str], timeout: float = 600.0, poll: float = 2.0) -> str:
         """Poll one task instance until its state is one of ``states``; return that state."""
         deadline = time.monotonic() + timeout

@@ -57,6 +57,10 @@ def record_drift_history(hook: Any, run_id: str, check: DriftCheck, log: Any) ->
         log.warning("The drift history of run %s was not recorded (the decision does not need it): %s", run_id, err)
 
 
+def _started_by_a_landing(context: Context) -> bool:
+    return str(getattr(context.get("dag_run"), "run_type", "")) == "asset_triggered"
+
+
 class FeatureDriftSensor(FailFastTemplates, BaseSensorOperator):
     """
     Succeed, returning the drift summary, when the current window drifts from the champion's reference sample.
@@ -67,8 +71,10 @@ class FeatureDriftSensor(FailFastTemplates, BaseSensorOperator):
     them, the spec's effect floor and minimum sample size). The statistics run here, on the
     worker. Without drift the sensor defers to the triggerer until a newer partition lands
     (``NewPartitionTrigger`` lists folders, nothing more), then tests the window ending at
-    that partition. No drift by ``timeout``: the task ends skipped, not failed. With no
-    champion there is nothing to compare with, and it is skipped too.
+    that partition. No drift by ``timeout``: the task ends skipped, not failed. In a run a
+    partition landing started (the data asset's watcher) it checks once and, without drift,
+    ends skipped at once: the next landing starts the next run. With no champion there is
+    nothing to compare with, and it is skipped too.
 
     On drift the XCom is the summary (features, statistics, the window, the onset and the
     retrain run id); statsd gets ``mlops.drift.<model>.<feature>.ks_stat`` / ``.p_value``,
@@ -161,6 +167,12 @@ class FeatureDriftSensor(FailFastTemplates, BaseSensorOperator):
     # -- deferrable mode -------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
+        if _started_by_a_landing(context):
+            # The data asset's watcher starts the next run when the next partition lands: waiting here would only hold the DAG's one run.
+            result = self._announced(context, self.check(as_date(self.window_end, "window_end")))
+            if result is None:
+                raise AirflowSkipException("no drift in the window; the next partition that lands starts the next check")
+            return result
         if not self.deferrable:
             return super().execute(context)
         deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.timeout)
