@@ -208,8 +208,8 @@ def give_rollbacks_a_short_deadline(config, webhook_url: str) -> float:
     """
     import yaml
 
-    from mlops_airflow.constants import DEFAULT_ALERTS_CONN_ID
     from mlops_airflow.hooks.airflow_api import AirflowClient
+    from mlops_airflow.observability.alerts import DEFAULT_ALERTS_CONN_ID
 
     client = AirflowClient(config.airflow_url, "admin", config.admin_password())
     client.ensure_connection(DEFAULT_ALERTS_CONN_ID, conn_type="http", host=webhook_url)
