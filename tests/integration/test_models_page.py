@@ -46,9 +46,16 @@ def models(tmp_path, monkeypatch, mlflow_store):
     return version
 
 
-@pytest.fixture
-def app(airflow_db, models):
+@pytest.fixture(scope="module")
+def airflow_app(airflow_db):
+    """Airflow's API app, built once: the page reads the specs' folder and the stores on each request."""
     from airflow.api_fastapi.app import create_app
+
+    return create_app("core")
+
+
+@pytest.fixture
+def app(airflow_app, models):
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
     from airflow.utils.state import DagRunState
@@ -61,7 +68,7 @@ def app(airflow_db, models):
             session.add(
                 DagRun(dag_id=dag_id, run_id=f"manual__{dag_id}", run_type=DagRunType.MANUAL, state=DagRunState.SUCCESS, run_after=dt.datetime.now(dt.UTC))
             )
-    return TestClient(create_app("core"))
+    return TestClient(airflow_app)  # a client of its own: no cookie of another test
 
 
 def token(role: str | None, *, name: str = "alice", seconds: int = 600) -> str:
