@@ -63,14 +63,18 @@ def dags_of_every_spec(kind: str, build: Callable[..., DAG | None], doc_md: str 
     folder = load_spec_folder(specs_dir())
     dags = {}
     errors = list(folder.errors)
-    for spec in folder.specs:
-        try:
-            dag = build(spec, doc_md=doc_md)
-        except Exception as err:  # a spec the loader let through but the DAG refuses: still only this model's DAGs
-            errors.append(ModelSpecError(spec.source, "<dag>", f"{type(err).__name__}: {err}"))
-            continue
-        if dag is not None:
-            dags[dag.dag_id] = dag
+    _SHARED_WATCH.update(shared_watch_intervals(folder.specs))
+    try:
+        for spec in folder.specs:
+            try:
+                dag = build(spec, doc_md=doc_md)
+            except Exception as err:  # a spec the loader let through but the DAG refuses: still only this model's DAGs
+                errors.append(ModelSpecError(spec.source, "<dag>", f"{type(err).__name__}: {err}"))
+                continue
+            if dag is not None:
+                dags[dag.dag_id] = dag
+    finally:
+        _SHARED_WATCH.clear()  # a DAG built on its own (a test, a script) watches at its spec's own interval
     for error in errors:
         log.error("model spec refused, its DAGs only fail: %s", error)
         dag = invalid_spec_dag(kind, error, taken=set(dags))
@@ -426,19 +430,39 @@ def drift_monitor_schedule(spec: ModelSpec):
     return AssetOrTimeSchedule(timetable=cron, assets=watched) if cron is not None else [watched]
 
 
-def watched_data_asset(spec: ModelSpec) -> Asset:
-    """The data asset with its watcher (when the spec watches), the same in every DAG that names it.
+# data asset name -> the watch interval its models share; set by dags_of_every_spec from the whole folder while it builds.
+_SHARED_WATCH: dict[str, int] = {}
 
-    Airflow keeps the watchers of the last definition of an asset it collects from a DAG file, so
-    a task's inlet without the watcher would drop the schedule's.
+
+def shared_watch_intervals(specs) -> dict[str, int]:
+    """Per data asset, the shortest ``drift.watch_interval_seconds`` of the specs that read it (0: none of them watches)."""
+    shared: dict[str, int] = {}
+    for spec in specs:
+        name, seconds = data_asset(spec).name, spec.drift.watch_interval_seconds
+        if seconds and (name not in shared or not shared[name] or seconds < shared[name]):
+            shared[name] = seconds
+        shared.setdefault(name, 0)
+    return shared
+
+
+def watched_data_asset(spec: ModelSpec) -> Asset:
+    """The data asset with its watcher, the same in every DAG of every model that names it.
+
+    Airflow keeps the watchers of the last definition of an asset it collects from a DAG file: a
+    task's inlet without the watcher, or a second model on the same data with another interval,
+    would drop or replace the schedule's. So models that read the same data share one watcher,
+    at the shortest interval among them; a model that does not watch still names it, and its drift
+    monitor is simply not scheduled on it.
     """
-    if not spec.drift.watch_interval_seconds:
+    name = data_asset(spec).name
+    seconds = _SHARED_WATCH.get(name, spec.drift.watch_interval_seconds)
+    if not seconds:
         return data_asset(spec)
     from airflow.sdk import AssetWatcher
 
     from mlops_airflow.triggers.partitions import PartitionLandedTrigger
 
-    trigger = PartitionLandedTrigger(base_uri=spec.data.uri, poll_interval=spec.drift.watch_interval_seconds)
+    trigger = PartitionLandedTrigger(base_uri=name, poll_interval=seconds)
     return data_asset(spec, watchers=[AssetWatcher(name="partition_landed", trigger=trigger)])
 
 

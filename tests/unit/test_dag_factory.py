@@ -155,3 +155,27 @@ def test_the_drift_monitor_starts_on_its_cron_and_when_a_partition_lands(cron, w
             if watch
             else []
         )
+
+
+def test_models_on_one_data_uri_share_one_watcher_at_the_shortest_interval(monkeypatch, tmp_path):
+    """Airflow keeps one definition's watchers: two specs on the same data must not give the asset two."""
+    import yaml
+    from helpers import churn_spec_raw, free_port
+
+    from mlops_airflow import dag_factory
+
+    for name, seconds in (("churn", 30), ("upsell", 5), ("quiet", 0)):
+        raw = churn_spec_raw()
+        raw["name"] = name
+        raw["drift"]["watch_interval_seconds"] = seconds
+        raw["serving"]["local"] = {"live_port": free_port(), "blue_port": free_port(), "green_port": free_port()}
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("MLOPS_SPECS_DIR", str(tmp_path))
+    monkeypatch.setattr(dag_factory, "_SHARED_WATCH", {})
+    dags = dag_factory.dags_of_every_spec("drift_monitor", dag_factory.build_drift_monitor_dag)
+    intervals = {
+        dag_id: sorted({w.trigger.poll_interval for task in dag.tasks for asset in task.inlets for w in getattr(asset, "watchers", [])})
+        for dag_id, dag in dags.items()
+    }
+    assert intervals == {"drift_monitor_churn": [5], "drift_monitor_upsell": [5], "drift_monitor_quiet": [5]}
+    assert dags["drift_monitor_quiet"].timetable.__class__.__name__ == "CronDataIntervalTimetable"  # it names the asset; it is not scheduled on it
