@@ -108,4 +108,18 @@ def mlflow_ui_url(tracking_uri: str) -> str | None:
     explicit = os.environ.get(MLFLOW_UI_URL_ENV, "").strip()
     if explicit:
         return explicit.rstrip("/")
-    return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else None
+    if not tracking_uri.startswith(("http://", "https://")):
+        return None
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(tracking_uri.rstrip("/"))
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))  # never a password in a link
+
+
+MODELS_PAGE_MLFLOW_CONN_ENV = "MLOPS_MODELS_PAGE_MLFLOW_CONN_ID"
+MODELS_PAGE_MLFLOW_HTTP = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
+
+
+def models_page_mlflow_conn_id() -> str | None:
+    """The MLflow connection the Models page reads with, ``MLOPS_MODELS_PAGE_MLFLOW_CONN_ID`` (a read-only user's, ideally); ``None``: the pipeline's."""
+    return os.environ.get(MODELS_PAGE_MLFLOW_CONN_ENV, "").strip() or None

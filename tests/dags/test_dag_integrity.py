@@ -166,6 +166,7 @@ def test_drift_monitor_waits_deferred_and_triggers_one_retrain_per_window(dagbag
         assert isinstance(detect, FeatureDriftSensor)
         assert detect.deferrable
         assert detect.timeout == spec.drift.timeout_minutes * 60
+        assert detect.wait_for_new_partitions is (spec.drift.watch_interval_seconds == 0)  # watched data: each landing starts a run
         trigger = dag.get_task("trigger_retrain")
         assert isinstance(trigger, TriggerDagRunOperator)
         assert (trigger.trigger_dag_id, trigger.skip_when_already_exists, trigger.wait_for_completion) == (f"retrain_{spec.name}", True, False)

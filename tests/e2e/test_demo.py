@@ -161,11 +161,11 @@ def the_landing_started_the_drift_monitor(client, day, landed, known: set[str]) 
     return (dt.datetime.fromisoformat(detect["end_date"]) - landed).total_seconds()
 
 
-def the_models_page_in_a_browser(config) -> Path:
+def the_models_page_in_a_browser(config, newest_run: str) -> Path:
     """Airflow's UI in headless Chromium, logged in as a person is (the session cookie), opens Browse > Models.
 
     The page in the UI's frame shows churn's champion, the live URL, the drift history and the
-    runs. Returns the screenshot kept for people to look at.
+    runs, ``newest_run`` among them. Returns the screenshot kept for people to look at.
     """
     from browser import HeadlessChromium
 
@@ -186,7 +186,7 @@ def the_models_page_in_a_browser(config) -> Path:
         browser.screenshot(screenshot)
     assert f"champion: v{champion}" in shown, shown
     assert f"http://127.0.0.1:{live_port}" in shown
-    assert "asset_triggered" in shown  # the runs table: the run the landing started
+    assert newest_run in shown  # the runs table, newest first
     assert "registry:" not in shown, shown  # no part failed
     assert "serving:" not in shown, shown
     assert lines >= 2, "the drift history draws a line per feature"
@@ -209,7 +209,9 @@ def give_rollbacks_a_short_deadline(config, webhook_url: str) -> float:
     raw = yaml.safe_load(path.read_text())
     raw["schedules"]["rollback_deadline_minutes"] = 0.1
     changed = time.time()
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    staged = path.with_suffix(".yaml.new")  # the stack's tasks read the spec: they see the old file or the new one, whole
+    staged.write_text(yaml.safe_dump(raw, sort_keys=False))
+    staged.replace(path)
     return changed
 
 
@@ -400,7 +402,7 @@ def test_demo_closes_the_loop_and_stop_leaves_nothing(state_root, monkeypatch):
         if chromium_binary() is None:
             browser_missing()
         else:
-            print(f"the Models page in Chromium: {the_models_page_in_a_browser(config)}")
+            print(f"the Models page in Chromium: {the_models_page_in_a_browser(config, rollback)}")
         # The first-try check again, over the bad-data day, the approval and the runs with defaults: only the bad day's run failed, and the check sees it.
         failed = failed_tries(
             AirflowClient(config.airflow_url, "admin", config.admin_password()),

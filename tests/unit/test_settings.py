@@ -103,3 +103,22 @@ class TestServing:
         assert settings.serving_state_dir() == tmp_path
         monkeypatch.setenv("MLOPS_SERVING_STATE_DIR", "")
         assert settings.serving_state_dir() == Path("/tmp/mlops-airflow/serving")
+
+
+@pytest.mark.parametrize(
+    ("tracking_uri", "explicit", "expected"),
+    [
+        pytest.param("http://mlflow:5000/", None, "http://mlflow:5000", id="the tracking server"),
+        pytest.param("https://pipeline:s3cret@mlflow.example", None, "https://mlflow.example", id="never a password in a link"),
+        pytest.param("sqlite:///mlflow.db", None, None, id="a database store has no UI"),
+        pytest.param("http://mlflow.internal:5000", "https://mlflow.example.com/", "https://mlflow.example.com", id="the address people use"),
+    ],
+)
+def test_the_mlflow_ui_address(monkeypatch, tracking_uri, explicit, expected):
+    from mlops_airflow.settings import MLFLOW_UI_URL_ENV, mlflow_ui_url
+
+    if explicit:
+        monkeypatch.setenv(MLFLOW_UI_URL_ENV, explicit)
+    else:
+        monkeypatch.delenv(MLFLOW_UI_URL_ENV, raising=False)
+    assert mlflow_ui_url(tracking_uri) == expected

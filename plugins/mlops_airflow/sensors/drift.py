@@ -57,10 +57,6 @@ def record_drift_history(hook: Any, run_id: str, check: DriftCheck, log: Any) ->
         log.warning("The drift history of run %s was not recorded (the decision does not need it): %s", run_id, err)
 
 
-def _started_by_a_landing(context: Context) -> bool:
-    return str(getattr(context.get("dag_run"), "run_type", "")) == "asset_triggered"
-
-
 class FeatureDriftSensor(FailFastTemplates, BaseSensorOperator):
     """
     Succeed, returning the drift summary, when the current window drifts from the champion's reference sample.
@@ -71,10 +67,10 @@ class FeatureDriftSensor(FailFastTemplates, BaseSensorOperator):
     them, the spec's effect floor and minimum sample size). The statistics run here, on the
     worker. Without drift the sensor defers to the triggerer until a newer partition lands
     (``NewPartitionTrigger`` lists folders, nothing more), then tests the window ending at
-    that partition. No drift by ``timeout``: the task ends skipped, not failed. In a run a
-    partition landing started (the data asset's watcher) it checks once and, without drift,
-    ends skipped at once: the next landing starts the next run. With no champion there is
-    nothing to compare with, and it is skipped too.
+    that partition. No drift by ``timeout``: the task ends skipped, not failed. With
+    ``wait_for_new_partitions=False`` (a spec whose data asset is watched) it checks once and,
+    without drift, ends skipped at once: the watcher starts the next run when the next
+    partition lands. With no champion there is nothing to compare with, and it is skipped too.
 
     On drift the XCom is the summary (features, statistics, the window, the onset and the
     retrain run id); statsd gets ``mlops.drift.<model>.<feature>.ks_stat`` / ``.p_value``,
@@ -87,6 +83,7 @@ class FeatureDriftSensor(FailFastTemplates, BaseSensorOperator):
     :param data_conn_id: connection for the object store, if it needs one.
     :param deferrable: wait on the triggerer (the default) rather than in poke/reschedule mode.
     :param check_interval: how often the triggerer lists the data for a new partition.
+    :param wait_for_new_partitions: without drift, wait for a newer partition (until ``timeout``); ``False``: check once.
     """
 
     template_fields: Sequence[str] = ("window_end",)
@@ -100,6 +97,7 @@ class FeatureDriftSensor(FailFastTemplates, BaseSensorOperator):
         data_conn_id: str | None = None,
         deferrable: bool = True,
         check_interval: dt.timedelta = dt.timedelta(minutes=15),
+        wait_for_new_partitions: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -109,6 +107,7 @@ class FeatureDriftSensor(FailFastTemplates, BaseSensorOperator):
         self.data_conn_id = data_conn_id
         self.deferrable = deferrable
         self.check_interval = check_interval
+        self.wait_for_new_partitions = wait_for_new_partitions
 
     # -- one check -----------------------------------------------------------------------------
 
@@ -167,7 +166,7 @@ class FeatureDriftSensor(FailFastTemplates, BaseSensorOperator):
     # -- deferrable mode -------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
-        if _started_by_a_landing(context):
+        if not self.wait_for_new_partitions:
             # The data asset's watcher starts the next run when the next partition lands: waiting here would only hold the DAG's one run.
             result = self._announced(context, self.check(as_date(self.window_end, "window_end")))
             if result is None:

@@ -42,6 +42,9 @@ def partition_days(base_uri: str, conn_id: str | None = None, *, known: frozense
     from airflow.sdk import ObjectStoragePath
 
     root = ObjectStoragePath(base_uri, conn_id=conn_id)
+    invalidate = getattr(root.fs, "invalidate_cache", None)
+    if invalidate is not None:  # object stores cache listings for the life of the process: the triggerer's is long
+        invalidate(root.path)
     if not root.is_dir():
         return set()
     days = set()
@@ -65,7 +68,7 @@ class PartitionLandedTrigger(BaseEventTrigger):
     see :func:`mlops_airflow.core.partitions.write_partition`). The first listing after the
     triggerer starts this trigger is the baseline and fires nothing; partitions that land while
     no triggerer runs are left to the DAG's schedule. A day that lands late (older than the
-    newest) fires too. Event: ``{"status": "partitions_landed", "days": [...], "newest": ...}``.
+    newest) fires too; a day fires once, so one moved aside and put back does not fire again. Event: ``{"status": "partitions_landed", "days": [...], "newest": ...}``.
 
     :param base_uri: the data URI whose partitions are watched.
     :param poll_interval: seconds between listings.
@@ -89,14 +92,15 @@ class PartitionLandedTrigger(BaseEventTrigger):
         while True:
             try:
                 days = frozenset(await asyncio.to_thread(partition_days, self.base_uri, self.conn_id, known=seen or frozenset()))
-            except OSError as err:  # the store is unreachable for now: the next listing tries again
-                self.log.warning("Listing %s failed: %s", self.base_uri, err)
+            except Exception as err:  # the store's client failed (unreachable, credentials): a dead watcher would lose every landing
+                self.log.warning("Listing %s failed, trying again in %.0f s: %s", self.base_uri, self.poll_interval, err)
             else:
                 landed = sorted(days - seen) if seen is not None else []
                 if landed:
                     self.log.info("Partitions landed under %s: %s", self.base_uri, ", ".join(d.isoformat() for d in landed))
                     yield TriggerEvent({"status": "partitions_landed", "days": [d.isoformat() for d in landed], "newest": max(days).isoformat()})
-                seen = days
+                # Days once seen stay seen: a listing that briefly misses them (or a day moved aside and put back) is no landing.
+                seen = days if seen is None else seen | days
             await asyncio.sleep(self.poll_interval)
 
 

@@ -7,6 +7,7 @@ read on each request: the page shows the registry and serving as they are now.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -57,12 +58,16 @@ def model_overviews(user: Any) -> tuple[list[Any], list[str]]:
 
 
 def live_sources():
-    """The registry through the ``mlflow_default`` connection, each spec's serving backend, Airflow's metadata database."""
+    """The registry through the page's MLflow connection (:func:`~mlops_airflow.settings.models_page_mlflow_conn_id`), each spec's serving backend, Airflow's metadata database."""
     from mlops_airflow import settings
+    from mlops_airflow.constants import DEFAULT_MLFLOW_CONN_ID
     from mlops_airflow.hooks.mlflow import MlflowHook
     from mlops_airflow.ui.overview import Sources
 
-    hook = MlflowHook()
+    # The API server serves Airflow too: a slow or absent MLflow costs a page seconds, not minutes of retries.
+    for name, value in settings.MODELS_PAGE_MLFLOW_HTTP.items():
+        os.environ.setdefault(name, value)
+    hook = MlflowHook(mlflow_conn_id=settings.models_page_mlflow_conn_id() or DEFAULT_MLFLOW_CONN_ID)
 
     def serving_status(spec):
         from mlops_airflow.serving.factory import serving_backend

@@ -97,12 +97,10 @@ def test_poke_mode_uses_the_same_check(tmp_path, mlflow_store):
     assert result.xcom_value["onset"] == str(DRIFT_START)
 
 
-def test_a_run_a_landing_started_checks_once_and_does_not_wait(tmp_path, mlflow_store):
+def test_with_a_watched_data_asset_it_checks_once_and_does_not_wait(tmp_path, mlflow_store):
     """The watcher starts the next run when the next partition lands: waiting would only hold the DAG's one active run."""
     write_drift_data(tmp_path / "data", drifted=False)
     register_champion_with_reference(mlflow_store)
-    task = sensor(write_drift_spec(tmp_path, tmp_path / "data", window_days=2))
-    context = task_context(run_id="asset_triggered__2026-03-01T00:00:00+00:00_x")
-    context["dag_run"].run_type = "asset_triggered"
+    task = sensor(write_drift_spec(tmp_path, tmp_path / "data", window_days=2), wait_for_new_partitions=False)
     with pytest.raises(AirflowSkipException, match="the next partition that lands starts the next check"):
-        task.execute(context)
+        task.execute(task_context())

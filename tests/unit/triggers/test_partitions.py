@@ -107,6 +107,25 @@ class TestPartitionLandedTrigger:
         assert sorted(day for event in later for day in event["days"]) == ["2026-02-20", "2026-03-03"]  # each once
         assert later[-1]["newest"] == "2026-03-03"
 
+    def test_a_day_moved_aside_and_put_back_or_missed_by_one_listing_does_not_fire(self, tmp_path):
+        base = tmp_path.as_uri()
+        _write(base, dt.date(2026, 3, 1))
+
+        async def scenario():
+            stream = PartitionLandedTrigger(base_uri=base, poll_interval=0.05).run()
+            pending = asyncio.ensure_future(stream.__anext__())
+            await asyncio.sleep(0.2)
+            (tmp_path / "dt=2026-03-01").rename(tmp_path / "aside")
+            await asyncio.sleep(0.2)  # listings without it: an empty store
+            (tmp_path / "aside").rename(tmp_path / "dt=2026-03-01")
+            await asyncio.sleep(0.2)
+            _write(base, dt.date(2026, 3, 2))
+            event = await asyncio.wait_for(pending, 10)
+            await stream.aclose()
+            return event.payload
+
+        assert asyncio.run(scenario())["days"] == ["2026-03-02"]
+
     def test_a_listing_that_fails_is_retried_at_the_next_interval(self, tmp_path, monkeypatch):
         from mlops_airflow.triggers import partitions
 
@@ -117,7 +136,7 @@ class TestPartitionLandedTrigger:
         def flaky(*args, **kwargs):
             calls["n"] += 1
             if calls["n"] == 2:
-                raise OSError("the store did not answer")
+                raise RuntimeError("the store's client failed: NoCredentialsError")
             return real(*args, **kwargs)
 
         monkeypatch.setattr(partitions, "partition_days", flaky)
