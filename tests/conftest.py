@@ -272,7 +272,16 @@ def _task_code_never_touches_the_metadata_db(request):
 
 
 _MLFLOW_SESSION_ENV = {
-    key: os.environ.get(key) for key in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    key: os.environ.get(key)
+    for key in (
+        "MLFLOW_EXPERIMENT_ID",
+        "MLFLOW_EXPERIMENT_NAME",
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+        # the Models page sets these in its (API server's) process: here, the test worker's
+        "MLFLOW_HTTP_REQUEST_TIMEOUT",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    )
 }
 
 
